@@ -1,0 +1,417 @@
+// Stack config: types, defaults and validation. Pure: takes the raw key/value map Pulumi holds for
+// the project and returns one typed object, or throws with every problem listed at once.
+import { z } from "zod";
+import { cidrContains, cidrsOverlap, isDnsName, isHostnameLabel, parseCidr, parseIPv4 } from "./net";
+import {
+  ADDON_DEFAULTS,
+  DEFAULT_IMAGE_FACTORY_HOST,
+  DEFAULT_KUBERNETES_VERSION,
+  DEFAULT_TALOS_VERSION,
+  KUBERNETES_SUPPORT,
+  OFFICIAL_EXTENSIONS,
+} from "./versions";
+
+/** Config namespace: the project name in Pulumi.yaml. */
+export const PROJECT = "talos-cluster";
+
+const TALOS_VERSION = /^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$/;
+const KUBERNETES_VERSION = /^v?(\d+)\.(\d+)\.(\d+)$/;
+const CHART_VERSION = /^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/;
+// Kubernetes label keys: optional DNS prefix, then a name of up to 63 characters.
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+const patch = z.record(z.string(), z.unknown(), {
+  error: "must be a machine-config patch object (a YAML/JSON mapping)",
+});
+
+const ipv4 = z.string().refine((s) => parseIPv4(s) !== undefined, {
+  error: (issue) => `${JSON.stringify(issue.input)} is not an IPv4 address`,
+});
+const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
+  error: (issue) => `${JSON.stringify(issue.input)} is not an IPv4 CIDR with zero host bits (e.g. 10.244.0.0/16)`,
+});
+
+const taintSchema = z.strictObject({
+  key: z.string().regex(LABEL_KEY, { error: "is not a valid Kubernetes taint key" }),
+  value: z.string().regex(LABEL_VALUE, { error: "is not a valid Kubernetes taint value" }).optional(),
+  effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"], {
+    error: "must be one of NoSchedule, PreferNoSchedule, NoExecute",
+  }),
+});
+
+const diskSelectorSchema = z
+  .strictObject({
+    size: z.string().optional(),
+    model: z.string().optional(),
+    serial: z.string().optional(),
+    wwid: z.string().optional(),
+    type: z.enum(["ssd", "hdd", "nvme", "sd"]).optional(),
+    busPath: z.string().optional(),
+  })
+  .refine((s) => Object.keys(s).length > 0, { error: "must set at least one of size, model, serial, wwid, type, busPath" });
+
+const nodeSchema = z.strictObject({
+  name: z.string({ error: "is required: the node's hostname" }).refine(isHostnameLabel, {
+    error: (issue) => `${JSON.stringify(issue.input)} is not a valid hostname (lower-case letters, digits and '-', at most 63)`,
+  }),
+  address: ipv4,
+  role: z.enum(["controlplane", "worker"], { error: 'must be "controlplane" or "worker"' }),
+  installDisk: z
+    .string()
+    .regex(/^\/dev\/[A-Za-z0-9/_.-]+$/, { error: "must be a device path such as /dev/sda or /dev/nvme0n1" })
+    .optional(),
+  installDiskSelector: diskSelectorSchema.optional(),
+  labels: z
+    .record(
+      z.string().regex(LABEL_KEY, { error: "is not a valid Kubernetes label key" }),
+      z.string().regex(LABEL_VALUE, { error: "is not a valid Kubernetes label value" }),
+    )
+    .default({}),
+  taints: z.array(taintSchema).default([]),
+  patches: z.array(patch).default([]),
+});
+
+const addonSchema = (defaults: { version: string; repository: string }) =>
+  z
+    .strictObject({
+      enabled: z.boolean({ error: "must be true or false" }).default(true),
+      version: z.string().regex(CHART_VERSION, { error: "must be a chart version such as 1.2.3" }).default(defaults.version),
+      repository: z
+        .string()
+        .regex(/^(https?|oci):\/\/\S+$/, { error: "must be an http(s):// or oci:// chart repository URL" })
+        .default(defaults.repository),
+    })
+    .default({ enabled: true, version: defaults.version, repository: defaults.repository });
+
+const networkDefaults = { podSubnets: ["10.244.0.0/16"], serviceSubnets: ["10.96.0.0/12"] };
+
+const stackSchema = z.strictObject({
+  clusterName: z
+    .string({ error: "is required: a name for the cluster, e.g. prod-eu1" })
+    .refine(isHostnameLabel, { error: "must be lower-case letters, digits and '-', at most 63 characters" }),
+  endpoint: z.string({
+    error: "is required: the Kubernetes API address (a VIP, load balancer or DNS name), e.g. 10.0.0.10 or https://k8s.example.com:6443",
+  }),
+  talosVersion: z
+    .string()
+    .regex(TALOS_VERSION, { error: "must be a Talos release such as v1.11.5" })
+    .default(DEFAULT_TALOS_VERSION),
+  kubernetesVersion: z
+    .string()
+    .regex(KUBERNETES_VERSION, { error: "must be a Kubernetes release such as 1.34.1" })
+    .default(DEFAULT_KUBERNETES_VERSION),
+  imageFactoryHost: z
+    .string()
+    .refine((h) => isDnsName(h.replace(/:\d+$/, "")) || parseIPv4(h.replace(/:\d+$/, "")) !== undefined, {
+      error: "must be a host name (optionally with :port) of an Image Factory, e.g. factory.talos.dev",
+    })
+    .default(DEFAULT_IMAGE_FACTORY_HOST),
+  extensions: z.array(z.string()).default([]),
+  nodes: z.array(nodeSchema, { error: "is required: a list of nodes, each with name, address and role" }),
+  patches: z
+    .strictObject({
+      all: z.array(patch).default([]),
+      controlplane: z.array(patch).default([]),
+      worker: z.array(patch).default([]),
+    })
+    .default({ all: [], controlplane: [], worker: [] }),
+  network: z
+    .strictObject({
+      podSubnets: z.array(cidr).min(1).default(networkDefaults.podSubnets),
+      serviceSubnets: z.array(cidr).min(1).default(networkDefaults.serviceSubnets),
+      nodeSubnet: cidr.optional(),
+      vip: z
+        .strictObject({
+          address: ipv4,
+          interface: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, { error: "must be an interface name such as eth0" }).default("eth0"),
+        })
+        .optional(),
+    })
+    .default(networkDefaults),
+  addons: z
+    .strictObject({
+      cilium: addonSchema(ADDON_DEFAULTS.cilium),
+      kubeletServingCertApprover: addonSchema(ADDON_DEFAULTS.kubeletServingCertApprover),
+      metricsServer: addonSchema(ADDON_DEFAULTS.metricsServer),
+    })
+    .default({
+      cilium: { enabled: true, ...ADDON_DEFAULTS.cilium },
+      kubeletServingCertApprover: { enabled: true, ...ADDON_DEFAULTS.kubeletServingCertApprover },
+      metricsServer: { enabled: true, ...ADDON_DEFAULTS.metricsServer },
+    }),
+});
+
+type StackInput = z.output<typeof stackSchema>;
+export type NodeConfig = z.output<typeof nodeSchema>;
+export type Role = NodeConfig["role"];
+export type AddonConfig = StackInput["addons"]["cilium"];
+export type Patch = Record<string, unknown>;
+
+/** The validated stack: what every component takes. */
+export interface ClusterConfig extends Omit<StackInput, "endpoint" | "extensions"> {
+  /** Kubernetes API URL, normalised to https://host:port. */
+  endpoint: string;
+  /** Host part of the endpoint, for certificate SANs. */
+  endpointHost: string;
+  /** Extra official extensions as given (intel-ucode is added by the image component regardless). */
+  extensions: string[];
+  controlPlanes: NodeConfig[];
+  workers: NodeConfig[];
+}
+
+export interface ParsedConfig {
+  config: ClusterConfig;
+  /** Problems that do not stop a deployment but deserve a look (e.g. an even etcd member count). */
+  warnings: string[];
+}
+
+/** Thrown with every problem in the stack config; its message lists them one per line. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `The stack config has ${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was created or changed:\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+function keyPath(path: readonly PropertyKey[]): string {
+  let out = PROJECT;
+  path.forEach((seg, i) => {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else out += i === 0 ? `:${String(seg)}` : `.${String(seg)}`;
+  });
+  return out;
+}
+
+/**
+ * Pulumi hands every config value to the program as a string; structured values (lists, maps)
+ * arrive as JSON text. Keys come as "project:key".
+ */
+export function configFromPulumi(all: Record<string, string>): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  const prefix = `${PROJECT}:`;
+  for (const [fullKey, value] of Object.entries(all)) {
+    if (!fullKey.startsWith(prefix)) continue;
+    const key = fullKey.slice(prefix.length);
+    raw[key] = parseMaybeJson(value);
+  }
+  return raw;
+}
+
+function parseMaybeJson(value: string): unknown {
+  const trimmed = value.trim();
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
+    try {
+      return JSON.parse(trimmed);
+    } catch {
+      return value;
+    }
+  }
+  if (trimmed === "true" || trimmed === "false") return trimmed === "true";
+  return value;
+}
+
+/** Validates the raw stack config; throws ConfigError listing every problem at once. */
+export function parseConfig(raw: Record<string, unknown>): ParsedConfig {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const result = stackSchema.safeParse(raw);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      if (issue.code === "unrecognized_keys") {
+        for (const key of issue.keys) {
+          problems.push(`${keyPath([...issue.path, key])}: unknown key; check its spelling against the README's config table`);
+        }
+      } else {
+        problems.push(`${keyPath(issue.path)}: ${issue.message}`);
+      }
+    }
+  }
+  // Cross-field rules run on whatever parts are well-formed, so one run reports everything.
+  crossChecks(raw, problems, warnings);
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+
+  const input = result.data;
+  const endpoint = normaliseEndpoint(input.endpoint);
+  // crossChecks already refused a malformed endpoint; this only narrows the type.
+  if (endpoint === undefined) throw new ConfigError([`${PROJECT}:endpoint: ${JSON.stringify(input.endpoint)} is not a valid endpoint`]);
+  return {
+    config: {
+      ...input,
+      endpoint: endpoint.url,
+      endpointHost: endpoint.host,
+      extensions: input.extensions,
+      controlPlanes: input.nodes.filter((n) => n.role === "controlplane"),
+      workers: input.nodes.filter((n) => n.role === "worker"),
+    },
+    warnings,
+  };
+}
+
+/** Accepts `host`, `host:port` or `https://host[:port]`; the API server port defaults to 6443. */
+export function normaliseEndpoint(text: string): { url: string; host: string } | undefined {
+  const m = /^(?:https:\/\/)?([^/:\s]+)(?::(\d{1,5}))?\/?$/.exec(text.trim());
+  if (!m || m[1] === undefined) return undefined;
+  const host = m[1];
+  const port = m[2] === undefined ? 6443 : Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  if (parseIPv4(host) === undefined && (/^[\d.]+$/.test(host) || !isDnsName(host))) return undefined;
+  return { url: `https://${host}:${port}`, host };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+function crossChecks(raw: Record<string, unknown>, problems: string[], warnings: string[]): void {
+  const endpoint = str(raw.endpoint);
+  if (endpoint !== undefined && normaliseEndpoint(endpoint) === undefined) {
+    problems.push(
+      `${PROJECT}:endpoint: ${JSON.stringify(endpoint)} is not a host, host:port or https://host:port (e.g. 10.0.0.10 or https://k8s.example.com:6443)`,
+    );
+  }
+
+  checkVersions(str(raw.talosVersion) ?? DEFAULT_TALOS_VERSION, str(raw.kubernetesVersion) ?? DEFAULT_KUBERNETES_VERSION, problems);
+
+  if (Array.isArray(raw.extensions)) {
+    const official = new Set(OFFICIAL_EXTENSIONS);
+    raw.extensions.forEach((ext, i) => {
+      if (typeof ext !== "string") {
+        problems.push(`${PROJECT}:extensions[${i}]: must be an extension name such as siderolabs/iscsi-tools`);
+      } else if (!official.has(ext)) {
+        const hint = official.has(`siderolabs/${ext}`) ? ` (did you mean siderolabs/${ext}?)` : "";
+        problems.push(
+          `${PROJECT}:extensions[${i}]: ${JSON.stringify(ext)} is not an official Image Factory extension${hint}; see components/versions.ts for the list`,
+        );
+      }
+    });
+  }
+
+  const nodes = Array.isArray(raw.nodes) ? raw.nodes : [];
+  if (raw.nodes !== undefined && !Array.isArray(raw.nodes)) return;
+  const byName = new Map<string, number>();
+  const byAddress = new Map<string, number>();
+  const addresses: { index: number; value: number; text: string }[] = [];
+  let controlPlanes = 0;
+  nodes.forEach((node, i) => {
+    if (!isRecord(node)) {
+      problems.push(`${PROJECT}:nodes[${i}]: must be an object with name, address and role`);
+      return;
+    }
+    const name = str(node.name);
+    if (name !== undefined) {
+      const first = byName.get(name);
+      if (first !== undefined) {
+        problems.push(`${PROJECT}:nodes[${i}].name: ${JSON.stringify(name)} is already used by nodes[${first}]; node names must be unique`);
+      } else byName.set(name, i);
+    }
+    const address = str(node.address);
+    const parsed = address === undefined ? undefined : parseIPv4(address);
+    if (address !== undefined && parsed !== undefined) {
+      const first = byAddress.get(address);
+      if (first !== undefined) {
+        problems.push(`${PROJECT}:nodes[${i}].address: ${address} is already used by nodes[${first}]; each node needs its own address`);
+      } else byAddress.set(address, i);
+      addresses.push({ index: i, value: parsed, text: address });
+    }
+    if (node.role === "controlplane") controlPlanes++;
+    if (node.installDisk !== undefined && node.installDiskSelector !== undefined) {
+      problems.push(`${PROJECT}:nodes[${i}]: set either installDisk or installDiskSelector, not both`);
+    }
+  });
+  if (Array.isArray(raw.nodes)) {
+    if (controlPlanes === 0) {
+      problems.push(`${PROJECT}:nodes: no node has role "controlplane"; a cluster needs at least one (three for HA)`);
+    } else if (controlPlanes % 2 === 0) {
+      warnings.push(
+        `${PROJECT}:nodes: ${controlPlanes} control planes is an even etcd member count: it tolerates no more failures than ${controlPlanes - 1}; use an odd number`,
+      );
+    }
+  }
+
+  checkNetwork(raw.network, addresses, endpoint, problems);
+}
+
+function checkVersions(talos: string, kubernetes: string, problems: string[]): void {
+  const t = TALOS_VERSION.exec(talos);
+  const k = KUBERNETES_VERSION.exec(kubernetes);
+  if (!t || !k) return;
+  const talosMinor = `${t[1]}.${t[2]}`;
+  const support = KUBERNETES_SUPPORT[talosMinor];
+  if (support === undefined) {
+    problems.push(
+      `${PROJECT}:talosVersion: Talos ${talosMinor} is not in the support table (${Object.keys(KUBERNETES_SUPPORT).join(", ")}); add its row to components/versions.ts after checking its release notes`,
+    );
+    return;
+  }
+  const minor = (v: string) => Number(v.split(".")[1]);
+  const kMinor = Number(k[2]);
+  if (Number(k[1]) !== 1 || kMinor < minor(support.min) || kMinor > minor(support.max)) {
+    problems.push(
+      `${PROJECT}:kubernetesVersion: Kubernetes ${kubernetes} is not supported by Talos ${talos}; it supports ${support.min} to ${support.max}`,
+    );
+  }
+}
+
+function checkNetwork(
+  network: unknown,
+  addresses: { index: number; value: number; text: string }[],
+  endpoint: string | undefined,
+  problems: string[],
+): void {
+  const net = isRecord(network) ? network : {};
+  const named = (key: string, fallback: string[]): { key: string; cidr: NonNullable<ReturnType<typeof parseCidr>> }[] => {
+    const list = Array.isArray(net[key]) ? (net[key] as unknown[]) : fallback;
+    return list.flatMap((v, i) => {
+      const c = typeof v === "string" ? parseCidr(v) : undefined;
+      return c ? [{ key: `${PROJECT}:network.${key}[${i}]`, cidr: c }] : [];
+    });
+  };
+  const pods = named("podSubnets", networkDefaults.podSubnets);
+  const services = named("serviceSubnets", networkDefaults.serviceSubnets);
+  const nodeSubnetText = str(net.nodeSubnet);
+  const nodeSubnet = nodeSubnetText === undefined ? undefined : parseCidr(nodeSubnetText);
+
+  for (const p of pods) {
+    for (const s of services) {
+      if (cidrsOverlap(p.cidr, s.cidr)) problems.push(`${s.key}: overlaps ${p.key}; pod and service ranges must be disjoint`);
+    }
+  }
+  if (nodeSubnet) {
+    for (const r of [...pods, ...services]) {
+      if (cidrsOverlap(r.cidr, nodeSubnet)) problems.push(`${r.key}: overlaps ${PROJECT}:network.nodeSubnet; pick a range the nodes do not use`);
+    }
+    for (const a of addresses) {
+      if (!cidrContains(nodeSubnet, a.value)) {
+        problems.push(`${PROJECT}:nodes[${a.index}].address: ${a.text} is outside network.nodeSubnet ${nodeSubnetText}`);
+      }
+    }
+  }
+
+  const vip = isRecord(net.vip) ? net.vip : undefined;
+  const vipText = vip ? str(vip.address) : undefined;
+  const vipAddress = vipText === undefined ? undefined : parseIPv4(vipText);
+  if (vipText === undefined || vipAddress === undefined) return;
+  if (!nodeSubnet) {
+    problems.push(
+      `${PROJECT}:network.nodeSubnet: is required when network.vip is set, so the VIP can be checked against the nodes' subnet (e.g. 10.0.0.0/24)`,
+    );
+  } else if (!cidrContains(nodeSubnet, vipAddress)) {
+    problems.push(`${PROJECT}:network.vip.address: ${vipText} is outside the nodes' subnet ${nodeSubnetText}; a Talos VIP must share the control planes' L2 network`);
+  }
+  const clash = addresses.find((a) => a.value === vipAddress);
+  if (clash) {
+    problems.push(`${PROJECT}:network.vip.address: ${vipText} is also nodes[${clash.index}].address; the VIP must be a free address`);
+  }
+  const endpointHost = endpoint === undefined ? undefined : normaliseEndpoint(endpoint)?.host;
+  if (endpointHost !== undefined && parseIPv4(endpointHost) !== undefined && endpointHost !== vipText) {
+    problems.push(`${PROJECT}:endpoint: ${endpoint} differs from network.vip.address ${vipText}; with a VIP the endpoint should be the VIP`);
+  }
+}

@@ -1,0 +1,43 @@
+// Names of resources and images, derived from the component name so two clusters in one stack
+// never collide and renaming a node shows up as a visible replacement.
+import { REQUIRED_EXTENSION } from "./versions";
+
+export const resourceNames = {
+  schematic: (cluster: string) => `${cluster}-schematic`,
+  secrets: (cluster: string) => `${cluster}-secrets`,
+  configApply: (cluster: string, node: string) => `${cluster}-${node}`,
+  bootstrap: (cluster: string) => `${cluster}-bootstrap`,
+  kubeconfig: (cluster: string) => `${cluster}-kubeconfig`,
+  k8sProvider: (cluster: string) => `${cluster}-k8s`,
+  addon: (cluster: string, addon: string) => `${cluster}-${addon}`,
+};
+
+/**
+ * The official extensions a schematic holds: intel-ucode always, plus the stack's extras, sorted
+ * and de-duplicated. The factory hashes the schematic text, so order must not leak into the id.
+ */
+export function schematicExtensions(extra: readonly string[]): string[] {
+  return [...new Set([REQUIRED_EXTENSION, ...extra])].sort();
+}
+
+/** The schematic document the Image Factory receives. */
+export function schematicDocument(extra: readonly string[]): {
+  customization: { systemExtensions: { officialExtensions: string[] } };
+} {
+  return { customization: { systemExtensions: { officialExtensions: schematicExtensions(extra) } } };
+}
+
+/** `<factory>/installer/<schematic id>:<talos version>`, the image every node installs from. */
+export function installerImage(factoryHost: string, schematicId: string, talosVersion: string): string {
+  return `${factoryHost}/installer/${schematicId}:${talosVersion}`;
+}
+
+/** Boot media a person fetches to boot a new machine into maintenance mode. */
+export function bootMediaUrls(
+  factoryHost: string,
+  schematicId: string,
+  talosVersion: string,
+): { iso: string; diskImage: string } {
+  const base = `https://${factoryHost}/image/${schematicId}/${talosVersion}`;
+  return { iso: `${base}/metal-amd64.iso`, diskImage: `${base}/metal-amd64.raw.zst` };
+}
