@@ -72,6 +72,10 @@ const nodeSchema = z.strictObject({
   patches: z.array(patch).default([]),
 });
 
+function addonDefault(defaults: { version: string; repository: string }) {
+  return { enabled: true, version: defaults.version, repository: defaults.repository };
+}
+
 const addonSchema = (defaults: { version: string; repository: string }) =>
   z
     .strictObject({
@@ -82,7 +86,7 @@ const addonSchema = (defaults: { version: string; repository: string }) =>
         .regex(/^(https?|oci):\/\/\S+$/, { error: "must be an http(s):// or oci:// chart repository URL" })
         .default(defaults.repository),
     })
-    .default({ enabled: true, version: defaults.version, repository: defaults.repository });
+    .default(addonDefault(defaults));
 
 const networkDefaults = { podSubnets: ["10.244.0.0/16"], serviceSubnets: ["10.96.0.0/12"] };
 
@@ -93,10 +97,7 @@ const stackSchema = z.strictObject({
   endpoint: z.string({
     error: "is required: the Kubernetes API address (a VIP, load balancer or DNS name), e.g. 10.0.0.10 or https://k8s.example.com:6443",
   }),
-  talosVersion: z
-    .string()
-    .regex(TALOS_VERSION, { error: "must be a Talos release such as v1.11.5" })
-    .default(DEFAULT_TALOS_VERSION),
+  talosVersion: z.string().regex(TALOS_VERSION, { error: "must be a Talos release such as v1.11.5" }).default(DEFAULT_TALOS_VERSION),
   kubernetesVersion: z
     .string()
     .regex(KUBERNETES_VERSION, { error: "must be a Kubernetes release such as 1.34.1" })
@@ -124,7 +125,10 @@ const stackSchema = z.strictObject({
       vip: z
         .strictObject({
           address: ipv4,
-          interface: z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, { error: "must be an interface name such as eth0" }).default("eth0"),
+          interface: z
+            .string()
+            .regex(/^[A-Za-z0-9_.:-]{1,15}$/, { error: "must be an interface name such as eth0" })
+            .default("eth0"),
         })
         .optional(),
     })
@@ -136,9 +140,9 @@ const stackSchema = z.strictObject({
       metricsServer: addonSchema(ADDON_DEFAULTS.metricsServer),
     })
     .default({
-      cilium: { enabled: true, ...ADDON_DEFAULTS.cilium },
-      kubeletServingCertApprover: { enabled: true, ...ADDON_DEFAULTS.kubeletServingCertApprover },
-      metricsServer: { enabled: true, ...ADDON_DEFAULTS.metricsServer },
+      cilium: addonDefault(ADDON_DEFAULTS.cilium),
+      kubeletServingCertApprover: addonDefault(ADDON_DEFAULTS.kubeletServingCertApprover),
+      metricsServer: addonDefault(ADDON_DEFAULTS.metricsServer),
     }),
 });
 
@@ -386,7 +390,8 @@ function checkNetwork(
   }
   if (nodeSubnet) {
     for (const r of [...pods, ...services]) {
-      if (cidrsOverlap(r.cidr, nodeSubnet)) problems.push(`${r.key}: overlaps ${PROJECT}:network.nodeSubnet; pick a range the nodes do not use`);
+      if (cidrsOverlap(r.cidr, nodeSubnet))
+        problems.push(`${r.key}: overlaps ${PROJECT}:network.nodeSubnet; pick a range the nodes do not use`);
     }
     for (const a of addresses) {
       if (!cidrContains(nodeSubnet, a.value)) {
@@ -404,7 +409,9 @@ function checkNetwork(
       `${PROJECT}:network.nodeSubnet: is required when network.vip is set, so the VIP can be checked against the nodes' subnet (e.g. 10.0.0.0/24)`,
     );
   } else if (!cidrContains(nodeSubnet, vipAddress)) {
-    problems.push(`${PROJECT}:network.vip.address: ${vipText} is outside the nodes' subnet ${nodeSubnetText}; a Talos VIP must share the control planes' L2 network`);
+    problems.push(
+      `${PROJECT}:network.vip.address: ${vipText} is outside the nodes' subnet ${nodeSubnetText}; a Talos VIP must share the control planes' L2 network`,
+    );
   }
   const clash = addresses.find((a) => a.value === vipAddress);
   if (clash) {
@@ -412,6 +419,8 @@ function checkNetwork(
   }
   const endpointHost = endpoint === undefined ? undefined : normaliseEndpoint(endpoint)?.host;
   if (endpointHost !== undefined && parseIPv4(endpointHost) !== undefined && endpointHost !== vipText) {
-    problems.push(`${PROJECT}:endpoint: ${endpoint} differs from network.vip.address ${vipText}; with a VIP the endpoint should be the VIP`);
+    problems.push(
+      `${PROJECT}:endpoint: ${endpoint} differs from network.vip.address ${vipText}; with a VIP the endpoint should be the VIP`,
+    );
   }
 }

@@ -33,11 +33,7 @@ export function installerImage(factoryHost: string, schematicId: string, talosVe
 }
 
 /** Boot media a person fetches to boot a new machine into maintenance mode. */
-export function bootMediaUrls(
-  factoryHost: string,
-  schematicId: string,
-  talosVersion: string,
-): { iso: string; diskImage: string } {
+export function bootMediaUrls(factoryHost: string, schematicId: string, talosVersion: string): { iso: string; diskImage: string } {
   const base = `https://${factoryHost}/image/${schematicId}/${talosVersion}`;
   return { iso: `${base}/metal-amd64.iso`, diskImage: `${base}/metal-amd64.raw.zst` };
 }

@@ -86,10 +86,11 @@ export const ADDON_DEFAULTS = {
     repository: "https://helm.cilium.io",
   },
   kubeletServingCertApprover: {
-    chart: "kubelet-serving-cert-approver",
-    version: "0.10.0",
-    // Upstream publishes the chart as an OCI artifact beside its manifests.
-    repository: "oci://ghcr.io/alex1989hu/charts",
+    // Upstream ships plain manifests, no chart: `repository` is the base the pinned
+    // `v<version>/deploy/standalone-install.yaml` is read from (a mirror for air-gapped sites).
+    version: "0.11.0",
+    repository: "https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver",
+    image: "ghcr.io/alex1989hu/kubelet-serving-cert-approver",
   },
   metricsServer: {
     chart: "metrics-server",

@@ -1,0 +1,167 @@
+// BaseAddons: what a fresh Talos cluster needs before it runs workloads, installed through a
+// Kubernetes provider built from the cluster's kubeconfig.
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { ClusterConfig } from "./config";
+import { resourceNames } from "./naming";
+import { ADDON_DEFAULTS } from "./versions";
+
+export interface BaseAddonsArgs {
+  /** Admin kubeconfig of the cluster; kept secret. */
+  kubeconfig: pulumi.Input<string>;
+  /**
+   * Stable identity of the cluster for the Kubernetes provider. Every kubeconfig fetch issues a
+   * new client certificate; without a fixed identifier a renewed kubeconfig would replace the
+   * provider and with it every addon, the CNI included.
+   */
+  clusterIdentifier: string;
+  /** Which addons to install, at which versions, from which repositories. */
+  addons: ClusterConfig["addons"];
+  /** Resources the addons must wait for: the bootstrap, and whatever made the kubeconfig. */
+  dependsOn: pulumi.Input<pulumi.Resource>[];
+}
+
+/** Cilium values for Talos: KubePrism endpoint, no kube-proxy, Talos' cgroup layout and capabilities. */
+export function ciliumValues(): Record<string, unknown> {
+  return {
+    ipam: { mode: "kubernetes" },
+    kubeProxyReplacement: true,
+    // KubePrism: the API server load balancer Talos runs on every node, so Cilium reaches the
+    // API before any Service (and so before Cilium itself) works.
+    k8sServiceHost: "localhost",
+    k8sServicePort: 7445,
+    // Talos mounts cgroup v2 itself and forbids SYS_MODULE for workloads.
+    cgroup: { autoMount: { enabled: false }, hostRoot: "/sys/fs/cgroup" },
+    securityContext: {
+      capabilities: {
+        ciliumAgent: [
+          "CHOWN",
+          "KILL",
+          "NET_ADMIN",
+          "NET_RAW",
+          "IPC_LOCK",
+          "SYS_ADMIN",
+          "SYS_RESOURCE",
+          "DAC_OVERRIDE",
+          "FOWNER",
+          "SETGID",
+          "SETUID",
+        ],
+        cleanCiliumState: ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
+      },
+    },
+  };
+}
+
+/** metrics-server values: verify kubelet certs when the approver signs them, skip TLS checks otherwise. */
+export function metricsServerValues(approverEnabled: boolean): Record<string, unknown> {
+  return approverEnabled ? {} : { args: ["--kubelet-insecure-tls"] };
+}
+
+/** Where the approver's pinned manifest is read from. */
+export function approverManifestUrl(repository: string, version: string): string {
+  return `${repository.replace(/\/+$/, "")}/v${version}/deploy/standalone-install.yaml`;
+}
+
+export class BaseAddons extends pulumi.ComponentResource {
+  public readonly provider: k8s.Provider;
+  /** Installed addons by name, in install order. */
+  public readonly installed: pulumi.Resource[];
+
+  constructor(name: string, args: BaseAddonsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("talos-cluster:index:BaseAddons", name, {}, opts);
+
+    this.provider = new k8s.Provider(
+      resourceNames.k8sProvider(name),
+      {
+        kubeconfig: pulumi.secret(args.kubeconfig),
+        clusterIdentifier: args.clusterIdentifier,
+        // Server-side apply lets later upgrades of charts and manifests merge cleanly.
+        enableServerSideApply: true,
+      },
+      { parent: this, dependsOn: args.dependsOn },
+    );
+    const childOpts = (after: pulumi.Resource[]): pulumi.CustomResourceOptions => ({
+      parent: this,
+      provider: this.provider,
+      dependsOn: [...args.dependsOn, ...after],
+    });
+
+    const { cilium, kubeletServingCertApprover: approver, metricsServer } = args.addons;
+    this.installed = [];
+    // Every pod but host-network ones waits for the CNI, so the rest installs after it.
+    const afterCni: pulumi.Resource[] = [];
+    if (cilium.enabled) {
+      const release = new k8s.helm.v3.Release(
+        resourceNames.addon(name, "cilium"),
+        {
+          name: "cilium",
+          chart: ADDON_DEFAULTS.cilium.chart,
+          version: cilium.version,
+          namespace: "kube-system",
+          repositoryOpts: { repo: cilium.repository },
+          values: ciliumValues(),
+        },
+        childOpts([]),
+      );
+      this.installed.push(release);
+      afterCni.push(release);
+    }
+
+    const afterApprover: pulumi.Resource[] = [];
+    if (approver.enabled) {
+      // The provider reads the manifest (v2), so a preview never fetches it inside the program.
+      const manifest = new k8s.yaml.v2.ConfigFile(
+        resourceNames.addon(name, "kubelet-serving-cert-approver"),
+        { file: approverManifestUrl(approver.repository, approver.version) },
+        {
+          ...childOpts(afterCni),
+          // Upstream's manifest follows a rolling tag; pin the image to the version we chose.
+          transforms: [pinImage(ADDON_DEFAULTS.kubeletServingCertApprover.image, approver.version)],
+        },
+      );
+      this.installed.push(manifest);
+      afterApprover.push(manifest);
+    }
+
+    if (metricsServer.enabled) {
+      // metrics-server only turns ready once kubelet serving certs are approved.
+      const release = new k8s.helm.v3.Release(
+        resourceNames.addon(name, "metrics-server"),
+        {
+          name: "metrics-server",
+          chart: ADDON_DEFAULTS.metricsServer.chart,
+          version: metricsServer.version,
+          namespace: "kube-system",
+          repositoryOpts: { repo: metricsServer.repository },
+          values: metricsServerValues(approver.enabled),
+        },
+        childOpts([...afterCni, ...afterApprover]),
+      );
+      this.installed.push(release);
+    }
+
+    this.registerOutputs({ installed: this.installed.map((r) => r.urn) });
+  }
+}
+
+interface PodTemplateProps {
+  spec?: { template?: { spec?: { containers?: { image?: string }[] } } };
+}
+
+/** A resource transform that sets every Deployment container running `image` to the pinned tag. */
+export function pinImage(image: string, version: string): pulumi.ResourceTransform {
+  return (args) => {
+    if (args.type !== "kubernetes:apps/v1:Deployment") return undefined;
+    const props = structuredClone(args.props) as PodTemplateProps & Record<string, unknown>;
+    let changed = false;
+    for (const container of props.spec?.template?.spec?.containers ?? []) {
+      const current = container.image ?? "";
+      if (current === image || current.startsWith(`${image}:`) || current.startsWith(`${image}@`)) {
+        container.image = `${image}:${version}`;
+        changed = true;
+      }
+    }
+    return changed ? { props, opts: args.opts } : undefined;
+  };
+}

@@ -1,0 +1,277 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, configFromPulumi, parseConfig } from "../components/config";
+import { stackWith, validStack } from "./fixtures/stacks";
+
+/** The problems a config is refused with (fails the test if it is accepted). */
+function problemsOf(raw: Record<string, unknown>): string[] {
+  try {
+    parseConfig(raw);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error("config was accepted");
+}
+
+describe("stack config: accepted shapes and defaults", () => {
+  it("accepts a valid HA stack and splits control planes from workers", () => {
+    const { config, warnings } = parseConfig(validStack());
+    expect(config.controlPlanes.map((n) => n.name)).toEqual(["cp-1", "cp-2", "cp-3"]);
+    expect(config.workers.map((n) => n.name)).toEqual(["worker-1"]);
+    expect(warnings).toEqual([]);
+  });
+
+  it("normalises a bare endpoint address to https on port 6443", () => {
+    const { config } = parseConfig(validStack());
+    expect(config.endpoint).toBe("https://10.0.0.10:6443");
+    expect(config.endpointHost).toBe("10.0.0.10");
+  });
+
+  it("keeps an explicit https endpoint with its port", () => {
+    const raw = stackWith({ endpoint: "https://k8s.example.com:443", network: {} });
+    expect(parseConfig(raw).config.endpoint).toBe("https://k8s.example.com:443");
+  });
+
+  it("fills pinned defaults for versions, networks and addons", () => {
+    const raw = validStack();
+    delete raw.talosVersion;
+    delete raw.kubernetesVersion;
+    const { config } = parseConfig({ ...raw, network: {}, endpoint: "k8s.lab.example" });
+    expect(config.talosVersion).toMatch(/^v1\.\d+\.\d+$/);
+    expect(config.network.podSubnets).toEqual(["10.244.0.0/16"]);
+    expect(config.network.serviceSubnets).toEqual(["10.96.0.0/12"]);
+    expect(config.addons.cilium.enabled).toBe(true);
+    expect(config.addons.metricsServer.enabled).toBe(true);
+    expect(config.imageFactoryHost).toBe("factory.talos.dev");
+  });
+
+  it("reads structured values from Pulumi's JSON-encoded config map", () => {
+    const raw = configFromPulumi({
+      "talos-cluster:clusterName": "lab",
+      "talos-cluster:nodes": JSON.stringify([{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }]),
+      "talos:imageFactoryUrl": "http://127.0.0.1:8080",
+    });
+    expect(raw).toEqual({ clusterName: "lab", nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }] });
+  });
+});
+
+describe("stack config: every problem is reported at once", () => {
+  it("lists missing required keys together, naming each", () => {
+    const problems = problemsOf({});
+    expect(problems).toContain("talos-cluster:clusterName: is required: a name for the cluster, e.g. prod-eu1");
+    expect(problems.some((p) => p.startsWith("talos-cluster:endpoint: is required"))).toBe(true);
+    expect(problems.some((p) => p.startsWith("talos-cluster:nodes: is required"))).toBe(true);
+  });
+
+  it("reports several unrelated problems in one run", () => {
+    const raw = validStack();
+    const nodes = raw.nodes as Record<string, unknown>[];
+    nodes[1] = { ...nodes[1], address: "10.0.0.300" };
+    const problems = problemsOf({ ...raw, clusterName: "Lab_1", kubernetesVersion: "1.20.0" });
+    expect(problems).toHaveLength(3);
+    expect(problems.join("\n")).toContain("talos-cluster:clusterName:");
+    expect(problems.join("\n")).toContain("talos-cluster:nodes[1].address:");
+    expect(problems.join("\n")).toContain("talos-cluster:kubernetesVersion:");
+  });
+
+  it("says nothing was created in the error message", () => {
+    expect(() => parseConfig({})).toThrow(/nothing was created or changed/);
+  });
+
+  it("refuses unknown keys so typos do not pass silently", () => {
+    expect(problemsOf(stackWith({ clustername: "x" }))).toEqual([
+      "talos-cluster:clustername: unknown key; check its spelling against the README's config table",
+    ]);
+  });
+});
+
+describe("stack config: addresses, names and versions", () => {
+  it("refuses a malformed node address with the value and the key", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[2] = { name: "cp-3", address: "10.0.0.300", role: "controlplane" };
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[2].address: "10.0.0.300" is not an IPv4 address']);
+  });
+
+  it("refuses a node name that is not a hostname", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[0] = { name: "CP_1", address: "10.0.0.11", role: "controlplane" };
+    expect(problemsOf(raw)[0]).toMatch(/^talos-cluster:nodes\[0\]\.name: "CP_1" is not a valid hostname/);
+  });
+
+  it("refuses an unknown role", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[3] = { name: "w", address: "10.0.0.21", role: "master" };
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[3].role: must be "controlplane" or "worker"']);
+  });
+
+  it("refuses duplicate node names", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[1] = { name: "cp-1", address: "10.0.0.12", role: "controlplane" };
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique']);
+  });
+
+  it("refuses duplicate node addresses", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.0.11", role: "worker" };
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[3].address: 10.0.0.11 is already used by nodes[0]; each node needs its own address",
+    ]);
+  });
+
+  it("refuses a cluster without a control plane", () => {
+    const raw = stackWith({ network: {}, nodes: [{ name: "w", address: "10.0.0.21", role: "worker" }] });
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes: no node has role "controlplane"; a cluster needs at least one (three for HA)']);
+  });
+
+  it("warns, without refusing, about an even number of control planes", () => {
+    const raw = validStack();
+    const nodes = raw.nodes as Record<string, unknown>[];
+    nodes[3] = { name: "cp-4", address: "10.0.0.14", role: "controlplane" };
+    const { warnings } = parseConfig(raw);
+    expect(warnings).toEqual([
+      "talos-cluster:nodes: 4 control planes is an even etcd member count: it tolerates no more failures than 3; use an odd number",
+    ]);
+  });
+
+  it("refuses a malformed Talos version", () => {
+    expect(problemsOf(stackWith({ talosVersion: "1.11" }))).toEqual([
+      "talos-cluster:talosVersion: must be a Talos release such as v1.11.5",
+    ]);
+  });
+
+  it("refuses a malformed Kubernetes version", () => {
+    expect(problemsOf(stackWith({ kubernetesVersion: "latest" }))).toEqual([
+      "talos-cluster:kubernetesVersion: must be a Kubernetes release such as 1.34.1",
+    ]);
+  });
+
+  it("refuses a Kubernetes version the Talos release does not support", () => {
+    expect(problemsOf(stackWith({ talosVersion: "v1.9.5", kubernetesVersion: "1.34.1" }))).toEqual([
+      "talos-cluster:kubernetesVersion: Kubernetes 1.34.1 is not supported by Talos v1.9.5; it supports 1.27 to 1.32",
+    ]);
+  });
+
+  it("refuses a Talos minor missing from the support table rather than guessing", () => {
+    expect(problemsOf(stackWith({ talosVersion: "v1.99.0" }))[0]).toMatch(
+      /^talos-cluster:talosVersion: Talos 1\.99 is not in the support table/,
+    );
+  });
+
+  it("refuses a malformed endpoint", () => {
+    expect(problemsOf(stackWith({ endpoint: "ftp://x y", network: {} }))[0]).toMatch(
+      /^talos-cluster:endpoint: "ftp:\/\/x y" is not a host, host:port or https:\/\/host:port/,
+    );
+  });
+
+  it("refuses both installDisk and installDiskSelector on one node", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[0] = {
+      name: "cp-1",
+      address: "10.0.0.11",
+      role: "controlplane",
+      installDisk: "/dev/sda",
+      installDiskSelector: { type: "nvme" },
+    };
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0]: set either installDisk or installDiskSelector, not both"]);
+  });
+
+  it("refuses an install disk that is not a device path", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[0] = { name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk: "sda" };
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0].installDisk: must be a device path such as /dev/sda or /dev/nvme0n1"]);
+  });
+
+  it("refuses a taint with an unknown effect", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[3] = {
+      name: "worker-1",
+      address: "10.0.0.21",
+      role: "worker",
+      taints: [{ key: "gpu", effect: "NoWay" }],
+    };
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute"]);
+  });
+});
+
+describe("stack config: networks and the VIP", () => {
+  it("refuses a malformed pod CIDR", () => {
+    const problems = problemsOf(stackWith({ network: { podSubnets: ["10.244.0.0/33"] }, endpoint: "k8s.example.com" }));
+    expect(problems).toEqual([
+      'talos-cluster:network.podSubnets[0]: "10.244.0.0/33" is not an IPv4 CIDR with zero host bits (e.g. 10.244.0.0/16)',
+    ]);
+  });
+
+  it("refuses overlapping pod and service ranges", () => {
+    const problems = problemsOf(
+      stackWith({ endpoint: "k8s.example.com", network: { podSubnets: ["10.96.0.0/16"], serviceSubnets: ["10.96.0.0/12"] } }),
+    );
+    expect(problems).toEqual([
+      "talos-cluster:network.serviceSubnets[0]: overlaps talos-cluster:network.podSubnets[0]; pod and service ranges must be disjoint",
+    ]);
+  });
+
+  it("refuses a VIP outside the nodes' subnet", () => {
+    const problems = problemsOf(
+      stackWith({ endpoint: "192.168.1.10", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "192.168.1.10" } } }),
+    );
+    expect(problems).toEqual([
+      "talos-cluster:network.vip.address: 192.168.1.10 is outside the nodes' subnet 10.0.0.0/24; a Talos VIP must share the control planes' L2 network",
+    ]);
+  });
+
+  it("requires nodeSubnet when a VIP is set", () => {
+    const problems = problemsOf(stackWith({ network: { vip: { address: "10.0.0.10" } } }));
+    expect(problems[0]).toMatch(/^talos-cluster:network.nodeSubnet: is required when network.vip is set/);
+  });
+
+  it("refuses a VIP that is also a node's address", () => {
+    const problems = problemsOf(
+      stackWith({ endpoint: "10.0.0.11", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.11" } } }),
+    );
+    expect(problems).toEqual(["talos-cluster:network.vip.address: 10.0.0.11 is also nodes[0].address; the VIP must be a free address"]);
+  });
+
+  it("refuses a node outside the declared node subnet", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.1.21", role: "worker" };
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
+  });
+
+  it("refuses an endpoint address that is not the VIP", () => {
+    expect(problemsOf(stackWith({ endpoint: "10.0.0.99" }))).toEqual([
+      "talos-cluster:endpoint: 10.0.0.99 differs from network.vip.address 10.0.0.10; with a VIP the endpoint should be the VIP",
+    ]);
+  });
+});
+
+describe("stack config: extensions and addons", () => {
+  it("refuses an extension that is not official, with a hint for a missing prefix", () => {
+    expect(problemsOf(stackWith({ extensions: ["iscsi-tools", "acme/custom"] }))).toEqual([
+      'talos-cluster:extensions[0]: "iscsi-tools" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
+      'talos-cluster:extensions[1]: "acme/custom" is not an official Image Factory extension; see components/versions.ts for the list',
+    ]);
+  });
+
+  it("accepts intel-ucode listed explicitly", () => {
+    expect(parseConfig(stackWith({ extensions: ["siderolabs/intel-ucode"] })).config.extensions).toEqual(["siderolabs/intel-ucode"]);
+  });
+
+  it("lets a stack switch an addon off and keeps the others' defaults", () => {
+    const { config } = parseConfig(stackWith({ addons: { metricsServer: { enabled: false } } }));
+    expect(config.addons.metricsServer.enabled).toBe(false);
+    expect(config.addons.cilium.enabled).toBe(true);
+    expect(config.addons.metricsServer.version).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it("refuses a chart repository that is not a URL", () => {
+    expect(problemsOf(stackWith({ addons: { cilium: { repository: "helm.cilium.io" } } }))).toEqual([
+      "talos-cluster:addons.cilium.repository: must be an http(s):// or oci:// chart repository URL",
+    ]);
+  });
+
+  it("refuses a role patch that is not an object", () => {
+    expect(problemsOf(stackWith({ patches: { worker: ["machine: {}"] } }))).toEqual([
+      "talos-cluster:patches.worker[0]: must be a machine-config patch object (a YAML/JSON mapping)",
+    ]);
+  });
+});
