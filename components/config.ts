@@ -1,5 +1,6 @@
 // Stack config: types, defaults and validation. Pure: takes the raw key/value map Pulumi holds for
 // the project and returns one typed object, or throws with every problem listed at once.
+import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { cidrContains, cidrsOverlap, isDnsName, isHostnameLabel, parseCidr, parseIPv4 } from "./net";
 import {
@@ -201,6 +202,21 @@ export function configFromPulumi(all: Record<string, string>): Record<string, un
     if (!fullKey.startsWith(prefix)) continue;
     const key = fullKey.slice(prefix.length);
     raw[key] = parseMaybeJson(value);
+  }
+  return raw;
+}
+
+/**
+ * The project's keys from a stack file (Pulumi.<stack>.yaml), for validating a stack without the
+ * engine. Values are already structured there; secure values stay opaque `{ secure }` objects.
+ */
+export function configFromStackFile(text: string): Record<string, unknown> {
+  const doc: unknown = parseYaml(text);
+  const config = isRecord(doc) && isRecord(doc.config) ? doc.config : {};
+  const raw: Record<string, unknown> = {};
+  const prefix = `${PROJECT}:`;
+  for (const [fullKey, value] of Object.entries(config)) {
+    if (fullKey.startsWith(prefix)) raw[fullKey.slice(prefix.length)] = value;
   }
   return raw;
 }

@@ -1,0 +1,25 @@
+// Validates stack files without the engine or any machine: `npm run validate -- dev prod`.
+import { readFileSync } from "node:fs";
+import { ConfigError, configFromStackFile, parseConfig } from "../components/config";
+
+const stacks = process.argv.slice(2);
+if (stacks.length === 0) {
+  console.error("usage: npm run validate -- <stack> [<stack> ...]   (reads Pulumi.<stack>.yaml)");
+  process.exit(2);
+}
+let failed = false;
+for (const stack of stacks) {
+  const file = `Pulumi.${stack}.yaml`;
+  try {
+    const { config, warnings } = parseConfig(configFromStackFile(readFileSync(file, "utf8")));
+    console.log(
+      `${stack}: ok (${config.controlPlanes.length} control planes, ${config.workers.length} workers, Talos ${config.talosVersion}, Kubernetes ${config.kubernetesVersion})`,
+    );
+    for (const w of warnings) console.log(`${stack}: warning: ${w}`);
+  } catch (e) {
+    failed = true;
+    if (e instanceof ConfigError) console.error(`${stack}: ${e.message}`);
+    else console.error(`${stack}: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,61 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { ConfigError, configFromStackFile, parseConfig } from "../components/config";
+
+const root = join(__dirname, "..");
+const stackFile = (name: string) => readFileSync(join(root, `Pulumi.${name}.yaml`), "utf8");
+
+describe("the committed stacks", () => {
+  it("dev validates without warnings", () => {
+    const { config, warnings } = parseConfig(configFromStackFile(stackFile("dev")));
+    expect(warnings).toEqual([]);
+    expect(config.clusterName).toBe("dev");
+  });
+
+  it("prod validates and is highly available: an odd number of at least three control planes behind a VIP", () => {
+    const { config, warnings } = parseConfig(configFromStackFile(stackFile("prod")));
+    expect(warnings).toEqual([]);
+    expect(config.controlPlanes.length).toBeGreaterThanOrEqual(3);
+    expect(config.controlPlanes.length % 2).toBe(1);
+    expect(config.network.vip?.address).toBe(config.endpointHost);
+  });
+
+  it("keep no plain-text secrets: every secret-looking key holds an encrypted `secure` value", () => {
+    const plain: string[] = [];
+    const walk = (value: unknown, path: string): void => {
+      if (typeof value !== "object" || value === null) return;
+      for (const [key, child] of Object.entries(value)) {
+        const here = `${path}.${key}`;
+        const isSecure = typeof child === "object" && child !== null && "secure" in child;
+        if (/token|password|passphrase|secret|kubeconfig|talosconfig|private/i.test(key) && !isSecure) plain.push(here);
+        if (!isSecure) walk(child, here);
+      }
+    };
+    for (const name of ["dev", "prod"]) walk(parseYaml(stackFile(name)), name);
+    expect(plain).toEqual([]);
+  });
+});
+
+describe("a broken stack file", () => {
+  it("is refused with every problem listed, each naming its key", () => {
+    const raw = configFromStackFile(readFileSync(join(__dirname, "fixtures", "Pulumi.broken.yaml"), "utf8"));
+    let problems: string[] = [];
+    try {
+      parseConfig(raw);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      problems = e.problems;
+    }
+    expect(problems).toEqual([
+      "talos-cluster:clusterName: must be lower-case letters, digits and '-', at most 63 characters",
+      'talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address',
+      "talos-cluster:kubernetesVersion: Kubernetes 1.28.0 is not supported by Talos v1.11.5; it supports 1.29 to 1.34",
+      'talos-cluster:extensions[0]: "intel-ucode" is not an official Image Factory extension (did you mean siderolabs/intel-ucode?); see components/versions.ts for the list',
+      'talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique',
+      "talos-cluster:network.vip.address: 10.30.0.10 is outside the nodes' subnet 10.20.0.0/24; a Talos VIP must share the control planes' L2 network",
+      "talos-cluster:endpoint: 10.20.0.10 differs from network.vip.address 10.30.0.10; with a VIP the endpoint should be the VIP",
+    ]);
+  });
+});
