@@ -3,6 +3,7 @@
 # Reuses what is there; builds what is missing into a cache outside the repo, keyed by version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/toolchain.env
 source scripts/toolchain.env
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/talos-cluster"
@@ -44,6 +45,11 @@ build_go_tool() { # name module@version
   ln -sf "$out" "node_modules/.bin/$name"
 }
 step "Go tools"
+if ! command -v shellcheck >/dev/null 2>&1; then
+  # actionlint checks workflow scripts with shellcheck when it is there; make that true everywhere.
+  echo "shellcheck: installing Debian's package"
+  apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck >/dev/null
+fi
 build_go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@v${ACTIONLINT_VERSION}"
 if [ -f test/sim/go.mod ]; then
   t=$(date +%s)
@@ -66,7 +72,7 @@ probe() { # module@version
   local err
   # Ask the proxy only (no fallback to the origin host, which is unreachable here), and keep
   # registry host names out of the log.
-  err=$(cd "$CACHE" && GOPROXY="$(go env GOPROXY | sed -E 's/[,|]direct//g')" GOFLAGS=-mod=mod \
+  err=$(cd "$CACHE" || exit; GOPROXY="$(go env GOPROXY | sed -E 's/[,|]direct//g')" GOFLAGS=-mod=mod \
     go mod download -json "$1" 2>/dev/null | node -e '
     let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let e;try{e=JSON.parse(s).Error||""}catch{e=s.trim()||"no answer"}
     console.log(e.replace(/https?:\/\/[^\s\/]+/g,"<module proxy>").replace(/\s+/g," "))})' || true)

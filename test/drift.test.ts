@@ -1,0 +1,104 @@
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { driftVerdict, verdictLine } from "../scripts/drift-verdict";
+
+const urn = (type: string, name: string) => `urn:pulumi:prod::talos-cluster::talos-cluster:index:TalosCluster$${type}::${name}`;
+
+describe("drift verdict", () => {
+  it("reports no drift when every step is same, read or an unchanged refresh", () => {
+    const v = driftVerdict("prod", {
+      steps: [
+        { op: "same", urn: urn("talos:machine/secrets:Secrets", "prod-secrets") },
+        { op: "refresh", urn: urn("talos:machine/secrets:Secrets", "prod-secrets"), detailedDiff: {} },
+        { op: "read", urn: urn("talos:imagefactory/schematic:Schematic", "prod-schematic") },
+      ],
+    });
+    expect(verdictLine(v)).toBe("prod: no drift");
+  });
+
+  it("names each changed resource with its operation and the properties behind it", () => {
+    const v = driftVerdict("prod", {
+      steps: [
+        { op: "update", urn: urn("talos:machine/configurationApply:ConfigurationApply", "prod-cp-1"), diffReasons: ["configPatches"] },
+        { op: "same", urn: urn("talos:machine/secrets:Secrets", "prod-secrets") },
+        { op: "replace", urn: urn("talos:machine/bootstrap:Bootstrap", "prod-bootstrap"), replaceReasons: ["node"] },
+      ],
+    });
+    expect(verdictLine(v)).toBe(
+      "prod: drift: 2 resources: update talos:machine/configurationApply:ConfigurationApply::prod-cp-1 (configPatches); " +
+        "replace talos:machine/bootstrap:Bootstrap::prod-bootstrap (node)",
+    );
+  });
+
+  it("counts a refresh that found changed state as drift", () => {
+    const v = driftVerdict("dev", {
+      steps: [{ op: "refresh", urn: urn("kubernetes:helm.sh/v3:Release", "dev-cilium"), detailedDiff: { version: { kind: "update" } } }],
+    });
+    expect(v.drifted).toEqual([{ op: "refresh", resource: "kubernetes:helm.sh/v3:Release::dev-cilium", properties: ["version"] }]);
+  });
+
+  it("counts resources to create or delete as drift", () => {
+    const v = driftVerdict("dev", {
+      steps: [
+        { op: "create", urn: urn("talos:machine/configurationApply:ConfigurationApply", "dev-worker-3") },
+        { op: "delete", urn: urn("talos:machine/configurationApply:ConfigurationApply", "dev-worker-9") },
+      ],
+    });
+    expect(v.drifted.map((d) => d.op)).toEqual(["create", "delete"]);
+  });
+});
+
+describe("npm run drift", () => {
+  // A stand-in for the CLI that prints a canned preview digest: exercises the command's exit codes
+  // and output, not the engine (engine tests need the toolchain; see README "Toolchain").
+  function fakePulumi(digests: Record<string, unknown>, exitCode = 0): string {
+    const dir = mkdtempSync(join(tmpdir(), "drift-"));
+    const bin = join(dir, "pulumi");
+    writeFileSync(
+      bin,
+      `#!/usr/bin/env node\nconst d=${JSON.stringify(digests)};const s=process.argv[process.argv.indexOf("--stack")+1];` +
+        `process.stdout.write(JSON.stringify(d[s]??{}));process.exit(${exitCode});\n`,
+    );
+    chmodSync(bin, 0o755);
+    return bin;
+  }
+  const run = (bin: string, ...args: string[]) =>
+    spawnSync("npx", ["vite-node", "scripts/drift.ts", "--", ...args], {
+      cwd: join(__dirname, ".."),
+      encoding: "utf8",
+      env: { ...process.env, PULUMI_BIN: bin },
+    });
+
+  it("prints one verdict per stack and exits 1 when any stack drifted", () => {
+    const bin = fakePulumi({
+      dev: { steps: [{ op: "same", urn: urn("talos:machine/secrets:Secrets", "dev-secrets") }] },
+      prod: {
+        steps: [
+          { op: "update", urn: urn("talos:machine/configurationApply:ConfigurationApply", "prod-cp-2"), diffReasons: ["configPatches"] },
+        ],
+      },
+    });
+    const result = run(bin, "-s", "dev", "-s", "prod");
+    expect(result.stdout.trim().split("\n")).toEqual([
+      "dev: no drift",
+      "prod: drift: 1 resource: update talos:machine/configurationApply:ConfigurationApply::prod-cp-2 (configPatches)",
+    ]);
+    expect(result.status).toBe(1);
+  });
+
+  it("exits 0 when no stack drifted", () => {
+    const result = run(fakePulumi({ dev: { steps: [] } }), "-s", "dev");
+    expect(result.stdout.trim()).toBe("dev: no drift");
+    expect(result.status).toBe(0);
+  });
+
+  it("exits 2 and says so when the preview itself fails", () => {
+    const bin = fakePulumi({ dev: { diagnostics: [{ severity: "error", message: "stack 'dev' not found" }] } }, 255);
+    const result = run(bin, "-s", "dev");
+    expect(result.stdout.trim()).toBe("dev: preview failed: stack 'dev' not found");
+    expect(result.status).toBe(2);
+  });
+});
