@@ -1,0 +1,56 @@
+// What the TalosCluster component declares, computed from the validated config as plain data:
+// which node gets which patches, who bootstraps, which endpoints the talosconfig lists.
+import type { ClusterConfig, NodeConfig, Role } from "./config";
+import { resourceNames } from "./naming";
+import { clusterPatches, nodePatches, rolePatches, serialisePatches } from "./patches";
+
+export interface NodePlan {
+  name: string;
+  address: string;
+  role: Role;
+  /** Name of the node's ConfigurationApply; changes only when the node is renamed. */
+  resourceName: string;
+}
+
+export interface ClusterPlan {
+  /** Patches per role for machine.getConfiguration: cluster-wide first, then the role's. */
+  roleConfigPatches: Record<Role, string[]>;
+  nodes: NodePlan[];
+  /**
+   * The node that bootstraps etcd: the first control plane in the stack's order. It must stay
+   * fixed: bootstrapping a second node would split etcd into two clusters.
+   */
+  bootstrapNode: NodePlan;
+  /** talosconfig: endpoints are the control planes (they proxy to any node), nodes are all nodes. */
+  talosconfig: { endpoints: string[]; nodes: string[] };
+}
+
+export function planCluster(name: string, config: ClusterConfig): ClusterPlan {
+  const nodes = config.nodes.map((n) => ({
+    name: n.name,
+    address: n.address,
+    role: n.role,
+    resourceName: resourceNames.configApply(name, n.name),
+  }));
+  const bootstrapNode = nodes.find((n) => n.role === "controlplane");
+  // parseConfig refuses a cluster without a control plane; this guards direct callers.
+  if (bootstrapNode === undefined) throw new Error(`cluster ${name} has no control plane to bootstrap`);
+  const base = clusterPatches(config);
+  return {
+    roleConfigPatches: {
+      controlplane: serialisePatches([...base, ...rolePatches(config, "controlplane")]),
+      worker: serialisePatches([...base, ...rolePatches(config, "worker")]),
+    },
+    nodes,
+    bootstrapNode,
+    talosconfig: {
+      endpoints: nodes.filter((n) => n.role === "controlplane").map((n) => n.address),
+      nodes: nodes.map((n) => n.address),
+    },
+  };
+}
+
+/** The patches a node's ConfigurationApply carries, once the installer image is known. */
+export function nodeConfigPatches(node: NodeConfig, installerImage: string): string[] {
+  return serialisePatches(nodePatches(node, installerImage));
+}
