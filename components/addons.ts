@@ -2,7 +2,7 @@
 // Kubernetes provider built from the cluster's kubeconfig.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { ClusterConfig } from "./config";
+import type { AddonConfig, ClusterConfig } from "./config";
 import { resourceNames } from "./naming";
 import { ADDON_DEFAULTS } from "./versions";
 
@@ -86,24 +86,27 @@ export class BaseAddons extends pulumi.ComponentResource {
       provider: this.provider,
       dependsOn: [...args.dependsOn, ...after],
     });
+    // Charts go to kube-system: they are part of the platform, like the control plane itself.
+    const chart = (release: string, chartName: string, addon: AddonConfig, values: Record<string, unknown>, after: pulumi.Resource[]) =>
+      new k8s.helm.v3.Release(
+        resourceNames.addon(name, release),
+        {
+          name: release,
+          chart: chartName,
+          version: addon.version,
+          namespace: "kube-system",
+          repositoryOpts: { repo: addon.repository },
+          values,
+        },
+        childOpts(after),
+      );
 
     const { cilium, kubeletServingCertApprover: approver, metricsServer } = args.addons;
     this.installed = [];
     // Every pod but host-network ones waits for the CNI, so the rest installs after it.
     const afterCni: pulumi.Resource[] = [];
     if (cilium.enabled) {
-      const release = new k8s.helm.v3.Release(
-        resourceNames.addon(name, "cilium"),
-        {
-          name: "cilium",
-          chart: ADDON_DEFAULTS.cilium.chart,
-          version: cilium.version,
-          namespace: "kube-system",
-          repositoryOpts: { repo: cilium.repository },
-          values: ciliumValues(),
-        },
-        childOpts([]),
-      );
+      const release = chart("cilium", ADDON_DEFAULTS.cilium.chart, cilium, ciliumValues(), []);
       this.installed.push(release);
       afterCni.push(release);
     }
@@ -126,18 +129,10 @@ export class BaseAddons extends pulumi.ComponentResource {
 
     if (metricsServer.enabled) {
       // metrics-server only turns ready once kubelet serving certs are approved.
-      const release = new k8s.helm.v3.Release(
-        resourceNames.addon(name, "metrics-server"),
-        {
-          name: "metrics-server",
-          chart: ADDON_DEFAULTS.metricsServer.chart,
-          version: metricsServer.version,
-          namespace: "kube-system",
-          repositoryOpts: { repo: metricsServer.repository },
-          values: metricsServerValues(approver.enabled),
-        },
-        childOpts([...afterCni, ...afterApprover]),
-      );
+      const release = chart("metrics-server", ADDON_DEFAULTS.metricsServer.chart, metricsServer, metricsServerValues(approver.enabled), [
+        ...afterCni,
+        ...afterApprover,
+      ]);
       this.installed.push(release);
     }
 
