@@ -1,15 +1,17 @@
-// Validates stack files without the engine or any machine: `npm run validate -- dev prod`.
+// Validates stack files without the engine or any machine: `npm run validate -- dev prod`
+// (stack names) or `npm run validate -- path/to/Pulumi.x.yaml` (files).
 import { readFileSync } from "node:fs";
 import { ConfigError, configFromStackFile, parseConfig } from "../components/config";
 
 const stacks = process.argv.slice(2);
 if (stacks.length === 0) {
-  console.error("usage: npm run validate -- <stack> [<stack> ...]   (reads Pulumi.<stack>.yaml)");
+  console.error("usage: npm run validate -- <stack|file.yaml> ...   (a stack name reads Pulumi.<stack>.yaml)");
   process.exit(2);
 }
 let failed = false;
-for (const stack of stacks) {
-  const file = `Pulumi.${stack}.yaml`;
+for (const arg of stacks) {
+  const file = arg.endsWith(".yaml") ? arg : `Pulumi.${arg}.yaml`;
+  const stack = arg.endsWith(".yaml") ? file : arg;
   try {
     const { config, warnings } = parseConfig(configFromStackFile(readFileSync(file, "utf8")));
     console.log(
