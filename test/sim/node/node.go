@@ -1,0 +1,333 @@
+// Package node simulates the machine API of one Talos node: maintenance mode with insecure TLS
+// until a configuration is applied, then mutual TLS with the machine CA from that configuration.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	stdx509 "crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+
+	talosx509 "github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/api/storage"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// APIPort is where apid listens on every Talos node.
+const APIPort = 50000
+
+// State is what tests and the control endpoint see of a node.
+type State struct {
+	Address         string   `json:"address"`
+	Up              bool     `json:"up"`
+	Configured      bool     `json:"configured"`
+	Role            string   `json:"role,omitempty"`
+	Hostname        string   `json:"hostname,omitempty"`
+	ClusterName     string   `json:"clusterName,omitempty"`
+	InstallImage    string   `json:"installImage,omitempty"`
+	TalosVersion    string   `json:"talosVersion"`
+	Applies         int      `json:"applies"`
+	ApplyModes      []string `json:"applyModes"`
+	Bootstrapped    bool     `json:"bootstrapped"`
+	BootstrapCalls  int      `json:"bootstrapCalls"`
+	KubeconfigCalls int      `json:"kubeconfigCalls"`
+	// Config is the last applied machine configuration, as sent.
+	Config string `json:"config,omitempty"`
+}
+
+// Node is one simulated machine. Its state survives Stop/Start, as a powered-off disk would.
+type Node struct {
+	machine.UnimplementedMachineServiceServer
+	storage.UnimplementedStorageServiceServer
+
+	address net.IP
+	port    int
+
+	trust *Trust
+
+	mu        sync.Mutex
+	state     State
+	osCACert  *stdx509.Certificate
+	clusterCA *talosx509.CertificateAuthority
+	endpoint  string
+	apiCert   *tls.Certificate
+	maintCert tls.Certificate
+	lis       net.Listener
+	srv       *grpc.Server
+}
+
+// New makes a node in maintenance mode that will report talosVersion as its running release.
+func New(address string, port int, talosVersion string, trust *Trust) (*Node, error) {
+	ip := net.ParseIP(address)
+	if ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("node address %q must be a loopback IP", address)
+	}
+	cert, err := maintenanceCert(ip)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		trust:     trust,
+		address:   ip,
+		port:      port,
+		maintCert: cert,
+		state:     State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}},
+	}, nil
+}
+
+// Addr is host:port of the node's API.
+func (n *Node) Addr() string { return net.JoinHostPort(n.address.String(), strconv.Itoa(n.port)) }
+
+// Start listens and serves; it brings a stopped node back with its state intact.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.lis != nil {
+		return nil
+	}
+	lis, err := net.Listen("tcp", n.Addr())
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})))
+	machine.RegisterMachineServiceServer(srv, n)
+	storage.RegisterStorageServiceServer(srv, n)
+	n.lis, n.srv = lis, srv
+	n.state.Up = true
+	go func() { _ = srv.Serve(lis) }()
+	return nil
+}
+
+// Stop makes the node unreachable: connections are refused until Start.
+func (n *Node) Stop() {
+	n.mu.Lock()
+	srv := n.srv
+	n.lis, n.srv = nil, nil
+	n.state.Up = false
+	n.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+// State returns a copy of what the node has seen.
+func (n *Node) State() State {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.state
+	s.ApplyModes = slices.Clone(n.state.ApplyModes)
+	return s
+}
+
+// tlsConfig picks the handshake by mode: maintenance serves anyone (clients skip verification),
+// a configured node demands a client certificate signed by its machine CA.
+func (n *Node) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}}
+	if n.osCACert == nil {
+		cfg.Certificates = []tls.Certificate{n.maintCert}
+		cfg.ClientAuth = tls.NoClientCert
+		return cfg, nil
+	}
+	if n.apiCert == nil {
+		// A worker waits for a control plane of its cluster to sign its API certificate.
+		ca, ok := n.trust.signer(n.osCACert)
+		if !ok {
+			return nil, errors.New("API certificate not issued yet: no control plane of this cluster is configured")
+		}
+		cert, err := serverCert(ca, n.address, n.state.Hostname)
+		if err != nil {
+			return nil, err
+		}
+		n.apiCert = &cert
+	}
+	pool := stdx509.NewCertPool()
+	pool.AddCert(n.osCACert)
+	cfg.Certificates = []tls.Certificate{*n.apiCert}
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = pool
+	return cfg, nil
+}
+
+// authorize applies Talos' roles: in maintenance every caller is a reader (which may apply a
+// configuration); once configured, admin calls need a client certificate with O=os:admin.
+func (n *Node) authorize(ctx context.Context, adminOnly bool) error {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, target := range md.Get("node") {
+			if target != n.address.String() {
+				return status.Errorf(codes.PermissionDenied, "no request forwarding: node %s is not this machine", target)
+			}
+		}
+	}
+	n.mu.Lock()
+	configured := n.osCACert != nil
+	n.mu.Unlock()
+	if !configured || !adminOnly {
+		return nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		return status.Error(codes.Unauthenticated, "client certificate required")
+	}
+	if !slices.Contains(info.State.VerifiedChains[0][0].Subject.Organization, "os:admin") {
+		return status.Error(codes.PermissionDenied, "not authorized: role os:admin required")
+	}
+	return nil
+}
+
+// ApplyConfiguration validates and stores the configuration; the first one ends maintenance mode.
+func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigurationRequest) (*machine.ApplyConfigurationResponse, error) {
+	if err := n.authorize(ctx, true); err != nil {
+		return nil, err
+	}
+	cfg, err := configloader.NewFromBytes(req.GetData())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "configuration validation failed: %v", err)
+	}
+	if cfg.Machine() == nil || cfg.Cluster() == nil {
+		return nil, status.Error(codes.InvalidArgument, "configuration validation failed: not a v1alpha1 machine configuration")
+	}
+	issuing := cfg.Machine().Security().IssuingCA()
+	if issuing == nil {
+		return nil, status.Error(codes.InvalidArgument, "configuration validation failed: machine.ca is missing")
+	}
+	osCACert, err := parseCertificate(issuing.Crt)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "machine.ca.crt: %v", err)
+	}
+	var clusterCA *talosx509.CertificateAuthority
+	if cfg.Machine().Type() == talosmachine.TypeControlPlane {
+		osCA, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(issuing)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "machine.ca: %v", err)
+		}
+		n.trust.learn(osCA)
+		if clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(cfg.Cluster().IssuingCA()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "cluster.ca: %v", err)
+		}
+	}
+	hostname := cfg.Machine().Network().Hostname()
+	if hostname == "" {
+		hostname = "talos-" + n.address.String()
+	}
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// In maintenance every mode but STAGED applies without a reboot; a running sim node can
+	// always apply in place (it models no change that would need a reboot).
+	mode := req.GetMode()
+	if mode != machine.ApplyConfigurationRequest_STAGED {
+		mode = machine.ApplyConfigurationRequest_NO_REBOOT
+	}
+	reply := &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{
+		Mode:        mode,
+		ModeDetails: "Applied configuration without a reboot (simulated node)",
+	}}}
+	if req.GetDryRun() {
+		return reply, nil
+	}
+	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
+	n.osCACert, n.clusterCA, n.apiCert = osCACert, clusterCA, nil
+	if ep := cfg.Cluster().Endpoint(); ep != nil {
+		n.endpoint = ep.String()
+	}
+	n.state.Configured = true
+	n.state.Role = cfg.Machine().Type().String()
+	n.state.Hostname = hostname
+	n.state.ClusterName = cfg.Cluster().Name()
+	n.state.InstallImage = cfg.Machine().Install().Image()
+	n.state.Config = string(req.GetData())
+	n.state.Applies++
+	n.state.ApplyModes = append(n.state.ApplyModes, mode.String())
+	return reply, nil
+}
+
+// Bootstrap starts etcd once, on a configured control plane; a second call fails as on Talos.
+func (n *Node) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*machine.BootstrapResponse, error) {
+	if err := n.authorize(ctx, true); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.state.BootstrapCalls++
+	switch {
+	case !n.state.Configured:
+		return nil, status.Error(codes.Unimplemented, "bootstrap is not available in maintenance mode")
+	case n.state.Role != talosmachine.TypeControlPlane.String():
+		return nil, status.Error(codes.FailedPrecondition, "bootstrap can only be performed on a control plane node")
+	case n.state.Bootstrapped:
+		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+	}
+	n.state.Bootstrapped = true
+	return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil
+}
+
+// Kubeconfig streams an admin kubeconfig signed by the cluster CA, from a control plane.
+func (n *Node) Kubeconfig(_ *emptypb.Empty, stream grpc.ServerStreamingServer[common.Data]) error {
+	if err := n.authorize(stream.Context(), true); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.state.KubeconfigCalls++
+	clusterCA, clusterName, endpoint := n.clusterCA, n.state.ClusterName, n.endpoint
+	n.mu.Unlock()
+	if clusterCA == nil {
+		return status.Error(codes.FailedPrecondition, "kubeconfig is only available on a configured control plane node")
+	}
+	certPEM, keyPEM, err := kubeAdminCert(clusterCA)
+	if err != nil {
+		return status.Errorf(codes.Internal, "issuing admin certificate: %v", err)
+	}
+	archive, err := kubeconfigArchive(clusterName, endpoint, clusterCA.CrtPEM, certPEM, keyPEM)
+	if err != nil {
+		return status.Errorf(codes.Internal, "packing kubeconfig: %v", err)
+	}
+	return stream.Send(&common.Data{Bytes: archive})
+}
+
+// Version reports the release the node runs: applying a configuration with a new installer image
+// does not change it (Talos upgrades are a separate operation).
+func (n *Node) Version(ctx context.Context, _ *emptypb.Empty) (*machine.VersionResponse, error) {
+	if err := n.authorize(ctx, false); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return &machine.VersionResponse{Messages: []*machine.Version{{
+		Version:  &machine.VersionInfo{Tag: n.state.TalosVersion, Os: "linux", Arch: "amd64"},
+		Platform: &machine.PlatformInfo{Name: "metal", Mode: "metal"},
+	}}}, nil
+}
+
+// Disks answers the provider's reachability probe with one system disk.
+func (n *Node) Disks(ctx context.Context, _ *emptypb.Empty) (*storage.DisksResponse, error) {
+	if err := n.authorize(ctx, false); err != nil {
+		return nil, err
+	}
+	return &storage.DisksResponse{Messages: []*storage.Disks{{Disks: []*storage.Disk{{
+		DeviceName: "/dev/sda",
+		Size:       100 << 30,
+		Model:      "SIMULATED DISK",
+		Type:       storage.Disk_SSD,
+	}}}}}, nil
+}

@@ -1,0 +1,318 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	yaml "go.yaml.in/yaml/v4"
+)
+
+// Each test gets its own loopback address so tests never share a node.
+var nextHost atomic.Int32
+
+// One trust registry, as in one simulator process.
+var trust = NewTrust()
+
+func startNode(t *testing.T) *Node {
+	t.Helper()
+	addr := "127.0.7." + strconv.Itoa(int(nextHost.Add(1))+10)
+	n, err := New(addr, APIPort, "v1.11.5", trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// cluster is what the talos provider holds: a secrets bundle, the configs made from it, and
+// the talosconfig for mutual TLS.
+type cluster struct {
+	controlPlane []byte
+	worker       []byte
+	talosconfig  *clientconfig.Config
+}
+
+func newCluster(t *testing.T, name string) cluster {
+	t.Helper()
+	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := generate.NewInput(name, "https://127.0.7.1:6443", "1.34.1", generate.WithSecretsBundle(bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encode := func(kind talosmachine.Type) []byte {
+		cfg, err := in.Config(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := cfg.EncodeBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	tc, err := in.Talosconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster{controlPlane: encode(talosmachine.TypeControlPlane), worker: encode(talosmachine.TypeWorker), talosconfig: tc}
+}
+
+func ctx(t *testing.T, n *Node) context.Context {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return client.WithNode(c, n.address.String())
+}
+
+// insecure is the provider's first client: no client certificate, no server verification.
+func insecure(t *testing.T, n *Node) *client.Client {
+	t.Helper()
+	c, err := client.New(context.Background(), client.WithEndpoints(n.Addr()), client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// mutual is the provider's second client: the talosconfig's CA and admin certificate.
+func mutual(t *testing.T, n *Node, tc *clientconfig.Config) *client.Client {
+	t.Helper()
+	c, err := client.New(context.Background(), client.WithConfig(tc), client.WithEndpoints(n.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func apply(t *testing.T, c *client.Client, n *Node, data []byte) error {
+	t.Helper()
+	_, err := c.ApplyConfiguration(ctx(t, n), &machine.ApplyConfigurationRequest{Data: data, Mode: machine.ApplyConfigurationRequest_AUTO})
+	return err
+}
+
+func TestMaintenanceModeAcceptsTheFirstConfigurationInsecurely(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if _, err := insecure(t, n).Disks(ctx(t, n)); err != nil {
+		t.Fatalf("maintenance probe: %v", err)
+	}
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatalf("maintenance apply: %v", err)
+	}
+	s := n.State()
+	if !s.Configured || s.Applies != 1 || s.Role != "controlplane" || s.ApplyModes[0] != "NO_REBOOT" {
+		t.Fatalf("state after apply: %+v", s)
+	}
+}
+
+func TestConfiguredNodeRefusesClientsWithoutACertificate(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	// The provider's probe: it must fail now, so the provider switches to mutual TLS.
+	if _, err := insecure(t, n).Disks(ctx(t, n)); err == nil {
+		t.Fatal("insecure probe succeeded on a configured node")
+	}
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err == nil {
+		t.Fatal("second insecure apply accepted")
+	}
+	if n.State().Applies != 1 {
+		t.Fatalf("applies = %d", n.State().Applies)
+	}
+}
+
+func TestConfiguredNodeAcceptsAuthenticatedUpdates(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	c := mutual(t, n, cl.talosconfig)
+	if _, err := c.Disks(ctx(t, n)); err != nil {
+		t.Fatalf("mTLS probe: %v", err)
+	}
+	if err := apply(t, c, n, cl.controlPlane); err != nil {
+		t.Fatalf("authenticated apply: %v", err)
+	}
+	if n.State().Applies != 2 {
+		t.Fatalf("applies = %d", n.State().Applies)
+	}
+}
+
+func TestAnotherClustersCredentialsAreRefused(t *testing.T) {
+	n, cl, other := startNode(t), newCluster(t, "lab"), newCluster(t, "other")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx(t, n), 5*time.Second)
+	defer cancel()
+	_, err := mutual(t, n, other.talosconfig).ApplyConfiguration(short, &machine.ApplyConfigurationRequest{Data: other.controlPlane})
+	if err == nil {
+		t.Fatal("apply with another cluster's CA accepted")
+	}
+	if n.State().Applies != 1 {
+		t.Fatalf("applies = %d", n.State().Applies)
+	}
+}
+
+func TestInvalidConfigurationIsInvalidArgument(t *testing.T) {
+	n := startNode(t)
+	err := apply(t, insecure(t, n), n, []byte("version: v1alpha1\nmachine: [not, a, map]\n"))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("got %v, want InvalidArgument (the one error the provider does not retry)", err)
+	}
+}
+
+func TestBootstrapSucceedsOnceOnAControlPlane(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	c := mutual(t, n, cl.talosconfig)
+	if err := c.Bootstrap(ctx(t, n), &machine.BootstrapRequest{}); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	err := c.Bootstrap(ctx(t, n), &machine.BootstrapRequest{})
+	if status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("second bootstrap: %v, want AlreadyExists", err)
+	}
+	if s := n.State(); !s.Bootstrapped || s.BootstrapCalls != 2 {
+		t.Fatalf("state: %+v", s)
+	}
+}
+
+func TestAWorkerServesMutualTLSOnceAControlPlaneOfItsClusterIsConfigured(t *testing.T) {
+	cp, worker, cl := startNode(t), startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, worker), worker, cl.worker); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx(t, worker), 2*time.Second)
+	defer cancel()
+	if _, err := mutual(t, worker, cl.talosconfig).Disks(short); err == nil {
+		t.Fatal("worker served mutual TLS before any control plane could sign its certificate")
+	}
+	if err := apply(t, insecure(t, cp), cp, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mutual(t, worker, cl.talosconfig).Disks(ctx(t, worker)); err != nil {
+		t.Fatalf("worker after control plane: %v", err)
+	}
+}
+
+func TestBootstrapIsRefusedOnAWorker(t *testing.T) {
+	cp, n, cl := startNode(t), startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, cp), cp, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(t, insecure(t, n), n, cl.worker); err != nil {
+		t.Fatal(err)
+	}
+	err := mutual(t, n, cl.talosconfig).Bootstrap(ctx(t, n), &machine.BootstrapRequest{})
+	if status.Code(err) != codes.FailedPrecondition || n.State().Bootstrapped {
+		t.Fatalf("bootstrap on worker: %v", err)
+	}
+}
+
+func TestKubeconfigIsAnAdminConfigForTheClusterEndpoint(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := mutual(t, n, cl.talosconfig).Kubeconfig(ctx(t, n))
+	if err != nil {
+		t.Fatalf("kubeconfig: %v", err)
+	}
+	var kc struct {
+		CurrentContext string `yaml:"current-context"`
+		Contexts       []struct {
+			Name    string
+			Context struct{ Cluster, User string }
+		}
+		Clusters []struct {
+			Name    string
+			Cluster struct{ Server string }
+		}
+		Users []struct {
+			Name string
+			User struct {
+				ClientCertificateData string `yaml:"client-certificate-data"`
+			}
+		}
+	}
+	if err := yaml.Unmarshal(raw, &kc); err != nil {
+		t.Fatalf("parse kubeconfig: %v", err)
+	}
+	// The provider dereferences the current context without a check: it must exist.
+	if kc.CurrentContext != "admin@lab" || len(kc.Contexts) != 1 || kc.Contexts[0].Name != kc.CurrentContext {
+		t.Fatalf("contexts: %+v current %q", kc.Contexts, kc.CurrentContext)
+	}
+	if len(kc.Clusters) != 1 || kc.Clusters[0].Cluster.Server != "https://127.0.7.1:6443" {
+		t.Fatalf("clusters: %+v", kc.Clusters)
+	}
+	if len(kc.Users) != 1 || kc.Users[0].User.ClientCertificateData == "" {
+		t.Fatal("no client certificate")
+	}
+}
+
+func TestVersionReportsTheRunningRelease(t *testing.T) {
+	n := startNode(t)
+	resp, err := insecure(t, n).Version(ctx(t, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag := resp.GetMessages()[0].GetVersion().GetTag(); tag != "v1.11.5" {
+		t.Fatalf("tag = %s", tag)
+	}
+}
+
+func TestAStoppedNodeRefusesConnectionsAndComesBackWithItsState(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	n.Stop()
+	short, cancel := context.WithTimeout(ctx(t, n), 2*time.Second)
+	defer cancel()
+	if _, err := mutual(t, n, cl.talosconfig).Disks(short); err == nil {
+		t.Fatal("stopped node answered")
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mutual(t, n, cl.talosconfig).Disks(ctx(t, n)); err != nil {
+		t.Fatalf("restarted node: %v", err)
+	}
+	if s := n.State(); !s.Configured || s.Applies != 1 {
+		t.Fatalf("state lost: %+v", s)
+	}
+}
+
+func TestRequestsForAnotherNodeAreNotForwarded(t *testing.T) {
+	n := startNode(t)
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := insecure(t, n).Disks(client.WithNode(c, "127.0.7.250"))
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("got %v, want PermissionDenied", err)
+	}
+}

@@ -1,0 +1,45 @@
+package node
+
+import (
+	"crypto/sha256"
+	stdx509 "crypto/x509"
+	"encoding/pem"
+	"errors"
+	"sync"
+
+	talosx509 "github.com/siderolabs/crypto/x509"
+)
+
+// Trust stands in for trustd: control planes hold the machine CA key, workers only its
+// certificate, so a worker's API certificate is signed with the key a control plane of the same
+// cluster brought. One Trust is shared by all nodes of a simulation.
+type Trust struct {
+	mu  sync.Mutex
+	cas map[[32]byte]*talosx509.CertificateAuthority
+}
+
+// NewTrust returns an empty trust registry.
+func NewTrust() *Trust { return &Trust{cas: map[[32]byte]*talosx509.CertificateAuthority{}} }
+
+func (t *Trust) learn(ca *talosx509.CertificateAuthority) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cas[sha256.Sum256(ca.Crt.Raw)] = ca
+}
+
+func (t *Trust) signer(crt *stdx509.Certificate) (*talosx509.CertificateAuthority, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ca, ok := t.cas[sha256.Sum256(crt.Raw)]
+	return ca, ok
+}
+
+var errNoCertificate = errors.New("no CERTIFICATE block")
+
+func parseCertificate(pemBytes []byte) (*stdx509.Certificate, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errNoCertificate
+	}
+	return stdx509.ParseCertificate(block.Bytes)
+}
