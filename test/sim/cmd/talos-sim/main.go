@@ -1,0 +1,155 @@
+// talos-sim runs simulated Talos nodes and an Image Factory on loopback for end-to-end tests.
+//
+//	talos-sim -nodes 127.0.0.11,127.0.0.12 -factory 127.0.0.1:18080 -control 127.0.0.1:18081 -ready-file /tmp/sim.ready
+//
+// Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"talos-cluster/sim/factory"
+	"talos-cluster/sim/node"
+)
+
+func main() {
+	nodesFlag := flag.String("nodes", "", "comma-separated loopback addresses, one simulated node each (port 50000)")
+	factoryAddr := flag.String("factory", "127.0.0.1:18080", "listen address of the simulated Image Factory")
+	controlAddr := flag.String("control", "127.0.0.1:18081", "listen address of the control endpoint")
+	talosVersion := flag.String("talos-version", "v1.11.5", "release the nodes report as running")
+	versions := flag.String("factory-versions", "v1.11.5,v1.10.7", "Talos versions the factory lists")
+	extensions := flag.String("factory-extensions", "siderolabs/intel-ucode,siderolabs/amd-ucode,siderolabs/iscsi-tools,siderolabs/util-linux-tools,siderolabs/qemu-guest-agent",
+		"official extensions the factory accepts")
+	readyFile := flag.String("ready-file", "", "written once every listener is up")
+	flag.Parse()
+
+	if err := run(*nodesFlag, *factoryAddr, *controlAddr, *talosVersion, split(*versions), split(*extensions), *readyFile); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func split(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func loopbackListen(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%s is not a loopback address", addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func run(nodeList, factoryAddr, controlAddr, talosVersion string, versions, extensions []string, readyFile string) error {
+	trust := node.NewTrust()
+	nodes := map[string]*node.Node{}
+	var order []string
+	for _, addr := range split(nodeList) {
+		n, err := node.New(addr, node.APIPort, talosVersion, trust)
+		if err != nil {
+			return err
+		}
+		if err := n.Start(); err != nil {
+			return fmt.Errorf("node %s: %w", addr, err)
+		}
+		nodes[addr] = n
+		order = append(order, addr)
+	}
+
+	f := factory.New(versions, extensions)
+	factoryLis, err := loopbackListen(factoryAddr)
+	if err != nil {
+		return fmt.Errorf("factory: %w", err)
+	}
+	controlLis, err := loopbackListen(controlAddr)
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	factorySrv := &http.Server{Handler: logRequests("factory", f), ReadHeaderTimeout: 5 * time.Second}
+	controlSrv := &http.Server{Handler: control(nodes, order, f), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = factorySrv.Serve(factoryLis) }()
+	go func() { _ = controlSrv.Serve(controlLis) }()
+
+	log.Printf("talos-sim: %d nodes (%s), factory http://%s, control http://%s", len(nodes), strings.Join(order, ", "), factoryAddr, controlAddr)
+	if readyFile != "" {
+		if err := os.WriteFile(readyFile, []byte("ready\n"), 0o644); err != nil {
+			return err
+		}
+	}
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		n.Stop()
+	}
+	return errors.Join(factorySrv.Shutdown(ctx), controlSrv.Shutdown(ctx))
+}
+
+func logRequests(name string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log.Printf("%s: %s %s", name, r.Method, r.URL.Path)
+		h.ServeHTTP(w, r)
+	})
+}
+
+type simState struct {
+	Nodes          []node.State `json:"nodes"`
+	SchematicPosts int          `json:"schematicPosts"`
+}
+
+func control(nodes map[string]*node.Node, order []string, f *factory.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
+		state := simState{SchematicPosts: f.Posts()}
+		for _, addr := range order {
+			state.Nodes = append(state.Nodes, nodes[addr].State())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(state)
+	})
+	mux.HandleFunc("POST /nodes/{address}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := nodes[r.PathValue("address")]
+		if !ok {
+			http.Error(w, "no such node", http.StatusNotFound)
+			return
+		}
+		switch r.PathValue("action") {
+		case "stop":
+			n.Stop()
+		case "start":
+			if err := n.Start(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		default:
+			http.Error(w, "action must be stop or start", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
