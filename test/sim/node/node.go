@@ -13,12 +13,21 @@ import (
 	"strconv"
 	"sync"
 
+	cosiapi "github.com/cosi-project/runtime/api/v1alpha1"
+	"github.com/cosi-project/runtime/pkg/state"
+	"github.com/cosi-project/runtime/pkg/state/impl/inmem"
+	"github.com/cosi-project/runtime/pkg/state/impl/namespaced"
+	cosiserver "github.com/cosi-project/runtime/pkg/state/protobuf/server"
 	talosx509 "github.com/siderolabs/crypto/x509"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/api/storage"
+	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/extensions"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -59,6 +68,9 @@ type Node struct {
 	port    int
 
 	trust *Trust
+	// cosi holds the resources talosctl get (and our drift checks) read: the active
+	// MachineConfig and the ExtensionStatus of the schematic the node booted from.
+	cosi state.State
 
 	mu        sync.Mutex
 	state     State
@@ -71,8 +83,9 @@ type Node struct {
 	srv       *grpc.Server
 }
 
-// New makes a node in maintenance mode that will report talosVersion as its running release.
-func New(address string, port int, talosVersion string, trust *Trust) (*Node, error) {
+// New makes a node in maintenance mode that runs talosVersion, booted from the image of the
+// given schematic id.
+func New(address string, port int, talosVersion, schematicID string, trust *Trust) (*Node, error) {
 	ip := net.ParseIP(address)
 	if ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("node address %q must be a loopback IP", address)
@@ -81,7 +94,15 @@ func New(address string, port int, talosVersion string, trust *Trust) (*Node, er
 	if err != nil {
 		return nil, err
 	}
+	cosi := state.WrapCore(namespaced.NewState(inmem.Build))
+	// Talos shows the schematic as a virtual extension named "schematic" whose version is the id.
+	schematic := runtime.NewExtensionStatus(runtime.NamespaceName, "0")
+	schematic.TypedSpec().Metadata = extensions.Metadata{Name: "schematic", Version: schematicID, Description: "Image Factory schematic"}
+	if err := cosi.Create(context.Background(), schematic); err != nil {
+		return nil, err
+	}
 	return &Node{
+		cosi:      cosi,
 		trust:     trust,
 		address:   ip,
 		port:      port,
@@ -107,6 +128,7 @@ func (n *Node) Start() error {
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})))
 	machine.RegisterMachineServiceServer(srv, n)
 	storage.RegisterStorageServiceServer(srv, n)
+	cosiapi.RegisterStateServer(srv, cosiserver.NewState(n.cosi))
 	n.lis, n.srv = lis, srv
 	n.state.Up = true
 	go func() { _ = srv.Serve(lis) }()
@@ -246,6 +268,9 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 	if req.GetDryRun() {
 		return reply, nil
 	}
+	if err := n.storeMachineConfig(ctx, cfg); err != nil {
+		return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
+	}
 	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
 	n.osCACert, n.clusterCA, n.apiCert = osCACert, clusterCA, nil
 	if ep := cfg.Cluster().Endpoint(); ep != nil {
@@ -260,6 +285,20 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 	n.state.Applies++
 	n.state.ApplyModes = append(n.state.ApplyModes, mode.String())
 	return reply, nil
+}
+
+// storeMachineConfig keeps the active MachineConfig resource in step with the applied config.
+func (n *Node) storeMachineConfig(ctx context.Context, cfg config.Provider) error {
+	res := configres.NewMachineConfig(cfg)
+	existing, err := n.cosi.Get(ctx, res.Metadata())
+	if state.IsNotFoundError(err) {
+		return n.cosi.Create(ctx, res)
+	}
+	if err != nil {
+		return err
+	}
+	res.Metadata().SetVersion(existing.Metadata().Version())
+	return n.cosi.Update(ctx, res)
 }
 
 // Bootstrap starts etcd once, on a configured control plane; a second call fails as on Talos.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
@@ -15,6 +16,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	yaml "go.yaml.in/yaml/v4"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,13 +26,15 @@ import (
 // Each test gets its own loopback address so tests never share a node.
 var nextHost atomic.Int32
 
+const bootedSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
+
 // One trust registry, as in one simulator process.
 var trust = NewTrust()
 
 func startNode(t *testing.T) *Node {
 	t.Helper()
 	addr := "127.0.7." + strconv.Itoa(int(nextHost.Add(1))+10)
-	n, err := New(addr, APIPort, "v1.11.5", trust)
+	n, err := New(addr, APIPort, "v1.11.5", bootedSchematic, trust)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,5 +319,51 @@ func TestRequestsForAnotherNodeAreNotForwarded(t *testing.T) {
 	_, err := insecure(t, n).Disks(client.WithNode(c, "127.0.7.250"))
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("got %v, want PermissionDenied", err)
+	}
+}
+
+func TestCOSIServesTheAppliedMachineConfig(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	c := mutual(t, n, cl.talosconfig)
+	first, err := safe.StateGetByID[*configres.MachineConfig](ctx(t, n), c.COSI, configres.ActiveID)
+	if err != nil {
+		t.Fatalf("get MachineConfig: %v", err)
+	}
+	if first.Config().Cluster().Name() != "lab" || first.Config().Machine().Type() != talosmachine.TypeControlPlane {
+		t.Fatalf("unexpected config: %s %s", first.Config().Cluster().Name(), first.Config().Machine().Type())
+	}
+	// An update replaces the stored resource, as a later apply does on Talos.
+	if err := apply(t, c, n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	second, err := safe.StateGetByID[*configres.MachineConfig](ctx(t, n), c.COSI, configres.ActiveID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Metadata().Version().Equal(first.Metadata().Version()) {
+		t.Fatalf("version did not move: %s -> %s", first.Metadata().Version(), second.Metadata().Version())
+	}
+}
+
+func TestCOSIServesTheBootedSchematicAsAnExtension(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	list, err := safe.StateListAll[*runtime.ExtensionStatus](ctx(t, n), mutual(t, n, cl.talosconfig).COSI)
+	if err != nil {
+		t.Fatalf("list extensions: %v", err)
+	}
+	found := ""
+	for ext := range list.All() {
+		if ext.TypedSpec().Metadata.Name == "schematic" {
+			found = ext.TypedSpec().Metadata.Version
+		}
+	}
+	if found != bootedSchematic {
+		t.Fatalf("schematic extension version = %q", found)
 	}
 }

@@ -29,13 +29,14 @@ func main() {
 	factoryAddr := flag.String("factory", "127.0.0.1:18080", "listen address of the simulated Image Factory")
 	controlAddr := flag.String("control", "127.0.0.1:18081", "listen address of the control endpoint")
 	talosVersion := flag.String("talos-version", "v1.11.5", "release the nodes report as running")
+	schematicID := flag.String("schematic", IntelUcodeSchematic, "schematic id of the image the nodes booted from")
 	versions := flag.String("factory-versions", "v1.11.5,v1.10.7", "Talos versions the factory lists")
 	extensions := flag.String("factory-extensions", "siderolabs/intel-ucode,siderolabs/amd-ucode,siderolabs/iscsi-tools,siderolabs/util-linux-tools,siderolabs/qemu-guest-agent",
 		"official extensions the factory accepts")
 	readyFile := flag.String("ready-file", "", "written once every listener is up")
 	flag.Parse()
 
-	if err := run(*nodesFlag, *factoryAddr, *controlAddr, *talosVersion, split(*versions), split(*extensions), *readyFile); err != nil {
+	if err := run(*nodesFlag, *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -61,12 +62,15 @@ func loopbackListen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-func run(nodeList, factoryAddr, controlAddr, talosVersion string, versions, extensions []string, readyFile string) error {
+// IntelUcodeSchematic is the factory's id for a schematic holding only siderolabs/intel-ucode.
+const IntelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
+
+func run(nodeList, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string) error {
 	trust := node.NewTrust()
 	nodes := map[string]*node.Node{}
 	var order []string
 	for _, addr := range split(nodeList) {
-		n, err := node.New(addr, node.APIPort, talosVersion, trust)
+		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 func TestControlStopsStartsAndReportsNodes(t *testing.T) {
-	n, err := node.New("127.0.6.11", node.APIPort, "v1.11.5", node.NewTrust())
+	n, err := node.New("127.0.6.11", node.APIPort, "v1.11.5", IntelUcodeSchematic, node.NewTrust())
 	if err != nil {
 		t.Fatal(err)
 	}
