@@ -51,12 +51,15 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck >/dev/null
 fi
 build_go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@v${ACTIONLINT_VERSION}"
-if [ -f test/sim/go.mod ]; then
-  t=$(date +%s)
-  (cd test/sim && go build -o "$CACHE/bin/talos-sim" ./cmd/talos-sim)
-  ln -sf "$CACHE/bin/talos-sim" node_modules/.bin/talos-sim
-  echo "talos-sim: built in $(elapsed "$t")"
-fi
+# The project's own Go programs: go build's cache makes a second run a no-op.
+build_own() { # name dir package
+  local t; t=$(date +%s)
+  (cd "$2" && go build -o "$CACHE/bin/$1" "$3")
+  ln -sf "$CACHE/bin/$1" "node_modules/.bin/$1"
+  echo "$1: built in $(elapsed "$t")"
+}
+build_own talos-sim test/sim ./cmd/talos-sim
+build_own nodecheck tools/nodecheck .
 
 # The Pulumi engine: the CLI, the Node.js language host and the provider plugins are Go modules.
 # Check each can be had before spending minutes on builds, and say exactly what is missing.

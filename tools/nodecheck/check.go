@@ -1,0 +1,130 @@
+// Package main is nodecheck: it reads what each Talos node actually runs (release, booted
+// schematic, applied install image) and compares it with what the stack declares. The talos
+// provider never reads a node back, so this is the only way drift made on a node shows up.
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+)
+
+// Expected is what the stack declares for its nodes.
+type Expected struct {
+	TalosVersion string         `json:"talosVersion"`
+	SchematicID  string         `json:"schematicId"`
+	Nodes        []ExpectedNode `json:"nodes"`
+}
+
+// ExpectedNode is one declared node.
+type ExpectedNode struct {
+	Name         string `json:"name"`
+	Address      string `json:"address"`
+	InstallImage string `json:"installImage"`
+}
+
+// Observed is what a node reported.
+type Observed struct {
+	TalosVersion string
+	SchematicID  string
+	InstallImage string
+}
+
+// Result is the verdict for one node: Err when it could not be read, Drift otherwise.
+type Result struct {
+	Node  ExpectedNode
+	Drift []string
+	Err   error
+}
+
+// Compare lists every difference between the declared and the observed node.
+func Compare(want Expected, node ExpectedNode, got Observed) []string {
+	var drift []string
+	if want.TalosVersion != "" && got.TalosVersion != want.TalosVersion {
+		drift = append(drift, fmt.Sprintf("runs Talos %s, stack declares %s (upgrade with talosctl upgrade)", got.TalosVersion, want.TalosVersion))
+	}
+	if want.SchematicID != "" && got.SchematicID != want.SchematicID {
+		drift = append(drift, fmt.Sprintf("booted schematic %s, stack declares %s (its extensions differ)", short(got.SchematicID), short(want.SchematicID)))
+	}
+	if node.InstallImage != "" && got.InstallImage != node.InstallImage {
+		drift = append(drift, fmt.Sprintf("applied config installs %s, stack declares %s (config changed on the node)", got.InstallImage, node.InstallImage))
+	}
+	return drift
+}
+
+func short(id string) string {
+	if id == "" {
+		return "(none)"
+	}
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// Observe reads one node over mutual TLS with the talosconfig.
+func Observe(ctx context.Context, tc *clientconfig.Config, address string) (Observed, error) {
+	c, err := client.New(ctx, client.WithConfig(tc), client.WithEndpoints(address))
+	if err != nil {
+		return Observed{}, err
+	}
+	defer c.Close() //nolint:errcheck
+	ctx = client.WithNode(ctx, address)
+
+	var got Observed
+	version, err := c.Version(ctx)
+	if err != nil {
+		return got, fmt.Errorf("version: %w", err)
+	}
+	if msgs := version.GetMessages(); len(msgs) > 0 {
+		got.TalosVersion = msgs[0].GetVersion().GetTag()
+	}
+	exts, err := safe.StateListAll[*runtime.ExtensionStatus](ctx, c.COSI)
+	if err != nil {
+		return got, fmt.Errorf("extensions: %w", err)
+	}
+	for ext := range exts.All() {
+		if ext.TypedSpec().Metadata.Name == "schematic" {
+			got.SchematicID = ext.TypedSpec().Metadata.Version
+		}
+	}
+	cfg, err := safe.StateGetByID[*configres.MachineConfig](ctx, c.COSI, configres.ActiveID)
+	if err != nil {
+		return got, fmt.Errorf("machine config: %w", err)
+	}
+	got.InstallImage = cfg.Config().Machine().Install().Image()
+	return got, nil
+}
+
+// Check observes every declared node and compares.
+func Check(ctx context.Context, tc *clientconfig.Config, want Expected) []Result {
+	results := make([]Result, 0, len(want.Nodes))
+	for _, node := range want.Nodes {
+		got, err := Observe(ctx, tc, node.Address)
+		if err != nil {
+			results = append(results, Result{Node: node, Err: err})
+			continue
+		}
+		results = append(results, Result{Node: node, Drift: Compare(want, node, got)})
+	}
+	return results
+}
+
+// Line is the one-line verdict for a node.
+func (r Result) Line() string {
+	prefix := fmt.Sprintf("%s (%s)", r.Node.Name, r.Node.Address)
+	switch {
+	case r.Err != nil:
+		return fmt.Sprintf("%s: unreachable: %v", prefix, r.Err)
+	case len(r.Drift) == 0:
+		return prefix + ": no drift"
+	default:
+		return fmt.Sprintf("%s: drift: %s", prefix, strings.Join(r.Drift, "; "))
+	}
+}
