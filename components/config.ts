@@ -154,13 +154,11 @@ export type AddonConfig = StackInput["addons"]["cilium"];
 export type Patch = Record<string, unknown>;
 
 /** The validated stack: what every component takes. */
-export interface ClusterConfig extends Omit<StackInput, "endpoint" | "extensions"> {
+export interface ClusterConfig extends Omit<StackInput, "endpoint"> {
   /** Kubernetes API URL, normalised to https://host:port. */
   endpoint: string;
   /** Host part of the endpoint, for certificate SANs. */
   endpointHost: string;
-  /** Extra official extensions as given (intel-ucode is added by the image component regardless). */
-  extensions: string[];
   controlPlanes: NodeConfig[];
   workers: NodeConfig[];
 }
@@ -263,7 +261,6 @@ export function parseConfig(raw: Record<string, unknown>): ParsedConfig {
       ...input,
       endpoint: endpoint.url,
       endpointHost: endpoint.host,
-      extensions: input.extensions,
       controlPlanes: input.nodes.filter((n) => n.role === "controlplane"),
       workers: input.nodes.filter((n) => n.role === "worker"),
     },
