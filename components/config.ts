@@ -341,6 +341,10 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
     if (node.role === "controlplane") controlPlanes++;
     if (node.installDisk !== undefined && node.installDiskSelector !== undefined) {
       problems.push(`${PROJECT}:nodes[${i}]: set either installDisk or installDiskSelector, not both`);
+    } else if (node.installDisk === undefined && node.installDiskSelector === undefined) {
+      problems.push(
+        `${PROJECT}:nodes[${i}]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there`,
+      );
     }
   });
   if (Array.isArray(raw.nodes)) {

@@ -61,9 +61,9 @@ export function rolePatches(config: ClusterConfig, role: NodeConfig["role"]): Pa
  */
 export function nodePatches(node: NodeConfig, installerImage: string): Patch[] {
   const install: Record<string, unknown> = { image: installerImage };
+  // Validation guarantees exactly one of the two.
   if (node.installDisk !== undefined) install.disk = node.installDisk;
   else if (node.installDiskSelector !== undefined) install.diskSelector = node.installDiskSelector;
-  else install.disk = "/dev/sda";
 
   const machine: Record<string, unknown> = {
     network: { hostname: node.name },

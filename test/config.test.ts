@@ -88,45 +88,45 @@ describe("stack config: every problem is reported at once", () => {
 describe("stack config: addresses, names and versions", () => {
   it("refuses a malformed node address with the value and the key", () => {
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[2] = { name: "cp-3", address: "10.0.0.300", role: "controlplane" };
+    (raw.nodes as Record<string, unknown>[])[2] = { name: "cp-3", address: "10.0.0.300", role: "controlplane", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[2].address: "10.0.0.300" is not an IPv4 address']);
   });
 
   it("refuses a node name that is not a hostname", () => {
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[0] = { name: "CP_1", address: "10.0.0.11", role: "controlplane" };
+    (raw.nodes as Record<string, unknown>[])[0] = { name: "CP_1", address: "10.0.0.11", role: "controlplane", installDisk: "/dev/sda" };
     expect(problemsOf(raw)[0]).toMatch(/^talos-cluster:nodes\[0\]\.name: "CP_1" is not a valid hostname/);
   });
 
   it("refuses an unknown role", () => {
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[3] = { name: "w", address: "10.0.0.21", role: "master" };
+    (raw.nodes as Record<string, unknown>[])[3] = { name: "w", address: "10.0.0.21", role: "master", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[3].role: must be "controlplane" or "worker"']);
   });
 
   it("refuses duplicate node names", () => {
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[1] = { name: "cp-1", address: "10.0.0.12", role: "controlplane" };
+    (raw.nodes as Record<string, unknown>[])[1] = { name: "cp-1", address: "10.0.0.12", role: "controlplane", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique']);
   });
 
   it("refuses duplicate node addresses", () => {
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.0.11", role: "worker" };
+    (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.0.11", role: "worker", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual([
       "talos-cluster:nodes[3].address: 10.0.0.11 is already used by nodes[0]; each node needs its own address",
     ]);
   });
 
   it("refuses a cluster without a control plane", () => {
-    const raw = stackWith({ network: {}, nodes: [{ name: "w", address: "10.0.0.21", role: "worker" }] });
+    const raw = stackWith({ network: {}, nodes: [{ name: "w", address: "10.0.0.21", role: "worker", installDisk: "/dev/sda" }] });
     expect(problemsOf(raw)).toEqual(['talos-cluster:nodes: no node has role "controlplane"; a cluster needs at least one (three for HA)']);
   });
 
   it("warns, without refusing, about an even number of control planes", () => {
     const raw = validStack();
     const nodes = raw.nodes as Record<string, unknown>[];
-    nodes[3] = { name: "cp-4", address: "10.0.0.14", role: "controlplane" };
+    nodes[3] = { name: "cp-4", address: "10.0.0.14", role: "controlplane", installDisk: "/dev/sda" };
     const { warnings } = parseConfig(raw);
     expect(warnings).toEqual([
       "talos-cluster:nodes: 4 control planes is an even etcd member count: it tolerates no more failures than 3; use an odd number",
@@ -175,6 +175,14 @@ describe("stack config: addresses, names and versions", () => {
     expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0]: set either installDisk or installDiskSelector, not both"]);
   });
 
+  it("refuses a node that names no install disk, since Talos would otherwise wipe /dev/sda", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[1] = { name: "cp-2", address: "10.0.0.12", role: "controlplane" };
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[1]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
+    ]);
+  });
+
   it("refuses an install disk that is not a device path", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[0] = { name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk: "sda" };
@@ -187,6 +195,7 @@ describe("stack config: addresses, names and versions", () => {
       name: "worker-1",
       address: "10.0.0.21",
       role: "worker",
+      installDisk: "/dev/sda",
       taints: [{ key: "gpu", effect: "NoWay" }],
     };
     expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute"]);
@@ -233,7 +242,7 @@ describe("stack config: networks and the VIP", () => {
 
   it("refuses a node outside the declared node subnet", () => {
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.1.21", role: "worker" };
+    (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.1.21", role: "worker", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
   });
 

@@ -57,7 +57,11 @@ describe("role patches", () => {
   });
 
   it("allow workloads on control planes when the cluster has no workers", () => {
-    const raw = stackWith({ network: {}, endpoint: "10.0.0.11", nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }] });
+    const raw = stackWith({
+      network: {},
+      endpoint: "10.0.0.11",
+      nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk: "/dev/sda" }],
+    });
     expect(controlPlanePatches(configOf(raw))[0]).toMatchObject({ cluster: { allowSchedulingOnControlPlanes: true } });
     expect(controlPlanePatches(configOf(validStack()))[0]).not.toHaveProperty("cluster.allowSchedulingOnControlPlanes");
   });

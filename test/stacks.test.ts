@@ -54,6 +54,7 @@ describe("a broken stack file", () => {
       "talos-cluster:kubernetesVersion: Kubernetes 1.28.0 is not supported by Talos v1.11.5; it supports 1.29 to 1.34",
       'talos-cluster:extensions[0]: "intel-ucode" is not an official Image Factory extension (did you mean siderolabs/intel-ucode?); see components/versions.ts for the list',
       'talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique',
+      "talos-cluster:nodes[1]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
       "talos-cluster:network.vip.address: 10.30.0.10 is outside the nodes' subnet 10.20.0.0/24; a Talos VIP must share the control planes' L2 network",
       "talos-cluster:endpoint: 10.20.0.10 differs from network.vip.address 10.30.0.10; with a VIP the endpoint should be the VIP",
     ]);
