@@ -1,6 +1,7 @@
 // The guard rails of every stack, as pure functions over the resources of a plan. The policy pack
 // (index.ts) feeds them; the tests feed them fixtures.
 import { parse as parseYaml } from "yaml";
+import { schematicId } from "../components/schematic-id";
 
 /** What a rule needs to know of a planned resource. Unknown (preview-time) values are undefined. */
 export interface PlannedResource {
@@ -49,6 +50,20 @@ function officialExtensions(schematic: unknown): string[] | undefined {
   return Array.isArray(list) ? list.filter((x): x is string => typeof x === "string") : [];
 }
 
+/**
+ * The id the factory gives a schematic, derived from its text: a policy sees no resource ids.
+ * Undefined when the text is unknown (preview) or holds fields the derivation does not cover.
+ */
+export function schematicIdOf(schematic: unknown): string | undefined {
+  const doc = asRecord(parseDoc(schematic));
+  if (doc === undefined || Object.keys(doc).some((k) => k !== "customization")) return undefined;
+  const customization = asRecord(doc.customization) ?? {};
+  if (Object.keys(customization).some((k) => k !== "systemExtensions" && k !== "extraKernelArgs")) return undefined;
+  const args = customization.extraKernelArgs;
+  if (args !== undefined && !(Array.isArray(args) && args.every((a) => typeof a === "string"))) return undefined;
+  return schematicId({ extraKernelArgs: args as string[] | undefined, officialExtensions: officialExtensions(schematic) });
+}
+
 /** Rule: every schematic carries intel-ucode. */
 export function schematicHasIntelUcode(r: PlannedResource): string | undefined {
   if (r.type !== TYPES.schematic) return undefined;
@@ -86,8 +101,10 @@ function installImage(r: PlannedResource): string | "unknown" | undefined {
 
 /** Stack rule: every node installs from the factory installer of this stack's schematic. */
 export function installImagesFromSchematic(resources: PlannedResource[]): string[] {
-  const ids = resources.filter((r) => r.type === TYPES.schematic).map((r) => r.props.id);
-  const knownIds = ids.filter((id): id is string => typeof id === "string" && id.length > 0);
+  const knownIds = resources
+    .filter((r) => r.type === TYPES.schematic)
+    .map((r) => schematicIdOf(r.props.schematic))
+    .filter((id): id is string => id !== undefined);
   const violations: string[] = [];
   for (const r of resources.filter((x) => x.type === TYPES.configApply)) {
     const image = installImage(r);

@@ -5,11 +5,13 @@ import {
   type PlannedResource,
   prodControlPlaneQuorum,
   schematicHasIntelUcode,
+  schematicIdOf,
   secretsProtected,
   TYPES,
 } from "../policy/rules";
 
-const ID = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba";
+// The factory's id for a schematic holding intel-ucode alone.
+const ID = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
 const OTHER_ID = "a".repeat(64);
 
 function resource(
@@ -21,10 +23,9 @@ function resource(
   return { type, name, urn: `urn:pulumi:${stack}::talos-cluster::${type}::${name}`, props, protect, additionalSecretOutputs };
 }
 
-const schematic = (extensions: string[], id?: string) =>
+const schematic = (extensions: string[]) =>
   resource(TYPES.schematic, "prod-schematic", {
     schematic: `customization:\n  systemExtensions:\n    officialExtensions:\n${extensions.map((e) => `      - ${e}\n`).join("")}`,
-    ...(id ? { id } : {}),
   });
 const apply = (name: string, image?: string) =>
   resource(TYPES.configApply, name, {
@@ -74,11 +75,11 @@ describe("policy: install-image-from-schematic", () => {
   const image = (id: string) => `factory.talos.dev/installer/${id}:v1.11.5`;
 
   it("passes nodes installing the stack's schematic", () => {
-    expect(installImagesFromSchematic([schematic(["siderolabs/intel-ucode"], ID), apply("cp-1", image(ID))])).toEqual([]);
+    expect(installImagesFromSchematic([schematic(["siderolabs/intel-ucode"]), apply("cp-1", image(ID))])).toEqual([]);
   });
 
   it("rejects a node installing another schematic", () => {
-    expect(installImagesFromSchematic([schematic(["siderolabs/intel-ucode"], ID), apply("cp-1", image(OTHER_ID))])).toEqual([
+    expect(installImagesFromSchematic([schematic(["siderolabs/intel-ucode"]), apply("cp-1", image(OTHER_ID))])).toEqual([
       `cp-1 installs schematic ${OTHER_ID}, not this stack's schematic ${ID}`,
     ]);
   });
@@ -93,6 +94,11 @@ describe("policy: install-image-from-schematic", () => {
     expect(installImagesFromSchematic([apply("cp-1")])).toEqual([
       "cp-1 sets no machine.install.image: the node would install an image without the schematic's extensions",
     ]);
+  });
+
+  it("derives the schematic's id from its text, since a policy sees no resource ids", () => {
+    expect(schematicIdOf(schematic(["siderolabs/intel-ucode"]).props.schematic)).toBe(ID);
+    expect(schematicIdOf("customization:\n  meta: [{key: 10, value: x}]\n")).toBeUndefined();
   });
 
   it("skips a node whose patches are not known yet (first preview)", () => {
