@@ -194,14 +194,17 @@ function keyPath(path: readonly PropertyKey[]): string {
  * arrive as JSON text. Keys come as "project:key".
  */
 export function configFromPulumi(all: Record<string, string>): Record<string, unknown> {
-  const raw: Record<string, unknown> = {};
+  return projectKeys(all, parseMaybeJson);
+}
+
+/** The entries of a "project:key" map that belong to this project, keyed without the prefix. */
+function projectKeys<T>(all: Record<string, T>, value: (v: T) => unknown): Record<string, unknown> {
   const prefix = `${PROJECT}:`;
-  for (const [fullKey, value] of Object.entries(all)) {
-    if (!fullKey.startsWith(prefix)) continue;
-    const key = fullKey.slice(prefix.length);
-    raw[key] = parseMaybeJson(value);
-  }
-  return raw;
+  return Object.fromEntries(
+    Object.entries(all)
+      .filter(([fullKey]) => fullKey.startsWith(prefix))
+      .map(([fullKey, v]) => [fullKey.slice(prefix.length), value(v)]),
+  );
 }
 
 /**
@@ -211,12 +214,7 @@ export function configFromPulumi(all: Record<string, string>): Record<string, un
 export function configFromStackFile(text: string): Record<string, unknown> {
   const doc: unknown = parseYaml(text);
   const config = isRecord(doc) && isRecord(doc.config) ? doc.config : {};
-  const raw: Record<string, unknown> = {};
-  const prefix = `${PROJECT}:`;
-  for (const [fullKey, value] of Object.entries(config)) {
-    if (fullKey.startsWith(prefix)) raw[fullKey.slice(prefix.length)] = value;
-  }
-  return raw;
+  return projectKeys(config, (v) => v);
 }
 
 function parseMaybeJson(value: string): unknown {

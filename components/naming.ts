@@ -20,13 +20,6 @@ export function schematicExtensions(extra: readonly string[]): string[] {
   return [...new Set([REQUIRED_EXTENSION, ...extra])].sort();
 }
 
-/** The schematic document the Image Factory receives. */
-export function schematicDocument(extra: readonly string[]): {
-  customization: { systemExtensions: { officialExtensions: string[] } };
-} {
-  return { customization: { systemExtensions: { officialExtensions: schematicExtensions(extra) } } };
-}
-
 /** `<factory>/installer/<schematic id>:<talos version>`, the image every node installs from. */
 export function installerImage(factoryHost: string, schematicId: string, talosVersion: string): string {
   return `${factoryHost}/installer/${schematicId}:${talosVersion}`;

@@ -2,6 +2,7 @@
 // (index.ts) feeds them; the tests feed them fixtures.
 import { parse as parseYaml } from "yaml";
 import { schematicId } from "../components/schematic-id";
+import { REQUIRED_EXTENSION } from "../components/versions";
 
 /** What a rule needs to know of a planned resource. Unknown (preview-time) values are undefined. */
 export interface PlannedResource {
@@ -20,8 +21,6 @@ export const TYPES = {
   kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
   cluster: "talos-cluster:index:TalosCluster",
 } as const;
-
-export const REQUIRED_EXTENSION = "siderolabs/intel-ucode";
 
 /** Outputs that carry credentials, per resource type. */
 export const CREDENTIAL_OUTPUTS: Record<string, string[]> = {
