@@ -21,12 +21,14 @@ export interface PlannedResource {
 
 export interface Plan {
   resources: PlannedResource[];
+  /** Provider function calls (data sources), in call order, secrets unwrapped. */
+  calls: { token: string; inputs: Record<string, unknown> }[];
   /** Resources of one type, in registration order. */
   ofType(type: string): PlannedResource[];
   byName(name: string): PlannedResource;
 }
 
-/** Canned outputs the mocked providers return, keyed by type token. */
+/** Canned outputs the mocked providers return, keyed by type token; an `id` key sets the resource id. */
 export type MockOutputs = Record<string, (inputs: Record<string, unknown>, name: string) => Record<string, unknown>>;
 
 /**
@@ -41,6 +43,7 @@ export async function plan(
   const byResource = new Map<pulumi.Resource, PlannedResource>();
   const inputsByName = new Map<string, { inputs: Record<string, unknown>; secretInputs: string[] }>();
   const names = new Map<pulumi.Resource, string>();
+  const calls: Plan["calls"] = [];
 
   pulumi.runtime.setMocks(
     {
@@ -48,10 +51,14 @@ export async function plan(
         const secretInputs = Object.keys(args.inputs).filter((k) => holdsSecret(args.inputs[k]));
         const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
         inputsByName.set(`${args.type}::${args.name}`, { inputs, secretInputs });
-        const extra = outputs[args.type]?.(inputs, args.name) ?? {};
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+        const { id, ...extra } = outputs[args.type]?.(inputs, args.name) ?? {};
+        return { id: typeof id === "string" ? id : `${args.name}-id`, state: { ...args.inputs, ...extra } };
       },
-      call: (args) => callResults[args.token]?.(args.inputs) ?? {},
+      call: (args) => {
+        const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
+        calls.push({ token: args.token, inputs });
+        return callResults[args.token]?.(inputs) ?? {};
+      },
     },
     "talos-cluster",
     "test",
@@ -89,6 +96,7 @@ export async function plan(
   const resources = [...byResource.values()];
   return {
     resources,
+    calls,
     ofType: (type) => resources.filter((r) => r.type === type),
     byName: (name) => {
       const found = resources.find((r) => r.name === name);

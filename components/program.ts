@@ -1,0 +1,58 @@
+// The whole stack, wired: image, then cluster, then addons through the cluster's kubeconfig.
+// index.ts calls this with the stack config; tests call it under mocks.
+import * as pulumi from "@pulumi/pulumi";
+import { BaseAddons } from "./addons";
+import { TalosCluster } from "./cluster";
+import type { ClusterConfig } from "./config";
+import { TalosImage } from "./image";
+
+export interface StackOutputs {
+  schematicId: pulumi.Output<string>;
+  installerImage: string;
+  isoUrl: string;
+  diskImageUrl: string;
+  nodes: { name: string; address: string; role: string }[];
+  kubeconfig: pulumi.Output<string>;
+  talosconfig: pulumi.Output<string>;
+  /** For disaster recovery (`talosctl gen config --with-secrets`); secret. */
+  machineSecrets: pulumi.Output<unknown>;
+  addons: string[];
+}
+
+export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentResourceOptions): StackOutputs {
+  const name = config.clusterName;
+  const image = new TalosImage(
+    name,
+    { talosVersion: config.talosVersion, extensions: config.extensions, factoryHost: config.imageFactoryHost },
+    opts,
+  );
+  const cluster = new TalosCluster(name, { config, installerImage: image.installerImage, dependsOn: [image.schematic] }, opts);
+
+  const { cilium, kubeletServingCertApprover, metricsServer } = config.addons;
+  const anyAddon = cilium.enabled || kubeletServingCertApprover.enabled || metricsServer.enabled;
+  // No addons, no Kubernetes provider: a stack can run Talos alone and bring its own platform.
+  const addons = anyAddon
+    ? new BaseAddons(
+        name,
+        {
+          kubeconfig: cluster.kubeconfig,
+          clusterIdentifier: name,
+          addons: config.addons,
+          dependsOn: [cluster.bootstrap, cluster.kubeconfigResource],
+        },
+        opts,
+      )
+    : undefined;
+
+  return {
+    schematicId: image.schematicId,
+    installerImage: image.installerImage,
+    isoUrl: image.isoUrl,
+    diskImageUrl: image.diskImageUrl,
+    nodes: config.nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
+    kubeconfig: cluster.kubeconfig,
+    talosconfig: cluster.talosconfig,
+    machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),
+    addons: addons === undefined ? [] : Object.entries(config.addons).flatMap(([k, a]) => (a.enabled ? [k] : [])),
+  };
+}

@@ -1,0 +1,273 @@
+// The whole stack under Pulumi mocks: what the plan holds, with which inputs, in which order.
+import { createHash } from "node:crypto";
+import type * as pulumi from "@pulumi/pulumi";
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../components/config";
+import { schematicFor, verifiedSchematicId } from "../components/image";
+import { deployCluster, type StackOutputs } from "../components/program";
+import { stackWith, validStack } from "./fixtures/stacks";
+import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
+
+const T = {
+  schematic: "talos:imagefactory/schematic:Schematic",
+  secrets: "talos:machine/secrets:Secrets",
+  apply: "talos:machine/configurationApply:ConfigurationApply",
+  bootstrap: "talos:machine/bootstrap:Bootstrap",
+  kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
+  machineConfig: "talos:machine/getConfiguration:getConfiguration",
+  clientConfig: "talos:client/getConfiguration:getConfiguration",
+  k8sProvider: "pulumi:providers:kubernetes",
+};
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** Stands in for the providers: the factory hashes the schematic it gets, as the real one does. */
+function providers(): MockOutputs {
+  return {
+    [T.schematic]: (inputs) => ({ id: sha256(String(inputs.schematic)) }),
+    [T.secrets]: () => ({
+      machineSecrets: { secrets: { bootstrapToken: "token" }, certs: { os: { cert: "c", key: "k" } } },
+      clientConfiguration: { caCertificate: "ca", clientCertificate: "crt", clientKey: "key" },
+    }),
+    [T.kubeconfig]: () => ({ kubeconfigRaw: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n" }),
+  };
+}
+const calls = {
+  [T.machineConfig]: (args: Record<string, unknown>) => ({ machineConfiguration: `machine config for ${String(args.machineType)}` }),
+  [T.clientConfig]: () => ({ talosConfig: "context: lab\n" }),
+};
+
+async function planStack(raw: Record<string, unknown> = validStack()) {
+  const { config } = parseConfig(raw);
+  let out: StackOutputs | undefined;
+  const p = await plan(
+    (record) => {
+      out = deployCluster(config, { transformations: [record] });
+    },
+    providers(),
+    calls,
+  );
+  if (out === undefined) throw new Error("program did not run");
+  // The talosconfig is a data source read after the resources; wait for it so `calls` is complete.
+  await promiseOf(out.talosconfig);
+  return { plan: p, out, config };
+}
+
+const patchesOf = (r: { inputs: Record<string, unknown> }) => (r.inputs.configPatches as string[]).map((t) => JSON.parse(t));
+const INTEL_UCODE_ONLY = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
+
+describe("the image", () => {
+  it("always puts siderolabs/intel-ucode in the schematic, even when the stack lists no extensions", async () => {
+    const { plan: p } = await planStack(stackWith({ extensions: [] }));
+    const [schematic] = p.ofType(T.schematic);
+    expect(schematic?.inputs.schematic).toContain("- siderolabs/intel-ucode");
+    // The id the public factory gives the intel-ucode-only schematic.
+    expect(sha256(String(schematic?.inputs.schematic))).toBe(INTEL_UCODE_ONLY);
+  });
+
+  it("keeps the schematic, and so its id, the same whatever order or repeats the extensions come in", async () => {
+    const a = await planStack(stackWith({ extensions: ["siderolabs/iscsi-tools", "siderolabs/util-linux-tools"] }));
+    const b = await planStack(
+      stackWith({
+        extensions: ["siderolabs/util-linux-tools", "siderolabs/intel-ucode", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"],
+      }),
+    );
+    const text = (x: Plan) => x.ofType(T.schematic)[0]?.inputs.schematic;
+    expect(text(a.plan)).toBe(text(b.plan));
+    expect(a.out.installerImage).toBe(b.out.installerImage);
+  });
+
+  it("exports the schematic id, installer image and boot media of that schematic", async () => {
+    const { out, plan: p } = await planStack();
+    const id = sha256(String(p.ofType(T.schematic)[0]?.inputs.schematic));
+    expect(await promiseOf(out.schematicId)).toBe(id);
+    expect(out.installerImage).toBe(`factory.talos.dev/installer/${id}:v1.11.5`);
+    expect(out.isoUrl).toBe(`https://factory.talos.dev/image/${id}/v1.11.5/metal-amd64.iso`);
+    expect(out.diskImageUrl).toBe(`https://factory.talos.dev/image/${id}/v1.11.5/metal-amd64.raw.zst`);
+  });
+
+  it("uses a self-hosted factory's host in the installer image", async () => {
+    const { out } = await planStack(stackWith({ imageFactoryHost: "factory.internal.example:8080" }));
+    expect(out.installerImage).toMatch(/^factory\.internal\.example:8080\/installer\/[0-9a-f]{64}:v1\.11\.5$/);
+  });
+
+  it("fails the deployment when the factory's schematic id is not the one the nodes will install", () => {
+    const expected = schematicFor([]);
+    expect(verifiedSchematicId(INTEL_UCODE_ONLY, expected)).toBe(INTEL_UCODE_ONLY);
+    expect(() => verifiedSchematicId("0".repeat(64), expected)).toThrow(
+      `Image Factory returned schematic ${"0".repeat(64)}, expected ${INTEL_UCODE_ONLY}`,
+    );
+  });
+});
+
+describe("the machine secrets", () => {
+  it("are created once, protected, kept on destroy and not replaced by a Talos version change", async () => {
+    const { plan: p } = await planStack();
+    const secrets = p.ofType(T.secrets);
+    expect(secrets).toHaveLength(1);
+    expect(secrets[0]?.inputs.talosVersion).toBe("v1.11.5");
+    expect(secrets[0]?.protect).toBe(true);
+    expect(secrets[0]?.retainOnDelete).toBe(true);
+    expect(secrets[0]?.ignoreChanges).toEqual(["talosVersion"]);
+  });
+
+  it("mark the machine secrets and client certificate secret in state", async () => {
+    const { plan: p } = await planStack();
+    expect(p.ofType(T.secrets)[0]?.additionalSecretOutputs).toEqual(["machineSecrets", "clientConfiguration"]);
+    expect(p.ofType(T.kubeconfig)[0]?.additionalSecretOutputs).toEqual(
+      expect.arrayContaining(["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"]),
+    );
+  });
+});
+
+describe("node configuration", () => {
+  it("generates one machine configuration per role, with the cluster's name, endpoint, versions and secrets", async () => {
+    const { plan: p } = await planStack();
+    const configs = p.calls.filter((c) => c.token === T.machineConfig);
+    expect(configs.map((c) => c.inputs.machineType).sort()).toEqual(["controlplane", "worker"]);
+    for (const c of configs) {
+      expect(c.inputs).toMatchObject({
+        clusterName: "lab",
+        clusterEndpoint: "https://10.0.0.10:6443",
+        talosVersion: "v1.11.5",
+        kubernetesVersion: "1.34.1",
+        docs: false,
+        examples: false,
+      });
+      expect(c.inputs.machineSecrets).toMatchObject({ secrets: { bootstrapToken: "token" } });
+    }
+  });
+
+  it("applies one configuration per node, of the node's role, to the node's address", async () => {
+    const { plan: p, config } = await planStack();
+    const applies = p.ofType(T.apply);
+    expect(applies.map((a) => a.inputs.node)).toEqual(config.nodes.map((n) => n.address));
+    for (const [i, node] of config.nodes.entries()) {
+      expect(applies[i]?.name).toBe(`lab-${node.name}`);
+      expect(applies[i]?.inputs.machineConfigurationInput).toBe(`machine config for ${node.role}`);
+      expect(applies[i]?.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration"]));
+    }
+  });
+
+  it("gives every node the factory installer image of the schematic, and its own hostname and disk", async () => {
+    const { plan: p, out } = await planStack();
+    for (const apply of p.ofType(T.apply)) {
+      const install = patchesOf(apply).find((x) => x.machine?.install)?.machine.install;
+      expect(install.image).toBe(out.installerImage);
+    }
+    const cp1 = patchesOf(p.byName("lab-cp-1"));
+    expect(cp1).toContainEqual(expect.objectContaining({ machine: expect.objectContaining({ network: { hostname: "cp-1" } }) }));
+    const worker = patchesOf(p.byName("lab-worker-1")).find((x) => x.machine?.install)?.machine;
+    expect(worker.install.diskSelector).toEqual({ type: "ssd" });
+  });
+
+  it("installs no node before the factory has the schematic", async () => {
+    const { plan: p } = await planStack();
+    for (const apply of p.ofType(T.apply)) expect(apply.dependsOn).toContain("lab-schematic");
+  });
+
+  it("puts the role patches in the role's configuration: the VIP on control planes only", async () => {
+    const { plan: p } = await planStack();
+    const byRole = Object.fromEntries(
+      p.calls.filter((c) => c.token === T.machineConfig).map((c) => [c.inputs.machineType, JSON.stringify(c.inputs.configPatches)]),
+    );
+    expect(byRole.controlplane).toContain('\\"vip\\":{\\"ip\\":\\"10.0.0.10\\"}');
+    expect(byRole.worker).not.toContain("vip");
+  });
+});
+
+describe("bootstrap and credentials", () => {
+  it("bootstraps exactly once, on the first control plane, after its configuration is applied", async () => {
+    const { plan: p } = await planStack(
+      stackWith({
+        nodes: [
+          { name: "worker-0", address: "10.0.0.20", role: "worker", installDisk: "/dev/sda" },
+          { name: "cp-b", address: "10.0.0.12", role: "controlplane", installDisk: "/dev/sda" },
+          { name: "cp-a", address: "10.0.0.11", role: "controlplane", installDisk: "/dev/sda" },
+          { name: "cp-c", address: "10.0.0.13", role: "controlplane", installDisk: "/dev/sda" },
+        ],
+      }),
+    );
+    const bootstraps = p.ofType(T.bootstrap);
+    expect(bootstraps).toHaveLength(1);
+    expect(bootstraps[0]?.inputs.node).toBe("10.0.0.12");
+    expect(bootstraps[0]?.dependsOn).toEqual(["lab-cp-b"]);
+  });
+
+  it("reads the kubeconfig from the bootstrapped node, after the bootstrap", async () => {
+    const { plan: p } = await planStack();
+    const kubeconfig = p.ofType(T.kubeconfig);
+    expect(kubeconfig).toHaveLength(1);
+    expect(kubeconfig[0]?.inputs.node).toBe("10.0.0.11");
+    expect(kubeconfig[0]?.dependsOn).toEqual(["lab-bootstrap"]);
+  });
+
+  it("lists every control plane as a talosconfig endpoint and every node as a node", async () => {
+    const { plan: p } = await planStack();
+    const [talosconfig] = p.calls.filter((c) => c.token === T.clientConfig);
+    expect(talosconfig?.inputs).toMatchObject({
+      clusterName: "lab",
+      endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"],
+      nodes: ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21"],
+    });
+  });
+
+  it("exports the kubeconfig, talosconfig and machine secrets only as secrets", async () => {
+    const { out } = await planStack();
+    expect(await isSecret(out.kubeconfig)).toBe(true);
+    expect(await isSecret(out.talosconfig)).toBe(true);
+    expect(await isSecret(out.machineSecrets as pulumi.Output<unknown>)).toBe(true);
+    expect(await promiseOf(out.kubeconfig)).toContain("kind: Config");
+    expect(await promiseOf(out.talosconfig)).toBe("context: lab\n");
+  });
+});
+
+describe("addons", () => {
+  it("builds the Kubernetes provider from the cluster's kubeconfig, as a secret", async () => {
+    const { plan: p } = await planStack();
+    const [provider] = p.ofType(T.k8sProvider);
+    expect(provider?.inputs.kubeconfig).toContain("kind: Config");
+    expect(provider?.secretInputs).toContain("kubeconfig");
+  });
+
+  it("makes the provider and every addon wait for the bootstrap and the kubeconfig", async () => {
+    const { plan: p } = await planStack();
+    const addons = p.resources.filter((r) => r.type.startsWith("kubernetes:") || r.type === T.k8sProvider);
+    expect(addons.map((r) => r.name)).toEqual(["lab-k8s", "lab-cilium", "lab-kubelet-serving-cert-approver", "lab-metrics-server"]);
+    for (const addon of addons) expect(addon.dependsOn).toEqual(expect.arrayContaining(["lab-bootstrap", "lab-kubeconfig"]));
+  });
+
+  it("declares no Kubernetes provider at all when every addon is off", async () => {
+    const off = { enabled: false };
+    const { plan: p, out } = await planStack(stackWith({ addons: { cilium: off, kubeletServingCertApprover: off, metricsServer: off } }));
+    expect(p.ofType(T.k8sProvider)).toHaveLength(0);
+    expect(p.resources.filter((r) => r.type.startsWith("kubernetes:"))).toHaveLength(0);
+    expect(out.addons).toEqual([]);
+  });
+
+  it("leaves out exactly the addons switched off", async () => {
+    const { plan: p, out } = await planStack(stackWith({ addons: { metricsServer: { enabled: false } } }));
+    expect(p.resources.filter((r) => r.type.startsWith("kubernetes:")).map((r) => r.name)).toEqual([
+      "lab-cilium",
+      "lab-kubelet-serving-cert-approver",
+    ]);
+    expect(out.addons).toEqual(["cilium", "kubeletServingCertApprover"]);
+  });
+});
+
+describe("component tree", () => {
+  it("parents every Talos resource to its component and registers the components under their tokens", async () => {
+    const { plan: p } = await planStack();
+    expect(p.byName("lab").type).toBeDefined();
+    const types = new Set(p.resources.map((r) => r.type));
+    expect(types).toContain("talos-cluster:index:TalosImage");
+    expect(types).toContain("talos-cluster:index:TalosCluster");
+    expect(types).toContain("talos-cluster:index:BaseAddons");
+    const image = p.resources.find((r) => r.type === "talos-cluster:index:TalosImage");
+    const cluster = p.resources.find((r) => r.type === "talos-cluster:index:TalosCluster");
+    expect(p.ofType(T.schematic)[0]?.parent).toBe(image?.name);
+    for (const t of [T.secrets, T.apply, T.bootstrap, T.kubeconfig]) {
+      for (const r of p.ofType(t)) expect(r.parent).toBe(cluster?.name);
+    }
+  });
+});
