@@ -54,3 +54,17 @@ export function planCluster(name: string, config: ClusterConfig): ClusterPlan {
 export function nodeConfigPatches(node: NodeConfig, installerImage: string): string[] {
   return serialisePatches(nodePatches(node, installerImage));
 }
+
+/**
+ * How long each Talos operation keeps retrying an unreachable node before it fails. The provider
+ * retries every error but a rejected config, so this is how long a dead node stalls a run.
+ * Every key of each resource's timeouts is set: the bridge refuses to store a timeouts object
+ * with an unset key ("recovered raw state does not byte-for-byte match").
+ */
+export function operationTimeouts(timeout: string) {
+  return {
+    apply: { create: timeout, update: timeout, delete: timeout },
+    bootstrap: { create: timeout },
+    kubeconfig: { create: timeout, update: timeout },
+  };
+}

@@ -2,7 +2,7 @@
 // bootstrap of etcd, and the credentials (kubeconfig, talosconfig) that come out of it.
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
-import { nodeConfigPatches, planCluster } from "./cluster-plan";
+import { nodeConfigPatches, operationTimeouts, planCluster } from "./cluster-plan";
 import type { ClusterConfig, Role } from "./config";
 import { resourceNames } from "./naming";
 
@@ -34,6 +34,7 @@ export class TalosCluster extends pulumi.ComponentResource {
     super("talos-cluster:index:TalosCluster", name, {}, opts);
     const { config } = args;
     const plan = planCluster(name, config);
+    const timeouts = operationTimeouts(config.nodeTimeout);
 
     // Losing these loses the cluster's PKI: protect them, keep them on destroy, and never let a
     // later Talos version in the stack config touch them (a downgrade would even replace them).
@@ -83,6 +84,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           machineConfigurationInput: roleConfig[p.role],
           node: p.address,
           configPatches: nodeConfigPatches(node, args.installerImage),
+          timeouts: timeouts.apply,
         },
         { parent: this, dependsOn: args.dependsOn ?? [] },
       );
@@ -93,13 +95,13 @@ export class TalosCluster extends pulumi.ComponentResource {
     // on another node would start a second etcd cluster.
     this.bootstrap = new talos.machine.Bootstrap(
       resourceNames.bootstrap(name),
-      { clientConfiguration, node: plan.bootstrapNode.address },
+      { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.bootstrap },
       { parent: this, dependsOn: bootstrapApply === undefined ? [] : [bootstrapApply] },
     );
 
     this.kubeconfigResource = new talos.cluster.Kubeconfig(
       resourceNames.kubeconfig(name),
-      { clientConfiguration, node: plan.bootstrapNode.address },
+      { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.kubeconfig },
       { parent: this, dependsOn: [this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.kubeconfig },
     );
     this.kubeconfig = pulumi.secret(this.kubeconfigResource.kubeconfigRaw);

@@ -17,6 +17,8 @@ export const PROJECT = "talos-cluster";
 
 const TALOS_VERSION = /^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$/;
 const KUBERNETES_VERSION = /^v?(\d+)\.(\d+)\.(\d+)$/;
+// Go durations as the provider parses them: 90s, 10m, 1h30m.
+const DURATION = /^(\d+h)?(\d+m)?(\d+s)?$/;
 const CHART_VERSION = /^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/;
 // Kubernetes label keys: optional DNS prefix, then a name of up to 63 characters.
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
@@ -110,6 +112,11 @@ const stackSchema = z.strictObject({
     })
     .default(DEFAULT_IMAGE_FACTORY_HOST),
   extensions: z.array(z.string()).default([]),
+  nodeTimeout: z
+    .string()
+    .regex(DURATION, { error: "must be a duration such as 10m, 90s or 1h30m" })
+    .refine((d) => d !== "" && !/^(0+[hms])+$/.test(d), { error: "must be longer than zero, e.g. 10m" })
+    .default("10m"),
   nodes: z.array(nodeSchema, { error: "is required: a list of nodes, each with name, address and role" }),
   patches: z
     .strictObject({

@@ -284,3 +284,18 @@ describe("stack config: extensions and addons", () => {
     ]);
   });
 });
+
+describe("stack config: node timeout", () => {
+  it("defaults to the provider's own 10 minutes and accepts Go durations", () => {
+    expect(parseConfig(validStack()).config.nodeTimeout).toBe("10m");
+    expect(parseConfig(stackWith({ nodeTimeout: "1h30m" })).config.nodeTimeout).toBe("1h30m");
+    expect(parseConfig(stackWith({ nodeTimeout: "45s" })).config.nodeTimeout).toBe("45s");
+  });
+
+  it("refuses a timeout that is not a duration, or zero", () => {
+    expect(problemsOf(stackWith({ nodeTimeout: "10 minutes" }))).toEqual([
+      "talos-cluster:nodeTimeout: must be a duration such as 10m, 90s or 1h30m",
+    ]);
+    expect(problemsOf(stackWith({ nodeTimeout: "0m" }))).toEqual(["talos-cluster:nodeTimeout: must be longer than zero, e.g. 10m"]);
+  });
+});

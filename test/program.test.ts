@@ -176,6 +176,20 @@ describe("node configuration", () => {
   });
 });
 
+describe("timeouts", () => {
+  it("gives every node operation the stack's node timeout, with every key set", async () => {
+    const { plan: p } = await planStack(stackWith({ nodeTimeout: "45s" }));
+    for (const apply of p.ofType(T.apply)) expect(apply.inputs.timeouts).toEqual({ create: "45s", update: "45s", delete: "45s" });
+    expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "45s" });
+    expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "45s", update: "45s" });
+  });
+
+  it("keeps the provider's 10 minutes when the stack sets none", async () => {
+    const { plan: p } = await planStack();
+    expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "10m" });
+  });
+});
+
 describe("bootstrap and credentials", () => {
   it("bootstraps exactly once, on the first control plane, after its configuration is applied", async () => {
     const { plan: p } = await planStack(
