@@ -1,0 +1,106 @@
+// End to end with the real CLI, engine, talos plugin and program, against simulated nodes and
+// factory: 3 control planes and 2 workers, addons off. Steps run in order on one stack.
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describeEngine, jsonStream, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
+
+const INTEL_UCODE_INSTALLER = "factory.talos.dev/installer/2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8:v1.11.5";
+
+interface Step {
+  op: string;
+  urn: string;
+}
+/** The resource steps of `pulumi up --json`, which prints a stream of engine events. */
+const stepsOf = (stdout: string): Step[] =>
+  jsonStream(stdout).flatMap((e) => {
+    const ev = (e as { resOutputsEvent?: { metadata: Step } }).resOutputsEvent;
+    return ev ? [{ op: ev.metadata.op, urn: ev.metadata.urn }] : [];
+  });
+const changed = (steps: Step[]) => steps.filter((s) => s.op !== "same");
+const nameOf = (urn: string) => urn.split("::").pop();
+
+describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
+  let sim: Simulator;
+  let ws: Workspace;
+  let nodes: SimNodeConfig[];
+  let config: Record<string, unknown>;
+
+  beforeAll(async () => {
+    nodes = simNodes(1, { controlPlanes: 3, workers: 2 });
+    sim = await Simulator.start(
+      nodes.map((n) => n.address),
+      18180,
+      18181,
+    );
+    config = simStackConfig(sim, "sim", nodes, { "talos-cluster:nodeTimeout": "60s" });
+    ws = new Workspace("sim", config);
+  });
+  afterAll(() => {
+    sim?.dispose();
+    ws?.dispose();
+  });
+
+  it("creates the cluster: one configuration per node with the intel-ucode installer, one bootstrap", async () => {
+    const up = ws.must(["up", "--yes", "--json"]);
+    const created = changed(stepsOf(up.stdout));
+    expect(created.every((s) => s.op === "create")).toBe(true);
+
+    const state = await sim.nodes();
+    for (const n of nodes) {
+      const node = state.find((s) => s.address === n.address);
+      expect(node, n.address).toMatchObject({ configured: true, applies: 1, role: n.role, hostname: n.name });
+      expect(node?.installImage).toBe(INTEL_UCODE_INSTALLER);
+    }
+    const bootstrapped = state.filter((s) => s.bootstrapCalls > 0);
+    expect(bootstrapped.map((s) => [s.address, s.bootstrapCalls])).toEqual([[nodes[0]?.address, 1]]);
+  });
+
+  it("outputs the kubeconfig, talosconfig and machine secrets only as secrets, and stores none in plain text", () => {
+    const plain = JSON.parse(ws.must(["stack", "output", "--json"]).stdout) as Record<string, unknown>;
+    for (const key of ["kubeconfig", "talosconfig", "machineSecrets"]) expect(plain[key], key).toBe("[secret]");
+    expect(plain.schematicId).toBe("2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8");
+
+    const shown = JSON.parse(ws.must(["stack", "output", "--json", "--show-secrets"]).stdout) as Record<string, unknown>;
+    const kubeconfig = String(shown.kubeconfig);
+    const talosconfig = String(shown.talosconfig);
+    expect(kubeconfig).toContain("kind: Config");
+    expect(talosconfig).toContain(`- ${nodes[0]?.address}`);
+    const clientKey = /client-key-data: (\S+)/.exec(kubeconfig)?.[1];
+    const talosKey = /key: (\S+)/.exec(talosconfig)?.[1];
+    const bootstrapToken = (shown.machineSecrets as { secrets: { bootstrapToken: string } }).secrets.bootstrapToken;
+    const { text } = ws.state();
+    for (const [what, value] of [
+      ["kubeconfig client key", clientKey],
+      ["talosconfig key", talosKey],
+      ["bootstrap token", bootstrapToken],
+    ]) {
+      expect(value, what).toBeTruthy();
+      expect(text.includes(String(value)), `${what} in plain text in state`).toBe(false);
+    }
+  });
+
+  it("changes nothing on a second up, and preview --expect-no-changes passes", async () => {
+    const up = ws.must(["up", "--yes", "--json"]);
+    expect(changed(stepsOf(up.stdout))).toEqual([]);
+    ws.must(["preview", "--expect-no-changes"]);
+    for (const node of await sim.nodes()) expect(node.applies).toBe(1);
+  });
+
+  it("updates only the changed node's config apply when its patch changes, replacing nothing", async () => {
+    const edited = nodes.map((n) => (n.name === "worker-2" ? { ...n, labels: { "node.kubernetes.io/pool": "batch" } } : n));
+    ws.writeConfig({ ...config, "talos-cluster:nodes": edited });
+    const up = ws.must(["up", "--yes", "--json"]);
+    expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([["update", "sim-worker-2"]]);
+    const state = await sim.nodes();
+    expect(state.map((s) => [s.hostname, s.applies])).toEqual(nodes.map((n) => [n.name, n.name === "worker-2" ? 2 : 1]));
+    ws.must(["preview", "--expect-no-changes"]);
+  });
+
+  it("keeps the protected machine secrets on destroy and says why", () => {
+    const destroy = ws.run(["destroy", "--yes"]);
+    expect(destroy.code).not.toBe(0);
+    expect(destroy.output).toMatch(/sim-secrets.*protected|protected.*sim-secrets/s);
+    const left = ws.state().resources.filter((r) => r.type === "talos:machine/secrets:Secrets");
+    expect(left).toHaveLength(1);
+    expect(left[0]?.protect).toBe(true);
+  });
+});

@@ -1,0 +1,271 @@
+// The real engine for tests: the CLI and plugins `npm run setup` built, a throwaway project folder
+// per test file (so stack files in the repo are never touched), a local file:// backend, and the
+// simulated Talos nodes and Image Factory of test/sim.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, it } from "vitest";
+import { stringify } from "yaml";
+
+const ROOT = resolve(__dirname, "..");
+const BIN = join(ROOT, "node_modules", ".bin");
+export const PULUMI = join(BIN, "pulumi");
+const TALOS_SIM = join(BIN, "talos-sim");
+const TALOS_SDK = join(ROOT, "node_modules", "@pulumiverse", "talos", "bin", "index.js");
+
+/** What is missing for engine tests, or undefined when the toolchain is all there. */
+export function missingToolchain(): string | undefined {
+  for (const [what, path] of [
+    ["the pulumi CLI", PULUMI],
+    ["talos-sim", TALOS_SIM],
+    ["@pulumiverse/talos", TALOS_SDK],
+  ] as const) {
+    if (!existsSync(path)) return `${what} (${path}) is missing; run \`npm run setup\``;
+  }
+  return undefined;
+}
+
+/**
+ * describe() for tests that need the engine. Without the toolchain they are skipped with the
+ * reason, except in CI (CI=true), where a missing toolchain is a failure.
+ */
+export function describeEngine(name: string, body: () => void): void {
+  const missing = missingToolchain();
+  if (missing === undefined) {
+    describe(name, body);
+  } else if (process.env.CI === "true") {
+    describe(name, () => {
+      it("has the Pulumi toolchain", () => {
+        throw new Error(`CI=true and ${missing}`);
+      });
+    });
+  } else {
+    console.warn(`skipping "${name}": ${missing}`);
+    describe.skip(name, body);
+  }
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr together, as a person would read them. */
+  output: string;
+}
+
+/** A project folder with one stack on a local backend; the program is the repository's own. */
+export class Workspace {
+  readonly dir: string;
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(
+    readonly stack: string,
+    config: Record<string, unknown>,
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), `talos-cluster-${stack}-`));
+    for (const entry of ["Pulumi.yaml", "index.ts", "components", "node_modules", "package.json", "tsconfig.json"]) {
+      symlinkSync(join(ROOT, entry), join(this.dir, entry));
+    }
+    this.writeConfig(config);
+    mkdirSync(join(this.dir, ".state"));
+    this.env = {
+      ...process.env,
+      PULUMI_BACKEND_URL: `file://${join(this.dir, ".state")}`,
+      PULUMI_CONFIG_PASSPHRASE: "engine-tests",
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      NO_COLOR: "1",
+    };
+    this.must(["stack", "init", stack]);
+  }
+
+  /** Replaces the stack's config (the `config:` mapping of Pulumi.<stack>.yaml), keeping its salt. */
+  writeConfig(config: Record<string, unknown>): void {
+    const file = join(this.dir, `Pulumi.${this.stack}.yaml`);
+    const salt = existsSync(file) ? /^encryptionsalt: .*$/m.exec(readFileSync(file, "utf8"))?.[0] : undefined;
+    writeFileSync(file, stringify({ config }) + (salt === undefined ? "" : `${salt}\n`));
+  }
+
+  /** Runs the CLI in the workspace, printing the step and how long it took. */
+  run(args: string[]): RunResult {
+    const started = Date.now();
+    const r = spawnSync(PULUMI, [...args, "--non-interactive"], {
+      cwd: this.dir,
+      env: this.env,
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const code = r.status ?? 1;
+    console.log(`[${this.stack}] pulumi ${args.join(" ")}: exit ${code} in ${seconds}s`);
+    return { code, stdout: r.stdout, stderr: r.stderr, output: `${r.stdout}\n${r.stderr}` };
+  }
+
+  /** Runs the CLI and fails with its output unless it succeeds. */
+  must(args: string[]): RunResult {
+    const r = this.run(args);
+    if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} failed (exit ${r.code}):\n${r.output}`);
+    return r;
+  }
+
+  /** `pulumi up --json` (or preview): the engine's per-operation summary. */
+  changeSummary(r: RunResult): Record<string, number> {
+    const doc = JSON.parse(r.stdout) as { changeSummary?: Record<string, number> };
+    return doc.changeSummary ?? {};
+  }
+
+  /** The stack's checkpoint, as the state backend holds it. */
+  state(): { resources: StateResource[]; text: string } {
+    const text = this.must(["stack", "export", "-s", this.stack]).stdout;
+    const doc = JSON.parse(text) as { deployment: { resources?: StateResource[] } };
+    return { resources: doc.deployment.resources ?? [], text };
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface StateResource {
+  urn: string;
+  type: string;
+  id?: string;
+  protect?: boolean;
+  outputs?: Record<string, unknown>;
+}
+
+export interface SimNode {
+  address: string;
+  up: boolean;
+  configured: boolean;
+  role: string;
+  hostname: string;
+  installImage: string;
+  applies: number;
+  applyModes: string[];
+  bootstrapped: boolean;
+  bootstrapCalls: number;
+  kubeconfigCalls: number;
+}
+
+/** Simulated Talos nodes and Image Factory (test/sim), on loopback addresses of the caller's choice. */
+export class Simulator {
+  private constructor(
+    private readonly proc: ChildProcess,
+    readonly factoryUrl: string,
+    private readonly controlUrl: string,
+  ) {}
+
+  static async start(nodes: string[], factoryPort: number, controlPort: number): Promise<Simulator> {
+    const dir = mkdtempSync(join(tmpdir(), "talos-sim-"));
+    const ready = join(dir, "ready");
+    const factory = `127.0.0.1:${factoryPort}`;
+    const control = `127.0.0.1:${controlPort}`;
+    const proc = spawn(TALOS_SIM, ["-nodes", nodes.join(","), "-factory", factory, "-control", control, "-ready-file", ready], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    proc.stderr?.on("data", (d: Buffer) => {
+      log += d.toString();
+    });
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(ready)) {
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        proc.kill();
+        throw new Error(`talos-sim did not start:\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    rmSync(dir, { recursive: true, force: true });
+    return new Simulator(proc, `http://${factory}`, `http://${control}`);
+  }
+
+  async nodes(): Promise<SimNode[]> {
+    const res = await fetch(`${this.controlUrl}/state`);
+    return ((await res.json()) as { nodes: SimNode[] }).nodes;
+  }
+
+  async node(address: string): Promise<SimNode> {
+    const found = (await this.nodes()).find((n) => n.address === address);
+    if (found === undefined) throw new Error(`the simulator has no node ${address}`);
+    return found;
+  }
+
+  async stop(address: string): Promise<void> {
+    await this.control(address, "stop");
+  }
+
+  async start(address: string): Promise<void> {
+    await this.control(address, "start");
+  }
+
+  private async control(address: string, action: "stop" | "start"): Promise<void> {
+    const res = await fetch(`${this.controlUrl}/nodes/${address}/${action}`, { method: "POST" });
+    if (!res.ok) throw new Error(`talos-sim ${action} ${address}: ${res.status} ${await res.text()}`);
+  }
+
+  dispose(): void {
+    this.proc.kill();
+  }
+}
+
+export interface SimNodeConfig {
+  name: string;
+  address: string;
+  role: "controlplane" | "worker";
+  installDisk: string;
+}
+
+/** Control planes and workers on 127.0.<net>.x: each test file takes its own <net>. */
+export function simNodes(net: number, counts: { controlPlanes: number; workers: number }): SimNodeConfig[] {
+  const node = (role: SimNodeConfig["role"], i: number): SimNodeConfig => ({
+    name: `${role === "controlplane" ? "cp" : "worker"}-${i}`,
+    address: `127.0.${net}.${role === "controlplane" ? 10 + i : 20 + i}`,
+    role,
+    installDisk: "/dev/vda",
+  });
+  return [
+    ...Array.from({ length: counts.controlPlanes }, (_, i) => node("controlplane", i + 1)),
+    ...Array.from({ length: counts.workers }, (_, i) => node("worker", i + 1)),
+  ];
+}
+
+/** Stack config for simulated nodes: the provider talks to the simulated factory; addons are off (no Kubernetes runs). */
+export function simStackConfig(
+  sim: Simulator,
+  clusterName: string,
+  nodes: SimNodeConfig[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const off = { enabled: false };
+  return {
+    "talos:imageFactoryUrl": sim.factoryUrl,
+    "talos-cluster:clusterName": clusterName,
+    "talos-cluster:endpoint": nodes[0]?.address,
+    "talos-cluster:nodes": nodes,
+    "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
+    ...extra,
+  };
+}
+
+/** Splits concatenated (pretty-printed) JSON values, as `pulumi up --json` writes its events. */
+export function jsonStream(text: string): unknown[] {
+  const values: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" || c === "[") {
+      if (depth++ === 0) start = i;
+    } else if ((c === "}" || c === "]") && --depth === 0) {
+      values.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return values;
+}
