@@ -1,0 +1,83 @@
+// Faults with the real engine and provider against simulated nodes: a node that is down during the
+// first up, and a node that belongs to another cluster.
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describeEngine, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
+
+// Short, so a dead node fails the run in seconds; the provider retries until this runs out.
+const NODE_TIMEOUT = "15s";
+
+/** The provider's error as the person running `up` sees it. */
+const errorLine = (output: string) => output.split("\n").find((l) => l.includes("error: Error")) ?? "";
+
+describeEngine("faults: a dead node, and a node of another cluster", () => {
+  let sim: Simulator;
+  let ws: Workspace;
+  let nodes: SimNodeConfig[];
+  const workspaces: Workspace[] = [];
+
+  beforeAll(async () => {
+    nodes = simNodes(2, { controlPlanes: 1, workers: 2 });
+    sim = await Simulator.start(
+      nodes.map((n) => n.address),
+      18280,
+      18281,
+    );
+    ws = new Workspace("faults", simStackConfig(sim, "faults", nodes, { "talos-cluster:nodeTimeout": NODE_TIMEOUT }));
+    workspaces.push(ws);
+  });
+  afterAll(() => {
+    sim?.dispose();
+    for (const w of workspaces) w.dispose();
+  });
+
+  it("fails only the dead node's apply, with the reason, while the other nodes complete", async () => {
+    const dead = nodes[2];
+    if (dead === undefined) throw new Error("fixture has no third node");
+    await sim.stop(dead.address);
+
+    const up = ws.run(["up", "--yes", "--continue-on-error"]);
+    expect(up.code).not.toBe(0);
+    expect(up.output).toContain(`faults-${dead.name}`);
+    console.log(errorLine(up.output));
+    expect(up.output).toMatch(new RegExp(`dial tcp ${dead.address.replaceAll(".", "\\.")}:50000: connect: connection refused`));
+
+    const state = await sim.nodes();
+    for (const n of nodes.slice(0, 2)) expect(state.find((s) => s.address === n.address)).toMatchObject({ configured: true, applies: 1 });
+    expect(state.find((s) => s.address === dead.address)).toMatchObject({ configured: false, applies: 0 });
+    expect(state.find((s) => s.address === nodes[0]?.address)?.bootstrapCalls).toBe(1);
+  });
+
+  it("converges once the node is back, with nothing lost or redone", async () => {
+    const dead = nodes[2];
+    if (dead === undefined) throw new Error("fixture has no third node");
+    await sim.start(dead.address);
+    ws.must(["up", "--yes"]);
+    const state = await sim.nodes();
+    for (const n of state) expect(n, n.address).toMatchObject({ configured: true, applies: 1 });
+    expect(state.reduce((sum, n) => sum + n.bootstrapCalls, 0)).toBe(1);
+    ws.must(["preview", "--expect-no-changes"]);
+  });
+
+  it("refuses to configure a node that another cluster owns: its CA does not match", async () => {
+    const owned = nodes[1];
+    if (owned === undefined) throw new Error("fixture has no second node");
+    const before = await sim.node(owned.address);
+    expect(before.configured, "the tests above configure this node first").toBe(true);
+    // A second cluster, with its own secrets, that lists an already configured node as its own.
+    const intruder = new Workspace(
+      "intruder",
+      simStackConfig(sim, "intruder", [{ ...owned, name: "intruder-cp", role: "controlplane" }], {
+        "talos-cluster:nodeTimeout": NODE_TIMEOUT,
+      }),
+    );
+    workspaces.push(intruder);
+    const up = intruder.run(["up", "--yes", "--continue-on-error"]);
+    expect(up.code).not.toBe(0);
+    expect(up.output).toContain("intruder-intruder-cp");
+    console.log(errorLine(up.output));
+    expect(errorLine(up.output)).toMatch(/certificate|authentication handshake failed/);
+    const after = await sim.node(owned.address);
+    expect(after.applies).toBe(before.applies);
+    expect(after.hostname).toBe(owned.name);
+  });
+});
