@@ -1,27 +1,36 @@
-// `npm run drift -- -s dev [-s prod]`: refresh-preview each stack, print one verdict line per
-// stack, exit 1 on drift (2 when the preview itself fails). The drift workflow runs exactly this.
+// `npm run drift -- -s dev [-s prod] [--target URN ...]`: refresh-preview each stack (or only the
+// targeted resources), print one verdict line per stack, exit 1 on drift (2 when the preview itself
+// fails). The drift workflow runs exactly this.
 import { spawnSync } from "node:child_process";
 import { driftVerdict, type PreviewDigest, verdictLine } from "./drift-verdict";
 
-function stacksFromArgs(argv: string[]): string[] {
+function parseArgs(argv: string[]): { stacks: string[]; targets: string[]; unknown: string[] } {
   const stacks: string[] = [];
+  const targets: string[] = [];
+  const unknown: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if ((arg === "-s" || arg === "--stack") && argv[i + 1] !== undefined) stacks.push(argv[++i] as string);
-    else if (arg?.startsWith("--stack=")) stacks.push(arg.slice("--stack=".length));
+    const arg = argv[i] ?? "";
+    const next = argv[i + 1];
+    if ((arg === "-s" || arg === "--stack") && next !== undefined) stacks.push(argv[++i] as string);
+    else if (arg.startsWith("--stack=")) stacks.push(arg.slice("--stack=".length));
+    else if ((arg === "-t" || arg === "--target") && next !== undefined) targets.push(argv[++i] as string);
+    else if (arg.startsWith("--target=")) targets.push(arg.slice("--target=".length));
+    else if (arg !== "--") unknown.push(arg);
   }
-  return stacks;
+  return { stacks, targets, unknown };
 }
 
-const stacks = stacksFromArgs(process.argv.slice(2));
-if (stacks.length === 0) {
-  console.error("usage: npm run drift -- -s <stack> [-s <stack> ...]");
+const { stacks, targets, unknown } = parseArgs(process.argv.slice(2));
+if (stacks.length === 0 || unknown.length > 0) {
+  if (unknown.length > 0) console.error(`unknown argument${unknown.length === 1 ? "" : "s"}: ${unknown.join(" ")}`);
+  console.error("usage: npm run drift -- -s <stack> [-s <stack> ...] [--target <urn> ...]");
   process.exit(2);
 }
 const pulumi = process.env.PULUMI_BIN ?? "pulumi";
 let worst = 0;
 for (const stack of stacks) {
-  const run = spawnSync(pulumi, ["preview", "--refresh", "--json", "--non-interactive", "--stack", stack], {
+  const targetArgs = targets.flatMap((t) => ["--target", t]);
+  const run = spawnSync(pulumi, ["preview", "--refresh", "--json", "--non-interactive", "--stack", stack, ...targetArgs], {
     encoding: "utf8",
     maxBuffer: 256 * 1024 * 1024,
   });

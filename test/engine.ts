@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { describe, it } from "vitest";
 import { stringify } from "yaml";
 
-const ROOT = resolve(__dirname, "..");
+export const ROOT = resolve(__dirname, "..");
 const BIN = join(ROOT, "node_modules", ".bin");
 export const PULUMI = join(BIN, "pulumi");
 const TALOS_SIM = join(BIN, "talos-sim");
@@ -89,16 +89,21 @@ export class Workspace {
 
   /** Runs the CLI in the workspace, printing the step and how long it took. */
   run(args: string[]): RunResult {
+    return this.exec("pulumi", PULUMI, [...args, "--non-interactive"]);
+  }
+
+  /** Runs any command in the workspace with its backend and passphrase, as a person in it would. */
+  exec(label: string, command: string, args: string[]): RunResult {
     const started = Date.now();
-    const r = spawnSync(PULUMI, [...args, "--non-interactive"], {
+    const r = spawnSync(command, args, {
       cwd: this.dir,
-      env: this.env,
+      env: { ...this.env, PULUMI_BIN: PULUMI },
       encoding: "utf8",
       maxBuffer: 64 * 1024 * 1024,
     });
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const code = r.status ?? 1;
-    console.log(`[${this.stack}] pulumi ${args.join(" ")}: exit ${code} in ${seconds}s`);
+    console.log(`[${this.stack}] ${label} ${args.filter((a) => a !== "--non-interactive").join(" ")}: exit ${code} in ${seconds}s`);
     return { code, stdout: r.stdout, stderr: r.stderr, output: `${r.stdout}\n${r.stderr}` };
   }
 
