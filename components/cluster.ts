@@ -122,7 +122,7 @@ export class TalosCluster extends pulumi.ComponentResource {
       kubeconfig: this.kubeconfig,
       talosconfig: this.talosconfig,
       // Read by the policy pack's prod quorum rule.
-      controlPlanes: config.controlPlanes.length,
+      controlPlanes: config.controlPlanes.map((n) => n.name),
       bootstrapNode: plan.bootstrapNode.name,
     });
   }

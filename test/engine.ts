@@ -2,7 +2,7 @@
 // per test file (so stack files in the repo are never touched), a local file:// backend, and the
 // simulated Talos nodes and Image Factory of test/sim.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, it } from "vitest";
@@ -59,13 +59,17 @@ export class Workspace {
   readonly dir: string;
   private readonly env: NodeJS.ProcessEnv;
 
+  /** `program`: a folder with its own Pulumi.yaml and index.ts to run instead of the project's. */
   constructor(
     readonly stack: string,
     config: Record<string, unknown>,
+    program?: string,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), `talos-cluster-${stack}-`));
-    for (const entry of ["Pulumi.yaml", "index.ts", "components", "node_modules", "package.json", "tsconfig.json"]) {
-      symlinkSync(join(ROOT, entry), join(this.dir, entry));
+    const own = program === undefined ? ["Pulumi.yaml", "index.ts", "components"] : readdirSync(program);
+    for (const entry of own) symlinkSync(join(program ?? ROOT, entry), join(this.dir, entry));
+    for (const entry of ["node_modules", "package.json", "tsconfig.json"]) {
+      if (!own.includes(entry)) symlinkSync(join(ROOT, entry), join(this.dir, entry));
     }
     this.writeConfig(config);
     mkdirSync(join(this.dir, ".state"));

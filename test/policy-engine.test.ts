@@ -1,0 +1,62 @@
+// The policy pack run by the real engine (`pulumi preview --policy-pack policy`) on a local
+// backend: the project's prod stack passes, and a program that breaks every rule is refused with
+// each rule's message.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { parse } from "yaml";
+import { describeEngine, ROOT, type RunResult, Workspace } from "./engine";
+
+// A file path: the engine runs it as the analyzer plugin (see policy/run-pack for why).
+const POLICY = join(ROOT, "policy", "run-pack");
+
+describeEngine("the policy pack in a real preview", () => {
+  const workspaces: Workspace[] = [];
+  let refused: RunResult;
+
+  beforeAll(() => {
+    const ws = new Workspace("prod", {}, join(ROOT, "test", "fixtures", "noncompliant"));
+    workspaces.push(ws);
+    refused = ws.run(["preview", "--policy-pack", POLICY]);
+  });
+  afterAll(() => {
+    for (const w of workspaces) w.dispose();
+  });
+
+  it("passes the project's prod stack", () => {
+    const prod = parse(readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8")) as { config: Record<string, unknown> };
+    const ws = new Workspace("prod", prod.config);
+    workspaces.push(ws);
+    const r = ws.must(["preview", "--policy-pack", POLICY]);
+    expect(r.output).not.toMatch(/mandatory|violation/i);
+  });
+
+  it("refuses the plan", () => {
+    expect(refused.code).not.toBe(0);
+  });
+
+  it("refuses a schematic without intel-ucode", () => {
+    expect(refused.output).toContain("schematic no-intel-ucode lacks siderolabs/intel-ucode");
+  });
+
+  it("refuses unprotected machine secrets", () => {
+    expect(refused.output).toContain("machine secrets unprotected-secrets must be protected (protect: true)");
+  });
+
+  it("refuses credentials outputs that are not secret", () => {
+    expect(refused.output).toContain("unprotected-secrets must list machineSecrets, clientConfiguration in additionalSecretOutputs");
+    expect(refused.output).toContain(
+      "plain-kubeconfig must list kubernetesClientConfiguration, clientConfiguration in additionalSecretOutputs",
+    );
+  });
+
+  it("refuses a node installing anything but the factory installer", () => {
+    expect(refused.output).toContain(
+      "foreign-installer installs ghcr.io/siderolabs/installer:v1.11.5, which is not an Image Factory installer",
+    );
+  });
+
+  it("refuses a prod stack with an even number of control planes", () => {
+    expect(refused.output).toContain("two-control-planes has 2 control planes; a production stack needs an odd number, at least 3");
+  });
+});
