@@ -47,7 +47,13 @@ export class TalosImage extends pulumi.ComponentResource {
   constructor(name: string, args: TalosImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("talos-cluster:index:TalosImage", name, {}, opts);
     const expected = schematicFor(args.extensions);
-    this.schematic = new talos.imagefactory.Schematic(resourceNames.schematic(name), { schematic: expected.text }, { parent: this });
+    // The schematic id is the resource's id, and an update cannot change a Pulumi resource's id:
+    // a changed schematic must be a new resource, or the stack would keep the old id.
+    this.schematic = new talos.imagefactory.Schematic(
+      resourceNames.schematic(name),
+      { schematic: expected.text },
+      { parent: this, replaceOnChanges: ["schematic"] },
+    );
 
     // The id is computed here so previews show every node's exact image; the factory's answer
     // must agree, or nodes would install an image nobody built.

@@ -30,6 +30,13 @@ else
   npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true
   [ -d node_modules/@pulumi/pulumi ] || { echo "npm ci failed" >&2; exit 1; }
 fi
+# The policy pack runs from its own folder with its own dependencies.
+if [ -d policy/node_modules ] && [ policy/node_modules/.package-lock.json -nt policy/package-lock.json ]; then
+  echo "policy/node_modules is current; skipping"
+else
+  (cd policy && { npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true; })
+  [ -d policy/node_modules/@pulumi/policy ] || { echo "npm ci in policy/ failed" >&2; exit 1; }
+fi
 echo "done in $(elapsed "$t")"
 
 # Go tools: built once per version into the cache, then linked where the scripts look.
@@ -112,13 +119,40 @@ else
   rm -rf "$TALOS.tmp/src" "$TALOS.tmp/pulumi-tfgen-talos" "$TALOS.tmp/tfgen.log" "$TALOS" && mv "$TALOS.tmp" "$TALOS"
   echo "  built in $(elapsed "$t")"
 fi
-installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-talos-v$TALOS_PLUGIN_VERSION/pulumi-resource-talos"
-if cmp -s "$installed" "$TALOS/pulumi-resource-talos"; then
-  echo "talos plugin v$TALOS_PLUGIN_VERSION: installed"
+# The Kubernetes plugin embeds its schema, which a generator in its own folder writes; the module
+# cache is read-only, so the build runs on a copy, with the SDK module it replaces to ../sdk
+# (absent from the module) taken from the proxy instead.
+K8S="$CACHE/kubernetes-$(echo "$KUBERNETES_PROVIDER_MODULE $KUBERNETES_SDK_MODULE $KUBERNETES_PLUGIN_VERSION" | sha256sum | cut -c1-12)"
+if [ -x "$K8S/pulumi-resource-kubernetes" ]; then
+  echo "kubernetes plugin v$KUBERNETES_PLUGIN_VERSION: cached in $K8S"
 else
-  "$ENGINE/pulumi" plugin rm resource talos "$TALOS_PLUGIN_VERSION" --yes >/dev/null 2>&1 || true
-  "$ENGINE/pulumi" plugin install resource talos "$TALOS_PLUGIN_VERSION" --file "$TALOS/pulumi-resource-talos"
+  t=$(date +%s)
+  echo "kubernetes plugin v$KUBERNETES_PLUGIN_VERSION: building (5 to 10 minutes on a cold cache)"
+  src=$(cd "$CACHE" && GOFLAGS=-mod=mod go mod download -json "$KUBERNETES_PROVIDER_MODULE" | node -e '
+    let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const m=JSON.parse(s);if(m.Error){console.error(m.Error);process.exit(1)}console.log(m.Dir)})')
+  rm -rf "$K8S.tmp" && mkdir -p "$K8S.tmp" && cp -r "$src" "$K8S.tmp/src" && chmod -R u+w "$K8S.tmp/src"
+  (cd "$K8S.tmp/src" &&
+    go mod edit -dropreplace="${KUBERNETES_SDK_MODULE%@*}" -replace="${KUBERNETES_SDK_MODULE%@*}=$KUBERNETES_SDK_MODULE" &&
+    GOFLAGS=-mod=mod go mod tidy &&
+    (cd cmd/pulumi-resource-kubernetes && VERSION="$KUBERNETES_PLUGIN_VERSION" go run generate.go) &&
+    go build -trimpath -o ../pulumi-resource-kubernetes \
+      -ldflags "-s -w -X ${KUBERNETES_PROVIDER_MODULE%@*}/pkg/version.Version=$KUBERNETES_PLUGIN_VERSION" \
+      ./cmd/pulumi-resource-kubernetes)
+  rm -rf "$K8S.tmp/src" "$K8S" && mv "$K8S.tmp" "$K8S"
+  echo "  built in $(elapsed "$t")"
 fi
+
+install_plugin() { # name version binary
+  local installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-$1-v$2/pulumi-resource-$1"
+  if cmp -s "$installed" "$3"; then
+    echo "$1 plugin v$2: installed"
+  else
+    "$ENGINE/pulumi" plugin rm resource "$1" "$2" --yes >/dev/null 2>&1 || true
+    "$ENGINE/pulumi" plugin install resource "$1" "$2" --file "$3"
+  fi
+}
+install_plugin talos "$TALOS_PLUGIN_VERSION" "$TALOS/pulumi-resource-talos"
+install_plugin kubernetes "$KUBERNETES_PLUGIN_VERSION" "$K8S/pulumi-resource-kubernetes"
 
 # @pulumiverse/talos: generated from the plugin's own schema, so SDK and plugin always match.
 SDK=sdks/talos
@@ -133,3 +167,8 @@ else
   echo "@pulumiverse/talos: generated and compiled in $(elapsed "$t")"
 fi
 mkdir -p node_modules/@pulumiverse && ln -sfn ../../sdks/talos node_modules/@pulumiverse/talos
+
+# Builds for pins no longer in use only take disk space.
+for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-*; do
+  case "$dir" in "$ENGINE" | "$TALOS" | "$K8S" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
+done

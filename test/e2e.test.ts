@@ -87,11 +87,31 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
 
   it("updates only the changed node's config apply when its patch changes, replacing nothing", async () => {
     const edited = nodes.map((n) => (n.name === "worker-2" ? { ...n, labels: { "node.kubernetes.io/pool": "batch" } } : n));
-    ws.writeConfig({ ...config, "talos-cluster:nodes": edited });
+    config = { ...config, "talos-cluster:nodes": edited };
+    ws.writeConfig(config);
     const up = ws.must(["up", "--yes", "--json"]);
     expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([["update", "sim-worker-2"]]);
     const state = await sim.nodes();
     expect(state.map((s) => [s.hostname, s.applies])).toEqual(nodes.map((n) => [n.name, n.name === "worker-2" ? 2 : 1]));
+    ws.must(["preview", "--expect-no-changes"]);
+  });
+
+  it("moves every node to a new schematic's installer when an extension is added, replacing only the schematic", async () => {
+    config = { ...config, "talos-cluster:extensions": ["siderolabs/iscsi-tools"] };
+    ws.writeConfig(config);
+    const up = ws.must(["up", "--yes", "--json"]);
+    const ops = changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)]);
+    expect(ops.filter(([op]) => op !== "update")).toEqual(
+      expect.arrayContaining([
+        ["create-replacement", "sim-schematic"],
+        ["replace", "sim-schematic"],
+        ["delete-replaced", "sim-schematic"],
+      ]),
+    );
+    expect(ops.filter(([op]) => op === "update").map(([, n]) => n)).toEqual(expect.arrayContaining(nodes.map((n) => `sim-${n.name}`)));
+    const id = JSON.parse(ws.must(["stack", "output", "schematicId", "--json"]).stdout) as string;
+    expect(id).not.toBe(INTEL_UCODE_INSTALLER.split("/installer/")[1]?.split(":")[0]);
+    for (const node of await sim.nodes()) expect(node.installImage).toBe(`factory.talos.dev/installer/${id}:v1.11.5`);
     ws.must(["preview", "--expect-no-changes"]);
   });
 

@@ -14,6 +14,7 @@ export interface PlannedResource {
   protect: boolean;
   retainOnDelete: boolean;
   ignoreChanges: string[];
+  replaceOnChanges: string[];
   additionalSecretOutputs: string[];
   provider?: string;
   resource: pulumi.Resource;
@@ -88,6 +89,7 @@ export async function plan(
       protect: p.opts.protect === true,
       retainOnDelete: p.opts.retainOnDelete === true,
       ignoreChanges: p.opts.ignoreChanges ?? [],
+      replaceOnChanges: p.opts.replaceOnChanges ?? [],
       additionalSecretOutputs: custom.additionalSecretOutputs ?? [],
       provider: custom.provider ? names.get(custom.provider) : undefined,
       resource: p.resource,

@@ -77,6 +77,11 @@ describe("the image", () => {
     expect(a.out.installerImage).toBe(b.out.installerImage);
   });
 
+  it("replaces the schematic when its content changes, since its id is the resource id", async () => {
+    const { plan: p } = await planStack();
+    expect(p.ofType(T.schematic)[0]?.replaceOnChanges).toEqual(["schematic"]);
+  });
+
   it("exports the schematic id, installer image and boot media of that schematic", async () => {
     const { out, plan: p } = await planStack();
     const id = sha256(String(p.ofType(T.schematic)[0]?.inputs.schematic));

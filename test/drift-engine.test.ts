@@ -1,0 +1,67 @@
+// `npm run drift` with the real engine on a local backend: resources that need no machine are
+// created with a real `pulumi up --target`, then checked for drift before and after the stack's
+// config changes. The Image Factory is the simulated one.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { parse } from "yaml";
+import { describeEngine, ROOT, type RunResult, Simulator, Workspace } from "./engine";
+
+const STACK = "drift";
+const urn = (typeChain: string, name: string) => `urn:pulumi:${STACK}::talos-cluster::${typeChain}::${name}`;
+// Parents first: a targeted up creates a child only with its component.
+const TARGETS = [
+  urn("talos-cluster:index:TalosImage", "dev"),
+  urn("talos-cluster:index:TalosImage$talos:imagefactory/schematic:Schematic", "dev-schematic"),
+  urn("talos-cluster:index:TalosCluster", "dev"),
+  urn("talos-cluster:index:TalosCluster$talos:machine/secrets:Secrets", "dev-secrets"),
+];
+
+describeEngine("npm run drift against a real stack", () => {
+  let sim: Simulator;
+  let ws: Workspace;
+  let config: Record<string, unknown>;
+  const drift = (...args: string[]): RunResult =>
+    ws.exec("npm run drift --", join(ROOT, "node_modules", ".bin", "vite-node"), [join(ROOT, "scripts", "drift.ts"), "--", ...args]);
+
+  beforeAll(async () => {
+    sim = await Simulator.start(["127.0.3.10"], 18380, 18381);
+    const dev = parse(readFileSync(join(ROOT, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
+    // Addons off: a targeted up still registers the Kubernetes provider, whose parent it would not create.
+    const off = { enabled: false };
+    config = {
+      ...dev.config,
+      "talos:imageFactoryUrl": sim.factoryUrl,
+      "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
+    };
+    ws = new Workspace(STACK, config);
+    ws.must(["up", "--yes", "--skip-preview", ...TARGETS.flatMap((t) => ["--target", t])]);
+  });
+  afterAll(() => {
+    sim?.dispose();
+    ws?.dispose();
+  });
+
+  it("reports no drift and exits 0 for the resources that were created", () => {
+    const r = drift("-s", STACK, ...TARGETS.flatMap((t) => ["--target", t]));
+    expect(r.stdout.trim()).toBe(`${STACK}: no drift`);
+    expect(r.code).toBe(0);
+  });
+
+  it("names the changed resource and exits 1 once the stack's config differs from what was deployed", () => {
+    ws.writeConfig({ ...config, "talos-cluster:extensions": ["siderolabs/iscsi-tools"] });
+    const r = drift("-s", STACK, ...TARGETS.flatMap((t) => ["--target", t]));
+    expect(r.stdout.trim()).toMatch(
+      new RegExp(
+        `^${STACK}: drift: 1 resource: (update|replace) talos:imagefactory/schematic:Schematic::dev-schematic \\(schematic, id\\)$`,
+      ),
+    );
+    expect(r.code).toBe(1);
+  });
+
+  it("exits 2 and says why when the stack does not exist", () => {
+    const r = drift("-s", "no-such-stack");
+    expect(r.stdout).toMatch(/^no-such-stack: preview failed: .*no-such-stack/m);
+    expect(r.code).toBe(2);
+  });
+});

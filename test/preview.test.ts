@@ -1,0 +1,65 @@
+// `pulumi preview` of the real stacks with the real engine and plugins, on a local backend: the
+// first preview (nothing exists yet) plans the whole cluster, and a broken config stops the
+// preview before any resource, with every problem listed.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { parse } from "yaml";
+import { describeEngine, jsonStream, Workspace } from "./engine";
+
+const ROOT = join(__dirname, "..");
+
+function stackConfig(file: string): Record<string, unknown> {
+  return (parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> }).config;
+}
+
+interface PreviewStep {
+  op: string;
+  urn: string;
+  type: string;
+}
+function previewSteps(stdout: string): PreviewStep[] {
+  const [digest] = jsonStream(stdout) as { steps?: { op: string; urn: string; newState?: { type: string } }[] }[];
+  return (digest?.steps ?? []).map((s) => ({ op: s.op, urn: s.urn, type: s.newState?.type ?? "" }));
+}
+const count = (steps: PreviewStep[], type: string) => steps.filter((s) => s.type === type).length;
+
+describeEngine("pulumi preview of the dev and prod stacks", () => {
+  const workspaces: Workspace[] = [];
+  afterAll(() => {
+    for (const w of workspaces) w.dispose();
+  });
+
+  for (const [stack, nodes] of [
+    ["dev", 3],
+    ["prod", 7],
+  ] as const) {
+    it(`plans the whole ${stack} cluster on a first preview`, () => {
+      const ws = new Workspace(stack, stackConfig(`Pulumi.${stack}.yaml`));
+      workspaces.push(ws);
+      const preview = ws.must(["preview", "--json"]);
+      const steps = previewSteps(preview.stdout);
+      expect(steps.filter((s) => s.op !== "create" && s.type !== "pulumi:pulumi:Stack")).toEqual([]);
+      expect(count(steps, "talos:imagefactory/schematic:Schematic")).toBe(1);
+      expect(count(steps, "talos:machine/secrets:Secrets")).toBe(1);
+      expect(count(steps, "talos:machine/configurationApply:ConfigurationApply")).toBe(nodes);
+      expect(count(steps, "talos:machine/bootstrap:Bootstrap")).toBe(1);
+      expect(count(steps, "talos:cluster/kubeconfig:Kubeconfig")).toBe(1);
+      expect(count(steps, "pulumi:providers:kubernetes")).toBe(1);
+      expect(count(steps, "kubernetes:helm.sh/v3:Release")).toBeGreaterThanOrEqual(1);
+      expect(count(steps, "talos-cluster:index:TalosCluster")).toBe(1);
+    });
+  }
+
+  it("stops before any resource and lists every problem of a broken stack config", () => {
+    const ws = new Workspace("broken", stackConfig("test/fixtures/Pulumi.broken.yaml"));
+    workspaces.push(ws);
+    const preview = ws.run(["preview"]);
+    expect(preview.code).not.toBe(0);
+    expect(preview.output).toContain("The stack config has 8 problems; nothing was created or changed:");
+    expect(preview.output).toContain('talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address');
+    expect(preview.output).not.toMatch(/talos:machine|talos:imagefactory/);
+    // The message is the whole story: no stack trace of the program in the way.
+    expect(preview.output).not.toMatch(/at .*components\/config\.ts/);
+  });
+});
