@@ -117,6 +117,7 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
 
   it("keeps the protected machine secrets on destroy and says why", () => {
     const destroy = ws.run(["destroy", "--yes"]);
+    console.log(destroy.output.split("\n").find((l) => l.includes("protected")));
     expect(destroy.code).not.toBe(0);
     expect(destroy.output).toMatch(/sim-secrets.*protected|protected.*sim-secrets/s);
     const left = ws.state().resources.filter((r) => r.type === "talos:machine/secrets:Secrets");

@@ -23,13 +23,16 @@ describeEngine("the policy pack in a real preview", () => {
     for (const w of workspaces) w.dispose();
   });
 
-  it("passes the project's prod stack", () => {
-    const prod = parse(readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8")) as { config: Record<string, unknown> };
-    const ws = new Workspace("prod", prod.config);
-    workspaces.push(ws);
-    const r = ws.must(["preview", "--policy-pack", POLICY]);
-    expect(r.output).not.toMatch(/mandatory|violation/i);
-  });
+  for (const stack of ["dev", "prod"]) {
+    it(`passes the project's ${stack} stack`, () => {
+      const file = parse(readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
+      const ws = new Workspace(stack, file.config);
+      workspaces.push(ws);
+      const r = ws.must(["preview", "--policy-pack", POLICY]);
+      expect(r.output).toContain("talos-cluster@v0.1.0");
+      expect(r.output).not.toMatch(/mandatory|violation/i);
+    });
+  }
 
   it("refuses the plan", () => {
     expect(refused.code).not.toBe(0);
