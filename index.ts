@@ -20,6 +20,7 @@ for (const warning of warnings) pulumi.log.warn(warning);
 const out = deployCluster(config);
 
 export const schematicId = out.schematicId;
+export const talosVersion = out.talosVersion;
 export const installerImage = out.installerImage;
 export const isoUrl = out.isoUrl;
 export const diskImageUrl = out.diskImageUrl;

@@ -8,6 +8,8 @@ import { TalosImage } from "./image";
 
 export interface StackOutputs {
   schematicId: pulumi.Output<string>;
+  /** The Talos release the nodes should run (nodecheck compares it with what they do run). */
+  talosVersion: string;
   installerImage: string;
   isoUrl: string;
   diskImageUrl: string;
@@ -46,6 +48,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
 
   return {
     schematicId: image.schematicId,
+    talosVersion: config.talosVersion,
     installerImage: image.installerImage,
     isoUrl: image.isoUrl,
     diskImageUrl: image.diskImageUrl,

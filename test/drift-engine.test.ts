@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { parse } from "yaml";
-import { describeEngine, ROOT, type RunResult, Simulator, Workspace } from "./engine";
+import { describeEngine, ROOT, type RunResult, runDrift, Simulator, Workspace } from "./engine";
 
 const STACK = "drift";
 const urn = (typeChain: string, name: string) => `urn:pulumi:${STACK}::talos-cluster::${typeChain}::${name}`;
@@ -21,8 +21,7 @@ describeEngine("npm run drift against a real stack", () => {
   let sim: Simulator;
   let ws: Workspace;
   let config: Record<string, unknown>;
-  const drift = (...args: string[]): RunResult =>
-    ws.exec("npm run drift --", join(ROOT, "node_modules", ".bin", "vite-node"), [join(ROOT, "scripts", "drift.ts"), "--", ...args]);
+  const drift = (...args: string[]): RunResult => runDrift(ws, ...args);
 
   beforeAll(async () => {
     sim = await Simulator.start(["127.0.3.10"], 18380, 18381);

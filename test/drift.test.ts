@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { driftVerdict, verdictLine } from "../scripts/drift-verdict";
+import { driftVerdict, nodeExpectations, verdictLine } from "../scripts/drift-verdict";
 
 const urn = (type: string, name: string) => `urn:pulumi:prod::talos-cluster::talos-cluster:index:TalosCluster$${type}::${name}`;
 
@@ -100,5 +100,32 @@ describe("npm run drift", () => {
     const result = run(bin, "-s", "dev");
     expect(result.stdout.trim()).toBe("dev: preview failed: stack 'dev' not found");
     expect(result.status).toBe(2);
+  });
+});
+
+describe("what nodecheck is asked to compare", () => {
+  it("takes the release, schematic and installer image every node should have from the stack outputs", () => {
+    const expect_ = nodeExpectations({
+      talosVersion: "v1.11.5",
+      schematicId: "abc",
+      installerImage: "factory.talos.dev/installer/abc:v1.11.5",
+      talosconfig: "context: prod",
+      nodes: [
+        { name: "cp-1", address: "10.0.0.11", role: "controlplane" },
+        { name: "worker-1", address: "10.0.0.21", role: "worker" },
+      ],
+    });
+    expect(expect_).toEqual({
+      talosVersion: "v1.11.5",
+      schematicId: "abc",
+      nodes: [
+        { name: "cp-1", address: "10.0.0.11", installImage: "factory.talos.dev/installer/abc:v1.11.5" },
+        { name: "worker-1", address: "10.0.0.21", installImage: "factory.talos.dev/installer/abc:v1.11.5" },
+      ],
+    });
+  });
+
+  it("names the outputs a stack lacks, e.g. before its first up", () => {
+    expect(nodeExpectations({ nodes: [] })).toEqual({ missing: ["talosVersion", "schematicId", "installerImage", "talosconfig"] });
   });
 });

@@ -1,7 +1,7 @@
 // End to end with the real CLI, engine, talos plugin and program, against simulated nodes and
 // factory: 3 control planes and 2 workers, addons off. Steps run in order on one stack.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeEngine, jsonStream, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
+import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
 
 const INTEL_UCODE_INSTALLER = "factory.talos.dev/installer/2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8:v1.11.5";
 
@@ -83,6 +83,12 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(changed(stepsOf(up.stdout))).toEqual([]);
     ws.must(["preview", "--expect-no-changes"]);
     for (const node of await sim.nodes()) expect(node.applies).toBe(1);
+  });
+
+  it("finds no drift in the stack or on any node: npm run drift -- --nodes", () => {
+    const r = runDrift(ws, "-s", "sim", "--nodes");
+    expect(r.stdout.trim().split("\n")).toEqual(["sim: no drift", ...nodes.map((n) => `sim: node ${n.name} (${n.address}): no drift`)]);
+    expect(r.code).toBe(0);
   });
 
   it("updates only the changed node's config apply when its patch changes, replacing nothing", async () => {

@@ -101,7 +101,7 @@ export class Workspace {
     const started = Date.now();
     const r = spawnSync(command, args, {
       cwd: this.dir,
-      env: { ...this.env, PULUMI_BIN: PULUMI },
+      env: { ...this.env, PULUMI_BIN: PULUMI, NODECHECK_BIN: join(BIN, "nodecheck") },
       encoding: "utf8",
       maxBuffer: 64 * 1024 * 1024,
     });
@@ -166,12 +166,14 @@ export class Simulator {
     private readonly controlUrl: string,
   ) {}
 
-  static async start(nodes: string[], factoryPort: number, controlPort: number): Promise<Simulator> {
+  /** `extra`: further talos-sim flags, e.g. `-talos-version v1.11.4` for nodes left on an old release. */
+  static async start(nodes: string[], factoryPort: number, controlPort: number, extra: string[] = []): Promise<Simulator> {
     const dir = mkdtempSync(join(tmpdir(), "talos-sim-"));
     const ready = join(dir, "ready");
     const factory = `127.0.0.1:${factoryPort}`;
     const control = `127.0.0.1:${controlPort}`;
-    const proc = spawn(TALOS_SIM, ["-nodes", nodes.join(","), "-factory", factory, "-control", control, "-ready-file", ready], {
+    const args = ["-nodes", nodes.join(","), "-factory", factory, "-control", control, "-ready-file", ready, ...extra];
+    const proc = spawn(TALOS_SIM, args, {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let log = "";
@@ -256,6 +258,11 @@ export function simStackConfig(
     "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
     ...extra,
   };
+}
+
+/** `npm run drift -- ARGS` in a workspace. */
+export function runDrift(ws: Workspace, ...args: string[]): RunResult {
+  return ws.exec("npm run drift --", join(BIN, "vite-node"), [join(ROOT, "scripts", "drift.ts"), "--", ...args]);
 }
 
 /** Splits concatenated (pretty-printed) JSON values, as `pulumi up --json` writes its events. */

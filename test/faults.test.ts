@@ -1,7 +1,7 @@
 // Faults with the real engine and provider against simulated nodes: a node that is down during the
 // first up, and a node that belongs to another cluster.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeEngine, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
+import { describeEngine, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
 
 // Short, so a dead node fails the run in seconds; the provider retries until this runs out.
 const NODE_TIMEOUT = "15s";
@@ -9,7 +9,7 @@ const NODE_TIMEOUT = "15s";
 /** The provider's error as the person running `up` sees it. */
 const errorLine = (output: string) => output.split("\n").find((l) => l.includes("error: Error")) ?? "";
 
-describeEngine("faults: a dead node, and a node of another cluster", () => {
+describeEngine("faults: a dead node, a node of another cluster, nodes on an old release", () => {
   let sim: Simulator;
   let ws: Workspace;
   let nodes: SimNodeConfig[];
@@ -21,6 +21,8 @@ describeEngine("faults: a dead node, and a node of another cluster", () => {
       nodes.map((n) => n.address),
       18280,
       18281,
+      // Nodes that booted an older release than the stack declares: drift only a node read shows.
+      ["-talos-version", "v1.11.4"],
     );
     ws = new Workspace("faults", simStackConfig(sim, "faults", nodes, { "talos-cluster:nodeTimeout": NODE_TIMEOUT }));
     workspaces.push(ws);
@@ -56,6 +58,20 @@ describeEngine("faults: a dead node, and a node of another cluster", () => {
     for (const n of state) expect(n, n.address).toMatchObject({ configured: true, applies: 1 });
     expect(state.reduce((sum, n) => sum + n.bootstrapCalls, 0)).toBe(1);
     ws.must(["preview", "--expect-no-changes"]);
+  });
+
+  it("reports nodes running an older release than the stack declares, which no preview sees", () => {
+    const r = runDrift(ws, "-s", "faults", "--nodes");
+    const lines = r.stdout.trim().split("\n");
+    expect(lines[0]).toBe("faults: no drift");
+    for (const n of nodes) {
+      expect(lines).toContainEqual(
+        expect.stringMatching(
+          new RegExp(`^faults: node ${n.name} \\(${n.address.replaceAll(".", "\\.")}\\): drift: .*v1\\.11\\.4.*v1\\.11\\.5`),
+        ),
+      );
+    }
+    expect(r.code).toBe(1);
   });
 
   it("refuses to configure a node that another cluster owns: its CA does not match", async () => {
