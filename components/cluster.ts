@@ -96,7 +96,13 @@ export class TalosCluster extends pulumi.ComponentResource {
     this.bootstrap = new talos.machine.Bootstrap(
       resourceNames.bootstrap(name),
       { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.bootstrap },
-      { parent: this, dependsOn: bootstrapApply === undefined ? [] : [bootstrapApply] },
+      {
+        parent: this,
+        dependsOn: bootstrapApply === undefined ? [] : [bootstrapApply],
+        // A one-time event: when the stack's first control plane changes (reordered, replaced),
+        // the recorded bootstrap stays as it was rather than showing up as a change in previews.
+        ignoreChanges: ["node"],
+      },
     );
 
     this.kubeconfigResource = new talos.cluster.Kubeconfig(

@@ -121,6 +121,17 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     ws.must(["preview", "--expect-no-changes"]);
   });
 
+  it("never bootstraps again when another control plane becomes the first in the list", async () => {
+    const current = config["talos-cluster:nodes"] as SimNodeConfig[];
+    const reordered = [current[1], current[0], ...current.slice(2)];
+    config = { ...config, "talos-cluster:nodes": reordered };
+    ws.writeConfig(config);
+    const up = ws.must(["up", "--yes", "--json"]);
+    expect(changed(stepsOf(up.stdout)).map((s) => nameOf(s.urn))).not.toContain("sim-bootstrap");
+    const calls = (await sim.nodes()).map((n) => [n.hostname, n.bootstrapCalls]).filter(([, c]) => c !== 0);
+    expect(calls).toEqual([["cp-1", 1]]);
+  });
+
   it("keeps the protected machine secrets on destroy and says why", () => {
     const destroy = ws.run(["destroy", "--yes"]);
     console.log(destroy.output.split("\n").find((l) => l.includes("protected")));

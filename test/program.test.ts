@@ -211,6 +211,7 @@ describe("bootstrap and credentials", () => {
     expect(bootstraps).toHaveLength(1);
     expect(bootstraps[0]?.inputs.node).toBe("10.0.0.12");
     expect(bootstraps[0]?.dependsOn).toEqual(["lab-cp-b"]);
+    expect(bootstraps[0]?.ignoreChanges).toEqual(["node"]);
   });
 
   it("reads the kubeconfig from the bootstrapped node, after the bootstrap", async () => {
