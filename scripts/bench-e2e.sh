@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-1}
 for i in $(seq 1 "$runs"); do
-  for file in test/e2e.test.ts test/faults.test.ts; do
+  for file in test/engine/e2e.test.ts test/engine/faults.test.ts; do
     start=$(date +%s%N)
     npx vitest run "$file" --reporter=dot >/dev/null 2>&1 || { echo "$file failed; run it with npx vitest run $file" >&2; exit 1; }
     ms=$(( ($(date +%s%N) - start) / 1000000 ))

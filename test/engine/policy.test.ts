@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { parse } from "yaml";
-import { describeEngine, ROOT, type RunResult, Workspace } from "./engine";
+import { describeEngine, ROOT, type RunResult, Workspace } from "./workspace";
 
 // A file path: the engine runs it as the analyzer plugin (see policy/run-pack for why).
 const POLICY = join(ROOT, "policy", "run-pack");

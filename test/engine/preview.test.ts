@@ -5,9 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { parse } from "yaml";
-import { describeEngine, jsonStream, Workspace } from "./engine";
-
-const ROOT = join(__dirname, "..");
+import { describeEngine, jsonStream, ROOT, Workspace } from "./workspace";
 
 function stackConfig(file: string): Record<string, unknown> {
   return (parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> }).config;

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { parse } from "yaml";
-import { describeEngine, ROOT, type RunResult, runDrift, Simulator, Workspace } from "./engine";
+import { describeEngine, ROOT, type RunResult, runDrift, Simulator, Workspace } from "./workspace";
 
 const STACK = "drift";
 const urn = (typeChain: string, name: string) => `urn:pulumi:${STACK}::talos-cluster::${typeChain}::${name}`;

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { describe, it } from "vitest";
 import { stringify } from "yaml";
 
-export const ROOT = resolve(__dirname, "..");
+export const ROOT = resolve(__dirname, "..", "..");
 const BIN = join(ROOT, "node_modules", ".bin");
 export const PULUMI = join(BIN, "pulumi");
 const TALOS_SIM = join(BIN, "talos-sim");

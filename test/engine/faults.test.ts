@@ -1,7 +1,7 @@
 // Faults with the real engine and provider against simulated nodes: a node that is down during the
 // first up, and a node that belongs to another cluster.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeEngine, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
+import { describeEngine, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
 // Short, so a dead node fails the run in seconds; the provider retries until this runs out.
 const NODE_TIMEOUT = "15s";

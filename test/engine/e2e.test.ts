@@ -1,7 +1,7 @@
 // End to end with the real CLI, engine, talos plugin and program, against simulated nodes and
 // factory: 3 control planes and 2 workers, addons off. Steps run in order on one stack.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./engine";
+import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
 const INTEL_UCODE_INSTALLER = "factory.talos.dev/installer/2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8:v1.11.5";
 
