@@ -21,6 +21,7 @@ const out = deployCluster(config);
 
 export const schematicId = out.schematicId;
 export const talosVersion = out.talosVersion;
+export const kubernetesVersion = out.kubernetesVersion;
 export const installerImage = out.installerImage;
 export const isoUrl = out.isoUrl;
 export const diskImageUrl = out.diskImageUrl;

@@ -10,6 +10,8 @@ export interface StackOutputs {
   schematicId: pulumi.Output<string>;
   /** The Talos release the nodes should run (nodecheck compares it with what they do run). */
   talosVersion: string;
+  /** The Kubernetes release the nodes' configs carry (nodecheck compares it with what they do carry). */
+  kubernetesVersion: string;
   installerImage: string;
   isoUrl: string;
   diskImageUrl: string;
@@ -49,6 +51,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
   return {
     schematicId: image.schematicId,
     talosVersion: config.talosVersion,
+    kubernetesVersion: config.kubernetesVersion,
     installerImage: image.installerImage,
     isoUrl: image.isoUrl,
     diskImageUrl: image.diskImageUrl,

@@ -56,6 +56,7 @@ export function verdictLine(v: DriftVerdict): string {
 export interface NodeExpectations {
   talosVersion: string;
   schematicId: string;
+  kubernetesVersion: string;
   nodes: { name: string; address: string; installImage: string }[];
 }
 
@@ -64,14 +65,15 @@ export interface NodeExpectations {
  * names of the outputs that are missing.
  */
 export function nodeExpectations(outputs: Record<string, unknown>): NodeExpectations | { missing: string[] } {
-  const { talosVersion, schematicId, installerImage, nodes } = outputs;
-  const missing = Object.entries({ talosVersion, schematicId, installerImage, nodes, talosconfig: outputs.talosconfig })
+  const { talosVersion, schematicId, kubernetesVersion, installerImage, nodes } = outputs;
+  const missing = Object.entries({ talosVersion, schematicId, kubernetesVersion, installerImage, nodes, talosconfig: outputs.talosconfig })
     .filter(([, v]) => v === undefined)
     .map(([k]) => k);
   if (missing.length > 0 || !Array.isArray(nodes)) return { missing: missing.length > 0 ? missing : ["nodes"] };
   return {
     talosVersion: String(talosVersion),
     schematicId: String(schematicId),
+    kubernetesVersion: String(kubernetesVersion),
     nodes: (nodes as unknown[]).map((n) => {
       const node = (typeof n === "object" && n !== null ? n : {}) as Record<string, unknown>;
       return { name: String(node.name), address: String(node.address), installImage: String(installerImage) };

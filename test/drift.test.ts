@@ -108,6 +108,7 @@ describe("what nodecheck is asked to compare", () => {
     const expect_ = nodeExpectations({
       talosVersion: "v1.11.5",
       schematicId: "abc",
+      kubernetesVersion: "1.34.1",
       installerImage: "factory.talos.dev/installer/abc:v1.11.5",
       talosconfig: "context: prod",
       nodes: [
@@ -118,6 +119,7 @@ describe("what nodecheck is asked to compare", () => {
     expect(expect_).toEqual({
       talosVersion: "v1.11.5",
       schematicId: "abc",
+      kubernetesVersion: "1.34.1",
       nodes: [
         { name: "cp-1", address: "10.0.0.11", installImage: "factory.talos.dev/installer/abc:v1.11.5" },
         { name: "worker-1", address: "10.0.0.21", installImage: "factory.talos.dev/installer/abc:v1.11.5" },
@@ -126,6 +128,8 @@ describe("what nodecheck is asked to compare", () => {
   });
 
   it("names the outputs a stack lacks, e.g. before its first up", () => {
-    expect(nodeExpectations({ nodes: [] })).toEqual({ missing: ["talosVersion", "schematicId", "installerImage", "talosconfig"] });
+    expect(nodeExpectations({ nodes: [] })).toEqual({
+      missing: ["talosVersion", "schematicId", "kubernetesVersion", "installerImage", "talosconfig"],
+    });
   });
 });

@@ -1,11 +1,13 @@
 // Package main is nodecheck: it reads what each Talos node actually runs (release, booted
-// schematic, applied install image) and compares it with what the stack declares. The talos
+// schematic, applied install image and Kubernetes version) and compares it with what the stack
+// declares. The talos
 // provider never reads a node back, so this is the only way drift made on a node shows up.
 package main
 
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/cosi-project/runtime/pkg/safe"
@@ -17,9 +19,10 @@ import (
 
 // Expected is what the stack declares for its nodes.
 type Expected struct {
-	TalosVersion string         `json:"talosVersion"`
-	SchematicID  string         `json:"schematicId"`
-	Nodes        []ExpectedNode `json:"nodes"`
+	TalosVersion      string         `json:"talosVersion"`
+	SchematicID       string         `json:"schematicId"`
+	KubernetesVersion string         `json:"kubernetesVersion"`
+	Nodes             []ExpectedNode `json:"nodes"`
 }
 
 // ExpectedNode is one declared node.
@@ -34,6 +37,8 @@ type Observed struct {
 	TalosVersion string
 	SchematicID  string
 	InstallImage string
+	// KubernetesVersion is the tag of the kubelet image in the applied config.
+	KubernetesVersion string
 }
 
 // Result is the verdict for one node: Err when it could not be read, Drift otherwise.
@@ -55,7 +60,49 @@ func Compare(want Expected, node ExpectedNode, got Observed) []string {
 	if node.InstallImage != "" && got.InstallImage != node.InstallImage {
 		drift = append(drift, fmt.Sprintf("applied config installs %s, stack declares %s (config changed on the node)", got.InstallImage, node.InstallImage))
 	}
+	if want.KubernetesVersion != "" && got.KubernetesVersion != "" {
+		have, declared := strings.TrimPrefix(got.KubernetesVersion, "v"), strings.TrimPrefix(want.KubernetesVersion, "v")
+		switch c := compareVersions(have, declared); {
+		case c > 0:
+			// talosctl upgrade-k8s rewrites the images in the live config; the stack's older
+			// version would silently downgrade the cluster on the next apply.
+			drift = append(drift, fmt.Sprintf("applied config runs Kubernetes %s, stack declares %s (set kubernetesVersion to %s before the next pulumi up, or it downgrades the node)", have, declared, have))
+		case c < 0:
+			drift = append(drift, fmt.Sprintf("applied config runs Kubernetes %s, stack declares %s (roll it out with talosctl upgrade-k8s --to %s)", have, declared, declared))
+		}
+	}
 	return drift
+}
+
+// compareVersions compares dotted numeric versions (1.34.1): -1, 0 or 1.
+func compareVersions(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) || i < len(bs); i++ {
+		// A missing or non-numeric part compares as 0.
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// imageTag is the tag of an image reference: ghcr.io/siderolabs/kubelet:v1.34.1 gives v1.34.1.
+func imageTag(image string) string {
+	image, _, _ = strings.Cut(image, "@")
+	if i := strings.LastIndex(image, ":"); i >= 0 && !strings.Contains(image[i:], "/") {
+		return image[i+1:]
+	}
+	return ""
 }
 
 func short(id string) string {
@@ -99,6 +146,7 @@ func Observe(ctx context.Context, tc *clientconfig.Config, address string) (Obse
 		return got, fmt.Errorf("machine config: %w", err)
 	}
 	got.InstallImage = cfg.Config().Machine().Install().Image()
+	got.KubernetesVersion = imageTag(cfg.Config().Machine().Kubelet().Image())
 	return got, nil
 }
 

@@ -52,6 +52,13 @@ func newLab(t *testing.T) lab {
 // as the provider's first apply does.
 func (l lab) configure(t *testing.T, trust *node.Trust, address, running, image string) {
 	t.Helper()
+	l.configureKubernetes(t, trust, address, running, image, "1.34.1")
+}
+
+// configureKubernetes is configure with the config generated for another Kubernetes version, as
+// after talosctl upgrade-k8s.
+func (l lab) configureKubernetes(t *testing.T, trust *node.Trust, address, running, image, kubernetes string) {
+	t.Helper()
 	n, err := node.New(address, node.APIPort, running, schematic, trust)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +67,7 @@ func (l lab) configure(t *testing.T, trust *node.Trust, address, running, image 
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	in, err := generate.NewInput("lab", "https://127.0.5.1:6443", "1.34.1", generate.WithSecretsBundle(l.bundle), generate.WithInstallImage(image))
+	in, err := generate.NewInput("lab", "https://127.0.5.1:6443", kubernetes, generate.WithSecretsBundle(l.bundle), generate.WithInstallImage(image))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +92,7 @@ func (l lab) configure(t *testing.T, trust *node.Trust, address, running, image 
 }
 
 func expected(nodes ...ExpectedNode) Expected {
-	return Expected{TalosVersion: "v1.11.5", SchematicID: schematic, Nodes: nodes}
+	return Expected{TalosVersion: "v1.11.5", SchematicID: schematic, KubernetesVersion: "1.34.1", Nodes: nodes}
 }
 
 func checkCtx(t *testing.T) context.Context {
@@ -125,6 +132,36 @@ func TestANodeOnAnotherReleaseIsDrift(t *testing.T) {
 	r := Check(checkCtx(t), l.talosconfig, expected(ExpectedNode{Name: "cp-1", Address: "127.0.5.31", InstallImage: installer}))[0]
 	if len(r.Drift) != 1 || !strings.Contains(r.Drift[0], "runs Talos v1.11.4, stack declares v1.11.5") {
 		t.Fatalf("got %q", r.Line())
+	}
+}
+
+func TestKubernetesUpgradedOnTheNodeIsDriftThatWarnsOfADowngrade(t *testing.T) {
+	l, trust := newLab(t), node.NewTrust()
+	l.configureKubernetes(t, trust, "127.0.5.51", "v1.11.5", installer, "1.34.2")
+	r := Check(checkCtx(t), l.talosconfig, expected(ExpectedNode{Name: "cp-1", Address: "127.0.5.51", InstallImage: installer}))[0]
+	want := "cp-1 (127.0.5.51): drift: applied config runs Kubernetes 1.34.2, stack declares 1.34.1 (set kubernetesVersion to 1.34.2 before the next pulumi up, or it downgrades the node)"
+	if r.Line() != want {
+		t.Fatalf("got  %q\nwant %q", r.Line(), want)
+	}
+}
+
+func TestKubernetesBehindTheStackIsDriftToRollOut(t *testing.T) {
+	drift := Compare(expected(), ExpectedNode{}, Observed{TalosVersion: "v1.11.5", SchematicID: schematic, KubernetesVersion: "v1.33.6"})
+	if len(drift) != 1 || drift[0] != "applied config runs Kubernetes 1.33.6, stack declares 1.34.1 (roll it out with talosctl upgrade-k8s --to 1.34.1)" {
+		t.Fatalf("got %q", drift)
+	}
+}
+
+func TestImageTag(t *testing.T) {
+	for image, tag := range map[string]string{
+		"ghcr.io/siderolabs/kubelet:v1.34.1":                "v1.34.1",
+		"registry.local:5000/kubelet:v1.33.6":               "v1.33.6",
+		"registry.local:5000/kubelet":                       "",
+		"ghcr.io/siderolabs/kubelet:v1.34.1@sha256:0123abc": "v1.34.1",
+	} {
+		if got := imageTag(image); got != tag {
+			t.Errorf("imageTag(%q) = %q, want %q", image, got, tag)
+		}
 	}
 }
 
