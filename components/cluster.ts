@@ -84,6 +84,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           machineConfigurationInput: roleConfig[p.role],
           node: p.address,
           configPatches: nodeConfigPatches(node, args.installerImage),
+          applyMode: config.applyMode,
           timeouts: timeouts.apply,
         },
         { parent: this, dependsOn: args.dependsOn ?? [] },

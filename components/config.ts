@@ -112,6 +112,11 @@ const stackSchema = z.strictObject({
     })
     .default(DEFAULT_IMAGE_FACTORY_HOST),
   extensions: z.array(z.string()).default([]),
+  applyMode: z
+    .enum(["auto", "no_reboot", "reboot", "staged"], {
+      error: 'must be "auto" (reboot only when a change needs it), "no_reboot" (fail instead), "reboot" or "staged"',
+    })
+    .default("auto"),
   nodeTimeout: z
     .string()
     .regex(DURATION, { error: "must be a duration such as 10m, 90s or 1h30m" })

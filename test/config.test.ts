@@ -299,3 +299,16 @@ describe("stack config: node timeout", () => {
     expect(problemsOf(stackWith({ nodeTimeout: "0m" }))).toEqual(["talos-cluster:nodeTimeout: must be longer than zero, e.g. 10m"]);
   });
 });
+
+describe("stack config: apply mode", () => {
+  it("applies with Talos' auto mode unless the stack says otherwise", () => {
+    expect(parseConfig(validStack()).config.applyMode).toBe("auto");
+    expect(parseConfig(stackWith({ applyMode: "no_reboot" })).config.applyMode).toBe("no_reboot");
+  });
+
+  it("refuses a mode the provider does not know, naming the choices", () => {
+    expect(problemsOf(stackWith({ applyMode: "staged_if_needing_reboot" }))).toEqual([
+      'talos-cluster:applyMode: must be "auto" (reboot only when a change needs it), "no_reboot" (fail instead), "reboot" or "staged"',
+    ]);
+  });
+});

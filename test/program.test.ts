@@ -154,6 +154,11 @@ describe("node configuration", () => {
     }
   });
 
+  it("applies every node's configuration in the stack's apply mode", async () => {
+    const { plan: p } = await planStack(stackWith({ applyMode: "no_reboot" }));
+    for (const apply of p.ofType(T.apply)) expect(apply.inputs.applyMode).toBe("no_reboot");
+  });
+
   it("gives every node the factory installer image of the schematic, and its own hostname and disk", async () => {
     const { plan: p, out } = await planStack();
     for (const apply of p.ofType(T.apply)) {
