@@ -49,6 +49,16 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
     });
   }
 
+  it("previews a stack with a warning, such as an even number of control planes, and shows the warning", () => {
+    const dev = stackConfig("Pulumi.dev.yaml");
+    const nodes = dev["talos-cluster:nodes"] as Record<string, unknown>[];
+    const cp2 = { name: "dev-cp-2", address: "192.168.50.12", role: "controlplane", installDisk: "/dev/vda" };
+    const ws = new Workspace("even", { ...dev, "talos-cluster:nodes": [...nodes, cp2] });
+    workspaces.push(ws);
+    const preview = ws.must(["preview"]);
+    expect(preview.output).toMatch(/warning: .*2 control planes/);
+  });
+
   it("stops before any resource and lists every problem of a broken stack config", () => {
     const ws = new Workspace("broken", stackConfig("test/fixtures/Pulumi.broken.yaml"));
     workspaces.push(ws);
