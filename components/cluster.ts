@@ -59,7 +59,10 @@ export class TalosCluster extends pulumi.ComponentResource {
           clusterEndpoint: config.endpoint,
           machineType: role,
           machineSecrets: this.secrets.machineSecrets,
-          talosVersion: config.talosVersion,
+          // The config contract stays at the release the cluster was created with (the secrets
+          // keep it: ignoreChanges), while the installer image moves on; raising the contract
+          // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
+          talosVersion: this.secrets.talosVersion,
           kubernetesVersion: config.kubernetesVersion,
           configPatches: plan.roleConfigPatches[role],
           // Examples and docs bloat every apply's diff and state with comments.

@@ -143,6 +143,26 @@ describe("node configuration", () => {
     }
   });
 
+  it("keeps the config contract at the Talos release the cluster was created with", async () => {
+    const { config } = parseConfig(stackWith({ talosVersion: "v1.11.5" }));
+    // As if the secrets were created under v1.10.7 and the stack has since moved to v1.11.5.
+    const created = {
+      [T.secrets]: (inputs: Record<string, unknown>) => ({ ...providers()[T.secrets]?.(inputs, ""), talosVersion: "v1.10.7" }),
+    };
+    let out: StackOutputs | undefined;
+    const p = await plan(
+      (record) => {
+        out = deployCluster(config, { transformations: [record] });
+      },
+      { ...providers(), ...created },
+      calls,
+    );
+    if (out === undefined) throw new Error("program did not run");
+    await promiseOf(out.talosconfig);
+    for (const c of p.calls.filter((x) => x.token === T.machineConfig)) expect(c.inputs.talosVersion).toBe("v1.10.7");
+    expect(out.installerImage).toMatch(/:v1\.11\.5$/);
+  });
+
   it("applies one configuration per node, of the node's role, to the node's address", async () => {
     const { plan: p, config } = await planStack();
     const applies = p.ofType(T.apply);
