@@ -6,6 +6,7 @@ import { bootMediaUrls, installerImage, resourceNames, schematicExtensions } fro
 import { canonicalSchematic, schematicId } from "./schematic-id";
 
 export interface TalosImageArgs {
+  /** Talos release of the installer and boot media, e.g. v1.11.5. */
   talosVersion: string;
   /** Official extensions beyond intel-ucode, in any order. */
   extensions: readonly string[];
