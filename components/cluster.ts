@@ -7,6 +7,7 @@ import type { ClusterConfig, Role } from "./config";
 import { resourceNames } from "./naming";
 
 export interface TalosClusterArgs {
+  /** The validated stack config (components/config.ts parseConfig). */
   config: ClusterConfig;
   /** Factory installer image every node installs (TalosImage.installerImage). */
   installerImage: string;
