@@ -92,13 +92,16 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
   });
 
   it("updates only the changed node's config apply when its patch changes, replacing nothing", async () => {
-    const edited = nodes.map((n) => (n.name === "worker-2" ? { ...n, labels: { "node.kubernetes.io/pool": "batch" } } : n));
+    const edited = nodes.map((n) =>
+      n.name === "worker-2" ? { ...n, patches: [{ machine: { sysctls: { "vm.max_map_count": "262144" } } }] } : n,
+    );
     config = { ...config, "talos-cluster:nodes": edited };
     ws.writeConfig(config);
     const up = ws.must(["up", "--yes", "--json"]);
     expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([["update", "sim-worker-2"]]);
     const state = await sim.nodes();
     expect(state.map((s) => [s.hostname, s.applies])).toEqual(nodes.map((n) => [n.name, n.name === "worker-2" ? 2 : 1]));
+    expect(state.find((s) => s.hostname === "worker-2")?.config).toContain('vm.max_map_count: "262144"');
     ws.must(["preview", "--expect-no-changes"]);
   });
 

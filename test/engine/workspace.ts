@@ -156,6 +156,8 @@ export interface SimNode {
   bootstrapped: boolean;
   bootstrapCalls: number;
   kubeconfigCalls: number;
+  /** The last applied machine configuration (YAML). */
+  config: string;
 }
 
 /** Simulated Talos nodes and Image Factory (test/sim), on loopback addresses of the caller's choice. */
