@@ -5,6 +5,8 @@ import { resourceNames } from "./naming";
 import { clusterPatches, nodePatches, rolePatches, serialisePatches } from "./patches";
 
 export interface NodePlan {
+  /** The node as the stack declares it, for its own patches. */
+  node: NodeConfig;
   name: string;
   address: string;
   role: Role;
@@ -27,6 +29,7 @@ export interface ClusterPlan {
 
 export function planCluster(name: string, config: ClusterConfig): ClusterPlan {
   const nodes = config.nodes.map((n) => ({
+    node: n,
     name: n.name,
     address: n.address,
     role: n.role,

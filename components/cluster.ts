@@ -77,23 +77,21 @@ export class TalosCluster extends pulumi.ComponentResource {
       worker: machineConfig("worker"),
     };
 
-    const nodes = new Map(config.nodes.map((n) => [n.name, n]));
-    this.applies = plan.nodes.map((p) => {
-      const node = nodes.get(p.name);
-      if (node === undefined) throw new Error(`plan names unknown node ${p.name}`);
-      return new talos.machine.ConfigurationApply(
-        p.resourceName,
-        {
-          clientConfiguration,
-          machineConfigurationInput: roleConfig[p.role],
-          node: p.address,
-          configPatches: nodeConfigPatches(node, args.installerImage),
-          applyMode: config.applyMode,
-          timeouts: timeouts.apply,
-        },
-        { parent: this, dependsOn: args.dependsOn ?? [] },
-      );
-    });
+    this.applies = plan.nodes.map(
+      (p) =>
+        new talos.machine.ConfigurationApply(
+          p.resourceName,
+          {
+            clientConfiguration,
+            machineConfigurationInput: roleConfig[p.role],
+            node: p.address,
+            configPatches: nodeConfigPatches(p.node, args.installerImage),
+            applyMode: config.applyMode,
+            timeouts: timeouts.apply,
+          },
+          { parent: this, dependsOn: args.dependsOn ?? [] },
+        ),
+    );
 
     const bootstrapApply = this.applies[plan.nodes.indexOf(plan.bootstrapNode)];
     // Bootstrap once, on the first control plane, after it holds its config: a second bootstrap

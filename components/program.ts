@@ -32,21 +32,20 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
   );
   const cluster = new TalosCluster(name, { config, installerImage: image.installerImage, dependsOn: [image.schematic] }, opts);
 
-  const { cilium, kubeletServingCertApprover, metricsServer } = config.addons;
-  const anyAddon = cilium.enabled || kubeletServingCertApprover.enabled || metricsServer.enabled;
+  const enabledAddons = Object.entries(config.addons).flatMap(([k, a]) => (a.enabled ? [k] : []));
   // No addons, no Kubernetes provider: a stack can run Talos alone and bring its own platform.
-  const addons = anyAddon
-    ? new BaseAddons(
-        name,
-        {
-          kubeconfig: cluster.kubeconfig,
-          clusterIdentifier: name,
-          addons: config.addons,
-          dependsOn: [cluster.bootstrap, cluster.kubeconfigResource],
-        },
-        opts,
-      )
-    : undefined;
+  if (enabledAddons.length > 0) {
+    new BaseAddons(
+      name,
+      {
+        kubeconfig: cluster.kubeconfig,
+        clusterIdentifier: name,
+        addons: config.addons,
+        dependsOn: [cluster.bootstrap, cluster.kubeconfigResource],
+      },
+      opts,
+    );
+  }
 
   return {
     schematicId: image.schematicId,
@@ -59,6 +58,6 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     kubeconfig: cluster.kubeconfig,
     talosconfig: cluster.talosconfig,
     machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),
-    addons: addons === undefined ? [] : Object.entries(config.addons).flatMap(([k, a]) => (a.enabled ? [k] : [])),
+    addons: enabledAddons,
   };
 }

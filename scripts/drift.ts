@@ -34,9 +34,9 @@ if (stacks.length === 0 || unknown.length > 0) {
   process.exit(2);
 }
 const pulumi = process.env.PULUMI_BIN ?? "pulumi";
+const targetArgs = targets.flatMap((t) => ["--target", t]);
 let worst = 0;
 for (const stack of stacks) {
-  const targetArgs = targets.flatMap((t) => ["--target", t]);
   const run = spawnSync(pulumi, ["preview", "--refresh", "--json", "--non-interactive", "--stack", stack, ...targetArgs], {
     encoding: "utf8",
     maxBuffer: 256 * 1024 * 1024,

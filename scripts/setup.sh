@@ -10,7 +10,6 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/talos-cluster"
 mkdir -p "$CACHE/bin"
 step() { printf '\n==> %s\n' "$*"; }
 elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
-pkgver() { node -p "require('./package.json').dependencies['$1']"; }
 
 step "Node.js $(node --version), npm $(npm --version 2>/dev/null)"
 if ! command -v go >/dev/null 2>&1; then

@@ -1,11 +1,5 @@
-// `npm run drift` with the real engine on a local backend: resources that need no machine are
-// created with a real `pulumi up --target`, then checked for drift before and after the stack's
-// config changes. The Image Factory is the simulated one.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { parse } from "yaml";
-import { describeEngine, ROOT, type RunResult, runDrift, Simulator, Workspace } from "./workspace";
+import { describeEngine, type RunResult, runDrift, Simulator, stackFileConfig, Workspace } from "./workspace";
 
 const STACK = "drift";
 const urn = (typeChain: string, name: string) => `urn:pulumi:${STACK}::talos-cluster::${typeChain}::${name}`;
@@ -25,11 +19,10 @@ describeEngine("npm run drift against a real stack", () => {
 
   beforeAll(async () => {
     sim = await Simulator.start(["127.0.3.10"], 18380, 18381);
-    const dev = parse(readFileSync(join(ROOT, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
     // Addons off: a targeted up still registers the Kubernetes provider, whose parent it would not create.
     const off = { enabled: false };
     config = {
-      ...dev.config,
+      ...stackFileConfig("Pulumi.dev.yaml"),
       "talos:imageFactoryUrl": sim.factoryUrl,
       "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
     };

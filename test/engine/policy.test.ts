@@ -1,11 +1,9 @@
 // The policy pack run by the real engine (`pulumi preview --policy-pack policy`) on a local
 // backend: the project's prod stack passes, and a program that breaks every rule is refused with
 // each rule's message.
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { parse } from "yaml";
-import { describeEngine, ROOT, type RunResult, Workspace } from "./workspace";
+import { describeEngine, ROOT, type RunResult, stackFileConfig, Workspace } from "./workspace";
 
 // A file path: the engine runs it as the analyzer plugin (see policy/run-pack for why).
 const POLICY = join(ROOT, "policy", "run-pack");
@@ -25,8 +23,7 @@ describeEngine("the policy pack in a real preview", () => {
 
   for (const stack of ["dev", "prod"]) {
     it(`passes the project's ${stack} stack`, () => {
-      const file = parse(readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
-      const ws = new Workspace(stack, file.config);
+      const ws = new Workspace(stack, stackFileConfig(`Pulumi.${stack}.yaml`));
       workspaces.push(ws);
       const r = ws.must(["preview", "--policy-pack", POLICY]);
       expect(r.output).toContain("talos-cluster@v0.1.0");

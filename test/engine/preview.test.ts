@@ -1,15 +1,5 @@
-// `pulumi preview` of the real stacks with the real engine and plugins, on a local backend: the
-// first preview (nothing exists yet) plans the whole cluster, and a broken config stops the
-// preview before any resource, with every problem listed.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { parse } from "yaml";
-import { describeEngine, jsonStream, ROOT, Workspace } from "./workspace";
-
-function stackConfig(file: string): Record<string, unknown> {
-  return (parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> }).config;
-}
+import { describeEngine, jsonStream, stackFileConfig, Workspace } from "./workspace";
 
 interface PreviewStep {
   op: string;
@@ -33,7 +23,7 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
     ["prod", 7],
   ] as const) {
     it(`plans the whole ${stack} cluster on a first preview`, () => {
-      const ws = new Workspace(stack, stackConfig(`Pulumi.${stack}.yaml`));
+      const ws = new Workspace(stack, stackFileConfig(`Pulumi.${stack}.yaml`));
       workspaces.push(ws);
       const preview = ws.must(["preview", "--json"]);
       const steps = previewSteps(preview.stdout);
@@ -50,7 +40,7 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
   }
 
   it("previews a stack with a warning, such as an even number of control planes, and shows the warning", () => {
-    const dev = stackConfig("Pulumi.dev.yaml");
+    const dev = stackFileConfig("Pulumi.dev.yaml");
     const nodes = dev["talos-cluster:nodes"] as Record<string, unknown>[];
     const cp2 = { name: "dev-cp-2", address: "192.168.50.12", role: "controlplane", installDisk: "/dev/vda" };
     const ws = new Workspace("even", { ...dev, "talos-cluster:nodes": [...nodes, cp2] });
@@ -60,7 +50,7 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
   });
 
   it("stops before any resource and lists every problem of a broken stack config", () => {
-    const ws = new Workspace("broken", stackConfig("test/fixtures/Pulumi.broken.yaml"));
+    const ws = new Workspace("broken", stackFileConfig("test/fixtures/Pulumi.broken.yaml"));
     workspaces.push(ws);
     const preview = ws.run(["preview"]);
     expect(preview.code).not.toBe(0);

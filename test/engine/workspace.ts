@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, it } from "vitest";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 
 export const ROOT = resolve(__dirname, "..", "..");
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -14,8 +14,13 @@ export const PULUMI = join(BIN, "pulumi");
 const TALOS_SIM = join(BIN, "talos-sim");
 const TALOS_SDK = join(ROOT, "node_modules", "@pulumiverse", "talos", "bin", "index.js");
 
+/** The `config:` mapping of a stack file, path relative to the repository. */
+export function stackFileConfig(file: string): Record<string, unknown> {
+  return (parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> }).config;
+}
+
 /** What is missing for engine tests, or undefined when the toolchain is all there. */
-export function missingToolchain(): string | undefined {
+function missingToolchain(): string | undefined {
   for (const [what, path] of [
     ["the pulumi CLI", PULUMI],
     ["talos-sim", TALOS_SIM],
@@ -116,12 +121,6 @@ export class Workspace {
     const r = this.run(args);
     if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} failed (exit ${r.code}):\n${r.output}`);
     return r;
-  }
-
-  /** `pulumi up --json` (or preview): the engine's per-operation summary. */
-  changeSummary(r: RunResult): Record<string, number> {
-    const doc = JSON.parse(r.stdout) as { changeSummary?: Record<string, number> };
-    return doc.changeSummary ?? {};
   }
 
   /** The stack's checkpoint, as the state backend holds it. */
