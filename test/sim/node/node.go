@@ -11,12 +11,11 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	cosiapi "github.com/cosi-project/runtime/api/v1alpha1"
 	"github.com/cosi-project/runtime/pkg/state"
-	"github.com/cosi-project/runtime/pkg/state/impl/inmem"
-	"github.com/cosi-project/runtime/pkg/state/impl/namespaced"
 	cosiserver "github.com/cosi-project/runtime/pkg/state/protobuf/server"
 	talosx509 "github.com/siderolabs/crypto/x509"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
@@ -25,9 +24,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
-	"github.com/siderolabs/talos/pkg/machinery/extensions"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
-	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -55,6 +53,12 @@ type State struct {
 	Bootstrapped    bool     `json:"bootstrapped"`
 	BootstrapCalls  int      `json:"bootstrapCalls"`
 	KubeconfigCalls int      `json:"kubeconfigCalls"`
+	// Links are the names of the node's network links, as `talosctl get links` lists them.
+	Links []string `json:"links"`
+	// VIP is the shared address of the last applied config's machine.network.interfaces, if any.
+	VIP *VIPStatus `json:"vip,omitempty"`
+	// KubernetesNode is this machine's Node object in its cluster's API server, once registered.
+	KubernetesNode *KubernetesNode `json:"kubernetesNode,omitempty"`
 	// Config is the last applied machine configuration, as sent.
 	Config string `json:"config,omitempty"`
 }
@@ -68,12 +72,15 @@ type Node struct {
 	port    int
 
 	trust *Trust
+	links []link
 	// cosi holds the resources talosctl get (and our drift checks) read: the active
-	// MachineConfig and the ExtensionStatus of the schematic the node booted from.
+	// MachineConfig, the ExtensionStatus of the schematic the node booted from, the LinkStatuses
+	// and the AddressStatus of a VIP this node holds; plus the definitions of those types.
 	cosi state.State
 
 	mu        sync.Mutex
 	state     State
+	cfg       config.Provider
 	osCACert  *stdx509.Certificate
 	clusterCA *talosx509.CertificateAuthority
 	endpoint  string
@@ -83,32 +90,54 @@ type Node struct {
 	srv       *grpc.Server
 }
 
+// Option changes how New builds a node.
+type Option func(*options)
+
+type options struct{ links []string }
+
+// DefaultLinks is what a node has unless WithLinks says otherwise: one virtio NIC with the
+// predictable name Talos (since 1.5) gives it on metal. There is no eth0.
+var DefaultLinks = []string{"enp1s0"}
+
+// WithLinks names the node's network links, in bus order.
+func WithLinks(names ...string) Option {
+	return func(o *options) { o.links = slices.Clone(names) }
+}
+
 // New makes a node in maintenance mode that runs talosVersion, booted from the image of the
-// given schematic id.
-func New(address string, port int, talosVersion, schematicID string, trust *Trust) (*Node, error) {
+// given schematic id. Nodes made with the same Trust form one simulation, in the order made.
+func New(address string, port int, talosVersion, schematicID string, trust *Trust, opts ...Option) (*Node, error) {
+	o := options{links: DefaultLinks}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ip := net.ParseIP(address)
-	if ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("node address %q must be a loopback IP", address)
+	if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+		return nil, fmt.Errorf("node address %q must be a loopback IPv4 address", address)
+	}
+	links, err := newLinks(ip, o.links)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", address, err)
 	}
 	cert, err := maintenanceCert(ip)
 	if err != nil {
 		return nil, err
 	}
-	cosi := state.WrapCore(namespaced.NewState(inmem.Build))
-	// Talos shows the schematic as a virtual extension named "schematic" whose version is the id.
-	schematic := runtime.NewExtensionStatus(runtime.NamespaceName, "0")
-	schematic.TypedSpec().Metadata = extensions.Metadata{Name: "schematic", Version: schematicID, Description: "Image Factory schematic"}
-	if err := cosi.Create(context.Background(), schematic); err != nil {
-		return nil, err
+	cosi, err := newResourceState(schematicID, links)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", address, err)
 	}
-	return &Node{
+	n := &Node{
 		cosi:      cosi,
 		trust:     trust,
+		links:     links,
 		address:   ip,
 		port:      port,
 		maintCert: cert,
-		state:     State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}},
-	}, nil
+		state:     State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}, Links: linkNames(links)},
+	}
+	trust.join(n)
+	return n, nil
 }
 
 // Addr is host:port of the node's API.
@@ -117,21 +146,26 @@ func (n *Node) Addr() string { return net.JoinHostPort(n.address.String(), strco
 // Start listens and serves; it brings a stopped node back with its state intact.
 func (n *Node) Start() error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.lis != nil {
+		n.mu.Unlock()
 		return nil
 	}
 	lis, err := net.Listen("tcp", n.Addr())
 	if err != nil {
+		n.mu.Unlock()
 		return err
 	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})))
 	machine.RegisterMachineServiceServer(srv, n)
 	storage.RegisterStorageServiceServer(srv, n)
-	cosiapi.RegisterStateServer(srv, cosiserver.NewState(n.cosi))
+	// As on Talos (maintenance and apid alike), the API reads resources through an access policy.
+	cosiapi.RegisterStateServer(srv, cosiserver.NewState(state.WrapCore(state.Filter(n.cosi, n.accessPolicy))))
 	n.lis, n.srv = lis, srv
 	n.state.Up = true
 	go func() { _ = srv.Serve(lis) }()
+	n.mu.Unlock()
+	// A machine that comes back may take the VIP and register its Node.
+	n.trust.settle()
 	return nil
 }
 
@@ -144,6 +178,8 @@ func (n *Node) Stop() {
 	n.mu.Unlock()
 	if srv != nil {
 		srv.Stop()
+		// A dead VIP holder loses its etcd lease: another control plane takes the VIP.
+		n.trust.settle()
 	}
 }
 
@@ -190,12 +226,9 @@ func (n *Node) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 // authorize applies Talos' roles: in maintenance every caller is a reader (which may apply a
 // configuration); once configured, admin calls need a client certificate with O=os:admin.
 func (n *Node) authorize(ctx context.Context, adminOnly bool) error {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, target := range md.Get("node") {
-			if target != n.address.String() {
-				return status.Errorf(codes.PermissionDenied, "no request forwarding: node %s is not this machine", target)
-			}
-		}
+	roles, err := n.roles(ctx)
+	if err != nil {
+		return err
 	}
 	n.mu.Lock()
 	configured := n.osCACert != nil
@@ -203,24 +236,61 @@ func (n *Node) authorize(ctx context.Context, adminOnly bool) error {
 	if !configured || !adminOnly {
 		return nil
 	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return status.Error(codes.Unauthenticated, "no peer")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 {
-		return status.Error(codes.Unauthenticated, "client certificate required")
-	}
-	if !slices.Contains(info.State.VerifiedChains[0][0].Subject.Organization, "os:admin") {
+	if !slices.Contains(roles, string(role.Admin)) {
 		return status.Error(codes.PermissionDenied, "not authorized: role os:admin required")
 	}
 	return nil
+}
+
+// roles are the caller's Talos roles: os:reader for everyone in maintenance (Talos' injector
+// there is ReadOnlyWithAdminOnSiderolink, and there is no SideroLink here), the client
+// certificate's organizations once configured.
+//
+// Once configured, requests pass apid, which here does not forward: the node metadata must name
+// this machine. In maintenance there is no apid and the metadata is ignored (talosctl --insecure
+// sends an empty one).
+func (n *Node) roles(ctx context.Context) ([]string, error) {
+	n.mu.Lock()
+	configured := n.osCACert != nil
+	n.mu.Unlock()
+	if !configured {
+		return []string{string(role.Reader)}, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, target := range md.Get("node") {
+			if target != n.address.String() {
+				return nil, status.Errorf(codes.PermissionDenied, "no request forwarding: node %s is not this machine", target)
+			}
+		}
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		return nil, status.Error(codes.Unauthenticated, "client certificate required")
+	}
+	return info.State.VerifiedChains[0][0].Subject.Organization, nil
 }
 
 // ApplyConfiguration validates and stores the configuration; the first one ends maintenance mode.
 func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigurationRequest) (*machine.ApplyConfigurationResponse, error) {
 	if err := n.authorize(ctx, true); err != nil {
 		return nil, err
+	}
+	n.mu.Lock()
+	inMaintenance := n.osCACert == nil
+	n.mu.Unlock()
+	if inMaintenance {
+		// Talos' maintenance service installs and reboots into the configuration: it takes only
+		// the modes that allow a reboot, and says so before it reads the configuration.
+		switch req.GetMode() {
+		case machine.ApplyConfigurationRequest_AUTO, machine.ApplyConfigurationRequest_REBOOT, machine.ApplyConfigurationRequest_TRY:
+		default:
+			return nil, status.Errorf(codes.Unimplemented, "apply configuration --mode='%s' is not supported in maintenance mode",
+				strings.ReplaceAll(strings.ToLower(req.GetMode().String()), "_", "-"))
+		}
 	}
 	cfg, err := configloader.NewFromBytes(req.GetData())
 	if err != nil {
@@ -236,6 +306,9 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 	osCACert, err := parseCertificate(issuing.Crt)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "machine.ca.crt: %v", err)
+	}
+	if cfg.Cluster().IssuingCA() == nil {
+		return nil, status.Error(codes.InvalidArgument, "configuration validation failed: cluster.ca is missing")
 	}
 	var clusterCA *talosx509.CertificateAuthority
 	if cfg.Machine().Type() == talosmachine.TypeControlPlane {
@@ -253,22 +326,27 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 		hostname = "talos-" + n.address.String()
 	}
 
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	// In maintenance every mode but STAGED applies without a reboot; a running sim node can
-	// always apply in place (it models no change that would need a reboot).
-	mode := req.GetMode()
-	if mode != machine.ApplyConfigurationRequest_STAGED {
-		mode = machine.ApplyConfigurationRequest_NO_REBOOT
+	// In maintenance Talos answers with no mode (it installs, then reboots); a running sim node
+	// applies every mode in place (it models no change that would need a reboot), and records
+	// the mode as asked.
+	reply := &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{}}}
+	if !inMaintenance {
+		mode := req.GetMode()
+		if mode != machine.ApplyConfigurationRequest_STAGED {
+			mode = machine.ApplyConfigurationRequest_NO_REBOOT
+		}
+		reply.Messages[0].Mode = mode
+		reply.Messages[0].ModeDetails = "Applied configuration without a reboot (simulated node)"
 	}
-	reply := &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{
-		Mode:        mode,
-		ModeDetails: "Applied configuration without a reboot (simulated node)",
-	}}}
 	if req.GetDryRun() {
+		if inMaintenance {
+			reply.Messages[0].ModeDetails = "Dry run summary:\nNode is running in maintenance mode and does not have a config yet."
+		}
 		return reply, nil
 	}
+	n.mu.Lock()
 	if err := n.storeMachineConfig(ctx, cfg); err != nil {
+		n.mu.Unlock()
 		return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
 	}
 	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
@@ -276,6 +354,7 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 	if ep := cfg.Cluster().Endpoint(); ep != nil {
 		n.endpoint = ep.String()
 	}
+	n.cfg = cfg
 	n.state.Configured = true
 	n.state.Role = cfg.Machine().Type().String()
 	n.state.Hostname = hostname
@@ -283,7 +362,10 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 	n.state.InstallImage = cfg.Machine().Install().Image()
 	n.state.Config = string(req.GetData())
 	n.state.Applies++
-	n.state.ApplyModes = append(n.state.ApplyModes, mode.String())
+	n.state.ApplyModes = append(n.state.ApplyModes, req.GetMode().String())
+	n.mu.Unlock()
+	// Talos' network and node-apply controllers react to the new config: VIP, Node labels, taints.
+	n.trust.settle()
 	return reply, nil
 }
 
@@ -307,17 +389,24 @@ func (n *Node) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*mac
 		return nil, err
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.state.BootstrapCalls++
+	var err error
 	switch {
 	case !n.state.Configured:
-		return nil, status.Error(codes.Unimplemented, "bootstrap is not available in maintenance mode")
+		err = status.Error(codes.Unimplemented, "bootstrap is not available in maintenance mode")
 	case n.state.Role != talosmachine.TypeControlPlane.String():
-		return nil, status.Error(codes.FailedPrecondition, "bootstrap can only be performed on a control plane node")
+		err = status.Error(codes.FailedPrecondition, "bootstrap can only be performed on a control plane node")
 	case n.state.Bootstrapped:
-		return nil, status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+		err = status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+	}
+	if err != nil {
+		n.mu.Unlock()
+		return nil, err
 	}
 	n.state.Bootstrapped = true
+	n.mu.Unlock()
+	// With etcd and the API server up, VIPs are elected and kubelets register.
+	n.trust.settle()
 	return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil
 }
 

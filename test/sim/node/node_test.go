@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
@@ -112,8 +114,39 @@ func mutual(t *testing.T, n *Node, tc *clientconfig.Config) *client.Client {
 
 func apply(t *testing.T, c *client.Client, n *Node, data []byte) error {
 	t.Helper()
-	_, err := c.ApplyConfiguration(ctx(t, n), &machine.ApplyConfigurationRequest{Data: data, Mode: machine.ApplyConfigurationRequest_AUTO})
+	return applyMode(t, c, n, data, machine.ApplyConfigurationRequest_AUTO)
+}
+
+func applyMode(t *testing.T, c *client.Client, n *Node, data []byte, mode machine.ApplyConfigurationRequest_Mode) error {
+	t.Helper()
+	_, err := c.ApplyConfiguration(ctx(t, n), &machine.ApplyConfigurationRequest{Data: data, Mode: mode})
 	return err
+}
+
+// patched is a machine config with a strategic merge patch, as the provider's config_patches.
+func patched(t *testing.T, data []byte, patch string) []byte {
+	t.Helper()
+	p, err := configpatcher.LoadPatch([]byte(patch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := configpatcher.Apply(configpatcher.WithBytes(data), []configpatcher.Patch{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := out.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// bootstrap starts etcd on a configured control plane.
+func bootstrap(t *testing.T, n *Node, cl cluster) {
+	t.Helper()
+	if err := mutual(t, n, cl.talosconfig).Bootstrap(ctx(t, n), &machine.BootstrapRequest{}); err != nil {
+		t.Fatalf("bootstrap %s: %v", n.address, err)
+	}
 }
 
 func TestMaintenanceModeAcceptsTheFirstConfigurationInsecurely(t *testing.T) {
@@ -125,8 +158,56 @@ func TestMaintenanceModeAcceptsTheFirstConfigurationInsecurely(t *testing.T) {
 		t.Fatalf("maintenance apply: %v", err)
 	}
 	s := n.State()
-	if !s.Configured || s.Applies != 1 || s.Role != "controlplane" || s.ApplyModes[0] != "NO_REBOOT" {
+	if !s.Configured || s.Applies != 1 || s.Role != "controlplane" || s.ApplyModes[0] != "AUTO" {
 		t.Fatalf("state after apply: %+v", s)
+	}
+}
+
+func TestMaintenanceModeTakesOnlyModesThatMayReboot(t *testing.T) {
+	for _, tc := range []struct {
+		mode    machine.ApplyConfigurationRequest_Mode
+		code    codes.Code
+		message string
+	}{
+		{machine.ApplyConfigurationRequest_AUTO, codes.OK, ""},
+		{machine.ApplyConfigurationRequest_REBOOT, codes.OK, ""},
+		{machine.ApplyConfigurationRequest_TRY, codes.OK, ""},
+		{machine.ApplyConfigurationRequest_NO_REBOOT, codes.Unimplemented, "apply configuration --mode='no-reboot' is not supported in maintenance mode"},
+		{machine.ApplyConfigurationRequest_STAGED, codes.Unimplemented, "apply configuration --mode='staged' is not supported in maintenance mode"},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			n, cl := startNode(t), newCluster(t, "lab")
+			err := applyMode(t, insecure(t, n), n, cl.controlPlane, tc.mode)
+			if status.Code(err) != tc.code || (tc.message != "" && status.Convert(err).Message() != tc.message) {
+				t.Fatalf("got %v, want %s %q", err, tc.code, tc.message)
+			}
+			s := n.State()
+			if tc.code != codes.OK {
+				if s.Configured || s.Applies != 0 || len(s.ApplyModes) != 0 {
+					t.Fatalf("a refused apply left state: %+v", s)
+				}
+				return
+			}
+			if !s.Configured || !slices.Equal(s.ApplyModes, []string{tc.mode.String()}) {
+				t.Fatalf("state: configured %t, modes %v", s.Configured, s.ApplyModes)
+			}
+		})
+	}
+}
+
+func TestAConfiguredNodeAppliesInPlaceAndRecordsTheModeAsked(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	c := mutual(t, n, cl.talosconfig)
+	for _, mode := range []machine.ApplyConfigurationRequest_Mode{machine.ApplyConfigurationRequest_NO_REBOOT, machine.ApplyConfigurationRequest_STAGED, machine.ApplyConfigurationRequest_AUTO} {
+		if err := applyMode(t, c, n, cl.controlPlane, mode); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+	}
+	if got, want := n.State().ApplyModes, []string{"AUTO", "NO_REBOOT", "STAGED", "AUTO"}; !slices.Equal(got, want) {
+		t.Fatalf("apply modes = %v, want %v", got, want)
 	}
 }
 
@@ -313,10 +394,15 @@ func TestAStoppedNodeRefusesConnectionsAndComesBackWithItsState(t *testing.T) {
 }
 
 func TestRequestsForAnotherNodeAreNotForwarded(t *testing.T) {
-	n := startNode(t)
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := insecure(t, n).Disks(client.WithNode(c, "127.0.7.250"))
+	n, cl := startNode(t), newCluster(t, "lab")
+	// In maintenance there is no apid: the node metadata is not looked at.
+	if _, err := insecure(t, n).Disks(client.WithNode(ctx(t, n), "")); err != nil {
+		t.Fatalf("maintenance with an empty node: %v", err)
+	}
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	_, err := mutual(t, n, cl.talosconfig).Disks(client.WithNode(ctx(t, n), "127.0.7.250"))
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("got %v, want PermissionDenied", err)
 	}

@@ -10,16 +10,31 @@ import (
 	talosx509 "github.com/siderolabs/crypto/x509"
 )
 
-// Trust stands in for trustd: control planes hold the machine CA key, workers only its
-// certificate, so a worker's API certificate is signed with the key a control plane of the same
-// cluster brought. One Trust is shared by all nodes of a simulation.
+// Trust is what the nodes of one simulation reach beyond themselves. First trustd: control
+// planes hold the machine CA key, workers only its certificate, so a worker's API certificate is
+// signed with the key a control plane of the same cluster brought. Then, per cluster, etcd (is it
+// bootstrapped, who holds a VIP) and the Kubernetes API server (the Node objects); see cluster.go.
+// One Trust is shared by all nodes of a simulation, in the order they were made.
 type Trust struct {
 	mu  sync.Mutex
 	cas map[[32]byte]*talosx509.CertificateAuthority
+
+	// clusterMu serialises settle. It is taken before a node's mu, never while holding one.
+	clusterMu  sync.Mutex
+	nodes      []*Node
+	apiServers map[string]*apiServer
+	// nodeApply is the outcome of each machine's last node-apply sync: "" or the refusal.
+	nodeApply map[*Node]string
 }
 
 // NewTrust returns an empty trust registry.
-func NewTrust() *Trust { return &Trust{cas: map[[32]byte]*talosx509.CertificateAuthority{}} }
+func NewTrust() *Trust {
+	return &Trust{
+		cas:        map[[32]byte]*talosx509.CertificateAuthority{},
+		apiServers: map[string]*apiServer{},
+		nodeApply:  map[*Node]string{},
+	}
+}
 
 func (t *Trust) learn(ca *talosx509.CertificateAuthority) {
 	t.mu.Lock()

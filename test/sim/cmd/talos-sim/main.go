@@ -1,6 +1,6 @@
 // talos-sim runs simulated Talos nodes and an Image Factory on loopback for end-to-end tests.
 //
-//	talos-sim -nodes 127.0.0.11,127.0.0.12 -factory 127.0.0.1:18080 -control 127.0.0.1:18081 -ready-file /tmp/sim.ready
+//	talos-sim -nodes 127.0.0.11,127.0.0.12 -links enp1s0 -factory 127.0.0.1:18080 -control 127.0.0.1:18081 -ready-file /tmp/sim.ready
 //
 // Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start.
 package main
@@ -26,6 +26,7 @@ import (
 
 func main() {
 	nodesFlag := flag.String("nodes", "", "comma-separated loopback addresses, one simulated node each (port 50000)")
+	links := flag.String("links", strings.Join(node.DefaultLinks, ","), "comma-separated network link names every node has, in bus order")
 	factoryAddr := flag.String("factory", "127.0.0.1:18080", "listen address of the simulated Image Factory")
 	controlAddr := flag.String("control", "127.0.0.1:18081", "listen address of the control endpoint")
 	talosVersion := flag.String("talos-version", "v1.11.5", "release the nodes report as running")
@@ -36,7 +37,7 @@ func main() {
 	readyFile := flag.String("ready-file", "", "written once every listener is up")
 	flag.Parse()
 
-	if err := run(*nodesFlag, *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile); err != nil {
+	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -65,12 +66,12 @@ func loopbackListen(addr string) (net.Listener, error) {
 // IntelUcodeSchematic is the factory's id for a schematic holding only siderolabs/intel-ucode.
 const IntelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 
-func run(nodeList, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string) error {
+func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string) error {
 	trust := node.NewTrust()
 	nodes := map[string]*node.Node{}
 	var order []string
 	for _, addr := range split(nodeList) {
-		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust)
+		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust, node.WithLinks(links...))
 		if err != nil {
 			return err
 		}
@@ -95,7 +96,7 @@ func run(nodeList, factoryAddr, controlAddr, talosVersion, schematicID string, v
 	go func() { _ = factorySrv.Serve(factoryLis) }()
 	go func() { _ = controlSrv.Serve(controlLis) }()
 
-	log.Printf("talos-sim: %d nodes (%s), factory http://%s, control http://%s", len(nodes), strings.Join(order, ", "), factoryAddr, controlAddr)
+	log.Printf("talos-sim: %d nodes (%s), links %s, factory http://%s, control http://%s", len(nodes), strings.Join(order, ", "), strings.Join(links, ","), factoryAddr, controlAddr)
 	if readyFile != "" {
 		if err := os.WriteFile(readyFile, []byte("ready\n"), 0o644); err != nil {
 			return err

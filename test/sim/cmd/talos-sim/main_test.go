@@ -43,6 +43,9 @@ func TestControlStopsStartsAndReportsNodes(t *testing.T) {
 		return s
 	}
 
+	if links := state().Nodes[0].Links; len(links) != 1 || links[0] != "enp1s0" {
+		t.Fatalf("links: %v", links)
+	}
 	if code := post("/nodes/127.0.6.11/stop"); code != http.StatusNoContent || state().Nodes[0].Up {
 		t.Fatalf("stop: %d %+v", code, state())
 	}

@@ -1,0 +1,109 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cosi-project/runtime/pkg/resource"
+	"github.com/cosi-project/runtime/pkg/resource/meta"
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/cosi-project/runtime/pkg/state"
+	"github.com/cosi-project/runtime/pkg/state/impl/inmem"
+	"github.com/cosi-project/runtime/pkg/state/impl/namespaced"
+	"github.com/cosi-project/runtime/pkg/state/registry"
+	"github.com/siderolabs/talos/pkg/machinery/extensions"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/network"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+	"github.com/siderolabs/talos/pkg/machinery/role"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// newResourceState builds a node's COSI state as machined does: the namespaces and resource
+// definitions first (talosctl get resolves a type through them, and the access policy refuses
+// types without one), then what the machine shows from boot.
+func newResourceState(schematicID string, links []link) (state.State, error) {
+	ctx := context.Background()
+	st := state.WrapCore(namespaced.NewState(inmem.Build))
+	namespaces := registry.NewNamespaceRegistry(st)
+	if err := namespaces.RegisterDefault(ctx); err != nil {
+		return nil, err
+	}
+	// Descriptions as Talos registers them (internal/app/machined/pkg/runtime/v1alpha2).
+	for _, ns := range []struct{ name, description string }{
+		{configres.NamespaceName, "Talos node configuration."},
+		{network.NamespaceName, "Networking resources."},
+		{runtime.NamespaceName, "Talos v1alpha1 subsystems glue resources."},
+	} {
+		if err := namespaces.Register(ctx, ns.name, ns.description); err != nil {
+			return nil, err
+		}
+	}
+	definitions := registry.NewResourceRegistry(st)
+	if err := definitions.RegisterDefault(ctx); err != nil {
+		return nil, err
+	}
+	for _, r := range []meta.ResourceWithRD{
+		&configres.MachineConfig{},
+		&network.AddressStatus{},
+		&network.LinkStatus{},
+		&runtime.ExtensionStatus{},
+	} {
+		if err := definitions.Register(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+
+	// Talos shows the schematic as a virtual extension named "schematic" whose version is the id.
+	schematic := runtime.NewExtensionStatus(runtime.NamespaceName, "0")
+	schematic.TypedSpec().Metadata = extensions.Metadata{Name: "schematic", Version: schematicID, Description: "Image Factory schematic"}
+	if err := st.Create(ctx, schematic); err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		res := network.NewLinkStatus(network.NamespaceName, l.name)
+		*res.TypedSpec() = l.spec
+		if err := st.Create(ctx, res); err != nil {
+			return nil, fmt.Errorf("link %s: %w", l.name, err)
+		}
+	}
+	return st, nil
+}
+
+// accessPolicy is Talos' resources.AccessPolicy, which guards the COSI API in maintenance mode
+// as once configured: reads only; a type needs a resource definition and its namespace must
+// exist; Sensitive types (MachineConfig) need os:admin. Maintenance callers are readers, so
+// there `talosctl get links --insecure` works and `talosctl get machineconfig --insecure` does not.
+func (n *Node) accessPolicy(ctx context.Context, access state.Access) error {
+	roles, err := n.roles(ctx)
+	if err != nil {
+		return err
+	}
+	if !access.Verb.Readonly() {
+		return status.Error(codes.PermissionDenied, "write access is not allowed")
+	}
+	rd, err := safe.StateGet[*meta.ResourceDefinition](ctx, n.cosi, resource.NewMetadata(meta.NamespaceName, meta.ResourceDefinitionType, strings.ToLower(access.ResourceType), resource.VersionUndefined))
+	if state.IsNotFoundError(err) {
+		return status.Errorf(codes.PermissionDenied, "resource type %q is not supported", access.ResourceType)
+	}
+	if err != nil {
+		return err
+	}
+	switch rd.TypedSpec().Sensitivity {
+	case meta.Sensitive:
+		if !slices.Contains(roles, string(role.Admin)) {
+			return status.Error(codes.PermissionDenied, "not authorized")
+		}
+	case meta.NonSensitive:
+	default:
+		return fmt.Errorf("unexpected sensitivity %q", rd.TypedSpec().Sensitivity)
+	}
+	_, err = safe.StateGet[*meta.Namespace](ctx, n.cosi, resource.NewMetadata(meta.NamespaceName, meta.NamespaceType, access.ResourceNamespace, resource.VersionUndefined))
+	if state.IsNotFoundError(err) {
+		return status.Errorf(codes.PermissionDenied, "namespace %q is not supported", access.ResourceNamespace)
+	}
+	return err
+}
