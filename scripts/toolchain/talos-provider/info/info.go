@@ -10,6 +10,8 @@ import (
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	talos "github.com/siderolabs/terraform-provider-talos/pkg/talos"
+
+	"talos-cluster/toolchain/talos-provider/installmode"
 )
 
 // Version is set at link time from scripts/toolchain.env.
@@ -22,7 +24,9 @@ func Provider(metadata []byte) tfbridge.ProviderInfo {
 		metadata = []byte("{}")
 	}
 	prov := tfbridge.ProviderInfo{
-		P:                 pfbridge.ShimProvider(talos.New()),
+		// Upstream's provider, except that a config apply installs a new node with apply mode auto
+		// when no_reboot or staged is declared (see installmode).
+		P:                 pfbridge.ShimProvider(installmode.Provider(talos.New())),
 		Name:              "talos",
 		DisplayName:       "Talos Linux",
 		Publisher:         "pulumiverse",
