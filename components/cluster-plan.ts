@@ -23,8 +23,11 @@ export interface ClusterPlan {
    * fixed: bootstrapping a second node would split etcd into two clusters.
    */
   bootstrapNode: NodePlan;
-  /** talosconfig: endpoints are the control planes (they proxy to any node), nodes are all nodes. */
-  talosconfig: { endpoints: string[]; nodes: string[] };
+  /**
+   * talosconfig endpoints: the control planes, which proxy to any node. No default nodes: with a
+   * node list, talosctl upgrade, reboot or reset without -n would hit every listed node at once.
+   */
+  talosconfig: { endpoints: string[] };
 }
 
 export function planCluster(name: string, config: ClusterConfig): ClusterPlan {
@@ -48,14 +51,13 @@ export function planCluster(name: string, config: ClusterConfig): ClusterPlan {
     bootstrapNode,
     talosconfig: {
       endpoints: nodes.filter((n) => n.role === "controlplane").map((n) => n.address),
-      nodes: nodes.map((n) => n.address),
     },
   };
 }
 
-/** The patches a node's ConfigurationApply carries, once the installer image is known. */
-export function nodeConfigPatches(node: NodeConfig, installerImage: string): string[] {
-  return serialisePatches(nodePatches(node, installerImage));
+/** The patches a node's ConfigurationApply carries, for the installer image and config contract. */
+export function nodeConfigPatches(node: NodeConfig, installerImage: string, contract: string): string[] {
+  return serialisePatches(nodePatches(node, installerImage, contract));
 }
 
 /**
@@ -64,10 +66,12 @@ export function nodeConfigPatches(node: NodeConfig, installerImage: string): str
  * Every key of each resource's timeouts is set: the bridge refuses to store a timeouts object
  * with an unset key ("recovered raw state does not byte-for-byte match").
  */
-export function operationTimeouts(timeout: string) {
+export function operationTimeouts(config: Pick<ClusterConfig, "nodeTimeout" | "bootstrapTimeout">) {
+  const node = config.nodeTimeout;
   return {
-    apply: { create: timeout, update: timeout, delete: timeout },
-    bootstrap: { create: timeout },
-    kubeconfig: { create: timeout, update: timeout },
+    apply: { create: node, update: node, delete: node },
+    // The bootstrap waits for the first control plane to finish installing and rebooting.
+    bootstrap: { create: config.bootstrapTimeout },
+    kubeconfig: { create: node, update: node },
   };
 }

@@ -24,7 +24,7 @@ export const SECRET_OUTPUTS = {
 export class TalosCluster extends pulumi.ComponentResource {
   /** Admin kubeconfig; secret. */
   public readonly kubeconfig: pulumi.Output<string>;
-  /** talosconfig for talosctl, listing every control plane as endpoint and every node; secret. */
+  /** talosconfig for talosctl: every control plane as endpoint, no default nodes (talosctl -n picks); secret. */
   public readonly talosconfig: pulumi.Output<string>;
   public readonly secrets: talos.machine.Secrets;
   public readonly applies: talos.machine.ConfigurationApply[];
@@ -35,7 +35,7 @@ export class TalosCluster extends pulumi.ComponentResource {
     super("talos-cluster:index:TalosCluster", name, {}, opts);
     const { config } = args;
     const plan = planCluster(name, config);
-    const timeouts = operationTimeouts(config.nodeTimeout);
+    const timeouts = operationTimeouts(config);
 
     // Losing these loses the cluster's PKI: protect them, keep them on destroy, and never let a
     // later Talos version in the stack config touch them (a downgrade would even replace them).
@@ -85,7 +85,7 @@ export class TalosCluster extends pulumi.ComponentResource {
             clientConfiguration,
             machineConfigurationInput: roleConfig[p.role],
             node: p.address,
-            configPatches: nodeConfigPatches(p.node, args.installerImage),
+            configPatches: this.secrets.talosVersion.apply((contract) => nodeConfigPatches(p.node, args.installerImage, contract)),
             applyMode: config.applyMode,
             timeouts: timeouts.apply,
           },
@@ -121,7 +121,6 @@ export class TalosCluster extends pulumi.ComponentResource {
           clusterName: config.clusterName,
           clientConfiguration,
           endpoints: plan.talosconfig.endpoints,
-          nodes: plan.talosconfig.nodes,
         },
         { parent: this },
       ).talosConfig,

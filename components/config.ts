@@ -2,14 +2,19 @@
 // the project and returns one typed object, or throws with every problem listed at once.
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { kubeletLabelRefusal } from "./kubelet-labels";
 import { cidrContains, cidrsOverlap, isDnsName, isHostnameLabel, parseCidr, parseIPv4 } from "./net";
 import {
   ADDON_DEFAULTS,
+  CONFIG_DOCUMENT_KINDS,
   DEFAULT_IMAGE_FACTORY_HOST,
   DEFAULT_KUBERNETES_VERSION,
   DEFAULT_TALOS_VERSION,
+  extensionReleases,
   KUBERNETES_SUPPORT,
-  OFFICIAL_EXTENSIONS,
+  minorAtLeast,
+  PLUGIN_CONFIG_LIBRARY,
+  talosMinor,
 } from "./versions";
 
 /** Config namespace: the project name in Pulumi.yaml. */
@@ -62,7 +67,10 @@ const nodeSchema = z.strictObject({
   role: z.enum(["controlplane", "worker"], { error: 'must be "controlplane" or "worker"' }),
   installDisk: z
     .string()
-    .regex(/^\/dev\/[A-Za-z0-9/_.-]+$/, { error: "must be a device path such as /dev/sda or /dev/nvme0n1" })
+    // Talos resolves symlinks, so the stable /dev/disk/by-id and by-path names (with ':') work too.
+    .regex(/^\/dev\/(?!.*\.\.)[A-Za-z0-9/_.:+-]+$/, {
+      error: "must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
+    })
     .optional(),
   installDiskSelector: diskSelectorSchema.optional(),
   labels: z
@@ -91,6 +99,48 @@ const addonSchema = (defaults: { version: string; repository: string }) =>
     })
     .default(addonDefault(defaults));
 
+const duration = (fallback: string) =>
+  z
+    .string()
+    .regex(DURATION, { error: `must be a duration such as ${fallback}, 90s or 1h30m` })
+    .refine((d) => d !== "" && !/^(0+[hms])+$/.test(d), { error: `must be longer than zero, e.g. ${fallback}` })
+    .default(fallback);
+
+// How Talos finds the VIP's link: by name, or by what the hardware reports (Talos' deviceSelector).
+// Metal and VMs use predictable names (eno1, enp1s0, ens18), rarely eth0; an entry naming a link
+// the node lacks is ignored without a word, so there is no default to fall back on.
+const vipDeviceSelectorSchema = z
+  .strictObject({
+    busPath: z.string().optional(),
+    hardwareAddr: z.string().optional(),
+    driver: z.string().optional(),
+    physical: z.boolean({ error: "must be true or false" }).optional(),
+  })
+  .refine((s) => Object.keys(s).length > 0, { error: "must set at least one of busPath, hardwareAddr, driver, physical" });
+
+const vipSchema = z
+  .strictObject({
+    address: ipv4,
+    interface: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,15}$/, { error: "must be a link name such as enp1s0 or eno1" })
+      .optional(),
+    deviceSelector: vipDeviceSelectorSchema.optional(),
+    // Forcing DHCP on the link breaks static addressing; only a stack that wants it asks for it.
+    dhcp: z.boolean({ error: "must be true or false" }).default(false),
+  })
+  .superRefine((vip, ctx) => {
+    if ((vip.interface === undefined) === (vip.deviceSelector === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          vip.interface === undefined
+            ? "needs the link the VIP lives on: interface (e.g. enp1s0; `talosctl get links --insecure -n <node>` lists a node's links) or deviceSelector (e.g. { busPath: 0000:01:00.0 })"
+            : "set either interface or deviceSelector, not both",
+      });
+    }
+  });
+
 const networkDefaults = { podSubnets: ["10.244.0.0/16"], serviceSubnets: ["10.96.0.0/12"] };
 
 const stackSchema = z.strictObject({
@@ -117,11 +167,10 @@ const stackSchema = z.strictObject({
       error: 'must be "auto" (reboot only when a change needs it), "no_reboot" (fail instead), "reboot" or "staged"',
     })
     .default("auto"),
-  nodeTimeout: z
-    .string()
-    .regex(DURATION, { error: "must be a duration such as 10m, 90s or 1h30m" })
-    .refine((d) => d !== "" && !/^(0+[hms])+$/.test(d), { error: "must be longer than zero, e.g. 10m" })
-    .default("10m"),
+  nodeTimeout: duration("10m"),
+  // Bootstrap waits out a node's install: the installer pull, the disk write, a reboot with a
+  // server's POST, and time sync. That is longer than any other node operation on bare metal.
+  bootstrapTimeout: duration("20m"),
   nodes: z.array(nodeSchema, { error: "is required: a list of nodes, each with name, address and role" }),
   patches: z
     .strictObject({
@@ -135,15 +184,7 @@ const stackSchema = z.strictObject({
       podSubnets: z.array(cidr).min(1).default(networkDefaults.podSubnets),
       serviceSubnets: z.array(cidr).min(1).default(networkDefaults.serviceSubnets),
       nodeSubnet: cidr.optional(),
-      vip: z
-        .strictObject({
-          address: ipv4,
-          interface: z
-            .string()
-            .regex(/^[A-Za-z0-9_.:-]{1,15}$/, { error: "must be an interface name such as eth0" })
-            .default("eth0"),
-        })
-        .optional(),
+      vip: vipSchema.optional(),
     })
     .default(networkDefaults),
   addons: z
@@ -308,14 +349,22 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
   checkVersions(str(raw.talosVersion) ?? DEFAULT_TALOS_VERSION, str(raw.kubernetesVersion) ?? DEFAULT_KUBERNETES_VERSION, problems);
 
   if (Array.isArray(raw.extensions)) {
-    const official = new Set(OFFICIAL_EXTENSIONS);
+    const minor = talosMinor(str(raw.talosVersion) ?? DEFAULT_TALOS_VERSION);
     raw.extensions.forEach((ext, i) => {
+      const key = `${PROJECT}:extensions[${i}]`;
       if (typeof ext !== "string") {
-        problems.push(`${PROJECT}:extensions[${i}]: must be an extension name such as siderolabs/iscsi-tools`);
-      } else if (!official.has(ext)) {
-        const hint = official.has(`siderolabs/${ext}`) ? ` (did you mean siderolabs/${ext}?)` : "";
+        problems.push(`${key}: must be an extension name such as siderolabs/iscsi-tools`);
+        return;
+      }
+      const releases = extensionReleases(ext);
+      if (releases.length === 0) {
+        const hint = extensionReleases(`siderolabs/${ext}`).length > 0 ? ` (did you mean siderolabs/${ext}?)` : "";
         problems.push(
-          `${PROJECT}:extensions[${i}]: ${JSON.stringify(ext)} is not an official Image Factory extension${hint}; see components/versions.ts for the list`,
+          `${key}: ${JSON.stringify(ext)} is not an official Image Factory extension${hint}; see components/versions.ts for the list`,
+        );
+      } else if (minor !== undefined && minor in KUBERNETES_SUPPORT && !releases.includes(minor)) {
+        problems.push(
+          `${key}: ${ext} is not published for Talos ${minor}, so the factory would fail to build the installer; the releases that have it: ${releases.join(", ")}`,
         );
       }
     });
@@ -349,6 +398,15 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
       addresses.push({ index: i, value: parsed, text: address });
     }
     if (node.role === "controlplane") controlPlanes++;
+    if (node.role === "worker" && isRecord(node.labels)) {
+      for (const key of Object.keys(node.labels)) {
+        const refusal = kubeletLabelRefusal(key);
+        if (refusal === undefined) continue;
+        problems.push(
+          `${PROJECT}:nodes[${i}].labels: ${JSON.stringify(key)} cannot be set on a worker: Talos labels a worker with its kubelet's credentials, and Kubernetes' NodeRestriction refuses this key (${refusal}), and with it every other label of the node; use a key under node.kubernetes.io/ or a domain of your own`,
+        );
+      }
+    }
     if (node.installDisk !== undefined && node.installDiskSelector !== undefined) {
       problems.push(`${PROJECT}:nodes[${i}]: set either installDisk or installDiskSelector, not both`);
     } else if (node.installDisk === undefined && node.installDiskSelector === undefined) {
@@ -368,6 +426,58 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
   }
 
   checkNetwork(raw.network, addresses, endpoint, problems);
+  checkPatchDocuments(raw, problems);
+}
+
+/** Every machine-config patch in the raw stack config, with the key a user finds it under. */
+function patchesWithKeys(raw: Record<string, unknown>): { key: string; patch: Record<string, unknown> }[] {
+  const found: { key: string; patch: Record<string, unknown> }[] = [];
+  const collect = (list: unknown, key: string) => {
+    if (!Array.isArray(list)) return;
+    list.forEach((patch, i) => {
+      if (isRecord(patch)) found.push({ key: `${key}[${i}]`, patch });
+    });
+  };
+  const stackPatches = isRecord(raw.patches) ? raw.patches : {};
+  for (const group of ["all", "controlplane", "worker"]) collect(stackPatches[group], `${PROJECT}:patches.${group}`);
+  if (Array.isArray(raw.nodes)) {
+    raw.nodes.forEach((node, i) => {
+      if (isRecord(node)) collect(node.patches, `${PROJECT}:nodes[${i}].patches`);
+    });
+  }
+  return found;
+}
+
+/**
+ * A patch that is a config document of its own (kind + apiVersion) must be one the talos plugin's
+ * config library decodes: it refuses an unknown kind in every config the patch reaches, at apply.
+ */
+function checkPatchDocuments(raw: Record<string, unknown>, problems: string[]): void {
+  const library = PLUGIN_CONFIG_LIBRARY;
+  for (const { key, patch } of patchesWithKeys(raw)) {
+    const kind = patch.kind;
+    if (kind === undefined) continue;
+    if (typeof kind !== "string") {
+      problems.push(`${key}.kind: must be a config document kind such as VolumeConfig`);
+      continue;
+    }
+    const since = CONFIG_DOCUMENT_KINDS[kind];
+    if (since === undefined) {
+      problems.push(
+        `${key}: unknown config document kind ${JSON.stringify(kind)}; the talos plugin's config library (Talos ${library.version}) knows ${Object.entries(
+          CONFIG_DOCUMENT_KINDS,
+        )
+          .flatMap(([known, from]) => (minorAtLeast(library.minor, from) ? [known] : []))
+          .join(", ")}`,
+      );
+    } else if (!minorAtLeast(library.minor, since)) {
+      problems.push(
+        `${key}: ${kind} is a Talos ${since} config document, and the talos plugin's config library (Talos ${library.version}, in ${library.provider}) cannot decode it ("${kind}" "v1alpha1": not registered), so every config it reaches would fail; see the README's toolchain table`,
+      );
+    } else if (patch.apiVersion !== "v1alpha1") {
+      problems.push(`${key}.apiVersion: a ${kind} document needs apiVersion: v1alpha1`);
+    }
+  }
 }
 
 function checkVersions(talos: string, kubernetes: string, problems: string[]): void {

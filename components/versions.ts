@@ -25,58 +25,174 @@ export const KUBERNETES_SUPPORT: Readonly<Record<string, { min: string; max: str
 };
 
 /**
- * Official system extensions published by the Image Factory (siderolabs/extensions). A name
- * outside this list would make the factory reject the schematic at `pulumi up`, after other
- * resources may already have changed, so it is refused at config time instead.
+ * Official system extensions of the Image Factory (siderolabs/extensions), with the Talos minors
+ * that publish each: `from` the first, `until` the last when a later release dropped or renamed
+ * it. Read from the build targets (Makefile TARGETS and NONFREE_TARGETS) of the latest patch tag
+ * of each minor: v1.7.7, v1.8.4, v1.9.6, v1.10.9, v1.11.6, v1.12.11. Within a minor, patches only
+ * ever add names (youki arrived in 1.10.1, gpio-pinctrl in 1.12.2).
+ *
+ * The factory accepts any name when a schematic is posted; an unknown one fails only when an
+ * installer or ISO is built for a release ("official extension ... is not available for Talos
+ * version ..."), that is on the node during its install or upgrade. So the stack config refuses a
+ * name its release does not publish.
  */
-export const OFFICIAL_EXTENSIONS: readonly string[] = [
-  "siderolabs/amd-ucode",
-  "siderolabs/amdgpu",
-  "siderolabs/binfmt-misc",
-  "siderolabs/bnx2-bnx2x",
-  "siderolabs/btrfs",
-  "siderolabs/chelsio-drivers",
-  "siderolabs/chelsio-firmware",
-  "siderolabs/cloudflared",
-  "siderolabs/crun",
-  "siderolabs/drbd",
-  "siderolabs/ecr-credential-provider",
-  "siderolabs/fuse3",
-  "siderolabs/gasket-driver",
-  "siderolabs/glibc",
-  "siderolabs/gvisor",
-  "siderolabs/hello-world-service",
-  "siderolabs/i915",
-  "siderolabs/intel-ice-firmware",
-  "siderolabs/intel-ucode",
-  "siderolabs/iscsi-tools",
-  "siderolabs/kata-containers",
-  "siderolabs/lldpd",
-  "siderolabs/mei",
-  "siderolabs/nfsd",
-  "siderolabs/nut-client",
-  "siderolabs/nvidia-container-toolkit-lts",
-  "siderolabs/nvidia-container-toolkit-production",
-  "siderolabs/nvidia-open-gpu-kernel-modules-lts",
-  "siderolabs/nvidia-open-gpu-kernel-modules-production",
-  "siderolabs/nonfree-kmod-nvidia-lts",
-  "siderolabs/nonfree-kmod-nvidia-production",
-  "siderolabs/qemu-guest-agent",
-  "siderolabs/qlogic-firmware",
-  "siderolabs/realtek-firmware",
-  "siderolabs/spin",
-  "siderolabs/stargz-snapshotter",
-  "siderolabs/tailscale",
-  "siderolabs/thunderbolt",
-  "siderolabs/usb-modem-drivers",
-  "siderolabs/util-linux-tools",
-  "siderolabs/v4l-uvc-drivers",
-  "siderolabs/vmtoolsd-guest-agent",
-  "siderolabs/wasmedge",
-  "siderolabs/xen-guest-agent",
-  "siderolabs/youki",
-  "siderolabs/zfs",
-];
+export const OFFICIAL_EXTENSIONS: Readonly<Record<string, { from: string; until?: string }>> = {
+  "siderolabs/amazon-ena": { from: "1.10" },
+  "siderolabs/amd-ucode": { from: "1.7" },
+  "siderolabs/amdgpu": { from: "1.9" },
+  "siderolabs/amdgpu-firmware": { from: "1.7", until: "1.8" },
+  "siderolabs/binfmt-misc": { from: "1.7" },
+  "siderolabs/bird2": { from: "1.12" },
+  "siderolabs/bnx2-bnx2x": { from: "1.7" },
+  "siderolabs/btrfs": { from: "1.7" },
+  "siderolabs/chelsio-drivers": { from: "1.7" },
+  "siderolabs/chelsio-firmware": { from: "1.7" },
+  "siderolabs/cloudflared": { from: "1.9" },
+  "siderolabs/crun": { from: "1.8" },
+  "siderolabs/ctr": { from: "1.10" },
+  "siderolabs/drbd": { from: "1.7" },
+  "siderolabs/dvb-cx23885": { from: "1.9" },
+  "siderolabs/dvb-m88ds3103": { from: "1.11" },
+  "siderolabs/ecr-credential-provider": { from: "1.7" },
+  "siderolabs/fuse3": { from: "1.7" },
+  "siderolabs/gasket-driver": { from: "1.7" },
+  "siderolabs/glibc": { from: "1.9" },
+  "siderolabs/gpio-pinctrl": { from: "1.12" },
+  "siderolabs/gvisor": { from: "1.7" },
+  "siderolabs/gvisor-debug": { from: "1.7" },
+  "siderolabs/hailort": { from: "1.11" },
+  "siderolabs/hello-world-service": { from: "1.7" },
+  "siderolabs/i915": { from: "1.9" },
+  "siderolabs/i915-ucode": { from: "1.7", until: "1.8" },
+  "siderolabs/intel-ice-firmware": { from: "1.7" },
+  "siderolabs/intel-ucode": { from: "1.7" },
+  "siderolabs/iscsi-tools": { from: "1.7" },
+  "siderolabs/kata-containers": { from: "1.7" },
+  "siderolabs/lldpd": { from: "1.9" },
+  "siderolabs/mdadm": { from: "1.7" },
+  "siderolabs/mei": { from: "1.8" },
+  "siderolabs/mellanox-mstflint": { from: "1.12" },
+  "siderolabs/metal-agent": { from: "1.9" },
+  "siderolabs/multipath-tools": { from: "1.12" },
+  "siderolabs/nebula": { from: "1.10" },
+  "siderolabs/netbird": { from: "1.12" },
+  "siderolabs/newt": { from: "1.11" },
+  "siderolabs/nfs-utils": { from: "1.12" },
+  "siderolabs/nfsd": { from: "1.10" },
+  "siderolabs/nfsrahead": { from: "1.11" },
+  "siderolabs/nonfree-kmod-nvidia": { from: "1.7", until: "1.7" },
+  "siderolabs/nonfree-kmod-nvidia-lts": { from: "1.8" },
+  "siderolabs/nonfree-kmod-nvidia-production": { from: "1.8" },
+  "siderolabs/nut-client": { from: "1.7" },
+  "siderolabs/nvidia-container-toolkit": { from: "1.7", until: "1.7" },
+  "siderolabs/nvidia-container-toolkit-lts": { from: "1.8" },
+  "siderolabs/nvidia-container-toolkit-production": { from: "1.8" },
+  "siderolabs/nvidia-fabricmanager": { from: "1.7", until: "1.7" },
+  "siderolabs/nvidia-fabricmanager-lts": { from: "1.8" },
+  "siderolabs/nvidia-fabricmanager-production": { from: "1.8" },
+  "siderolabs/nvidia-gdrdrv-device": { from: "1.12" },
+  "siderolabs/nvidia-open-gpu-kernel-modules": { from: "1.7", until: "1.7" },
+  "siderolabs/nvidia-open-gpu-kernel-modules-lts": { from: "1.8" },
+  "siderolabs/nvidia-open-gpu-kernel-modules-production": { from: "1.8" },
+  "siderolabs/nvme-cli": { from: "1.10" },
+  "siderolabs/panfrost": { from: "1.10" },
+  "siderolabs/qemu-guest-agent": { from: "1.7" },
+  "siderolabs/qlogic-firmware": { from: "1.7" },
+  "siderolabs/realtek-firmware": { from: "1.7" },
+  "siderolabs/revpi-firmware": { from: "1.10" },
+  "siderolabs/soci-snapshotter": { from: "1.12" },
+  "siderolabs/spin": { from: "1.7" },
+  "siderolabs/stargz-snapshotter": { from: "1.7" },
+  "siderolabs/tailscale": { from: "1.7" },
+  "siderolabs/tenstorrent": { from: "1.11" },
+  "siderolabs/thunderbolt": { from: "1.7" },
+  "siderolabs/trident-iscsi-tools": { from: "1.12" },
+  "siderolabs/uinput": { from: "1.8" },
+  "siderolabs/usb-audio-drivers": { from: "1.12" },
+  "siderolabs/usb-modem-drivers": { from: "1.7" },
+  "siderolabs/util-linux-tools": { from: "1.7" },
+  "siderolabs/v4l-uvc-drivers": { from: "1.7" },
+  "siderolabs/vc4": { from: "1.10" },
+  "siderolabs/vmtoolsd-guest-agent": { from: "1.7" },
+  "siderolabs/wasmedge": { from: "1.7" },
+  "siderolabs/xdma-driver": { from: "1.10" },
+  "siderolabs/xe": { from: "1.12" },
+  "siderolabs/xen-guest-agent": { from: "1.7" },
+  "siderolabs/youki": { from: "1.10" },
+  "siderolabs/zerotier": { from: "1.10" },
+  "siderolabs/zfs": { from: "1.7" },
+};
+
+/** The minor ("1.11") of a Talos release ("v1.11.5"), or undefined for text that is not one. */
+export function talosMinor(version: string): string | undefined {
+  return /^v(\d+\.\d+)\.\d+/.exec(version)?.[1];
+}
+
+const minorNumber = (minor: string) => Number(minor.split(".")[1]);
+
+/** Whether Talos minor `a` is at least minor `b` (both "1.N"). */
+export const minorAtLeast = (a: string, b: string) => minorNumber(a) >= minorNumber(b);
+
+/**
+ * The Talos config library (pkg/machinery) inside the talos plugin: terraform-provider-talos
+ * v0.7.1 pins v1.9.2. It generates, patches and validates every machine config the plugin
+ * handles, so a config document it does not know fails there, whatever the nodes run.
+ */
+export const PLUGIN_CONFIG_LIBRARY = { version: "v1.9.2", minor: "1.9", provider: "terraform-provider-talos v0.7.1" } as const;
+
+/**
+ * Multi-document machine-config kinds (apiVersion v1alpha1), with the Talos minor whose config
+ * library first decodes each (registry.Register in pkg/machinery/config/types, per release tag).
+ * scripts/toolchain/talos-provider's Go test checks this table against the plugin's library.
+ */
+export const CONFIG_DOCUMENT_KINDS: Readonly<Record<string, string>> = {
+  // config-document-kinds:begin
+  SideroLinkConfig: "1.5",
+  EventSinkConfig: "1.5",
+  KmsgLogConfig: "1.5",
+  NetworkDefaultActionConfig: "1.6",
+  NetworkRuleConfig: "1.6",
+  ExtensionServiceConfig: "1.7",
+  WatchdogTimerConfig: "1.7",
+  KubeSpanEndpointsConfig: "1.8",
+  TrustedRootsConfig: "1.8",
+  VolumeConfig: "1.8",
+  EthernetConfig: "1.10",
+  PCIDriverRebindConfig: "1.10",
+  UserVolumeConfig: "1.10",
+  ExistingVolumeConfig: "1.11",
+  RawVolumeConfig: "1.11",
+  SwapVolumeConfig: "1.11",
+  ZswapConfig: "1.11",
+  RegistryAuthConfig: "1.12",
+  RegistryMirrorConfig: "1.12",
+  RegistryTLSConfig: "1.12",
+  BondConfig: "1.12",
+  BridgeConfig: "1.12",
+  DHCPv4Config: "1.12",
+  DHCPv6Config: "1.12",
+  DummyLinkConfig: "1.12",
+  HCloudVIPConfig: "1.12",
+  HostnameConfig: "1.12",
+  Layer2VIPConfig: "1.12",
+  LinkConfig: "1.12",
+  LinkAliasConfig: "1.12",
+  ResolverConfig: "1.12",
+  StaticHostConfig: "1.12",
+  TimeSyncConfig: "1.12",
+  VLANConfig: "1.12",
+  WireguardConfig: "1.12",
+  OOMConfig: "1.12",
+  // config-document-kinds:end
+};
+
+/** The Talos minors of the support table that publish this extension; none for an unknown name. */
+export function extensionReleases(name: string): string[] {
+  const range = OFFICIAL_EXTENSIONS[name];
+  if (range === undefined) return [];
+  const until = range.until === undefined ? Number.POSITIVE_INFINITY : minorNumber(range.until);
+  return Object.keys(KUBERNETES_SUPPORT).filter((m) => minorAtLeast(m, range.from) && minorNumber(m) <= until);
+}
 
 /** Base addon charts, pinned; a stack may override each version. */
 export const ADDON_DEFAULTS = {

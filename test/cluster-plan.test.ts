@@ -3,6 +3,7 @@ import { nodeConfigPatches, planCluster } from "../components/cluster-plan";
 import { parseConfig } from "../components/config";
 import { stackWith, validStack } from "./fixtures/stacks";
 
+const CONTRACT = "v1.11.5";
 const INSTALLER = "factory.talos.dev/installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:v1.11.5";
 
 describe("cluster plan", () => {
@@ -26,11 +27,8 @@ describe("cluster plan", () => {
     expect(plan.bootstrapNode.name).toBe("cp-1");
   });
 
-  it("lists the control planes as talosconfig endpoints and every node as a target", () => {
-    expect(plan.talosconfig).toEqual({
-      endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"],
-      nodes: ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21"],
-    });
+  it("lists the control planes as talosconfig endpoints and no default target nodes", () => {
+    expect(plan.talosconfig).toEqual({ endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"] });
   });
 
   it("gives the VIP only to the control-plane machine configuration", () => {
@@ -45,7 +43,7 @@ describe("cluster plan", () => {
 
   it("gives every node the factory installer image in its own patches", () => {
     for (const node of config.nodes) {
-      const first = JSON.parse(nodeConfigPatches(node, INSTALLER)[0] ?? "{}");
+      const first = JSON.parse(nodeConfigPatches(node, INSTALLER, CONTRACT)[0] ?? "{}");
       expect(first.machine.install.image).toBe(INSTALLER);
       expect(first.machine.network.hostname).toBe(node.name);
     }
@@ -61,7 +59,8 @@ describe("cluster plan", () => {
     const changed = edited.nodes.filter((n, i) => {
       const before = config.nodes[i];
       return (
-        before === undefined || JSON.stringify(nodeConfigPatches(n, INSTALLER)) !== JSON.stringify(nodeConfigPatches(before, INSTALLER))
+        before === undefined ||
+        JSON.stringify(nodeConfigPatches(n, INSTALLER, CONTRACT)) !== JSON.stringify(nodeConfigPatches(before, INSTALLER, CONTRACT))
       );
     });
     expect(changed.map((n) => n.name)).toEqual(["cp-2"]);

@@ -186,7 +186,36 @@ describe("stack config: addresses, names and versions", () => {
   it("refuses an install disk that is not a device path", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[0] = { name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk: "sda" };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0].installDisk: must be a device path such as /dev/sda or /dev/nvme0n1"]);
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[0].installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
+    ]);
+  });
+
+  it("accepts the stable /dev/disk/by-id and by-path names of a disk", () => {
+    for (const installDisk of ["/dev/disk/by-path/pci-0000:00:1f.2-ata-1", "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64ANS0T123456"]) {
+      const raw = validStack();
+      (raw.nodes as Record<string, unknown>[])[0] = { name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk };
+      expect(parseConfig(raw).config.nodes[0]?.installDisk).toBe(installDisk);
+    }
+  });
+
+  it("refuses a label key on a worker that NodeRestriction refuses from a kubelet, naming the key and why", () => {
+    const raw = validStack();
+    const worker = (raw.nodes as Record<string, unknown>[])[3];
+    (raw.nodes as Record<string, unknown>[])[3] = {
+      ...worker,
+      labels: { "node-role.kubernetes.io/storage": "", "node.kubernetes.io/pool": "storage", "example.com/rack": "r1" },
+    };
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[3].labels: \"node-role.kubernetes.io/storage\" cannot be set on a worker: Talos labels a worker with its kubelet's credentials, and Kubernetes' NodeRestriction refuses this key (a kubelet may set kubernetes.io and k8s.io labels only under node.kubernetes.io/ or kubelet.kubernetes.io/ (or the topology and os/arch keys)), and with it every other label of the node; use a key under node.kubernetes.io/ or a domain of your own",
+    ]);
+  });
+
+  it("allows a control plane any label key, since Talos labels control planes with admin credentials", () => {
+    const raw = validStack();
+    const cp = (raw.nodes as Record<string, unknown>[])[0];
+    (raw.nodes as Record<string, unknown>[])[0] = { ...cp, labels: { "node-role.kubernetes.io/etcd": "" } };
+    expect(parseConfig(raw).config.nodes[0]?.labels).toEqual({ "node-role.kubernetes.io/etcd": "" });
   });
 
   it("refuses a taint with an unknown effect", () => {
@@ -221,7 +250,10 @@ describe("stack config: networks and the VIP", () => {
 
   it("refuses a VIP outside the nodes' subnet", () => {
     const problems = problemsOf(
-      stackWith({ endpoint: "192.168.1.10", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "192.168.1.10" } } }),
+      stackWith({
+        endpoint: "192.168.1.10",
+        network: { nodeSubnet: "10.0.0.0/24", vip: { address: "192.168.1.10", interface: "enp1s0" } },
+      }),
     );
     expect(problems).toEqual([
       "talos-cluster:network.vip.address: 192.168.1.10 is outside the nodes' subnet 10.0.0.0/24; a Talos VIP must share the control planes' L2 network",
@@ -229,13 +261,13 @@ describe("stack config: networks and the VIP", () => {
   });
 
   it("requires nodeSubnet when a VIP is set", () => {
-    const problems = problemsOf(stackWith({ network: { vip: { address: "10.0.0.10" } } }));
+    const problems = problemsOf(stackWith({ network: { vip: { address: "10.0.0.10", interface: "enp1s0" } } }));
     expect(problems[0]).toMatch(/^talos-cluster:network.nodeSubnet: is required when network.vip is set/);
   });
 
   it("refuses a VIP that is also a node's address", () => {
     const problems = problemsOf(
-      stackWith({ endpoint: "10.0.0.11", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.11" } } }),
+      stackWith({ endpoint: "10.0.0.11", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.11", interface: "enp1s0" } } }),
     );
     expect(problems).toEqual(["talos-cluster:network.vip.address: 10.0.0.11 is also nodes[0].address; the VIP must be a free address"]);
   });
@@ -244,6 +276,27 @@ describe("stack config: networks and the VIP", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.1.21", role: "worker", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
+  });
+
+  it("refuses a VIP without its link, saying how to find the link's name", () => {
+    expect(problemsOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.10" } } }))).toEqual([
+      "talos-cluster:network.vip: needs the link the VIP lives on: interface (e.g. enp1s0; `talosctl get links --insecure -n <node>` lists a node's links) or deviceSelector (e.g. { busPath: 0000:01:00.0 })",
+    ]);
+  });
+
+  it("refuses a VIP with both a link name and a device selector, and an empty selector", () => {
+    const both = { address: "10.0.0.10", interface: "eno1", deviceSelector: { physical: true } };
+    expect(problemsOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip: both } }))).toEqual([
+      "talos-cluster:network.vip: set either interface or deviceSelector, not both",
+    ]);
+    const empty = { address: "10.0.0.10", deviceSelector: {} };
+    expect(problemsOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip: empty } }))).toEqual([
+      "talos-cluster:network.vip.deviceSelector: must set at least one of busPath, hardwareAddr, driver, physical",
+    ]);
+  });
+
+  it("leaves DHCP on the VIP's link alone unless the stack asks for it", () => {
+    expect(parseConfig(validStack()).config.network.vip?.dhcp).toBe(false);
   });
 
   it("refuses an endpoint address that is not the VIP", () => {
@@ -259,6 +312,23 @@ describe("stack config: extensions and addons", () => {
       'talos-cluster:extensions[0]: "iscsi-tools" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
       'talos-cluster:extensions[1]: "acme/custom" is not an official Image Factory extension; see components/versions.ts for the list',
     ]);
+  });
+
+  it("refuses an extension its Talos release does not publish, naming the releases that have it", () => {
+    expect(
+      problemsOf(stackWith({ talosVersion: "v1.8.4", kubernetesVersion: "1.31.4", extensions: ["siderolabs/nfsd", "siderolabs/glibc"] })),
+    ).toEqual([
+      "talos-cluster:extensions[0]: siderolabs/nfsd is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.10, 1.11, 1.12",
+      "talos-cluster:extensions[1]: siderolabs/glibc is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.9, 1.10, 1.11, 1.12",
+    ]);
+  });
+
+  it("refuses a name a later release dropped, and accepts the names new in 1.11", () => {
+    expect(problemsOf(stackWith({ extensions: ["siderolabs/i915-ucode"] }))).toEqual([
+      "talos-cluster:extensions[0]: siderolabs/i915-ucode is not published for Talos 1.11, so the factory would fail to build the installer; the releases that have it: 1.7, 1.8",
+    ]);
+    const added = ["siderolabs/mdadm", "siderolabs/nvme-cli", "siderolabs/nvidia-fabricmanager-lts", "siderolabs/amd-ucode"];
+    expect(parseConfig(stackWith({ extensions: added })).config.extensions).toEqual(added);
   });
 
   it("accepts intel-ucode listed explicitly", () => {
@@ -298,6 +368,14 @@ describe("stack config: node timeout", () => {
     ]);
     expect(problemsOf(stackWith({ nodeTimeout: "0m" }))).toEqual(["talos-cluster:nodeTimeout: must be longer than zero, e.g. 10m"]);
   });
+
+  it("gives the bootstrap its own timeout, 20 minutes unless set, for a bare-metal install and reboot", () => {
+    expect(parseConfig(validStack()).config.bootstrapTimeout).toBe("20m");
+    expect(parseConfig(stackWith({ bootstrapTimeout: "45m" })).config.bootstrapTimeout).toBe("45m");
+    expect(problemsOf(stackWith({ bootstrapTimeout: "soon" }))).toEqual([
+      "talos-cluster:bootstrapTimeout: must be a duration such as 20m, 90s or 1h30m",
+    ]);
+  });
 });
 
 describe("stack config: apply mode", () => {
@@ -309,6 +387,31 @@ describe("stack config: apply mode", () => {
   it("refuses a mode the provider does not know, naming the choices", () => {
     expect(problemsOf(stackWith({ applyMode: "staged_if_needing_reboot" }))).toEqual([
       'talos-cluster:applyMode: must be "auto" (reboot only when a change needs it), "no_reboot" (fail instead), "reboot" or "staged"',
+    ]);
+  });
+});
+
+describe("stack config: config documents in patches", () => {
+  it("refuses a document kind newer than the talos plugin's config library, naming the kind, its release and the key", () => {
+    const volume = { apiVersion: "v1alpha1", kind: "UserVolumeConfig", name: "data", provisioning: { diskSelector: { match: "true" } } };
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [volume] };
+    expect(problemsOf(raw)).toEqual([
+      'talos-cluster:nodes[3].patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see the README\'s toolchain table',
+    ]);
+  });
+
+  it("refuses an unknown document kind, listing the kinds the library knows", () => {
+    const problems = problemsOf(stackWith({ patches: { worker: [{ apiVersion: "v1alpha1", kind: "VolumConfig", name: "EPHEMERAL" }] } }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^talos-cluster:patches\.worker\[0\]: unknown config document kind "VolumConfig"; .* knows .*VolumeConfig/);
+  });
+
+  it("accepts a document the library knows, and refuses one without its apiVersion", () => {
+    const volume = { apiVersion: "v1alpha1", kind: "VolumeConfig", name: "EPHEMERAL", provisioning: { maxSize: "50GiB" } };
+    expect(parseConfig(stackWith({ patches: { all: [volume] } })).config.patches.all).toEqual([volume]);
+    expect(problemsOf(stackWith({ patches: { all: [{ kind: "VolumeConfig", name: "EPHEMERAL" }] } }))).toEqual([
+      "talos-cluster:patches.all[0].apiVersion: a VolumeConfig document needs apiVersion: v1alpha1",
     ]);
   });
 });

@@ -3,6 +3,7 @@ import { parseConfig } from "../components/config";
 import { clusterPatches, controlPlanePatches, nodePatches, serialisePatches, workerPatches } from "../components/patches";
 import { stackWith, validStack } from "./fixtures/stacks";
 
+const CONTRACT = "v1.11.5";
 const INSTALLER = "factory.talos.dev/installer/abc123:v1.11.5";
 const configOf = (raw: Record<string, unknown>) => parseConfig(raw).config;
 
@@ -44,12 +45,22 @@ describe("cluster patches", () => {
 });
 
 describe("role patches", () => {
-  it("put the VIP on control planes only", () => {
+  it("put the VIP on control planes only, on the named link, without touching its addressing", () => {
     const config = configOf(validStack());
     expect(controlPlanePatches(config)).toContainEqual({
-      machine: { network: { interfaces: [{ interface: "eth0", dhcp: true, vip: { ip: "10.0.0.10" } }] } },
+      machine: { network: { interfaces: [{ interface: "enp1s0", vip: { ip: "10.0.0.10" } }] } },
     });
     expect(JSON.stringify(workerPatches(config))).not.toContain("vip");
+  });
+
+  it("find the VIP's link by device selector when the stack gives one, and turn on DHCP only when asked", () => {
+    const vip = { address: "10.0.0.10", deviceSelector: { busPath: "0000:01:00.0", physical: true }, dhcp: true };
+    const config = configOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip } }));
+    expect(controlPlanePatches(config)).toContainEqual({
+      machine: {
+        network: { interfaces: [{ deviceSelector: { busPath: "0000:01:00.0", physical: true }, dhcp: true, vip: { ip: "10.0.0.10" } }] },
+      },
+    });
   });
 
   it("add the endpoint to the API server certificate on control planes", () => {
@@ -78,30 +89,54 @@ describe("node patches", () => {
   if (!cp1 || !worker) throw new Error("fixture changed");
 
   it("set the hostname, the install disk and the factory installer image", () => {
-    expect(nodePatches(cp1, INSTALLER)[0]).toEqual({
+    expect(nodePatches(cp1, INSTALLER, CONTRACT)[0]).toEqual({
       machine: { network: { hostname: "cp-1" }, install: { image: INSTALLER, disk: "/dev/nvme0n1" } },
     });
   });
 
   it("use a disk selector when the node gives one", () => {
     const node = { ...cp1, installDisk: undefined, installDiskSelector: { type: "nvme" as const } };
-    expect(nodePatches(node, INSTALLER)[0]).toMatchObject({ machine: { install: { diskSelector: { type: "nvme" } } } });
+    expect(nodePatches(node, INSTALLER, CONTRACT)[0]).toMatchObject({ machine: { install: { diskSelector: { type: "nvme" } } } });
   });
 
-  it("turn labels and taints into Talos nodeLabels and nodeTaints", () => {
-    expect(nodePatches(worker, INSTALLER)[0]).toMatchObject({
-      machine: { nodeLabels: { "node.kubernetes.io/pool": "general" }, nodeTaints: { dedicated: "batch:NoSchedule" } },
+  it("register a worker with its taints through the kubelet, since NodeRestriction refuses a kubelet's taint changes", () => {
+    const machine = (nodePatches(worker, INSTALLER, CONTRACT)[0] as { machine: Record<string, unknown> }).machine;
+    expect(machine.nodeLabels).toEqual({ "node.kubernetes.io/pool": "general" });
+    expect(machine.kubelet).toEqual({ extraConfig: { registerWithTaints: [{ key: "dedicated", value: "batch", effect: "NoSchedule" }] } });
+    expect(machine.nodeTaints).toBeUndefined();
+  });
+
+  it("taint a control plane through Talos' nodeTaints, which it applies with admin credentials", () => {
+    const taints = [
+      { key: "dedicated", value: "etcd", effect: "NoSchedule" as const },
+      { key: "a", effect: "NoExecute" as const },
+    ];
+    expect(nodePatches({ ...cp1, taints }, INSTALLER, CONTRACT)[0]).toMatchObject({
+      machine: { nodeTaints: { a: "NoExecute", dedicated: "etcd:NoSchedule" } },
     });
+    expect(nodePatches({ ...cp1, taints }, INSTALLER, CONTRACT)[0]).not.toHaveProperty("machine.kubelet");
+  });
+
+  it("name a node in a HostnameConfig document, auto off, once both the contract and the plugin's config library are 1.12", () => {
+    const patches = nodePatches(cp1, INSTALLER, "v1.12.0", "1.12");
+    expect(patches[0]).not.toHaveProperty("machine.network");
+    expect(patches[1]).toEqual({ apiVersion: "v1alpha1", kind: "HostnameConfig", auto: "off", hostname: "cp-1" });
+  });
+
+  it("keep machine.network.hostname for a 1.11 contract, and with the bundled 1.9 library whatever the contract", () => {
+    expect(nodePatches(cp1, INSTALLER, "v1.11.5", "1.12")[0]).toHaveProperty("machine.network.hostname", "cp-1");
+    expect(nodePatches(cp1, INSTALLER, "v1.12.0")[0]).toHaveProperty("machine.network.hostname", "cp-1");
+    expect(nodePatches(cp1, INSTALLER, "v1.12.0")).toHaveLength(1);
   });
 
   it("apply the node's own patches last so they can override the rest", () => {
     const own = { machine: { install: { wipe: true } } };
-    expect(nodePatches({ ...cp1, patches: [own] }, INSTALLER).at(-1)).toEqual(own);
+    expect(nodePatches({ ...cp1, patches: [own] }, INSTALLER, CONTRACT).at(-1)).toEqual(own);
   });
 
   it("serialise to the same text for the same config, whatever the order labels were given in", () => {
     const a = { ...worker, labels: { b: "2", a: "1" } };
     const b = { ...worker, labels: { a: "1", b: "2" } };
-    expect(serialisePatches(nodePatches(a, INSTALLER))).toEqual(serialisePatches(nodePatches(b, INSTALLER)));
+    expect(serialisePatches(nodePatches(a, INSTALLER))).toEqual(serialisePatches(nodePatches(b, INSTALLER, CONTRACT)));
   });
 });

@@ -174,7 +174,7 @@ describe("node configuration", () => {
     }
   });
 
-  it("applies every node's configuration in the stack's apply mode", async () => {
+  it("declares every node's config apply with the stack's apply mode (the plugin installs a new node with auto)", async () => {
     const { plan: p } = await planStack(stackWith({ applyMode: "no_reboot" }));
     for (const apply of p.ofType(T.apply)) expect(apply.inputs.applyMode).toBe("no_reboot");
   });
@@ -207,16 +207,17 @@ describe("node configuration", () => {
 });
 
 describe("timeouts", () => {
-  it("gives every node operation the stack's node timeout, with every key set", async () => {
-    const { plan: p } = await planStack(stackWith({ nodeTimeout: "45s" }));
+  it("gives config applies and the kubeconfig the stack's node timeout, and the bootstrap its own, with every key set", async () => {
+    const { plan: p } = await planStack(stackWith({ nodeTimeout: "45s", bootstrapTimeout: "30m" }));
     for (const apply of p.ofType(T.apply)) expect(apply.inputs.timeouts).toEqual({ create: "45s", update: "45s", delete: "45s" });
-    expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "45s" });
+    expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "30m" });
     expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "45s", update: "45s" });
   });
 
-  it("keeps the provider's 10 minutes when the stack sets none", async () => {
+  it("waits 20 minutes for the bootstrap and 10 for other node operations when the stack sets none", async () => {
     const { plan: p } = await planStack();
-    expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "10m" });
+    expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "20m" });
+    expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "10m", update: "10m" });
   });
 });
 
@@ -247,14 +248,11 @@ describe("bootstrap and credentials", () => {
     expect(kubeconfig[0]?.dependsOn).toEqual(["lab-bootstrap"]);
   });
 
-  it("lists every control plane as a talosconfig endpoint and every node as a node", async () => {
+  it("lists every control plane as a talosconfig endpoint and no default nodes, so talosctl never targets the whole cluster", async () => {
     const { plan: p } = await planStack();
     const [talosconfig] = p.calls.filter((c) => c.token === T.clientConfig);
-    expect(talosconfig?.inputs).toMatchObject({
-      clusterName: "lab",
-      endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"],
-      nodes: ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21"],
-    });
+    expect(talosconfig?.inputs).toMatchObject({ clusterName: "lab", endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"] });
+    expect(talosconfig?.inputs.nodes).toBeUndefined();
   });
 
   it("exports the kubeconfig, talosconfig and machine secrets only as secrets", async () => {

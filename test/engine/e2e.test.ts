@@ -1,10 +1,12 @@
 // End to end with the real CLI, engine, talos plugin and program, against simulated nodes and
-// factory: 3 control planes and 2 workers, addons off. Steps run in order on one stack.
+// factory: 3 control planes behind a VIP and 2 workers (one tainted), addons off, config changes
+// in no_reboot mode. Steps run in order on one stack.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
 const INTEL_UCODE_SCHEMATIC = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
 const INTEL_UCODE_INSTALLER = `factory.talos.dev/installer/${INTEL_UCODE_SCHEMATIC}:v1.11.5`;
+const VIP = "127.0.1.100";
 
 interface Step {
   op: string;
@@ -32,7 +34,19 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
       18180,
       18181,
     );
-    config = simStackConfig(sim, "sim", nodes, { "talos-cluster:nodeTimeout": "60s" });
+    // worker-1 is a storage node: a pool label and a taint, as prod's storage workers have.
+    nodes = nodes.map((n) =>
+      n.name === "worker-1"
+        ? { ...n, labels: { "node.kubernetes.io/pool": "storage" }, taints: [{ key: "dedicated", value: "storage", effect: "NoSchedule" }] }
+        : n,
+    );
+    config = simStackConfig(sim, "sim", nodes, {
+      "talos-cluster:nodeTimeout": "60s",
+      "talos-cluster:applyMode": "no_reboot",
+      // The simulated nodes have one link, enp1s0, as predictable naming gives a VM.
+      "talos-cluster:endpoint": VIP,
+      "talos-cluster:network": { nodeSubnet: "127.0.1.0/24", vip: { address: VIP, interface: "enp1s0" } },
+    });
     ws = new Workspace("sim", config);
   });
   afterAll(() => {
@@ -55,6 +69,24 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(bootstrapped.map((s) => [s.address, s.bootstrapCalls])).toEqual([[nodes[0]?.address, 1]]);
   });
 
+  it("installs every new node with auto, the only such mode maintenance mode takes, although the stack says no_reboot", async () => {
+    for (const node of await sim.nodes()) expect(node.applyModes, node.hostname).toEqual(["AUTO"]);
+  });
+
+  it("brings the VIP up on exactly one control plane, on the link the stack names", async () => {
+    const holders = (await sim.nodes()).filter((s) => s.vip?.up);
+    expect(holders.map((s) => [s.role, s.vip?.address, s.vip?.link])).toEqual([["controlplane", VIP, "enp1s0"]]);
+  });
+
+  it("gives the tainted worker's Node both its taint and its label, and the other worker its plain Node", async () => {
+    const state = await sim.nodes();
+    const storage = state.find((s) => s.hostname === "worker-1")?.kubernetesNode;
+    expect(storage?.error).toBe("");
+    expect(storage?.labels).toMatchObject({ "node.kubernetes.io/pool": "storage" });
+    expect(storage?.taints).toEqual([{ key: "dedicated", value: "storage", effect: "NoSchedule" }]);
+    expect(state.find((s) => s.hostname === "worker-2")?.kubernetesNode?.taints).toEqual([]);
+  });
+
   it("outputs the kubeconfig, talosconfig and machine secrets only as secrets, and stores none in plain text", () => {
     const plain = JSON.parse(ws.must(["stack", "output", "--json"]).stdout) as Record<string, unknown>;
     for (const key of ["kubeconfig", "talosconfig", "machineSecrets"]) expect(plain[key], key).toBe("[secret]");
@@ -65,6 +97,8 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     const talosconfig = String(shown.talosconfig);
     expect(kubeconfig).toContain("kind: Config");
     expect(talosconfig).toContain(`- ${nodes[0]?.address}`);
+    // No default nodes: talosctl without -n must not reach every machine at once.
+    expect(talosconfig).not.toMatch(/^\s*nodes:/m);
     const clientKey = /client-key-data: (\S+)/.exec(kubeconfig)?.[1];
     const talosKey = /key: (\S+)/.exec(talosconfig)?.[1];
     const bootstrapToken = (shown.machineSecrets as { secrets: { bootstrapToken: string } }).secrets.bootstrapToken;
@@ -102,6 +136,8 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([["update", "sim-worker-2"]]);
     const state = await sim.nodes();
     expect(state.map((s) => [s.hostname, s.applies])).toEqual(nodes.map((n) => [n.name, n.name === "worker-2" ? 2 : 1]));
+    // The install used auto; the change on the running node uses the stack's no_reboot.
+    expect(state.find((s) => s.hostname === "worker-2")?.applyModes).toEqual(["AUTO", "NO_REBOOT"]);
     expect(state.find((s) => s.hostname === "worker-2")?.config).toContain('vm.max_map_count: "262144"');
     ws.must(["preview", "--expect-no-changes"]);
   });

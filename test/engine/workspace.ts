@@ -157,6 +157,12 @@ export interface SimNode {
   kubeconfigCalls: number;
   /** The last applied machine configuration (YAML). */
   config: string;
+  /** The node's network links (predictable names, as on metal). */
+  links: string[];
+  /** The VIP its config declares: on which link, whether this node holds it, and if not why. */
+  vip?: { address: string; link: string; up: boolean; reason: string };
+  /** The Kubernetes Node its kubelet registered, as NodeRestriction let Talos shape it. */
+  kubernetesNode?: { labels: Record<string, string>; taints: { key: string; value?: string; effect: string }[]; error: string } | null;
 }
 
 /** Simulated Talos nodes and Image Factory (test/sim), on loopback addresses of the caller's choice. */
@@ -227,6 +233,8 @@ export interface SimNodeConfig {
   address: string;
   role: "controlplane" | "worker";
   installDisk: string;
+  labels?: Record<string, string>;
+  taints?: { key: string; value?: string; effect: string }[];
 }
 
 /** Control planes and workers on 127.0.<net>.x: each test file takes its own <net>. */
