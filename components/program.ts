@@ -16,6 +16,8 @@ export interface StackOutputs {
   isoUrl: string;
   diskImageUrl: string;
   nodes: { name: string; address: string; role: string }[];
+  /** The control planes' shared address, if the stack has one (nodecheck checks a node holds it). */
+  vip: string | undefined;
   kubeconfig: pulumi.Output<string>;
   talosconfig: pulumi.Output<string>;
   /** For disaster recovery (`talosctl gen config --with-secrets`); secret. */
@@ -55,6 +57,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     isoUrl: image.isoUrl,
     diskImageUrl: image.diskImageUrl,
     nodes: config.nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
+    vip: config.network.vip?.address,
     kubeconfig: cluster.kubeconfig,
     talosconfig: cluster.talosconfig,
     machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),

@@ -57,7 +57,9 @@ export interface NodeExpectations {
   talosVersion: string;
   schematicId: string;
   kubernetesVersion: string;
-  nodes: { name: string; address: string; installImage: string }[];
+  nodes: { name: string; address: string; installImage: string; role: string }[];
+  /** The VIP a control plane should hold, when the stack has one. */
+  vip?: string;
 }
 
 /**
@@ -76,7 +78,8 @@ export function nodeExpectations(outputs: Record<string, unknown>): NodeExpectat
     kubernetesVersion: String(kubernetesVersion),
     nodes: (nodes as unknown[]).map((n) => {
       const node = (typeof n === "object" && n !== null ? n : {}) as Record<string, unknown>;
-      return { name: String(node.name), address: String(node.address), installImage: String(installerImage) };
+      return { name: String(node.name), address: String(node.address), installImage: String(installerImage), role: String(node.role) };
     }),
+    ...(typeof outputs.vip === "string" ? { vip: outputs.vip } : {}),
   };
 }

@@ -90,7 +90,7 @@ function nodeDrift(stack: string): number {
       ["-talosconfig", join(dir, "talosconfig"), "-expect", join(dir, "expect.json")],
       { encoding: "utf8" },
     );
-    for (const line of check.stdout.split("\n").filter((l) => l !== "")) console.log(`${stack}: node ${line}`);
+    for (const line of check.stdout.split("\n").filter((l) => l !== "")) console.log(`${stack}: ${line}`);
     if (check.status === null || check.error) {
       console.log(`${stack}: nodes: nodecheck did not run: ${check.error?.message ?? check.stderr.trim()}`);
       return 2;

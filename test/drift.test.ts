@@ -104,13 +104,14 @@ describe("npm run drift", () => {
 });
 
 describe("what nodecheck is asked to compare", () => {
-  it("takes the release, schematic and installer image every node should have from the stack outputs", () => {
+  it("takes the release, schematic, installer image and role of every node, and the VIP, from the stack outputs", () => {
     const expect_ = nodeExpectations({
       talosVersion: "v1.11.5",
       schematicId: "abc",
       kubernetesVersion: "1.34.1",
       installerImage: "factory.talos.dev/installer/abc:v1.11.5",
       talosconfig: "context: prod",
+      vip: "10.0.0.10",
       nodes: [
         { name: "cp-1", address: "10.0.0.11", role: "controlplane" },
         { name: "worker-1", address: "10.0.0.21", role: "worker" },
@@ -121,9 +122,10 @@ describe("what nodecheck is asked to compare", () => {
       schematicId: "abc",
       kubernetesVersion: "1.34.1",
       nodes: [
-        { name: "cp-1", address: "10.0.0.11", installImage: "factory.talos.dev/installer/abc:v1.11.5" },
-        { name: "worker-1", address: "10.0.0.21", installImage: "factory.talos.dev/installer/abc:v1.11.5" },
+        { name: "cp-1", address: "10.0.0.11", installImage: "factory.talos.dev/installer/abc:v1.11.5", role: "controlplane" },
+        { name: "worker-1", address: "10.0.0.21", installImage: "factory.talos.dev/installer/abc:v1.11.5", role: "worker" },
       ],
+      vip: "10.0.0.10",
     });
   });
 

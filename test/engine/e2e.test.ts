@@ -122,7 +122,11 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
 
   it("finds no drift in the stack or on any node: npm run drift -- --nodes", () => {
     const r = runDrift(ws, "-s", "sim", "--nodes");
-    expect(r.stdout.trim().split("\n")).toEqual(["sim: no drift", ...nodes.map((n) => `sim: node ${n.name} (${n.address}): no drift`)]);
+    expect(r.stdout.trim().split("\n")).toEqual([
+      "sim: no drift",
+      ...nodes.map((n) => `sim: node ${n.name} (${n.address}): no drift`),
+      `sim: vip ${VIP}: up on cp-1 (enp1s0)`,
+    ]);
     expect(r.code).toBe(0);
   });
 
@@ -140,6 +144,20 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(state.find((s) => s.hostname === "worker-2")?.applyModes).toEqual(["AUTO", "NO_REBOOT"]);
     expect(state.find((s) => s.hostname === "worker-2")?.config).toContain('vm.max_map_count: "262144"');
     ws.must(["preview", "--expect-no-changes"]);
+  });
+
+  it("reports a VIP on a link the nodes lack, which Talos ignores without an error, and brings it back on the right one", async () => {
+    const network = config["talos-cluster:network"] as Record<string, unknown>;
+    ws.writeConfig({ ...config, "talos-cluster:network": { ...network, vip: { address: VIP, interface: "eth0" } } });
+    ws.must(["up", "--yes"]);
+    expect((await sim.nodes()).filter((s) => s.vip?.up)).toEqual([]);
+    const r = runDrift(ws, "-s", "sim", "--nodes");
+    expect(r.stdout).toContain(`sim: vip ${VIP}: down: no control plane holds it (cp-1 has enp1s0; cp-2 has enp1s0; cp-3 has enp1s0)`);
+    expect(r.code).toBe(1);
+
+    ws.writeConfig(config);
+    ws.must(["up", "--yes"]);
+    expect((await sim.nodes()).filter((s) => s.vip?.up).map((s) => s.vip?.link)).toEqual(["enp1s0"]);
   });
 
   it("moves every node to a new schematic's installer when an extension is added, replacing only the schematic", async () => {

@@ -14,6 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 )
 
@@ -23,6 +24,8 @@ type Expected struct {
 	SchematicID       string         `json:"schematicId"`
 	KubernetesVersion string         `json:"kubernetesVersion"`
 	Nodes             []ExpectedNode `json:"nodes"`
+	// VIP is the shared address the control planes should hold (network.vip), if any.
+	VIP string `json:"vip,omitempty"`
 }
 
 // ExpectedNode is one declared node.
@@ -30,6 +33,7 @@ type ExpectedNode struct {
 	Name         string `json:"name"`
 	Address      string `json:"address"`
 	InstallImage string `json:"installImage"`
+	Role         string `json:"role"`
 }
 
 // Observed is what a node reported.
@@ -39,13 +43,18 @@ type Observed struct {
 	InstallImage string
 	// KubernetesVersion is the tag of the kubelet image in the applied config.
 	KubernetesVersion string
+	// Addresses are the node's addresses as CIDRs with their link: 10.20.0.10/32 on eno1.
+	Addresses map[string]string
+	// Links are the names of the node's network links.
+	Links []string
 }
 
 // Result is the verdict for one node: Err when it could not be read, Drift otherwise.
 type Result struct {
-	Node  ExpectedNode
-	Drift []string
-	Err   error
+	Node     ExpectedNode
+	Observed Observed
+	Drift    []string
+	Err      error
 }
 
 // Compare lists every difference between the declared and the observed node.
@@ -147,7 +156,46 @@ func Observe(ctx context.Context, tc *clientconfig.Config, address string) (Obse
 	}
 	got.InstallImage = cfg.Config().Machine().Install().Image()
 	got.KubernetesVersion = imageTag(cfg.Config().Machine().Kubelet().Image())
+	addresses, err := safe.StateListAll[*network.AddressStatus](ctx, c.COSI)
+	if err != nil {
+		return got, fmt.Errorf("addresses: %w", err)
+	}
+	got.Addresses = map[string]string{}
+	for a := range addresses.All() {
+		got.Addresses[a.TypedSpec().Address.String()] = a.TypedSpec().LinkName
+	}
+	links, err := safe.StateListAll[*network.LinkStatus](ctx, c.COSI)
+	if err != nil {
+		return got, fmt.Errorf("links: %w", err)
+	}
+	for l := range links.All() {
+		got.Links = append(got.Links, l.Metadata().ID())
+	}
 	return got, nil
+}
+
+// VIPVerdict says which control plane holds the stack's VIP. Talos ignores a VIP entry for a link
+// the node lacks without an error, so a VIP that is on no control plane is the only sign of it.
+// It returns "" when the stack declares no VIP or no control plane could be read.
+func VIPVerdict(want Expected, results []Result) (line string, down bool) {
+	if want.VIP == "" {
+		return "", false
+	}
+	var read []string
+	for _, r := range results {
+		if r.Node.Role != "controlplane" || r.Err != nil {
+			continue
+		}
+		if link, ok := r.Observed.Addresses[want.VIP+"/32"]; ok {
+			return fmt.Sprintf("vip %s: up on %s (%s)", want.VIP, r.Node.Name, link), false
+		}
+		read = append(read, fmt.Sprintf("%s has %s", r.Node.Name, strings.Join(r.Observed.Links, ", ")))
+	}
+	if len(read) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("vip %s: down: no control plane holds it (%s); check network.vip's interface or deviceSelector against these links (talosctl get links -n <node>), and that etcd is up",
+		want.VIP, strings.Join(read, "; ")), true
 }
 
 // Check observes every declared node and compares.
@@ -159,14 +207,14 @@ func Check(ctx context.Context, tc *clientconfig.Config, want Expected) []Result
 			results = append(results, Result{Node: node, Err: err})
 			continue
 		}
-		results = append(results, Result{Node: node, Drift: Compare(want, node, got)})
+		results = append(results, Result{Node: node, Observed: got, Drift: Compare(want, node, got)})
 	}
 	return results
 }
 
 // Line is the one-line verdict for a node.
 func (r Result) Line() string {
-	prefix := fmt.Sprintf("%s (%s)", r.Node.Name, r.Node.Address)
+	prefix := fmt.Sprintf("node %s (%s)", r.Node.Name, r.Node.Address)
 	switch {
 	case r.Err != nil:
 		return fmt.Sprintf("%s: unreachable: %v", prefix, r.Err)

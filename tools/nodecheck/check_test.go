@@ -14,6 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
@@ -59,6 +60,12 @@ func (l lab) configure(t *testing.T, trust *node.Trust, address, running, image 
 // after talosctl upgrade-k8s.
 func (l lab) configureKubernetes(t *testing.T, trust *node.Trust, address, running, image, kubernetes string) {
 	t.Helper()
+	l.configureWith(t, trust, address, running, image, kubernetes, "")
+}
+
+// configureWith is configureKubernetes with a strategic-merge patch (YAML) on the generated config.
+func (l lab) configureWith(t *testing.T, trust *node.Trust, address, running, image, kubernetes, patch string) {
+	t.Helper()
 	n, err := node.New(address, node.APIPort, running, schematic, trust)
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +78,21 @@ func (l lab) configureKubernetes(t *testing.T, trust *node.Trust, address, runni
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := in.Config(talosmachine.TypeControlPlane)
+	generated, err := in.Config(talosmachine.TypeControlPlane)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := cfg.EncodeBytes()
+	var cfg configpatcher.Input = configpatcher.WithConfig(generated)
+	if patch != "" {
+		p, err := configpatcher.LoadPatch([]byte(patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg, err = configpatcher.Apply(cfg, []configpatcher.Patch{p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := cfg.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +127,7 @@ func TestNodesAsDeclaredShowNoDrift(t *testing.T) {
 		ExpectedNode{Name: "cp-2", Address: "127.0.5.12", InstallImage: installer},
 	))
 	for _, r := range results {
-		if r.Line() != r.Node.Name+" ("+r.Node.Address+"): no drift" {
+		if r.Line() != "node "+r.Node.Name+" ("+r.Node.Address+"): no drift" {
 			t.Errorf("got %q", r.Line())
 		}
 	}
@@ -120,7 +137,7 @@ func TestAConfigChangedOnTheNodeIsDrift(t *testing.T) {
 	l, trust := newLab(t), node.NewTrust()
 	l.configure(t, trust, "127.0.5.21", "v1.11.5", "ghcr.io/siderolabs/installer:v1.11.5")
 	r := Check(checkCtx(t), l.talosconfig, expected(ExpectedNode{Name: "cp-1", Address: "127.0.5.21", InstallImage: installer}))[0]
-	want := "cp-1 (127.0.5.21): drift: applied config installs ghcr.io/siderolabs/installer:v1.11.5, stack declares " + installer + " (config changed on the node)"
+	want := "node cp-1 (127.0.5.21): drift: applied config installs ghcr.io/siderolabs/installer:v1.11.5, stack declares " + installer + " (config changed on the node)"
 	if r.Line() != want {
 		t.Fatalf("got  %q\nwant %q", r.Line(), want)
 	}
@@ -139,7 +156,7 @@ func TestKubernetesUpgradedOnTheNodeIsDriftThatWarnsOfADowngrade(t *testing.T) {
 	l, trust := newLab(t), node.NewTrust()
 	l.configureKubernetes(t, trust, "127.0.5.51", "v1.11.5", installer, "1.34.2")
 	r := Check(checkCtx(t), l.talosconfig, expected(ExpectedNode{Name: "cp-1", Address: "127.0.5.51", InstallImage: installer}))[0]
-	want := "cp-1 (127.0.5.51): drift: applied config runs Kubernetes 1.34.2, stack declares 1.34.1 (set kubernetesVersion to 1.34.2 before the next pulumi up, or it downgrades the node)"
+	want := "node cp-1 (127.0.5.51): drift: applied config runs Kubernetes 1.34.2, stack declares 1.34.1 (set kubernetesVersion to 1.34.2 before the next pulumi up, or it downgrades the node)"
 	if r.Line() != want {
 		t.Fatalf("got  %q\nwant %q", r.Line(), want)
 	}
@@ -170,7 +187,7 @@ func TestAnUnreachableNodeIsReportedNotHidden(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	r := Check(ctx, l.talosconfig, expected(ExpectedNode{Name: "cp-9", Address: "127.0.5.99"}))[0]
-	if r.Err == nil || !strings.HasPrefix(r.Line(), "cp-9 (127.0.5.99): unreachable: ") {
+	if r.Err == nil || !strings.HasPrefix(r.Line(), "node cp-9 (127.0.5.99): unreachable: ") {
 		t.Fatalf("got %q", r.Line())
 	}
 }
@@ -209,5 +226,55 @@ func TestExitCodes(t *testing.T) {
 	}
 	if code := run("", "", time.Second); code != 2 {
 		t.Errorf("missing flags: exit %d", code)
+	}
+}
+
+// bootstrap starts etcd on a configured control plane, as the provider's Bootstrap does.
+func (l lab) bootstrap(t *testing.T, address string) {
+	t.Helper()
+	c, err := client.New(checkCtx(t), client.WithConfig(l.talosconfig), client.WithEndpoints(address))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() //nolint:errcheck
+	if err := c.Bootstrap(client.WithNode(checkCtx(t), address), &machine.BootstrapRequest{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVIPVerdict(t *testing.T) {
+	const vip = "127.0.5.100"
+	for _, tc := range []struct {
+		name, link string
+		want       string
+		down       bool
+	}{
+		{"on the node's link", "enp1s0", "vip 127.0.5.100: up on cp-1 (enp1s0)", false},
+		{"on a link the nodes lack", "eth0", "vip 127.0.5.100: down: no control plane holds it (cp-1 has enp1s0; cp-2 has enp1s0); check network.vip's interface or deviceSelector against these links (talosctl get links -n <node>), and that etcd is up", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, trust := newLab(t), node.NewTrust()
+			patch := "machine:\n  network:\n    interfaces:\n      - interface: " + tc.link + "\n        vip:\n          ip: " + vip + "\n"
+			base := map[string]string{"enp1s0": "127.0.5.6", "eth0": "127.0.5.8"}[tc.link]
+			cp1, cp2 := base+"1", base+"2"
+			l.configureWith(t, trust, cp1, "v1.11.5", installer, "1.34.1", patch)
+			l.configureWith(t, trust, cp2, "v1.11.5", installer, "1.34.1", patch)
+			l.bootstrap(t, cp1)
+			want := expected(
+				ExpectedNode{Name: "cp-1", Address: cp1, InstallImage: installer, Role: "controlplane"},
+				ExpectedNode{Name: "cp-2", Address: cp2, InstallImage: installer, Role: "controlplane"},
+			)
+			want.VIP = vip
+			line, down := VIPVerdict(want, Check(checkCtx(t), l.talosconfig, want))
+			if line != tc.want || down != tc.down {
+				t.Fatalf("got  %q (down %v)\nwant %q (down %v)", line, down, tc.want, tc.down)
+			}
+		})
+	}
+}
+
+func TestNoVIPNoVerdict(t *testing.T) {
+	if line, down := VIPVerdict(expected(), []Result{{Node: ExpectedNode{Role: "controlplane"}}}); line != "" || down {
+		t.Fatalf("got %q", line)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // Exit status: 0 no drift, 1 drift, 2 a node could not be read or the input is bad.
 func main() {
 	talosconfig := flag.String("talosconfig", "", "talosconfig file (admin credentials)")
-	expect := flag.String("expect", "", "JSON file: {talosVersion, schematicId, nodes: [{name, address, installImage}]}")
+	expect := flag.String("expect", "", "JSON file: {talosVersion, schematicId, kubernetesVersion, vip, nodes: [{name, address, installImage, role}]}")
 	timeout := flag.Duration("timeout", 30*time.Second, "time allowed for all nodes")
 	flag.Parse()
 	os.Exit(run(*talosconfig, *expect, *timeout))
@@ -45,12 +45,19 @@ func run(talosconfigPath, expectPath string, timeout time.Duration) int {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	code := 0
-	for _, r := range Check(ctx, tc, want) {
+	results := Check(ctx, tc, want)
+	for _, r := range results {
 		fmt.Println(r.Line())
 		switch {
 		case r.Err != nil:
 			code = 2
 		case len(r.Drift) > 0 && code == 0:
+			code = 1
+		}
+	}
+	if line, down := VIPVerdict(want, results); line != "" {
+		fmt.Println(line)
+		if down && code == 0 {
 			code = 1
 		}
 	}
