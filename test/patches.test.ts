@@ -137,6 +137,6 @@ describe("node patches", () => {
   it("serialise to the same text for the same config, whatever the order labels were given in", () => {
     const a = { ...worker, labels: { b: "2", a: "1" } };
     const b = { ...worker, labels: { a: "1", b: "2" } };
-    expect(serialisePatches(nodePatches(a, INSTALLER))).toEqual(serialisePatches(nodePatches(b, INSTALLER, CONTRACT)));
+    expect(serialisePatches(nodePatches(a, INSTALLER, CONTRACT))).toEqual(serialisePatches(nodePatches(b, INSTALLER, CONTRACT)));
   });
 });

@@ -51,6 +51,7 @@ describe("a broken stack file", () => {
     expect(problems).toEqual([
       "talos-cluster:clusterName: must be lower-case letters, digits and '-', at most 63 characters",
       'talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address',
+      "talos-cluster:network.vip: needs the link the VIP lives on: interface (e.g. enp1s0; `talosctl get links --insecure -n <node>` lists a node's links) or deviceSelector (e.g. { busPath: 0000:01:00.0 })",
       "talos-cluster:kubernetesVersion: Kubernetes 1.28.0 is not supported by Talos v1.11.5; it supports 1.29 to 1.34",
       'talos-cluster:extensions[0]: "intel-ucode" is not an official Image Factory extension (did you mean siderolabs/intel-ucode?); see components/versions.ts for the list',
       'talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique',

@@ -54,7 +54,7 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
     workspaces.push(ws);
     const preview = ws.run(["preview"]);
     expect(preview.code).not.toBe(0);
-    expect(preview.output).toContain("The stack config has 8 problems; nothing was created or changed:");
+    expect(preview.output).toContain("The stack config has 9 problems; nothing was created or changed:");
     expect(preview.output).toContain('talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address');
     expect(preview.output).not.toMatch(/talos:machine|talos:imagefactory/);
     // The message is the whole story: no stack trace of the program in the way.
