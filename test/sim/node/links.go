@@ -22,6 +22,9 @@ type link struct {
 	spec network.LinkStatusSpec
 }
 
+// linkMulticast is IFF_MULTICAST, spelled LinkMulticase in machinery 1.11 and LinkMulticast in 1.12.
+const linkMulticast = nethelpers.LinkFlag(1 << 12)
+
 // newLinks gives each named link a deterministic identity: a locally administered MAC made of
 // the node's IPv4 address and the link's index (02:a:b:c:d:i), and PCI bus 0000:0N:00.0.
 func newLinks(ip net.IP, names []string) ([]link, error) {
@@ -41,7 +44,7 @@ func newLinks(ip net.IP, names []string) ([]link, error) {
 		links = append(links, link{name: name, spec: network.LinkStatusSpec{
 			Index:            uint32(i) + 2, // 1 is lo
 			Type:             nethelpers.LinkEther,
-			Flags:            nethelpers.LinkFlags(nethelpers.LinkUp | nethelpers.LinkBroadcast | nethelpers.LinkRunning | nethelpers.LinkMulticase | nethelpers.LinkLowerUp),
+			Flags:            nethelpers.LinkFlags(nethelpers.LinkUp | nethelpers.LinkBroadcast | nethelpers.LinkRunning | linkMulticast | nethelpers.LinkLowerUp),
 			HardwareAddr:     mac,
 			PermanentAddr:    mac,
 			BroadcastAddr:    nethelpers.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff},

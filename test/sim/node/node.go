@@ -25,6 +25,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -292,38 +293,9 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 				strings.ReplaceAll(strings.ToLower(req.GetMode().String()), "_", "-"))
 		}
 	}
-	cfg, err := configloader.NewFromBytes(req.GetData())
+	act, err := n.validate(req.GetData())
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "configuration validation failed: %v", err)
-	}
-	if cfg.Machine() == nil || cfg.Cluster() == nil {
-		return nil, status.Error(codes.InvalidArgument, "configuration validation failed: not a v1alpha1 machine configuration")
-	}
-	issuing := cfg.Machine().Security().IssuingCA()
-	if issuing == nil {
-		return nil, status.Error(codes.InvalidArgument, "configuration validation failed: machine.ca is missing")
-	}
-	osCACert, err := parseCertificate(issuing.Crt)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "machine.ca.crt: %v", err)
-	}
-	if cfg.Cluster().IssuingCA() == nil {
-		return nil, status.Error(codes.InvalidArgument, "configuration validation failed: cluster.ca is missing")
-	}
-	var clusterCA *talosx509.CertificateAuthority
-	if cfg.Machine().Type() == talosmachine.TypeControlPlane {
-		osCA, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(issuing)
-		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "machine.ca: %v", err)
-		}
-		n.trust.learn(osCA)
-		if clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(cfg.Cluster().IssuingCA()); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "cluster.ca: %v", err)
-		}
-	}
-	hostname := cfg.Machine().Network().Hostname()
-	if hostname == "" {
-		hostname = "talos-" + n.address.String()
+		return nil, err
 	}
 
 	// In maintenance Talos answers with no mode (it installs, then reboots); a running sim node
@@ -344,43 +316,111 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 		}
 		return reply, nil
 	}
-	n.mu.Lock()
-	if err := n.storeMachineConfig(ctx, cfg); err != nil {
-		n.mu.Unlock()
+	if err := n.activate(ctx, act, func(s *State) {
+		s.Applies++
+		s.ApplyModes = append(s.ApplyModes, req.GetMode().String())
+	}); err != nil {
 		return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
 	}
-	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
-	n.osCACert, n.clusterCA, n.apiCert = osCACert, clusterCA, nil
-	if ep := cfg.Cluster().Endpoint(); ep != nil {
-		n.endpoint = ep.String()
-	}
-	n.cfg = cfg
-	n.state.Configured = true
-	n.state.Role = cfg.Machine().Type().String()
-	n.state.Hostname = hostname
-	n.state.ClusterName = cfg.Cluster().Name()
-	n.state.InstallImage = cfg.Machine().Install().Image()
-	n.state.Config = string(req.GetData())
-	n.state.Applies++
-	n.state.ApplyModes = append(n.state.ApplyModes, req.GetMode().String())
-	n.mu.Unlock()
-	// Talos' network and node-apply controllers react to the new config: VIP, Node labels, taints.
-	n.trust.settle()
 	return reply, nil
 }
 
-// storeMachineConfig keeps the active MachineConfig resource in step with the applied config.
-func (n *Node) storeMachineConfig(ctx context.Context, cfg config.Provider) error {
-	res := configres.NewMachineConfig(cfg)
-	existing, err := n.cosi.Get(ctx, res.Metadata())
-	if state.IsNotFoundError(err) {
-		return n.cosi.Create(ctx, res)
-	}
+// activation is a validated machine configuration with what the node derives from it.
+type activation struct {
+	data      []byte
+	cfg       config.Provider
+	osCACert  *stdx509.Certificate
+	osCA      *talosx509.CertificateAuthority // control planes only: workers carry no key
+	clusterCA *talosx509.CertificateAuthority // control planes only
+	hostname  string
+}
+
+// validate loads a machine configuration as Talos does before it accepts one. Its errors are
+// InvalidArgument, the one error the talos provider does not retry.
+func (n *Node) validate(data []byte) (activation, error) {
+	cfg, err := configloader.NewFromBytes(data)
 	if err != nil {
+		return activation{}, status.Errorf(codes.InvalidArgument, "configuration validation failed: %v", err)
+	}
+	if cfg.Machine() == nil || cfg.Cluster() == nil {
+		return activation{}, status.Error(codes.InvalidArgument, "configuration validation failed: not a v1alpha1 machine configuration")
+	}
+	issuing := cfg.Machine().Security().IssuingCA()
+	if issuing == nil {
+		return activation{}, status.Error(codes.InvalidArgument, "configuration validation failed: machine.ca is missing")
+	}
+	act := activation{data: data, cfg: cfg}
+	if act.osCACert, err = parseCertificate(issuing.Crt); err != nil {
+		return activation{}, status.Errorf(codes.InvalidArgument, "machine.ca.crt: %v", err)
+	}
+	if cfg.Cluster().IssuingCA() == nil {
+		return activation{}, status.Error(codes.InvalidArgument, "configuration validation failed: cluster.ca is missing")
+	}
+	if cfg.Machine().Type() == talosmachine.TypeControlPlane {
+		if act.osCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(issuing); err != nil {
+			return activation{}, status.Errorf(codes.InvalidArgument, "machine.ca: %v", err)
+		}
+		if act.clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(cfg.Cluster().IssuingCA()); err != nil {
+			return activation{}, status.Errorf(codes.InvalidArgument, "cluster.ca: %v", err)
+		}
+	}
+	act.hostname = hostname(cfg)
+	if act.hostname == "" {
+		act.hostname = "talos-" + n.address.String()
+	}
+	return act, nil
+}
+
+// hostname is the configured hostname: a HostnameConfig document (Talos 1.12 configs) or the
+// v1alpha1 machine.network.hostname. It reads both without the accessors that moved between
+// machinery 1.11 and 1.12, so this package builds with either (the talosnode provider's tests
+// build it with 1.12).
+func hostname(cfg config.Provider) string {
+	for _, doc := range cfg.Documents() {
+		if h, ok := doc.(interface{ Hostname() string }); ok && doc.Kind() == "HostnameConfig" {
+			return h.Hostname()
+		}
+	}
+	if raw := cfg.RawV1Alpha1(); raw != nil && raw.MachineConfig != nil && raw.MachineConfig.MachineNetwork != nil {
+		return raw.MachineConfig.MachineNetwork.NetworkHostname
+	}
+	return ""
+}
+
+// activate makes a validated configuration the node's active one: the MachineConfig and
+// MachineStatus resources, the TLS identity and the state; record adds what the caller counts.
+// Then Talos' network and node-apply controllers react to it: VIP, Node labels, taints.
+func (n *Node) activate(ctx context.Context, act activation, record func(*State)) error {
+	if act.osCA != nil {
+		n.trust.learn(act.osCA)
+	}
+	n.mu.Lock()
+	if err := put(ctx, n.cosi, configres.NewMachineConfig(act.cfg)); err != nil {
+		n.mu.Unlock()
 		return err
 	}
-	res.Metadata().SetVersion(existing.Metadata().Version())
-	return n.cosi.Update(ctx, res)
+	if err := put(ctx, n.cosi, machineStatus(runtime.MachineStageRunning)); err != nil {
+		n.mu.Unlock()
+		return err
+	}
+	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
+	n.osCACert, n.clusterCA, n.apiCert = act.osCACert, act.clusterCA, nil
+	if ep := act.cfg.Cluster().Endpoint(); ep != nil {
+		n.endpoint = ep.String()
+	}
+	n.cfg = act.cfg
+	n.state.Configured = true
+	n.state.Role = act.cfg.Machine().Type().String()
+	n.state.Hostname = act.hostname
+	n.state.ClusterName = act.cfg.Cluster().Name()
+	n.state.InstallImage = act.cfg.Machine().Install().Image()
+	n.state.Config = string(act.data)
+	if record != nil {
+		record(&n.state)
+	}
+	n.mu.Unlock()
+	n.trust.settle()
+	return nil
 }
 
 // Bootstrap starts etcd once, on a configured control plane; a second call fails as on Talos.

@@ -51,6 +51,7 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&network.AddressStatus{},
 		&network.LinkStatus{},
 		&runtime.ExtensionStatus{},
+		&runtime.MachineStatus{},
 	} {
 		if err := definitions.Register(ctx, r); err != nil {
 			return nil, err
@@ -58,9 +59,10 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 	}
 
 	// Talos shows the schematic as a virtual extension named "schematic" whose version is the id.
-	schematic := runtime.NewExtensionStatus(runtime.NamespaceName, "0")
-	schematic.TypedSpec().Metadata = extensions.Metadata{Name: "schematic", Version: schematicID, Description: "Image Factory schematic"}
-	if err := st.Create(ctx, schematic); err != nil {
+	if err := st.Create(ctx, schematicExtension(schematicID)); err != nil {
+		return nil, err
+	}
+	if err := st.Create(ctx, machineStatus(runtime.MachineStageMaintenance)); err != nil {
 		return nil, err
 	}
 	for _, l := range links {
@@ -71,6 +73,38 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		}
 	}
 	return st, nil
+}
+
+// schematicExtension is the virtual extension the Image Factory adds to every image it builds. Its
+// resource id is the layer's index, as for any extension; only the name says it is the schematic.
+func schematicExtension(id string) *runtime.ExtensionStatus {
+	res := runtime.NewExtensionStatus(runtime.NamespaceName, "0")
+	res.TypedSpec().Metadata = extensions.Metadata{Name: "schematic", Version: id, Description: "Image Factory schematic"}
+	return res
+}
+
+// machineStatus is what machined's MachineStatusController reports. Talos runs readiness checks
+// (time, network, services, static pods, node ready) only in the booting and running stages, so
+// maintenance is ready with no unmet conditions; a configured node here is running and ready, as
+// the simulator models no service that could be down.
+func machineStatus(stage runtime.MachineStage) *runtime.MachineStatus {
+	res := runtime.NewMachineStatus()
+	res.TypedSpec().Stage = stage
+	res.TypedSpec().Status.Ready = true
+	return res
+}
+
+// put creates the resource or replaces the stored one, as a controller's output write does.
+func put(ctx context.Context, st state.State, res resource.Resource) error {
+	existing, err := st.Get(ctx, res.Metadata())
+	if state.IsNotFoundError(err) {
+		return st.Create(ctx, res)
+	}
+	if err != nil {
+		return err
+	}
+	res.Metadata().SetVersion(existing.Metadata().Version())
+	return st.Update(ctx, res)
 }
 
 // accessPolicy is Talos' resources.AccessPolicy, which guards the COSI API in maintenance mode

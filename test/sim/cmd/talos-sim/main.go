@@ -2,7 +2,8 @@
 //
 //	talos-sim -nodes 127.0.0.11,127.0.0.12 -links enp1s0 -factory 127.0.0.1:18080 -control 127.0.0.1:18081 -ready-file /tmp/sim.ready
 //
-// Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start.
+// Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start;
+// POST /nodes/<address>/set {"talosVersion", "schematic", "configPatch"} (a change made by hand).
 package main
 
 import (
@@ -150,8 +151,24 @@ func control(nodes map[string]*node.Node, order []string, f *factory.Server) htt
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
+		case "set":
+			var change node.Change
+			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&change); err != nil {
+				http.Error(w, "set: body must be JSON {\"talosVersion\", \"schematic\", \"configPatch\"}: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if err := n.Set(r.Context(), change); err != nil {
+				code := http.StatusInternalServerError
+				if errors.Is(err, node.ErrBadChange) {
+					code = http.StatusBadRequest
+				}
+				http.Error(w, "set: "+err.Error(), code)
+				return
+			}
 		default:
-			http.Error(w, "action must be stop or start", http.StatusBadRequest)
+			http.Error(w, "action must be stop, start or set", http.StatusBadRequest)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"talos-cluster/sim/factory"
@@ -63,5 +65,45 @@ func TestControlStopsStartsAndReportsNodes(t *testing.T) {
 func TestListenersRefuseNonLoopbackAddresses(t *testing.T) {
 	if _, err := loopbackListen("0.0.0.0:18080"); err == nil {
 		t.Fatal("listened on a non-loopback address")
+	}
+}
+
+func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
+	n, err := node.New("127.0.6.12", node.APIPort, "v1.11.5", IntelUcodeSchematic, node.NewTrust())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.12": n}, []string{"127.0.6.12"}, factory.New(nil, nil)))
+	t.Cleanup(srv.Close)
+
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		message    string
+	}{
+		{"version", `{"talosVersion": "v1.10.7"}`, http.StatusNoContent, ""},
+		{"not JSON", `talosVersion=v1.10.7`, http.StatusBadRequest, "set: body must be JSON"},
+		{"unknown field", `{"version": "v1.10.7"}`, http.StatusBadRequest, `unknown field "version"`},
+		{"bad version", `{"talosVersion": "latest"}`, http.StatusBadRequest, `set: bad change: talosVersion "latest" is not a Talos release tag like v1.11.5`},
+		{"patch in maintenance", `{"configPatch": "machine: {}"}`, http.StatusBadRequest, "has no config to patch (maintenance mode)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(srv.URL+"/nodes/127.0.6.12/set", "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.message) {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.code, tc.message)
+			}
+		})
+	}
+	if v := n.State().TalosVersion; v != "v1.10.7" {
+		t.Fatalf("talosVersion = %s", v)
 	}
 }
