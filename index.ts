@@ -26,7 +26,6 @@ export const installerImage = out.installerImage;
 export const isoUrl = out.isoUrl;
 export const diskImageUrl = out.diskImageUrl;
 export const nodes = out.nodes;
-export const vip = out.vip;
 export const kubeconfig = out.kubeconfig;
 export const talosconfig = out.talosconfig;
 export const machineSecrets = out.machineSecrets;

@@ -1,7 +1,9 @@
 // TalosCluster: machine secrets, one machine configuration per role, one config apply per node, the
-// bootstrap of etcd, and the credentials (kubeconfig, talosconfig) that come out of it.
+// bootstrap of etcd, the credentials (kubeconfig, talosconfig) that come out of it, and per node
+// what it really runs (talosnode.NodeState, read back on every refresh).
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
+import * as talosnode from "@talos-cluster/talosnode";
 import { nodeConfigPatches, operationTimeouts, planCluster } from "./cluster-plan";
 import type { ClusterConfig, Role } from "./config";
 import { resourceNames } from "./naming";
@@ -11,15 +13,30 @@ export interface TalosClusterArgs {
   config: ClusterConfig;
   /** Factory installer image every node installs (TalosImage.installerImage). */
   installerImage: string;
+  /** The schematic id in that image, which each node should have booted (TalosImage.schematicId). */
+  schematicId: pulumi.Input<string>;
   /** Resources the config applies wait for: the schematic must exist before a node installs it. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
 /** Provider outputs that carry private keys or tokens; they must be encrypted in state and outputs. */
 export const SECRET_OUTPUTS = {
+  apply: ["machineConfiguration", "clientConfiguration"],
+  nodeState: ["machineConfiguration", "clientConfiguration"],
   secrets: ["machineSecrets", "clientConfiguration"],
   kubeconfig: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
 };
+
+/** A node as declared, and what it runs as the last up or refresh read it. */
+export interface NodeStatus {
+  name: string;
+  address: string;
+  role: string;
+  runningTalosVersion: string;
+  bootedSchematicId: string;
+  /** The Kubernetes version of the config the node applied. */
+  kubernetesVersion: string;
+}
 
 export class TalosCluster extends pulumi.ComponentResource {
   /** Admin kubeconfig; secret. */
@@ -29,6 +46,10 @@ export class TalosCluster extends pulumi.ComponentResource {
   public readonly secrets: talos.machine.Secrets;
   public readonly applies: talos.machine.ConfigurationApply[];
   public readonly bootstrap: talos.machine.Bootstrap;
+  /** Per node, in the stack's order: what it runs, as the last up or refresh read it. */
+  public readonly nodeStates: talosnode.NodeState[];
+  /** `nodeStates` as plain per-node status, for the stack's `nodes` output. */
+  public readonly nodes: pulumi.Output<NodeStatus[]>;
   public readonly kubeconfigResource: talos.cluster.Kubeconfig;
 
   constructor(name: string, args: TalosClusterArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -89,7 +110,7 @@ export class TalosCluster extends pulumi.ComponentResource {
             applyMode: config.applyMode,
             timeouts: timeouts.apply,
           },
-          { parent: this, dependsOn: args.dependsOn ?? [] },
+          { parent: this, dependsOn: args.dependsOn ?? [], additionalSecretOutputs: SECRET_OUTPUTS.apply },
         ),
     );
 
@@ -107,6 +128,43 @@ export class TalosCluster extends pulumi.ComponentResource {
         ignoreChanges: ["node"],
       },
     );
+
+    // The talos provider never reads a node back; this does, so a refresh shows a node that was
+    // upgraded, rolled back or edited by hand. After the bootstrap: a worker answers over mutual
+    // TLS only once a control plane issues its certificate.
+    const states = plan.nodes.map((p, i) => {
+      const apply = this.applies[i];
+      if (apply === undefined) throw new Error(`no config apply for ${p.name}`);
+      const state = new talosnode.NodeState(
+        resourceNames.nodeState(name, p.name),
+        {
+          node: p.address,
+          clientConfiguration,
+          talosVersion: config.talosVersion,
+          schematicId: args.schematicId,
+          installerImage: args.installerImage,
+          kubernetesVersion: config.kubernetesVersion,
+          machineConfiguration: apply.machineConfiguration,
+          timeout: config.nodeTimeout,
+          // Talos ignores a VIP entry for a link the node lacks without a word; the read says so.
+          vip: p.role === "controlplane" ? config.network.vip?.address : undefined,
+        },
+        { parent: this, dependsOn: [apply, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.nodeState },
+      );
+      const status = pulumi
+        .all([state.runningTalosVersion, state.bootedSchematicId, state.appliedKubernetesVersion])
+        .apply(([runningTalosVersion, bootedSchematicId, kubernetesVersion]) => ({
+          name: p.name,
+          address: p.address,
+          role: p.role,
+          runningTalosVersion,
+          bootedSchematicId,
+          kubernetesVersion,
+        }));
+      return { state, status };
+    });
+    this.nodeStates = states.map((s) => s.state);
+    this.nodes = pulumi.all(states.map((s) => s.status));
 
     this.kubeconfigResource = new talos.cluster.Kubeconfig(
       resourceNames.kubeconfig(name),

@@ -6,6 +6,7 @@ export const resourceNames = {
   schematic: (cluster: string) => `${cluster}-schematic`,
   secrets: (cluster: string) => `${cluster}-secrets`,
   configApply: (cluster: string, node: string) => `${cluster}-${node}`,
+  nodeState: (cluster: string, node: string) => `${cluster}-${node}-state`,
   bootstrap: (cluster: string) => `${cluster}-bootstrap`,
   kubeconfig: (cluster: string) => `${cluster}-kubeconfig`,
   k8sProvider: (cluster: string) => `${cluster}-k8s`,

@@ -2,22 +2,21 @@
 // index.ts calls this with the stack config; tests call it under mocks.
 import * as pulumi from "@pulumi/pulumi";
 import { BaseAddons } from "./addons";
-import { TalosCluster } from "./cluster";
+import { type NodeStatus, TalosCluster } from "./cluster";
 import type { ClusterConfig } from "./config";
 import { TalosImage } from "./image";
 
 export interface StackOutputs {
   schematicId: pulumi.Output<string>;
-  /** The Talos release the nodes should run (nodecheck compares it with what they do run). */
+  /** The Talos release the nodes should run (each node's NodeState compares it with what it runs). */
   talosVersion: string;
-  /** The Kubernetes release the nodes' configs carry (nodecheck compares it with what they do carry). */
+  /** The Kubernetes release the nodes' configs should carry. */
   kubernetesVersion: string;
   installerImage: string;
   isoUrl: string;
   diskImageUrl: string;
-  nodes: { name: string; address: string; role: string }[];
-  /** The control planes' shared address, if the stack has one (nodecheck checks a node holds it). */
-  vip: string | undefined;
+  /** Each node as declared, and what it runs as the last up or refresh read it. */
+  nodes: pulumi.Output<NodeStatus[]>;
   kubeconfig: pulumi.Output<string>;
   talosconfig: pulumi.Output<string>;
   /** For disaster recovery (`talosctl gen config --with-secrets`); secret. */
@@ -32,7 +31,11 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     { talosVersion: config.talosVersion, extensions: config.extensions, factoryHost: config.imageFactoryHost },
     opts,
   );
-  const cluster = new TalosCluster(name, { config, installerImage: image.installerImage, dependsOn: [image.schematic] }, opts);
+  const cluster = new TalosCluster(
+    name,
+    { config, installerImage: image.installerImage, schematicId: image.schematicId, dependsOn: [image.schematic] },
+    opts,
+  );
 
   const enabledAddons = Object.entries(config.addons).flatMap(([k, a]) => (a.enabled ? [k] : []));
   // No addons, no Kubernetes provider: a stack can run Talos alone and bring its own platform.
@@ -56,8 +59,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     installerImage: image.installerImage,
     isoUrl: image.isoUrl,
     diskImageUrl: image.diskImageUrl,
-    nodes: config.nodes.map((n) => ({ name: n.name, address: n.address, role: n.role })),
-    vip: config.network.vip?.address,
+    nodes: cluster.nodes,
     kubeconfig: cluster.kubeconfig,
     talosconfig: cluster.talosconfig,
     machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),

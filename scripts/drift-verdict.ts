@@ -51,35 +51,3 @@ export function verdictLine(v: DriftVerdict): string {
   const items = v.drifted.map((d) => `${d.op} ${d.resource}${d.properties.length > 0 ? ` (${d.properties.join(", ")})` : ""}`);
   return `${v.stack}: drift: ${v.drifted.length} resource${v.drifted.length === 1 ? "" : "s"}: ${items.join("; ")}`;
 }
-
-/** What nodecheck compares each node against (tools/nodecheck `Expected`). */
-export interface NodeExpectations {
-  talosVersion: string;
-  schematicId: string;
-  kubernetesVersion: string;
-  nodes: { name: string; address: string; installImage: string; role: string }[];
-  /** The VIP a control plane should hold, when the stack has one. */
-  vip?: string;
-}
-
-/**
- * The declared state of the nodes, from the stack's outputs (`pulumi stack output --json`), or the
- * names of the outputs that are missing.
- */
-export function nodeExpectations(outputs: Record<string, unknown>): NodeExpectations | { missing: string[] } {
-  const { talosVersion, schematicId, kubernetesVersion, installerImage, nodes } = outputs;
-  const missing = Object.entries({ talosVersion, schematicId, kubernetesVersion, installerImage, nodes, talosconfig: outputs.talosconfig })
-    .filter(([, v]) => v === undefined)
-    .map(([k]) => k);
-  if (missing.length > 0 || !Array.isArray(nodes)) return { missing: missing.length > 0 ? missing : ["nodes"] };
-  return {
-    talosVersion: String(talosVersion),
-    schematicId: String(schematicId),
-    kubernetesVersion: String(kubernetesVersion),
-    nodes: (nodes as unknown[]).map((n) => {
-      const node = (typeof n === "object" && n !== null ? n : {}) as Record<string, unknown>;
-      return { name: String(node.name), address: String(node.address), installImage: String(installerImage), role: String(node.role) };
-    }),
-    ...(typeof outputs.vip === "string" ? { vip: outputs.vip } : {}),
-  };
-}

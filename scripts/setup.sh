@@ -65,7 +65,6 @@ build_own() { # name dir package
   echo "$1: built in $(elapsed "$t")"
 }
 build_own talos-sim test/sim ./cmd/talos-sim
-build_own nodecheck tools/nodecheck .
 
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,
 # built from the wrapper modules in scripts/toolchain (their go.mod/go.sum are the pins). Each
@@ -150,24 +149,45 @@ install_plugin() { # name version binary
     "$ENGINE/pulumi" plugin install resource "$1" "$2" --file "$3"
   fi
 }
-install_plugin talos "$TALOS_PLUGIN_VERSION" "$TALOS/pulumi-resource-talos"
-install_plugin kubernetes "$KUBERNETES_PLUGIN_VERSION" "$K8S/pulumi-resource-kubernetes"
-
-# @pulumiverse/talos: generated from the plugin's own schema, so SDK and plugin always match.
-SDK=sdks/talos
-if [ "$(cat "$SDK/.built-from" 2>/dev/null)" = "$TALOS" ] && [ -f "$SDK/bin/index.js" ]; then
-  echo "@pulumiverse/talos: current"
+# The project's own provider (talosnode/: reads the nodes), a Go module of its own, since
+# pulumi-go-provider v1.1.2 compiles against pulumi pkg/sdk v3.169.0, not the CLI's 3.274.1.
+TALOSNODE="$CACHE/talosnode-$(wrapper_hash talosnode)"
+if [ -x "$TALOSNODE/pulumi-resource-talosnode" ] && [ -s "$TALOSNODE/schema.json" ]; then
+  echo "talosnode plugin v$TALOSNODE_VERSION: cached in $TALOSNODE"
 else
   t=$(date +%s)
-  rm -rf "$SDK" && "$ENGINE/sdkgen" "$TALOS/schema.json" "$SDK" "$TALOS_PLUGIN_VERSION"
-  # tsc resolves @pulumi/pulumi from the project's node_modules, one folder up from sdks/.
-  npx tsc -p "$SDK"
-  echo "$TALOS" > "$SDK/.built-from"
-  echo "@pulumiverse/talos: generated and compiled in $(elapsed "$t")"
+  echo "talosnode plugin v$TALOSNODE_VERSION: building (about 2 minutes on a cold cache)"
+  rm -rf "$TALOSNODE.tmp" && mkdir -p "$TALOSNODE.tmp"
+  (cd talosnode && go build -trimpath -ldflags "-s -w -X main.Version=$TALOSNODE_VERSION" \
+    -o "$TALOSNODE.tmp/pulumi-resource-talosnode" ./cmd/pulumi-resource-talosnode)
+  "$ENGINE/pulumi" package get-schema "$TALOSNODE.tmp/pulumi-resource-talosnode" >"$TALOSNODE.tmp/schema.json"
+  rm -rf "$TALOSNODE" && mv "$TALOSNODE.tmp" "$TALOSNODE"
+  echo "  built in $(elapsed "$t")"
 fi
-mkdir -p node_modules/@pulumiverse && ln -sfn ../../sdks/talos node_modules/@pulumiverse/talos
+
+install_plugin talos "$TALOS_PLUGIN_VERSION" "$TALOS/pulumi-resource-talos"
+install_plugin kubernetes "$KUBERNETES_PLUGIN_VERSION" "$K8S/pulumi-resource-kubernetes"
+install_plugin talosnode "$TALOSNODE_VERSION" "$TALOSNODE/pulumi-resource-talosnode"
+
+# The TypeScript SDKs: generated from each plugin's own schema, so SDK and plugin always match.
+sdk() { # package folder plugin-dir version
+  local package=$1 dir=$2 plugin=$3 version=$4
+  if [ "$(cat "$dir/.built-from" 2>/dev/null)" = "$plugin" ] && [ -f "$dir/bin/index.js" ]; then
+    echo "$package: current"
+  else
+    local t; t=$(date +%s)
+    rm -rf "$dir" && "$ENGINE/sdkgen" "$plugin/schema.json" "$dir" "$version"
+    # tsc resolves @pulumi/pulumi from the project's node_modules, one folder up from sdks/.
+    npx tsc -p "$dir"
+    echo "$plugin" >"$dir/.built-from"
+    echo "$package: generated and compiled in $(elapsed "$t")"
+  fi
+  mkdir -p "node_modules/${package%/*}" && ln -sfn "../../$dir" "node_modules/$package"
+}
+sdk @pulumiverse/talos sdks/talos "$TALOS" "$TALOS_PLUGIN_VERSION"
+sdk @talos-cluster/talosnode sdks/talosnode "$TALOSNODE" "$TALOSNODE_VERSION"
 
 # Builds for pins no longer in use only take disk space.
-for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-*; do
-  case "$dir" in "$ENGINE" | "$TALOS" | "$K8S" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
+for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-* "$CACHE"/talosnode-*; do
+  case "$dir" in "$ENGINE" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
 done

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { driftVerdict, nodeExpectations, verdictLine } from "../scripts/drift-verdict";
+import { driftVerdict, verdictLine } from "../scripts/drift-verdict";
 
 const urn = (type: string, name: string) => `urn:pulumi:prod::talos-cluster::talos-cluster:index:TalosCluster$${type}::${name}`;
 
@@ -100,38 +100,5 @@ describe("npm run drift", () => {
     const result = run(bin, "-s", "dev");
     expect(result.stdout.trim()).toBe("dev: preview failed: stack 'dev' not found");
     expect(result.status).toBe(2);
-  });
-});
-
-describe("what nodecheck is asked to compare", () => {
-  it("takes the release, schematic, installer image and role of every node, and the VIP, from the stack outputs", () => {
-    const expect_ = nodeExpectations({
-      talosVersion: "v1.11.5",
-      schematicId: "abc",
-      kubernetesVersion: "1.34.1",
-      installerImage: "factory.talos.dev/installer/abc:v1.11.5",
-      talosconfig: "context: prod",
-      vip: "10.0.0.10",
-      nodes: [
-        { name: "cp-1", address: "10.0.0.11", role: "controlplane" },
-        { name: "worker-1", address: "10.0.0.21", role: "worker" },
-      ],
-    });
-    expect(expect_).toEqual({
-      talosVersion: "v1.11.5",
-      schematicId: "abc",
-      kubernetesVersion: "1.34.1",
-      nodes: [
-        { name: "cp-1", address: "10.0.0.11", installImage: "factory.talos.dev/installer/abc:v1.11.5", role: "controlplane" },
-        { name: "worker-1", address: "10.0.0.21", installImage: "factory.talos.dev/installer/abc:v1.11.5", role: "worker" },
-      ],
-      vip: "10.0.0.10",
-    });
-  });
-
-  it("names the outputs a stack lacks, e.g. before its first up", () => {
-    expect(nodeExpectations({ nodes: [] })).toEqual({
-      missing: ["talosVersion", "schematicId", "kubernetesVersion", "installerImage", "talosconfig"],
-    });
   });
 });

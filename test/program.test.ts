@@ -17,6 +17,7 @@ const T = {
   machineConfig: "talos:machine/getConfiguration:getConfiguration",
   clientConfig: "talos:client/getConfiguration:getConfiguration",
   k8sProvider: "pulumi:providers:kubernetes",
+  nodeState: "talosnode:index:NodeState",
 };
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -30,6 +31,12 @@ function providers(): MockOutputs {
       clientConfiguration: { caCertificate: "ca", clientCertificate: "crt", clientKey: "key" },
     }),
     [T.kubeconfig]: () => ({ kubeconfigRaw: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n" }),
+    [T.apply]: (inputs) => ({ machineConfiguration: `applied config of ${String(inputs.node)}` }),
+    [T.nodeState]: (inputs) => ({
+      runningTalosVersion: inputs.talosVersion,
+      bootedSchematicId: inputs.schematicId,
+      appliedKubernetesVersion: inputs.kubernetesVersion,
+    }),
   };
 }
 const calls = {
@@ -218,6 +225,55 @@ describe("timeouts", () => {
     const { plan: p } = await planStack();
     expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "20m" });
     expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "10m", update: "10m" });
+  });
+});
+
+describe("live node state", () => {
+  it("reads every node back through one NodeState, parented to the cluster, after its config apply and the bootstrap", async () => {
+    const { plan: p, config } = await planStack();
+    const states = p.ofType(T.nodeState);
+    expect(states.map((s) => s.name)).toEqual(config.nodes.map((n) => `lab-${n.name}-state`));
+    for (const [i, state] of states.entries()) {
+      expect(state.parent).toBe("lab");
+      expect(state.dependsOn).toEqual([`lab-${config.nodes[i]?.name}`, "lab-bootstrap"]);
+      expect(state.inputs.node).toBe(config.nodes[i]?.address);
+      // Control planes carry the VIP, whose link the read checks; workers none.
+      expect(state.inputs.vip).toBe(config.nodes[i]?.role === "controlplane" ? "10.0.0.10" : undefined);
+    }
+  });
+
+  it("gives each NodeState what the stack declares for its node and the config its apply produced", async () => {
+    const { plan: p, out } = await planStack(stackWith({ nodeTimeout: "45s" }));
+    const state = p.byName("lab-worker-1-state");
+    expect(state.inputs).toMatchObject({
+      talosVersion: "v1.11.5",
+      kubernetesVersion: "1.34.1",
+      installerImage: out.installerImage,
+      schematicId: await promiseOf(out.schematicId),
+      machineConfiguration: "applied config of 10.0.0.21",
+      timeout: "45s",
+    });
+  });
+
+  it("keeps the client key and the full machine config secret, in inputs and in state", async () => {
+    const { plan: p } = await planStack();
+    for (const state of p.ofType(T.nodeState)) {
+      expect(state.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration"]));
+      expect(state.additionalSecretOutputs).toEqual(expect.arrayContaining(["clientConfiguration", "machineConfiguration"]));
+    }
+    for (const apply of p.ofType(T.apply)) expect(apply.additionalSecretOutputs).toContain("machineConfiguration");
+  });
+
+  it("exports what each node runs, as the last up or refresh read it, in the nodes output", async () => {
+    const { out } = await planStack();
+    expect((await promiseOf(out.nodes))[0]).toEqual({
+      name: "cp-1",
+      address: "10.0.0.11",
+      role: "controlplane",
+      runningTalosVersion: "v1.11.5",
+      bootedSchematicId: await promiseOf(out.schematicId),
+      kubernetesVersion: "1.34.1",
+    });
   });
 });
 

@@ -120,24 +120,23 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     for (const node of await sim.nodes()) expect(node.applies).toBe(1);
   });
 
-  it("finds no drift in the stack or on any node: npm run drift -- --nodes", () => {
-    const r = runDrift(ws, "-s", "sim", "--nodes");
-    expect(r.stdout.trim().split("\n")).toEqual([
-      "sim: no drift",
-      ...nodes.map((n) => `sim: node ${n.name} (${n.address}): no drift`),
-      `sim: vip ${VIP}: up on cp-1 (enp1s0)`,
-    ]);
+  it("finds no drift in the stack or on any node: npm run drift", () => {
+    const r = runDrift(ws, "-s", "sim");
+    expect(r.stdout.trim()).toBe("sim: no drift");
     expect(r.code).toBe(0);
   });
 
-  it("updates only the changed node's config apply when its patch changes, replacing nothing", async () => {
+  it("updates only the changed node's config apply and its node state when its patch changes, replacing nothing", async () => {
     const edited = nodes.map((n) =>
       n.name === "worker-2" ? { ...n, patches: [{ machine: { sysctls: { "vm.max_map_count": "262144" } } }] } : n,
     );
     config = { ...config, "talos-cluster:nodes": edited };
     ws.writeConfig(config);
     const up = ws.must(["up", "--yes", "--json"]);
-    expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([["update", "sim-worker-2"]]);
+    expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([
+      ["update", "sim-worker-2"],
+      ["update", "sim-worker-2-state"],
+    ]);
     const state = await sim.nodes();
     expect(state.map((s) => [s.hostname, s.applies])).toEqual(nodes.map((n) => [n.name, n.name === "worker-2" ? 2 : 1]));
     // The install used auto; the change on the running node uses the stack's no_reboot.
@@ -151,8 +150,15 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     ws.writeConfig({ ...config, "talos-cluster:network": { ...network, vip: { address: VIP, interface: "eth0" } } });
     ws.must(["up", "--yes"]);
     expect((await sim.nodes()).filter((s) => s.vip?.up)).toEqual([]);
-    const r = runDrift(ws, "-s", "sim", "--nodes");
-    expect(r.stdout).toContain(`sim: vip ${VIP}: down: no control plane holds it (cp-1 has enp1s0; cp-2 has enp1s0; cp-3 has enp1s0)`);
+    const preview = ws.run(["preview", "--refresh", "--diff"]);
+    expect(preview.output).toContain(`vip: "${VIP} (no link matches interface \\"eth0\\"; links: enp1s0)" => "${VIP}"`);
+    const r = runDrift(ws, "-s", "sim");
+    const [head, items = ""] = r.stdout.trim().split(" resources: ");
+    expect(head).toBe("sim: drift: 3");
+    const controlPlanes = nodes.filter((n) => n.role === "controlplane");
+    expect(items.split("; ").sort()).toEqual(
+      controlPlanes.map((n) => `update talosnode:index:NodeState::sim-${n.name}-state (vip)`).sort(),
+    );
     expect(r.code).toBe(1);
 
     ws.writeConfig(config);

@@ -106,7 +106,7 @@ export class Workspace {
     const started = Date.now();
     const r = spawnSync(command, args, {
       cwd: this.dir,
-      env: { ...this.env, PULUMI_BIN: PULUMI, NODECHECK_BIN: join(BIN, "nodecheck") },
+      env: { ...this.env, PULUMI_BIN: PULUMI },
       encoding: "utf8",
       maxBuffer: 64 * 1024 * 1024,
     });
@@ -208,6 +208,12 @@ export class Simulator {
     const found = (await this.nodes()).find((n) => n.address === address);
     if (found === undefined) throw new Error(`the simulator has no node ${address}`);
     return found;
+  }
+
+  /** Changes what a node runs behind Pulumi's back, as a person with talosctl would. */
+  async set(address: string, change: { talosVersion?: string; schematic?: string; configPatch?: string }): Promise<void> {
+    const res = await fetch(`${this.controlUrl}/nodes/${address}/set`, { method: "POST", body: JSON.stringify(change) });
+    if (!res.ok) throw new Error(`talos-sim set ${address}: ${res.status} ${await res.text()}`);
   }
 
   async stop(address: string): Promise<void> {

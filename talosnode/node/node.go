@@ -1,0 +1,214 @@
+// Package node reads what one Talos node runs, over mutual TLS with the cluster's client
+// configuration: its release (Version RPC), the schematic it booted (the `schematic`
+// ExtensionStatus), the machine config it applied (MachineConfig), its links (LinkStatus) and
+// where the config's VIP lands on them, and its MachineStatus.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/network"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"talos-cluster/talosnode/redact"
+)
+
+// Credentials is the client configuration of a cluster: base64-encoded PEM, the shape of the
+// talos provider's machine.Secrets clientConfiguration and of a talosconfig context.
+type Credentials struct {
+	CACertificate     string
+	ClientCertificate string
+	ClientKey         string
+}
+
+// Target names a node in messages: its name in the stack and the address it is reached at.
+type Target struct {
+	Name    string
+	Address string
+}
+
+func (t Target) String() string {
+	if t.Name == "" || t.Name == t.Address {
+		return t.Address
+	}
+	return fmt.Sprintf("%s (%s)", t.Name, t.Address)
+}
+
+// State is what a node reports about itself.
+type State struct {
+	// TalosVersion is the tag of the release it runs (Version RPC), e.g. v1.11.5.
+	TalosVersion string
+	// SchematicID is the Image Factory schematic of the image it booted; "" for an image the
+	// factory did not build.
+	SchematicID string
+	// InstallerImage is machine.install.image of the applied config.
+	InstallerImage string
+	// KubernetesVersion is the tag of the kubelet image in the applied config, without a leading v.
+	KubernetesVersion string
+	// Config is the applied machine config.
+	Config config.Provider
+	// Links are the names of the node's links (LinkStatus ids), sorted.
+	Links []string
+	// VIP is where the applied config's shared address lands on those links.
+	VIP VIP
+	// Stage is the MachineStatus stage (maintenance, running, upgrading, ...).
+	Stage string
+	// Ready is the MachineStatus readiness.
+	Ready bool
+}
+
+// Error is a failed read of one node: which node, in which phase, what was seen.
+type Error struct {
+	Target Target
+	Phase  string
+	Err    error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Target, e.Phase, describe(e.Err)) }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// notAnswering is true for what a node that is down, rebooting or still installing shows: no
+// connection, a handshake its maintenance certificate (or a worker's missing API certificate)
+// fails, a call cut off. Anything else is an answer, and waiting does not change it.
+func (e *Error) notAnswering() bool {
+	switch status.Code(e.Err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return errors.Is(e.Err, context.DeadlineExceeded)
+}
+
+// describe is a gRPC error's message without the "rpc error: code = ... desc =" wrapping, which
+// says nothing a reader needs and doubles the length of every line.
+func describe(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Code().String() + ": " + s.Message()
+	}
+	return err.Error()
+}
+
+// Read asks the node once. Its errors are *Error.
+func Read(ctx context.Context, t Target, creds Credentials) (State, error) {
+	fail := func(phase string, err error) (State, error) {
+		return State{}, &Error{Target: t, Phase: phase, Err: err}
+	}
+	c, err := client.New(ctx, client.WithConfigContext(&clientconfig.Context{
+		Endpoints: []string{t.Address},
+		CA:        creds.CACertificate,
+		Crt:       creds.ClientCertificate,
+		Key:       creds.ClientKey,
+	}))
+	if err != nil {
+		return fail("client configuration", err)
+	}
+	defer c.Close() //nolint:errcheck
+
+	var s State
+	version, err := c.Version(ctx)
+	if err != nil {
+		return fail("version", err)
+	}
+	if msgs := version.GetMessages(); len(msgs) > 0 {
+		s.TalosVersion = msgs[0].GetVersion().GetTag()
+	}
+
+	// The Image Factory adds a virtual extension named "schematic" whose version is the id. Its
+	// resource id is the layer's index like any extension's, never "schematic": find it by name.
+	exts, err := safe.StateListAll[*runtime.ExtensionStatus](ctx, c.COSI)
+	if err != nil {
+		return fail("extensions", err)
+	}
+	for ext := range exts.All() {
+		if ext.TypedSpec().Metadata.Name == "schematic" {
+			s.SchematicID = ext.TypedSpec().Metadata.Version
+		}
+	}
+
+	mc, err := safe.StateGetByID[*configres.MachineConfig](ctx, c.COSI, configres.ActiveID)
+	if err != nil {
+		if _, isStatus := status.FromError(err); !isStatus {
+			// A config the client cannot decode: machinery's message quotes it, secrets and all.
+			err = errors.New(redact.ErrorText(err))
+		}
+		return fail("machine config", err)
+	}
+	s.Config = mc.Provider()
+	if s.Config.Machine() == nil {
+		return fail("machine config", errors.New("the applied config has no v1alpha1 machine section"))
+	}
+	s.InstallerImage = s.Config.Machine().Install().Image()
+	s.KubernetesVersion = strings.TrimPrefix(ImageTag(s.Config.Machine().Kubelet().Image()), "v")
+
+	links, err := safe.StateListAll[*network.LinkStatus](ctx, c.COSI)
+	if err != nil {
+		return fail("links", err)
+	}
+	linkList := slices.Collect(links.All())
+	s.Links = LinkNames(linkList)
+	s.VIP = ResolveVIP(s.Config, linkList)
+
+	ms, err := safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
+	if err != nil {
+		return fail("machine status", err)
+	}
+	s.Stage = ms.TypedSpec().Stage.String()
+	s.Ready = ms.TypedSpec().Status.Ready
+	return s, nil
+}
+
+// ImageTag is the tag of an image reference: ghcr.io/siderolabs/kubelet:v1.34.1 gives v1.34.1.
+func ImageTag(image string) string {
+	image, _, _ = strings.Cut(image, "@")
+	if i := strings.LastIndex(image, ":"); i >= 0 && !strings.Contains(image[i:], "/") {
+		return image[i+1:]
+	}
+	return ""
+}
+
+// Wait reads the node, asking again while it does not answer over mutual TLS (it is down,
+// rebooting or still installing) until timeout. Each failed attempt is passed to progress (which
+// may be nil) with what was seen, e.g. "version: unavailable: connection refused". An answer that
+// is an error (a refused credential, a config that does not decode) ends the wait at once.
+func Wait(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string)) (State, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	interval := 500 * time.Millisecond
+	seen := ""
+	for attempt := 1; ; attempt++ {
+		s, err := Read(ctx, t, creds)
+		if err == nil {
+			return s, nil
+		}
+		var rerr *Error
+		if !errors.As(err, &rerr) || !rerr.notAnswering() {
+			return State{}, err
+		}
+		// The attempt the deadline cut short says less than the one before it.
+		if seen == "" || ctx.Err() == nil {
+			seen = rerr.Phase + ": " + describe(rerr.Err)
+		}
+		if progress != nil {
+			progress(attempt, seen)
+		}
+		select {
+		case <-ctx.Done():
+			return State{}, fmt.Errorf("%s: not answering over mutual TLS within %s: %s", t, timeout, seen)
+		case <-time.After(min(interval, time.Until(start.Add(timeout)))):
+		}
+		interval = min(interval*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,210 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	simnode "talos-cluster/sim/node"
+	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/redact"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func hashOf(t *testing.T, data []byte) string {
+	t.Helper()
+	cfg, err := redact.FromYAML(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Hash
+}
+
+func TestReadReportsWhatTheNodeRuns(t *testing.T) {
+	l := lab.New(t)
+	declared := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	for _, tc := range []struct {
+		name    string
+		address string
+		change  *simnode.Change
+		want    node.State
+		// patched is the declared config with the change's patch, for the expected hash.
+		patched string
+	}{
+		{
+			name:    "as declared",
+			address: "127.0.9.11",
+			want:    node.State{TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, KubernetesVersion: "1.34.1", Stage: "running", Ready: true},
+		},
+		{
+			name:    "changed by hand",
+			address: "127.0.9.12",
+			change: &simnode.Change{
+				TalosVersion: "v1.10.7",
+				Schematic:    lab.OtherSchematic,
+				ConfigPatch:  "machine:\n  install:\n    image: ghcr.io/siderolabs/installer:v1.10.7\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.33.6\n",
+			},
+			patched: "machine:\n  install:\n    image: ghcr.io/siderolabs/installer:v1.10.7\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.33.6\n",
+			want:    node.State{TalosVersion: "v1.10.7", SchematicID: lab.OtherSchematic, InstallerImage: "ghcr.io/siderolabs/installer:v1.10.7", KubernetesVersion: "1.33.6", Stage: "running", Ready: true},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := l.Configured(t, tc.address, declared)
+			if tc.change != nil {
+				if err := n.Set(testCtx(t), *tc.change); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := node.Read(testCtx(t), node.Target{Name: "cp-1", Address: tc.address}, l.Credentials)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			applied, err := redact.FromProvider(got.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantHash := hashOf(t, declared)
+			if tc.patched != "" {
+				wantHash = hashOf(t, l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.patched))
+			}
+			if applied.Hash != wantHash {
+				t.Errorf("applied config hash %s, want %s", applied.Hash, wantHash)
+			}
+			if (tc.change != nil) == (applied.Hash == hashOf(t, declared)) {
+				t.Errorf("applied hash equals the declared one: %t, want %t", applied.Hash == hashOf(t, declared), tc.change == nil)
+			}
+			got.Config = nil
+			// A node of the simulator has one link unless told otherwise.
+			tc.want.Links = simnode.DefaultLinks
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWaitReadsANodeOnceItAnswers(t *testing.T) {
+	l := lab.New(t)
+	declared := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	for _, tc := range []struct {
+		name    string
+		address string
+		// arrive brings the node up late: installed from maintenance, or powered on.
+		setup  func(t *testing.T, address string) (arrive func())
+		phases []string
+	}{
+		{
+			name:    "installing: maintenance mode until its config is applied",
+			address: "127.0.9.21",
+			setup: func(t *testing.T, address string) func() {
+				n := l.Node(t, address, lab.TalosVersion, lab.Schematic)
+				return func() {
+					if err := lab.Install(n, declared); err != nil {
+						t.Error(err)
+					}
+				}
+			},
+		},
+		{
+			name:    "powered off, then on",
+			address: "127.0.9.22",
+			setup: func(t *testing.T, address string) func() {
+				n := l.Configured(t, address, declared)
+				n.Stop()
+				return func() {
+					if err := n.Start(); err != nil {
+						t.Error(err)
+					}
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			arrive := tc.setup(t, tc.address)
+			var attempts atomic.Int32
+			var seen atomic.Value
+			// The node arrives after the second failed attempt, as an installing node does.
+			second := make(chan struct{})
+			go func() {
+				<-second
+				arrive()
+			}()
+			got, err := node.Wait(testCtx(t), node.Target{Name: "cp-1", Address: tc.address}, l.Credentials, 20*time.Second, func(attempt int, s string) {
+				attempts.Store(int32(attempt))
+				seen.Store(s)
+				if attempt == 2 {
+					close(second)
+				}
+			})
+			if err != nil {
+				t.Fatalf("wait: %v", err)
+			}
+			if got.TalosVersion != lab.TalosVersion || got.Stage != "running" {
+				t.Fatalf("got %+v", got)
+			}
+			if attempts.Load() < 2 {
+				t.Fatalf("progress called %d times, want at least 2", attempts.Load())
+			}
+			t.Logf("last progress: %v", seen.Load())
+		})
+	}
+}
+
+func TestWaitForAStoppedNodeFailsNamingItWithinTheTimeout(t *testing.T) {
+	l := lab.New(t)
+	n := l.Configured(t, "127.0.9.31", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	n.Stop()
+	start := time.Now()
+	_, err := node.Wait(testCtx(t), node.Target{Name: "cp-3", Address: "127.0.9.31"}, l.Credentials, 2*time.Second, nil)
+	elapsed := time.Since(start)
+	if err == nil {
+		t.Fatal("read of a stopped node succeeded")
+	}
+	want := "cp-3 (127.0.9.31): not answering over mutual TLS within 2s: version: Unavailable: "
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got  %q\nwant prefix %q", err, want)
+	}
+	if elapsed < 2*time.Second || elapsed > 5*time.Second {
+		t.Fatalf("failed after %s, want about 2s", elapsed)
+	}
+}
+
+func TestAnAnswerThatIsAnErrorEndsTheWaitAtOnce(t *testing.T) {
+	l := lab.New(t)
+	l.Configured(t, "127.0.9.41", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	creds := l.Credentials
+	creds.ClientKey = "bm90IGEga2V5" // "not a key"
+	start := time.Now()
+	_, err := node.Wait(testCtx(t), node.Target{Name: "cp-4", Address: "127.0.9.41"}, creds, 20*time.Second, nil)
+	var rerr *node.Error
+	if !errors.As(err, &rerr) || rerr.Phase != "client configuration" || !strings.HasPrefix(err.Error(), "cp-4 (127.0.9.41): client configuration: ") {
+		t.Fatalf("got %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("waited %s for an error that waiting does not change", time.Since(start))
+	}
+}
+
+func TestImageTag(t *testing.T) {
+	for image, tag := range map[string]string{
+		"ghcr.io/siderolabs/kubelet:v1.34.1":                "v1.34.1",
+		"registry.local:5000/kubelet:v1.33.6":               "v1.33.6",
+		"registry.local:5000/kubelet":                       "",
+		"ghcr.io/siderolabs/kubelet:v1.34.1@sha256:0123abc": "v1.34.1",
+	} {
+		if got := node.ImageTag(image); got != tag {
+			t.Errorf("ImageTag(%q) = %q, want %q", image, got, tag)
+		}
+	}
+}

@@ -1,0 +1,59 @@
+// Package provider is the talosnode Pulumi provider: one resource, NodeState, that records what
+// a Talos node runs next to what the stack declares, so a refresh shows drift made on the node.
+package provider
+
+import (
+	"context"
+
+	p "github.com/pulumi/pulumi-go-provider"
+	"github.com/pulumi/pulumi-go-provider/infer"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+	"github.com/pulumi/pulumi/sdk/v3/go/property"
+)
+
+// Name is the plugin's name: pulumi-resource-talosnode, tokens talosnode:index:*.
+const Name = "talosnode"
+
+// New builds the provider.
+func New() (p.Provider, error) {
+	prov, err := infer.NewProviderBuilder().
+		WithDisplayName("talosnode").
+		WithDescription("Reads what Talos nodes run (release, booted schematic, applied config, machine status, where the config's VIP lands) over mutual TLS, so drift made on a node shows in a refresh.").
+		// The Node.js SDK's package is @talos-cluster/talosnode.
+		WithNamespace("talos-cluster").
+		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
+		WithResources(infer.Resource(&NodeState{})).
+		// Types live in this Go package; their tokens are talosnode:index:*.
+		WithModuleMap(map[tokens.ModuleName]tokens.ModuleName{"provider": "index"}).
+		Build()
+	if err != nil {
+		return p.Provider{}, err
+	}
+	check := prov.Check
+	prov.Check = func(ctx context.Context, req p.CheckRequest) (p.CheckResponse, error) {
+		resp, err := check(ctx, req)
+		if err == nil {
+			resp.Inputs = keepUnknowns(req.Inputs, resp.Inputs)
+		}
+		return resp, err
+	}
+	return prov, nil
+}
+
+// keepUnknowns makes every value that was unknown in the program's inputs unknown in the checked
+// ones. infer v1.1.2's secret tagging turns an unknown secret into a known empty one (its
+// deferred MakeSecret wraps the value from before MakeComputed), so a preview of a new stack
+// would show the client configuration and machine config as empty instead of unknown.
+func keepUnknowns(in, out property.Map) property.Map {
+	for key, v := range in.All {
+		got, ok := out.GetOk(key)
+		switch {
+		case !ok:
+		case v.IsComputed() && !got.IsComputed():
+			out = out.Set(key, property.New(property.Computed).WithSecret(v.Secret() || got.Secret()))
+		case v.IsMap() && got.IsMap():
+			out = out.Set(key, property.WithGoValue(got, keepUnknowns(v.AsMap(), got.AsMap())))
+		}
+	}
+	return out
+}
