@@ -1,0 +1,314 @@
+// The real engine, driven from TypeScript by the engine tests, the demo and the bench: the CLI and
+// plugins `npm run setup` built, a project folder per stack (a throwaway one unless told; stack
+// files in the repo are never touched), a local file:// backend, and the simulated Talos nodes and
+// Image Factory of test/sim.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parse, stringify } from "yaml";
+
+export const ROOT = resolve(__dirname, "..");
+export const BIN = join(ROOT, "node_modules", ".bin");
+export const PULUMI = join(BIN, "pulumi");
+const TALOS_SIM = join(BIN, "talos-sim");
+const TALOS_SDK = join(ROOT, "node_modules", "@pulumiverse", "talos", "bin", "index.js");
+const TALOSNODE_SDK = join(ROOT, "node_modules", "@talos-cluster", "talosnode", "bin", "index.js");
+
+/** The `config:` mapping of a stack file, path relative to the repository. */
+export function stackFileConfig(file: string): Record<string, unknown> {
+  return (parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> }).config;
+}
+
+/** What is missing for engine tests, or undefined when the toolchain is all there. */
+export function missingToolchain(): string | undefined {
+  for (const [what, path] of [
+    ["the pulumi CLI", PULUMI],
+    ["talos-sim", TALOS_SIM],
+    ["@pulumiverse/talos", TALOS_SDK],
+    ["@talos-cluster/talosnode", TALOSNODE_SDK],
+  ] as const) {
+    if (!existsSync(path)) return `${what} (${path}) is missing; run \`npm run setup\``;
+  }
+  return undefined;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr together, as a person would read them. */
+  output: string;
+}
+
+/** A project folder with one stack on a local backend; the program is the repository's own. */
+export class Workspace {
+  readonly dir: string;
+  private readonly env: NodeJS.ProcessEnv;
+
+  /**
+   * `program`: a folder with its own Pulumi.yaml and index.ts to run instead of the project's.
+   * `dir`: the project folder to (re)create, instead of a throwaway one under the temp folder.
+   */
+  constructor(
+    readonly stack: string,
+    config: Record<string, unknown>,
+    program?: string,
+    dir?: string,
+  ) {
+    if (dir !== undefined) {
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+    }
+    this.dir = dir ?? mkdtempSync(join(tmpdir(), `talos-cluster-${stack}-`));
+    const own = program === undefined ? ["Pulumi.yaml", "index.ts", "components"] : readdirSync(program);
+    for (const entry of own) symlinkSync(join(program ?? ROOT, entry), join(this.dir, entry));
+    for (const entry of ["node_modules", "package.json", "tsconfig.json"]) {
+      if (!own.includes(entry)) symlinkSync(join(ROOT, entry), join(this.dir, entry));
+    }
+    this.writeConfig(config);
+    mkdirSync(join(this.dir, ".state"));
+    this.env = {
+      ...process.env,
+      PULUMI_BACKEND_URL: `file://${join(this.dir, ".state")}`,
+      PULUMI_CONFIG_PASSPHRASE: "engine-tests",
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+      NO_COLOR: "1",
+    };
+    this.must(["stack", "init", stack]);
+  }
+
+  /** Replaces the stack's config (the `config:` mapping of Pulumi.<stack>.yaml), keeping its salt. */
+  writeConfig(config: Record<string, unknown>): void {
+    const file = join(this.dir, `Pulumi.${this.stack}.yaml`);
+    const salt = existsSync(file) ? /^encryptionsalt: .*$/m.exec(readFileSync(file, "utf8"))?.[0] : undefined;
+    writeFileSync(file, stringify({ config }) + (salt === undefined ? "" : `${salt}\n`));
+  }
+
+  /** Runs the CLI in the workspace, printing the step and how long it took. */
+  run(args: string[]): RunResult {
+    return this.exec("pulumi", PULUMI, [...args, "--non-interactive"]);
+  }
+
+  /** Runs any command in the workspace with its backend and passphrase, as a person in it would. */
+  exec(label: string, command: string, args: string[]): RunResult {
+    const started = Date.now();
+    const r = spawnSync(command, args, {
+      cwd: this.dir,
+      env: { ...this.env, PULUMI_BIN: PULUMI },
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const code = r.status ?? 1;
+    console.log(`[${this.stack}] ${label} ${args.filter((a) => a !== "--non-interactive").join(" ")}: exit ${code} in ${seconds}s`);
+    return { code, stdout: r.stdout, stderr: r.stderr, output: `${r.stdout}\n${r.stderr}` };
+  }
+
+  /** Runs the CLI with its own output on this terminal, as a person running it sees it. */
+  show(args: string[]): number {
+    return spawnSync(PULUMI, [...args, "--non-interactive"], { cwd: this.dir, env: this.env, stdio: "inherit" }).status ?? 1;
+  }
+
+  /** Runs the CLI and fails with its output unless it succeeds. */
+  must(args: string[]): RunResult {
+    const r = this.run(args);
+    if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} failed (exit ${r.code}):\n${r.output}`);
+    return r;
+  }
+
+  /** The stack's checkpoint, as the state backend holds it. */
+  state(): { resources: StateResource[]; text: string } {
+    const text = this.must(["stack", "export", "-s", this.stack]).stdout;
+    const doc = JSON.parse(text) as { deployment: { resources?: StateResource[] } };
+    return { resources: doc.deployment.resources ?? [], text };
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface StateResource {
+  urn: string;
+  type: string;
+  id?: string;
+  protect?: boolean;
+  outputs?: Record<string, unknown>;
+}
+
+export interface SimNode {
+  address: string;
+  up: boolean;
+  configured: boolean;
+  role: string;
+  hostname: string;
+  installImage: string;
+  applies: number;
+  applyModes: string[];
+  bootstrapped: boolean;
+  bootstrapCalls: number;
+  kubeconfigCalls: number;
+  /** The last applied machine configuration (YAML). */
+  config: string;
+  /** The node's network links (predictable names, as on metal). */
+  links: string[];
+  /** The VIP its config declares: on which link, whether this node holds it, and if not why. */
+  vip?: { address: string; link: string; up: boolean; reason: string };
+  /** The Kubernetes Node its kubelet registered, as NodeRestriction let Talos shape it. */
+  kubernetesNode?: { labels: Record<string, string>; taints: { key: string; value?: string; effect: string }[]; error: string } | null;
+}
+
+/** Simulated Talos nodes and Image Factory (test/sim), on loopback addresses of the caller's choice. */
+export class Simulator {
+  private constructor(
+    private readonly proc: ChildProcess,
+    readonly factoryUrl: string,
+    private readonly controlUrl: string,
+  ) {}
+
+  /** `extra`: further talos-sim flags, e.g. `-talos-version v1.11.4` for nodes left on an old release. */
+  /**
+   * `extra`: further talos-sim flags. `logFile`: write the simulator's log there and let it outlive
+   * this process (the demo's --keep); otherwise it dies with its pipe.
+   */
+  static async start(
+    nodes: string[],
+    factoryPort: number,
+    controlPort: number,
+    extra: string[] = [],
+    logFile?: string,
+  ): Promise<Simulator> {
+    const dir = mkdtempSync(join(tmpdir(), "talos-sim-"));
+    const ready = join(dir, "ready");
+    const factory = `127.0.0.1:${factoryPort}`;
+    const control = `127.0.0.1:${controlPort}`;
+    const args = ["-nodes", nodes.join(","), "-factory", factory, "-control", control, "-ready-file", ready, ...extra];
+    const proc =
+      logFile === undefined
+        ? spawn(TALOS_SIM, args, { stdio: ["ignore", "ignore", "pipe"] })
+        : spawn(TALOS_SIM, args, { stdio: ["ignore", "ignore", openSync(logFile, "a")], detached: true });
+    let log = "";
+    proc.stderr?.on("data", (d: Buffer) => {
+      log += d.toString();
+    });
+    if (logFile !== undefined) proc.unref();
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(ready)) {
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        proc.kill();
+        throw new Error(`talos-sim did not start:\n${logFile === undefined ? log : readFileSync(logFile, "utf8")}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    rmSync(dir, { recursive: true, force: true });
+    return new Simulator(proc, `http://${factory}`, `http://${control}`);
+  }
+
+  /** The simulator's process id. */
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  async nodes(): Promise<SimNode[]> {
+    const res = await fetch(`${this.controlUrl}/state`);
+    return ((await res.json()) as { nodes: SimNode[] }).nodes;
+  }
+
+  async node(address: string): Promise<SimNode> {
+    const found = (await this.nodes()).find((n) => n.address === address);
+    if (found === undefined) throw new Error(`the simulator has no node ${address}`);
+    return found;
+  }
+
+  /** Changes what a node runs behind Pulumi's back, as a person with talosctl would. */
+  async set(address: string, change: { talosVersion?: string; schematic?: string; configPatch?: string }): Promise<void> {
+    const res = await fetch(`${this.controlUrl}/nodes/${address}/set`, { method: "POST", body: JSON.stringify(change) });
+    if (!res.ok) throw new Error(`talos-sim set ${address}: ${res.status} ${await res.text()}`);
+  }
+
+  async stop(address: string): Promise<void> {
+    await this.control(address, "stop");
+  }
+
+  async start(address: string): Promise<void> {
+    await this.control(address, "start");
+  }
+
+  private async control(address: string, action: "stop" | "start"): Promise<void> {
+    const res = await fetch(`${this.controlUrl}/nodes/${address}/${action}`, { method: "POST" });
+    if (!res.ok) throw new Error(`talos-sim ${action} ${address}: ${res.status} ${await res.text()}`);
+  }
+
+  dispose(): void {
+    this.proc.kill();
+  }
+}
+
+export interface SimNodeConfig {
+  name: string;
+  address: string;
+  role: "controlplane" | "worker";
+  installDisk: string;
+  labels?: Record<string, string>;
+  taints?: { key: string; value?: string; effect: string }[];
+}
+
+/** Control planes and workers on 127.0.<net>.x: each test file takes its own <net>. */
+export function simNodes(net: number, counts: { controlPlanes: number; workers: number }): SimNodeConfig[] {
+  const node = (role: SimNodeConfig["role"], i: number): SimNodeConfig => ({
+    name: `${role === "controlplane" ? "cp" : "worker"}-${i}`,
+    address: `127.0.${net}.${role === "controlplane" ? 10 + i : 20 + i}`,
+    role,
+    installDisk: "/dev/vda",
+  });
+  return [
+    ...Array.from({ length: counts.controlPlanes }, (_, i) => node("controlplane", i + 1)),
+    ...Array.from({ length: counts.workers }, (_, i) => node("worker", i + 1)),
+  ];
+}
+
+/** Stack config for simulated nodes: the provider talks to the simulated factory; addons are off (no Kubernetes runs). */
+export function simStackConfig(
+  sim: Simulator,
+  clusterName: string,
+  nodes: SimNodeConfig[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const off = { enabled: false };
+  return {
+    "talos:imageFactoryUrl": sim.factoryUrl,
+    "talos-cluster:clusterName": clusterName,
+    "talos-cluster:endpoint": nodes[0]?.address,
+    "talos-cluster:nodes": nodes,
+    "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
+    ...extra,
+  };
+}
+
+/** `npm run drift -- ARGS` in a workspace. */
+export function runDrift(ws: Workspace, ...args: string[]): RunResult {
+  return ws.exec("npm run drift --", join(BIN, "vite-node"), [join(ROOT, "scripts", "drift.ts"), "--", ...args]);
+}
+
+/** Splits concatenated (pretty-printed) JSON values, as `pulumi up --json` writes its events. */
+export function jsonStream(text: string): unknown[] {
+  const values: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" || c === "[") {
+      if (depth++ === 0) start = i;
+    } else if ((c === "}" || c === "]") && --depth === 0) {
+      values.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return values;
+}
