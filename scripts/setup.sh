@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# One setup command for a fresh machine: `npm run setup` (runs before `npm ci`; it runs it).
-# Reuses what is there; builds what is missing into a cache outside the repo, keyed by version.
+# One setup command for a fresh machine: `npm run setup` (it runs `npm ci` itself, once the local
+# SDK packages it needs exist). Reuses what is there: a `pulumi` CLI on PATH at the pinned version
+# or newer, plugins already installed at the pinned versions, and its own cache; builds what is
+# missing into a cache outside the repo, keyed by version. TALOS_CLUSTER_BUILD_TOOLCHAIN=1 builds
+# the engine and plugins whatever is installed (for air-gapped mirrors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/toolchain.env
 source scripts/toolchain.env
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/talos-cluster"
+PLUGINS="${PULUMI_HOME:-$HOME/.pulumi}/plugins"
 mkdir -p "$CACHE/bin"
 step() { printf '\n==> %s\n' "$*"; }
-elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
+elapsed() { echo "$(($(date +%s) - $1))s"; }
+build_all() { [ "${TALOS_CLUSTER_BUILD_TOOLCHAIN:-}" = 1 ]; }
+# version_at_least A B: dotted version A >= B.
+version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
 
 step "Node.js $(node --version), npm $(npm --version 2>/dev/null)"
 if ! command -v go >/dev/null 2>&1; then
@@ -21,24 +28,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 step "$(go version)"
 
-step "Node.js dependencies (npm ci)"
-t=$(date +%s)
-if [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
-  echo "node_modules is current; skipping"
-else
-  npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true
-  [ -d node_modules/@pulumi/pulumi ] || { echo "npm ci failed" >&2; exit 1; }
-fi
-# The policy pack runs from its own folder with its own dependencies.
-if [ -d policy/node_modules ] && [ policy/node_modules/.package-lock.json -nt policy/package-lock.json ]; then
-  echo "policy/node_modules is current; skipping"
-else
-  (cd policy && { npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true; })
-  [ -d policy/node_modules/@pulumi/policy ] || { echo "npm ci in policy/ failed" >&2; exit 1; }
-fi
-echo "done in $(elapsed "$t")"
-
-# Go tools: built once per version into the cache, then linked where the scripts look.
+# Go tools: built once per version into the cache; linked into node_modules/.bin at the end.
 build_go_tool() { # name module@version
   local name=$1 target=$2 out="$CACHE/bin/$1-${2##*@}"
   if [ -x "$out" ]; then echo "$name ${2##*@}: cached"; else
@@ -48,7 +38,6 @@ build_go_tool() { # name module@version
     mv "$CACHE/gobin-$name/$name" "$out" && rm -rf "$CACHE/gobin-$name"
     echo "$name: built in $(elapsed "$t")"
   fi
-  ln -sf "$out" "node_modules/.bin/$name"
 }
 step "Go tools"
 if ! command -v shellcheck >/dev/null 2>&1; then
@@ -57,14 +46,10 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck >/dev/null
 fi
 build_go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@v${ACTIONLINT_VERSION}"
-# The project's own Go programs: go build's cache makes a second run a no-op.
-build_own() { # name dir package
-  local t; t=$(date +%s)
-  (cd "$2" && go build -o "$CACHE/bin/$1" "$3")
-  ln -sf "$CACHE/bin/$1" "node_modules/.bin/$1"
-  echo "$1: built in $(elapsed "$t")"
-}
-build_own talos-sim test/sim ./cmd/talos-sim
+# The simulator: go build's cache makes a second run a no-op.
+t=$(date +%s)
+(cd test/sim && go build -o "$CACHE/bin/talos-sim" ./cmd/talos-sim)
+echo "talos-sim: built in $(elapsed "$t")"
 
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,
 # built from the wrapper modules in scripts/toolchain (their go.mod/go.sum are the pins). Each
@@ -72,12 +57,29 @@ build_own talos-sim test/sim ./cmd/talos-sim
 step "Pulumi toolchain"
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/siderolabs"
 wrapper_hash() { # dirs... : the sources and pins of the wrappers, plus the version labels
-  { find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat
-    echo "$PULUMI_CLI_VERSION $TALOS_PLUGIN_VERSION"; } | sha256sum | cut -c1-12
+  {
+    find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat
+    echo "$PULUMI_CLI_VERSION $TALOS_PLUGIN_VERSION"
+  } | sha256sum | cut -c1-12
 }
+# A CLI on PATH at the pinned version or newer is used as it is (npm run puts node_modules/.bin
+# first on PATH: a link there to an earlier build counts too).
+PULUMI=""
+if ! build_all && found=$(command -v pulumi 2>/dev/null); then
+  have=$("$found" version 2>/dev/null || true)
+  if version_at_least "${have#v}" "$PULUMI_CLI_VERSION"; then
+    PULUMI=$(readlink -f "$found")
+    echo "pulumi $have on PATH ($PULUMI): reused, nothing built"
+  else
+    echo "pulumi on PATH is ${have:-unreadable}, older than v$PULUMI_CLI_VERSION: building the pinned one"
+  fi
+fi
 ENGINE="$CACHE/engine-$(wrapper_hash scripts/toolchain/pulumi scripts/toolchain/language-nodejs)"
-if [ -x "$ENGINE/pulumi" ] && [ -x "$ENGINE/pulumi-language-nodejs" ] && [ -x "$ENGINE/sdkgen" ]; then
+if [ -n "$PULUMI" ]; then
+  :
+elif [ -x "$ENGINE/pulumi" ] && [ -x "$ENGINE/pulumi-language-nodejs" ] && [ -x "$ENGINE/sdkgen" ]; then
   echo "pulumi v$PULUMI_CLI_VERSION, language host, sdkgen: cached in $ENGINE"
+  PULUMI="$ENGINE/pulumi"
 else
   mkdir -p "$ENGINE.tmp"
   t=$(date +%s)
@@ -94,12 +96,29 @@ else
     github.com/pulumi/pulumi/sdk/v3/nodejs/cmd/pulumi-language-nodejs)
   echo "  built in $(elapsed "$t")"
   rm -rf "$ENGINE" && mv "$ENGINE.tmp" "$ENGINE"
+  PULUMI="$ENGINE/pulumi"
 fi
-ln -sf "$ENGINE/pulumi" node_modules/.bin/pulumi
-echo "node_modules/.bin/pulumi -> $ENGINE/pulumi ($("$ENGINE/pulumi" version))"
+
+# A plugin already installed at its pinned version is used as it is; one of the project's own
+# (the talos plugin carries the create-with-auto wrapper) only when installed from the same sources,
+# which install_plugin records beside it.
+installed() { # name version [sources-hash]: the installed plugin binary, if it may be reused
+  local dir="$PLUGINS/resource-$1-v$2"
+  build_all && return 1
+  [ -x "$dir/pulumi-resource-$1" ] || return 1
+  [ -z "${3:-}" ] || [ "$(cat "$dir/.talos-cluster-sources" 2>/dev/null)" = "$3" ] || return 1
+  echo "$dir/pulumi-resource-$1"
+}
+# The schema an SDK is generated from, beside a binary (built here or installed).
+schema_of() { # binary dir
+  [ -s "$2/schema.json" ] || "$PULUMI" package get-schema "$1" >"$2/schema.json"
+}
 
 TALOS="$CACHE/talos-$(wrapper_hash scripts/toolchain/talos-provider)"
-if [ -x "$TALOS/pulumi-resource-talos" ] && [ -s "$TALOS/schema.json" ]; then
+if reuse=$(installed talos "$TALOS_PLUGIN_VERSION" "${TALOS##*/}"); then
+  echo "talos plugin v$TALOS_PLUGIN_VERSION: installed ($reuse), reused"
+  mkdir -p "$TALOS" && schema_of "$reuse" "$TALOS"
+elif [ -x "$TALOS/pulumi-resource-talos" ] && [ -s "$TALOS/schema.json" ]; then
   echo "talos plugin v$TALOS_PLUGIN_VERSION: cached in $TALOS"
 else
   t=$(date +%s)
@@ -121,7 +140,9 @@ fi
 # cache is read-only, so the build runs on a copy, with the SDK module it replaces to ../sdk
 # (absent from the module) taken from the proxy instead.
 K8S="$CACHE/kubernetes-$(echo "$KUBERNETES_PROVIDER_MODULE $KUBERNETES_SDK_MODULE $KUBERNETES_PLUGIN_VERSION" | sha256sum | cut -c1-12)"
-if [ -x "$K8S/pulumi-resource-kubernetes" ]; then
+if reuse=$(installed kubernetes "$KUBERNETES_PLUGIN_VERSION"); then
+  echo "kubernetes plugin v$KUBERNETES_PLUGIN_VERSION: installed ($reuse), reused"
+elif [ -x "$K8S/pulumi-resource-kubernetes" ]; then
   echo "kubernetes plugin v$KUBERNETES_PLUGIN_VERSION: cached in $K8S"
 else
   t=$(date +%s)
@@ -139,20 +160,13 @@ else
   rm -rf "$K8S.tmp/src" "$K8S" && mv "$K8S.tmp" "$K8S"
   echo "  built in $(elapsed "$t")"
 fi
-
-install_plugin() { # name version binary
-  local installed="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-$1-v$2/pulumi-resource-$1"
-  if cmp -s "$installed" "$3"; then
-    echo "$1 plugin v$2: installed"
-  else
-    "$ENGINE/pulumi" plugin rm resource "$1" "$2" --yes >/dev/null 2>&1 || true
-    "$ENGINE/pulumi" plugin install resource "$1" "$2" --file "$3"
-  fi
-}
 # The project's own provider (talosnode/: reads the nodes), a Go module of its own, since
 # pulumi-go-provider v1.1.2 compiles against pulumi pkg/sdk v3.169.0, not the CLI's 3.274.1.
 TALOSNODE="$CACHE/talosnode-$(wrapper_hash talosnode)"
-if [ -x "$TALOSNODE/pulumi-resource-talosnode" ] && [ -s "$TALOSNODE/schema.json" ]; then
+if reuse=$(installed talosnode "$TALOSNODE_VERSION" "${TALOSNODE##*/}"); then
+  echo "talosnode plugin v$TALOSNODE_VERSION: installed ($reuse), reused"
+  mkdir -p "$TALOSNODE" && schema_of "$reuse" "$TALOSNODE"
+elif [ -x "$TALOSNODE/pulumi-resource-talosnode" ] && [ -s "$TALOSNODE/schema.json" ]; then
   echo "talosnode plugin v$TALOSNODE_VERSION: cached in $TALOSNODE"
 else
   t=$(date +%s)
@@ -160,34 +174,82 @@ else
   rm -rf "$TALOSNODE.tmp" && mkdir -p "$TALOSNODE.tmp"
   (cd talosnode && go build -trimpath -ldflags "-s -w -X main.Version=$TALOSNODE_VERSION" \
     -o "$TALOSNODE.tmp/pulumi-resource-talosnode" ./cmd/pulumi-resource-talosnode)
-  "$ENGINE/pulumi" package get-schema "$TALOSNODE.tmp/pulumi-resource-talosnode" >"$TALOSNODE.tmp/schema.json"
+  schema_of "$TALOSNODE.tmp/pulumi-resource-talosnode" "$TALOSNODE.tmp"
   rm -rf "$TALOSNODE" && mv "$TALOSNODE.tmp" "$TALOSNODE"
   echo "  built in $(elapsed "$t")"
 fi
 
-install_plugin talos "$TALOS_PLUGIN_VERSION" "$TALOS/pulumi-resource-talos"
-install_plugin kubernetes "$KUBERNETES_PLUGIN_VERSION" "$K8S/pulumi-resource-kubernetes"
-install_plugin talosnode "$TALOSNODE_VERSION" "$TALOSNODE/pulumi-resource-talosnode"
+install_plugin() { # name version build-dir
+  local dir="$PLUGINS/resource-$1-v$2" binary="$3/pulumi-resource-$1"
+  if [ ! -x "$binary" ] || cmp -s "$dir/pulumi-resource-$1" "$binary"; then
+    echo "$1 plugin v$2: installed"
+  else
+    "$PULUMI" plugin rm resource "$1" "$2" --yes >/dev/null 2>&1 || true
+    "$PULUMI" plugin install resource "$1" "$2" --file "$binary"
+  fi
+  # Which sources it came from (the build folder's name), for the next setup's reuse.
+  echo "${3##*/}" >"$dir/.talos-cluster-sources"
+}
+install_plugin talos "$TALOS_PLUGIN_VERSION" "$TALOS"
+install_plugin kubernetes "$KUBERNETES_PLUGIN_VERSION" "$K8S"
+install_plugin talosnode "$TALOSNODE_VERSION" "$TALOSNODE"
 
-# The TypeScript SDKs: generated from each plugin's own schema, so SDK and plugin always match.
-sdk() { # package folder plugin-dir version
-  local package=$1 dir=$2 plugin=$3 version=$4
+# The TypeScript SDKs, generated from each plugin's own schema so SDK and plugin always match.
+# package.json names them as local packages (file:sdks/...), so their sources must exist before
+# npm installs; they compile after, against the project's @pulumi/pulumi.
+SDKGEN="$(dirname "$PULUMI")/sdkgen"
+sdk_sources() { # dir plugin-dir version
+  local dir=$1 plugin=$2 version=$3
+  [ "$(cat "$dir/.built-from" 2>/dev/null)" = "$plugin" ] && [ -f "$dir/bin/index.js" ] && return
+  rm -rf "$dir"
+  if [ -x "$SDKGEN" ]; then
+    "$SDKGEN" "$plugin/schema.json" "$dir" "$version"
+  else
+    # A CLI from elsewhere has a language host that generates SDKs itself.
+    "$PULUMI" package gen-sdk "$plugin/schema.json" --language nodejs --out "$dir.gen" >/dev/null
+    mv "$dir.gen/nodejs" "$dir" && rm -rf "$dir.gen"
+  fi
+}
+sdk_compile() { # package dir plugin-dir
+  local package=$1 dir=$2 plugin=$3
   if [ "$(cat "$dir/.built-from" 2>/dev/null)" = "$plugin" ] && [ -f "$dir/bin/index.js" ]; then
     echo "$package: current"
-  else
-    local t; t=$(date +%s)
-    rm -rf "$dir" && "$ENGINE/sdkgen" "$plugin/schema.json" "$dir" "$version"
-    # tsc resolves @pulumi/pulumi from the project's node_modules, one folder up from sdks/.
-    npx tsc -p "$dir"
-    echo "$plugin" >"$dir/.built-from"
-    echo "$package: generated and compiled in $(elapsed "$t")"
+    return
   fi
-  mkdir -p "node_modules/${package%/*}" && ln -sfn "../../$dir" "node_modules/$package"
+  local t; t=$(date +%s)
+  npx tsc -p "$dir"
+  echo "$plugin" >"$dir/.built-from"
+  echo "$package: generated and compiled in $(elapsed "$t")"
 }
-sdk @pulumiverse/talos sdks/talos "$TALOS" "$TALOS_PLUGIN_VERSION"
-sdk @talos-cluster/talosnode sdks/talosnode "$TALOSNODE" "$TALOSNODE_VERSION"
+sdk_sources sdks/talos "$TALOS" "$TALOS_PLUGIN_VERSION"
+sdk_sources sdks/talosnode "$TALOSNODE" "$TALOSNODE_VERSION"
+
+step "Node.js dependencies (npm ci)"
+t=$(date +%s)
+if [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] && [ -e node_modules/@pulumiverse/talos ]; then
+  echo "node_modules is current; skipping"
+else
+  npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true
+  [ -d node_modules/@pulumi/pulumi ] || { echo "npm ci failed" >&2; exit 1; }
+fi
+# The policy pack runs from its own folder with its own dependencies.
+if [ -d policy/node_modules ] && [ policy/node_modules/.package-lock.json -nt policy/package-lock.json ]; then
+  echo "policy/node_modules is current; skipping"
+else
+  (cd policy && { npm ci --no-audit --no-fund 2>&1 | grep -v 'Unknown user config' || true; })
+  [ -d policy/node_modules/@pulumi/policy ] || { echo "npm ci in policy/ failed" >&2; exit 1; }
+fi
+echo "done in $(elapsed "$t")"
+sdk_compile @pulumiverse/talos sdks/talos "$TALOS"
+sdk_compile @talos-cluster/talosnode sdks/talosnode "$TALOSNODE"
+
+# Where the scripts and tests look for the tools.
+ln -sf "$PULUMI" node_modules/.bin/pulumi
+ln -sf "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" node_modules/.bin/actionlint
+ln -sf "$CACHE/bin/talos-sim" node_modules/.bin/talos-sim
+echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
 
 # Builds for pins no longer in use only take disk space.
 for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-* "$CACHE"/talosnode-*; do
-  case "$dir" in "$ENGINE" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
+  case "$dir" in "$ENGINE" | "$(dirname "$PULUMI")" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
 done
