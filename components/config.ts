@@ -427,6 +427,7 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
 
   checkNetwork(raw.network, addresses, endpoint, problems);
   checkPatchDocuments(raw, problems);
+  checkOwnedKeys(raw, problems);
 }
 
 /** Every machine-config patch in the raw stack config, with the key a user finds it under. */
@@ -446,6 +447,44 @@ function patchesWithKeys(raw: Record<string, unknown>): { key: string; patch: Re
     });
   }
   return found;
+}
+
+/** Machine-config keys the program sets itself, and the stack key to use instead. */
+const OWNED_KEYS: { path: string[]; owner: string; when?: (raw: Record<string, unknown>) => boolean }[] = [
+  {
+    path: ["machine", "install", "image"],
+    owner: "the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
+  },
+  { path: ["machine", "install", "disk"], owner: "use nodes[].installDisk" },
+  { path: ["machine", "install", "diskSelector"], owner: "use nodes[].installDiskSelector" },
+  { path: ["machine", "network", "hostname"], owner: "the node's name is its hostname: use nodes[].name" },
+  { path: ["machine", "nodeLabels"], owner: "use nodes[].labels" },
+  { path: ["machine", "nodeTaints"], owner: "use nodes[].taints" },
+  { path: ["cluster", "network", "podSubnets"], owner: "use network.podSubnets" },
+  { path: ["cluster", "network", "serviceSubnets"], owner: "use network.serviceSubnets" },
+  {
+    path: ["cluster", "network", "cni"],
+    owner: "Cilium is the CNI: set addons.cilium.enabled to false to choose Talos' own",
+    when: ciliumOn,
+  },
+  { path: ["cluster", "proxy"], owner: "Cilium replaces kube-proxy: set addons.cilium.enabled to false to keep it", when: ciliumOn },
+];
+
+function ciliumOn(raw: Record<string, unknown>): boolean {
+  const addons = isRecord(raw.addons) ? raw.addons : {};
+  return !(isRecord(addons.cilium) && addons.cilium.enabled === false);
+}
+
+/** A patch that sets what the program sets itself would fight it (last writer wins, silently). */
+function checkOwnedKeys(raw: Record<string, unknown>, problems: string[]): void {
+  for (const { key, patch } of patchesWithKeys(raw)) {
+    for (const owned of OWNED_KEYS) {
+      if (owned.when !== undefined && !owned.when(raw)) continue;
+      let at: unknown = patch;
+      for (const part of owned.path) at = isRecord(at) ? at[part] : undefined;
+      if (at !== undefined) problems.push(`${key}: ${owned.path.join(".")} is set by the program; ${owned.owner}`);
+    }
+  }
 }
 
 /**

@@ -2,8 +2,8 @@
 // in it; the stack can add extensions but not remove that one.
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
-import { bootMediaUrls, installerImage, resourceNames, schematicExtensions } from "./naming";
-import { canonicalSchematic, schematicId } from "./schematic-id";
+import { bootMediaUrls, installerImage, resourceNames } from "./naming";
+import { schematicFor } from "./schematic-id";
 
 export interface TalosImageArgs {
   /** Talos release of the installer and boot media, e.g. v1.11.5. */
@@ -12,16 +12,6 @@ export interface TalosImageArgs {
   extensions: readonly string[];
   /** Image Factory host the installer and boot media are pulled from. */
   factoryHost: string;
-}
-
-/** The schematic document sent to the factory, with its id as the factory derives it. */
-export function schematicFor(extensions: readonly string[]): { text: string; id: string } {
-  const officialExtensions = schematicExtensions(extensions);
-  const text = canonicalSchematic({ officialExtensions });
-  const id = schematicId({ officialExtensions });
-  // parseConfig only admits catalogue names, which always encode; this guards direct callers.
-  if (text === undefined || id === undefined) throw new Error(`cannot encode schematic for ${officialExtensions.join(", ")}`);
-  return { text, id };
 }
 
 /** The factory's id when it is the one computed here; an error naming both otherwise. */

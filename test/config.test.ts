@@ -415,3 +415,26 @@ describe("stack config: config documents in patches", () => {
     ]);
   });
 });
+
+describe("stack config: patches that fight the program", () => {
+  it("refuses a patch setting what the program owns, naming the key to use instead", () => {
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[0] = {
+      ...(raw.nodes as Record<string, unknown>[])[0],
+      patches: [{ machine: { install: { image: "ghcr.io/siderolabs/installer:v1.11.5" }, network: { hostname: "x" } } }],
+    };
+    expect(problemsOf({ ...raw, patches: { all: [{ cluster: { network: { cni: { name: "flannel" } } } }] } })).toEqual([
+      "talos-cluster:patches.all[0]: cluster.network.cni is set by the program; Cilium is the CNI: set addons.cilium.enabled to false to choose Talos' own",
+      "talos-cluster:nodes[0].patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
+      "talos-cluster:nodes[0].patches[0]: machine.network.hostname is set by the program; the node's name is its hostname: use nodes[].name",
+    ]);
+  });
+
+  it("lets a stack choose Talos' CNI in a patch once Cilium is off", () => {
+    const raw = stackWith({
+      addons: { cilium: { enabled: false } },
+      patches: { all: [{ cluster: { network: { cni: { name: "flannel" } } } }] },
+    });
+    expect(parseConfig(raw).config.patches.all).toHaveLength(1);
+  });
+});

@@ -3,8 +3,9 @@ import { createHash } from "node:crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../components/config";
-import { schematicFor, verifiedSchematicId } from "../components/image";
+import { verifiedSchematicId } from "../components/image";
 import { deployCluster, type StackOutputs } from "../components/program";
+import { schematicFor } from "../components/schematic-id";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
 
