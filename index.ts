@@ -1,12 +1,14 @@
 // Entry point: read and validate the stack config before anything is declared, then wire the
 // components and export what operators need. Credentials are exported as secrets only.
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, configFromPulumi, parseConfig } from "./components/config";
+import { ConfigError, configFromPulumi } from "./components/config";
 import { deployCluster } from "./components/program";
+import { checkStack } from "./components/talos-validator";
 
 function loadConfig() {
   try {
-    return parseConfig(configFromPulumi(pulumi.runtime.allConfig()));
+    // Talos judges every node's config (patches included) too, before anything is declared.
+    return checkStack(configFromPulumi(pulumi.runtime.allConfig()));
   } catch (err) {
     // A RunError prints its message alone: every problem, without a stack trace in the way.
     if (err instanceof ConfigError) throw new pulumi.RunError(err.message);

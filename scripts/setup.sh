@@ -46,10 +46,14 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && apt-get install -y -qq shellcheck >/dev/null
 fi
 build_go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@v${ACTIONLINT_VERSION}"
-# The simulator: go build's cache makes a second run a no-op.
-t=$(date +%s)
-(cd test/sim && go build -o "$CACHE/bin/talos-sim" ./cmd/talos-sim)
-echo "talos-sim: built in $(elapsed "$t")"
+# The project's own Go programs: go build's cache makes a second run a no-op.
+build_own() { # name dir package
+  local t; t=$(date +%s)
+  (cd "$2" && GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/siderolabs" go build -trimpath -o "$CACHE/bin/$1" "$3")
+  echo "$1: built in $(elapsed "$t")"
+}
+build_own talos-sim test/sim ./cmd/talos-sim
+build_own talosvalidate talosvalidate ./cmd/talosvalidate
 
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,
 # built from the wrapper modules in scripts/toolchain (their go.mod/go.sum are the pins). Each
@@ -247,6 +251,7 @@ sdk_compile @talos-cluster/talosnode sdks/talosnode "$TALOSNODE"
 ln -sf "$PULUMI" node_modules/.bin/pulumi
 ln -sf "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" node_modules/.bin/actionlint
 ln -sf "$CACHE/bin/talos-sim" node_modules/.bin/talos-sim
+ln -sf "$CACHE/bin/talosvalidate" node_modules/.bin/talosvalidate
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
 
 # Builds for pins no longer in use only take disk space.

@@ -1,7 +1,9 @@
-// Validates stack files without the engine or any machine: `npm run validate -- dev prod`
+// Validates stack files without the engine or any machine, as the program does (the stack config,
+// then Talos' validator on every node's config): `npm run validate -- dev prod`
 // (stack names) or `npm run validate -- path/to/Pulumi.x.yaml` (files).
 import { readFileSync } from "node:fs";
-import { ConfigError, configFromStackFile, parseConfig } from "../components/config";
+import { ConfigError, configFromStackFile } from "../components/config";
+import { checkStack } from "../components/talos-validator";
 
 const stacks = process.argv.slice(2);
 if (stacks.length === 0) {
@@ -13,7 +15,7 @@ for (const arg of stacks) {
   const file = arg.endsWith(".yaml") ? arg : `Pulumi.${arg}.yaml`;
   const stack = arg.endsWith(".yaml") ? file : arg;
   try {
-    const { config, warnings } = parseConfig(configFromStackFile(readFileSync(file, "utf8")));
+    const { config, warnings } = checkStack(configFromStackFile(readFileSync(file, "utf8")));
     console.log(
       `${stack}: ok (${config.controlPlanes.length} control planes, ${config.workers.length} workers, Talos ${config.talosVersion}, Kubernetes ${config.kubernetesVersion})`,
     );

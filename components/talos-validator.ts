@@ -1,0 +1,109 @@
+// Talos' own judgement of every node's machine config, before any resource is declared: the config
+// each node would get is generated the way the talos plugin does, each patch applied in the
+// program's order with Talos' patcher, and the result checked by Talos' validator for bare metal
+// (talosvalidate/, on the plugin's config library v1.9.2, so preview predicts what apply does).
+// A bad patch is then refused up front on a new stack too, where the talos provider skips config
+// generation until the machine secrets exist.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type ClusterConfig, ConfigError, type NodeConfig, type ParsedConfig, type Patch, parseConfig } from "./config";
+import { installerImage } from "./naming";
+import { clusterPatches, nodePatches, rolePatches } from "./patches";
+import { schematicFor } from "./schematic-id";
+
+export interface KeyedPatch {
+  /** The stack key a user fixes, or what of the program's own it is. */
+  key: string;
+  /** One patch object as JSON text. */
+  patch: string;
+}
+
+/** What talosvalidate reads (talosvalidate/README.md). */
+export interface ValidatorInput {
+  clusterName: string;
+  endpoint: string;
+  talosVersion: string;
+  contract: string;
+  kubernetesVersion: string;
+  nodes: { name: string; role: string; patches: KeyedPatch[] }[];
+}
+
+interface Finding {
+  key: string;
+  node: string;
+  message: string;
+}
+
+export interface TalosJudgement {
+  problems: string[];
+  warnings: string[];
+}
+
+/**
+ * The program's patches (built-ins first) with the stack key of each: the last `user.length` come
+ * from the stack under `userKey`, the ones before are the program's own.
+ */
+function keyed(patches: Patch[], user: Patch[], userKey: string, builtin: string): KeyedPatch[] {
+  const own = patches.length - user.length;
+  return patches.map((p, i) => ({ key: i < own ? builtin : `${userKey}[${i - own}]`, patch: JSON.stringify(p) }));
+}
+
+/**
+ * Every node's patches in the order the program applies them. The config contract of an existing
+ * cluster lives in its state (the machine secrets), which a program cannot read before it runs;
+ * the stack's release stands in for it, which is exact for a new cluster.
+ */
+export function validatorInput(config: ClusterConfig): ValidatorInput {
+  const image = installerImage(config.imageFactoryHost, schematicFor(config.extensions).id, config.talosVersion);
+  const cluster = keyed(clusterPatches(config), config.patches.all, "talos-cluster:patches.all", "(program: cluster settings)");
+  const role = (r: NodeConfig["role"]) =>
+    keyed(rolePatches(config, r), config.patches[r], `talos-cluster:patches.${r}`, `(program: ${r} settings)`);
+  const byRole = { controlplane: role("controlplane"), worker: role("worker") };
+  return {
+    clusterName: config.clusterName,
+    endpoint: config.endpoint,
+    talosVersion: config.talosVersion,
+    contract: config.talosVersion,
+    kubernetesVersion: config.kubernetesVersion,
+    nodes: config.nodes.map((node, i) => ({
+      name: node.name,
+      role: node.role,
+      patches: [
+        ...cluster,
+        ...byRole[node.role],
+        ...keyed(
+          nodePatches(node, image, config.talosVersion),
+          node.patches,
+          `talos-cluster:nodes[${i}].patches`,
+          `(program: node ${node.name})`,
+        ),
+      ],
+    })),
+  };
+}
+
+/** Where setup links the validator; TALOSVALIDATE_BIN overrides it. */
+export const VALIDATOR_BIN = process.env.TALOSVALIDATE_BIN ?? join(__dirname, "..", "node_modules", ".bin", "talosvalidate");
+
+/** Runs Talos' validator over every node; one line per problem and warning, each led by its key. */
+export function judgeWithTalos(config: ClusterConfig, bin: string = VALIDATOR_BIN): TalosJudgement {
+  if (!existsSync(bin)) throw new Error(`Talos' validator (${bin}) is missing; run \`npm run setup\``);
+  const run = spawnSync(bin, [], { input: JSON.stringify(validatorInput(config)), encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  if (run.status !== 0) throw new Error(`Talos' validator failed (exit ${run.status}): ${run.stderr.trim() || run.error?.message}`);
+  const out = JSON.parse(run.stdout) as { problems?: Finding[] | null; warnings?: Finding[] | null };
+  // A stack key is enough to fix a patch; the program's own findings say which nodes they hit.
+  const line = (f: Finding) => `${f.key}: ${f.message}${f.key.startsWith("(") ? ` (on ${f.node})` : ""}`;
+  return { problems: (out.problems ?? []).map(line), warnings: (out.warnings ?? []).map(line) };
+}
+
+/**
+ * The whole check of a stack, as the program and `npm run validate` run it: the stack config
+ * (parseConfig), then Talos' judgement of the configs it makes. Throws one ConfigError.
+ */
+export function checkStack(raw: Record<string, unknown>, bin: string = VALIDATOR_BIN): ParsedConfig {
+  const parsed = parseConfig(raw);
+  const talos = judgeWithTalos(parsed.config, bin);
+  if (talos.problems.length > 0) throw new ConfigError(talos.problems);
+  return { config: parsed.config, warnings: [...parsed.warnings, ...talos.warnings] };
+}

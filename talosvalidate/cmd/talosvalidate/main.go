@@ -1,0 +1,74 @@
+// Command talosvalidate reads the program's planned nodes and patches as JSON on stdin, judges
+// them with Talos' own config library (package judge), and writes the problems and warnings as
+// JSON on stdout. Exit 0 when it could judge (whatever it found), 2 for input it cannot judge.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"talos-cluster/talosvalidate/judge"
+)
+
+func main() {
+	os.Exit(run(os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitJudged   = 0
+	exitBadInput = 2
+	exitFailed   = 1
+)
+
+func run(stdin io.Reader, stdout, stderr io.Writer) int {
+	in, err := decode(stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "talosvalidate: %v\n", err)
+		return exitBadInput
+	}
+	report, err := judge.Judge(in)
+	if err != nil {
+		fmt.Fprintf(stderr, "talosvalidate: %v\n", err)
+		var bad *judge.InputError
+		if errors.As(err, &bad) {
+			return exitBadInput
+		}
+		return exitFailed
+	}
+	enc := json.NewEncoder(stdout)
+	// Messages quote Talos and patches verbatim: keep <, > and & readable.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(report); err != nil {
+		fmt.Fprintf(stderr, "talosvalidate: writing the report: %v\n", err)
+		return exitFailed
+	}
+	return exitJudged
+}
+
+// decode reads exactly one input object and refuses fields it does not know, so a misspelt
+// field in the program's call fails loudly instead of being judged as empty.
+func decode(r io.Reader) (judge.Input, error) {
+	var in judge.Input
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return in, fmt.Errorf("reading stdin: %w", err)
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return in, errors.New("no input on stdin (want a JSON object, see README.md)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return in, fmt.Errorf("input is not the expected JSON: %w", err)
+	}
+	if dec.More() {
+		return in, errors.New("input has more than one JSON value")
+	}
+	return in, nil
+}
