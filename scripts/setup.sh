@@ -249,7 +249,7 @@ sdk_compile @talos-cluster/talosnode sdks/talosnode "$TALOSNODE"
 
 # Where the scripts and tests look for the tools.
 ln -sf "$PULUMI" node_modules/.bin/pulumi
-ln -sf "$CACHE/bin/actionlint-$ACTIONLINT_VERSION" node_modules/.bin/actionlint
+ln -sf "$CACHE/bin/actionlint-v$ACTIONLINT_VERSION" node_modules/.bin/actionlint
 ln -sf "$CACHE/bin/talos-sim" node_modules/.bin/talos-sim
 ln -sf "$CACHE/bin/talosvalidate" node_modules/.bin/talosvalidate
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
