@@ -266,15 +266,7 @@ function measure(command: string, args: string[], cwd: string, env: NodeJS.Proce
 
 /** The environment Workspace gives its own commands: its local backend and passphrase. */
 function workspaceEnv(ws: Workspace, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    PULUMI_BACKEND_URL: `file://${join(ws.dir, ".state")}`,
-    PULUMI_CONFIG_PASSPHRASE: "engine-tests",
-    PULUMI_SKIP_UPDATE_CHECK: "true",
-    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    NO_COLOR: "1",
-    ...extra,
-  };
+  return { ...ws.env, ...extra };
 }
 
 /** `pulumi ARGS` in a workspace; fails with the CLI's output unless it succeeds. */

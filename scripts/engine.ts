@@ -44,7 +44,8 @@ export interface RunResult {
 /** A project folder with one stack on a local backend; the program is the repository's own. */
 export class Workspace {
   readonly dir: string;
-  private readonly env: NodeJS.ProcessEnv;
+  /** The environment every command in the workspace runs with: its backend and passphrase. */
+  readonly env: NodeJS.ProcessEnv;
 
   /**
    * `program`: a folder with its own Pulumi.yaml and index.ts to run instead of the project's.
