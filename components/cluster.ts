@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
 import { nodeConfigPatches, operationTimeouts, planCluster } from "./cluster-plan";
-import type { ClusterConfig, Role } from "./config";
+import type { ClusterConfig } from "./config";
 import { resourceNames } from "./naming";
 
 export interface TalosClusterArgs {
@@ -15,6 +15,8 @@ export interface TalosClusterArgs {
   installerImage: string;
   /** The schematic id in that image, which each node should have booted (TalosImage.schematicId). */
   schematicId: pulumi.Input<string>;
+  /** Where the rollout writes etcd snapshots (absolute folder) and what their names start with. */
+  snapshots: { dir: string; prefix: string };
   /** Resources the config applies wait for: the schematic must exist before a node installs it. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
@@ -23,6 +25,7 @@ export interface TalosClusterArgs {
 export const SECRET_OUTPUTS = {
   apply: ["machineConfiguration", "clientConfiguration"],
   nodeState: ["machineConfiguration", "clientConfiguration"],
+  rollout: ["clientConfiguration"],
   secrets: ["machineSecrets", "clientConfiguration"],
   kubeconfig: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
 };
@@ -46,6 +49,8 @@ export class TalosCluster extends pulumi.ComponentResource {
   public readonly secrets: talos.machine.Secrets;
   public readonly applies: talos.machine.ConfigurationApply[];
   public readonly bootstrap: talos.machine.Bootstrap;
+  /** Rolls changes of running nodes' config, release and schematic through the cluster. */
+  public readonly rollout: talosnode.Rollout;
   /** Per node, in the stack's order: what it runs, as the last up or refresh read it. */
   public readonly nodeStates: talosnode.NodeState[];
   /** `nodeStates` as plain per-node status, for the stack's `nodes` output. */
@@ -74,43 +79,53 @@ export class TalosCluster extends pulumi.ComponentResource {
     // Secret here as well as in state, so every resource that takes the client key holds it as one.
     const clientConfiguration = pulumi.secret(this.secrets.clientConfiguration);
 
-    const machineConfig = (role: Role) =>
-      talos.machine.getConfigurationOutput(
-        {
-          clusterName: config.clusterName,
-          clusterEndpoint: config.endpoint,
-          machineType: role,
-          machineSecrets: this.secrets.machineSecrets,
-          // The config contract stays at the release the cluster was created with (the secrets
-          // keep it: ignoreChanges), while the installer image moves on; raising the contract
-          // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
-          talosVersion: this.secrets.talosVersion,
-          kubernetesVersion: config.kubernetesVersion,
-          configPatches: plan.roleConfigPatches[role],
-          // Examples and docs bloat every apply's diff and state with comments.
-          docs: false,
-          examples: false,
-        },
-        { parent: this },
-      ).machineConfiguration;
-    const roleConfig: Record<Role, pulumi.Output<string>> = {
-      controlplane: machineConfig("controlplane"),
-      worker: machineConfig("worker"),
-    };
-
-    this.applies = plan.nodes.map(
+    // Each node's full config, rendered by the talos plugin's own library from the role's patches
+    // and then the node's: the same config its apply installs and the rollout later applies.
+    const nodeConfig = plan.nodes.map(
       (p) =>
+        talos.machine.getConfigurationOutput(
+          {
+            clusterName: config.clusterName,
+            clusterEndpoint: config.endpoint,
+            machineType: p.role,
+            machineSecrets: this.secrets.machineSecrets,
+            // The config contract stays at the release the cluster was created with (the secrets
+            // keep it: ignoreChanges), while the installer image moves on; raising the contract
+            // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
+            talosVersion: this.secrets.talosVersion,
+            kubernetesVersion: config.kubernetesVersion,
+            configPatches: this.secrets.talosVersion.apply((contract) => [
+              ...plan.roleConfigPatches[p.role],
+              ...nodeConfigPatches(p.node, args.installerImage, contract),
+            ]),
+            // Examples and docs bloat every apply's diff and state with comments.
+            docs: false,
+            examples: false,
+          },
+          { parent: this },
+        ).machineConfiguration,
+    );
+
+    // The plugin's apply installs a new node (all of them at once on a first up). Later changes
+    // of a running node's config are the rollout's, one node at a time: an update here would
+    // reach every node at once, and a change Talos applies by rebooting would take etcd's quorum.
+    this.applies = plan.nodes.map(
+      (p, i) =>
         new talos.machine.ConfigurationApply(
           p.resourceName,
           {
             clientConfiguration,
-            machineConfigurationInput: roleConfig[p.role],
+            machineConfigurationInput: pulumi.secret(nodeConfig[i] as pulumi.Output<string>),
             node: p.address,
-            configPatches: this.secrets.talosVersion.apply((contract) => nodeConfigPatches(p.node, args.installerImage, contract)),
             applyMode: config.applyMode,
             timeouts: timeouts.apply,
           },
-          { parent: this, dependsOn: args.dependsOn ?? [], additionalSecretOutputs: SECRET_OUTPUTS.apply },
+          {
+            parent: this,
+            dependsOn: args.dependsOn ?? [],
+            additionalSecretOutputs: SECRET_OUTPUTS.apply,
+            ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
+          },
         ),
     );
 
@@ -129,6 +144,31 @@ export class TalosCluster extends pulumi.ComponentResource {
       },
     );
 
+    // Changes to running nodes (config, release, schematic) roll one node at a time behind health
+    // gates. One resource for the whole cluster: per-node resources would be updated in parallel.
+    this.rollout = new talosnode.Rollout(
+      resourceNames.rollout(name),
+      {
+        clientConfiguration,
+        nodes: plan.nodes.map((p, i) => ({
+          name: p.name,
+          address: p.address,
+          role: p.role,
+          talosVersion: config.talosVersion,
+          schematicId: args.schematicId,
+          installerImage: args.installerImage,
+          machineConfiguration: pulumi.secret(nodeConfig[i] as pulumi.Output<string>),
+        })),
+        applyMode: config.applyMode,
+        maxUnavailableWorkers: config.upgrade.maxUnavailableWorkers,
+        healthTimeout: config.upgrade.healthTimeout,
+        rebootMode: config.upgrade.rebootMode,
+        snapshotDir: args.snapshots.dir,
+        snapshotPrefix: args.snapshots.prefix,
+      },
+      { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.rollout },
+    );
+
     // The talos provider never reads a node back; this does, so a refresh shows a node that was
     // upgraded, rolled back or edited by hand. After the bootstrap: a worker answers over mutual
     // TLS only once a control plane issues its certificate.
@@ -144,12 +184,12 @@ export class TalosCluster extends pulumi.ComponentResource {
           schematicId: args.schematicId,
           installerImage: args.installerImage,
           kubernetesVersion: config.kubernetesVersion,
-          machineConfiguration: apply.machineConfiguration,
+          machineConfiguration: pulumi.secret(nodeConfig[i] as pulumi.Output<string>),
           timeout: config.nodeTimeout,
           // Talos ignores a VIP entry for a link the node lacks without a word; the read says so.
           vip: p.role === "controlplane" ? config.network.vip?.address : undefined,
         },
-        { parent: this, dependsOn: [apply, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.nodeState },
+        { parent: this, dependsOn: [apply, this.bootstrap, this.rollout], additionalSecretOutputs: SECRET_OUTPUTS.nodeState },
       );
       const status = pulumi
         .all([state.runningTalosVersion, state.bootedSchematicId, state.appliedKubernetesVersion])

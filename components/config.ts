@@ -187,6 +187,21 @@ const stackSchema = z.strictObject({
       vip: vipSchema.optional(),
     })
     .default(networkDefaults),
+  upgrade: z
+    .strictObject({
+      maxUnavailableWorkers: z
+        .number({ error: "must be a whole number of workers, at least 1" })
+        .int({ error: "must be a whole number of workers, at least 1" })
+        .min(1, { error: "must be at least 1: workers are changed this many at a time" })
+        .default(1),
+      snapshotDir: z.string().min(1, { error: "must be a folder, e.g. .snapshots/prod or /var/backups/etcd" }).optional(),
+      // A bare-metal reboot (firmware POST, image pull, etcd catching up) per node, with room to spare.
+      healthTimeout: duration("15m"),
+      rebootMode: z
+        .enum(["default", "powercycle"], { error: 'must be "default" (kexec) or "powercycle" (through the firmware)' })
+        .default("default"),
+    })
+    .default({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" }),
   addons: z
     .strictObject({
       cilium: addonSchema(ADDON_DEFAULTS.cilium),

@@ -8,6 +8,7 @@ export const resourceNames = {
   configApply: (cluster: string, node: string) => `${cluster}-${node}`,
   nodeState: (cluster: string, node: string) => `${cluster}-${node}-state`,
   bootstrap: (cluster: string) => `${cluster}-bootstrap`,
+  rollout: (cluster: string) => `${cluster}-rollout`,
   kubeconfig: (cluster: string) => `${cluster}-kubeconfig`,
   k8sProvider: (cluster: string) => `${cluster}-k8s`,
   addon: (cluster: string, addon: string) => `${cluster}-${addon}`,

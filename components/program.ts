@@ -1,5 +1,6 @@
 // The whole stack, wired: image, then cluster, then addons through the cluster's kubeconfig.
 // index.ts calls this with the stack config; tests call it under mocks.
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BaseAddons } from "./addons";
 import { type NodeStatus, TalosCluster } from "./cluster";
@@ -26,6 +27,7 @@ export interface StackOutputs {
 
 export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentResourceOptions): StackOutputs {
   const name = config.clusterName;
+  const stack = pulumi.getStack();
   const image = new TalosImage(
     name,
     { talosVersion: config.talosVersion, extensions: config.extensions, factoryHost: config.imageFactoryHost },
@@ -33,7 +35,13 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
   );
   const cluster = new TalosCluster(
     name,
-    { config, installerImage: image.installerImage, schematicId: image.schematicId, dependsOn: [image.schematic] },
+    {
+      config,
+      installerImage: image.installerImage,
+      schematicId: image.schematicId,
+      snapshots: snapshotFolder(config, stack),
+      dependsOn: [image.schematic],
+    },
     opts,
   );
 
@@ -65,4 +73,12 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),
     addons: enabledAddons,
   };
+}
+
+/**
+ * Where etcd snapshots go: upgrade.snapshotDir, or .snapshots/<stack> beside the program (git
+ * ignores it), as an absolute path so the provider does not depend on its working directory.
+ */
+export function snapshotFolder(config: Pick<ClusterConfig, "upgrade">, stack: string): { dir: string; prefix: string } {
+  return { dir: path.resolve(config.upgrade.snapshotDir ?? path.join(".snapshots", stack)), prefix: stack };
 }

@@ -1,5 +1,6 @@
 // The whole stack under Pulumi mocks: what the plan holds, with which inputs, in which order.
 import { createHash } from "node:crypto";
+import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../components/config";
@@ -19,6 +20,7 @@ const T = {
   clientConfig: "talos:client/getConfiguration:getConfiguration",
   k8sProvider: "pulumi:providers:kubernetes",
   nodeState: "talosnode:index:NodeState",
+  rollout: "talosnode:index:Rollout",
 };
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -40,8 +42,14 @@ function providers(): MockOutputs {
     }),
   };
 }
+const parsePatches = (list: unknown) => (list as string[]).map((t) => JSON.parse(t));
+/** The hostname a node's config patches give it: each node's config is rendered on its own. */
+const hostnameIn = (list: unknown): string | undefined =>
+  parsePatches(list).find((x) => x.machine?.network?.hostname)?.machine.network.hostname;
 const calls = {
-  [T.machineConfig]: (args: Record<string, unknown>) => ({ machineConfiguration: `machine config for ${String(args.machineType)}` }),
+  [T.machineConfig]: (args: Record<string, unknown>) => ({
+    machineConfiguration: `machine config for ${String(args.machineType)} ${hostnameIn(args.configPatches)}`,
+  }),
   [T.clientConfig]: () => ({ talosConfig: "context: lab\n" }),
 };
 
@@ -61,7 +69,12 @@ async function planStack(raw: Record<string, unknown> = validStack()) {
   return { plan: p, out, config };
 }
 
-const patchesOf = (r: { inputs: Record<string, unknown> }) => (r.inputs.configPatches as string[]).map((t) => JSON.parse(t));
+/** The patches a node's config was rendered with, found by its hostname. */
+function patchesOf(p: Plan, node: string) {
+  const call = p.calls.find((c) => c.token === T.machineConfig && hostnameIn(c.inputs.configPatches) === node);
+  if (call === undefined) throw new Error(`no machine config rendered for ${node}`);
+  return parsePatches(call.inputs.configPatches);
+}
 const INTEL_UCODE_ONLY = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
 
 describe("the image", () => {
@@ -134,10 +147,12 @@ describe("the machine secrets", () => {
 });
 
 describe("node configuration", () => {
-  it("generates one machine configuration per role, with the cluster's name, endpoint, versions and secrets", async () => {
-    const { plan: p } = await planStack();
+  it("renders one machine configuration per node, of its role, with the cluster's name, endpoint, versions and secrets", async () => {
+    const { plan: p, config } = await planStack();
     const configs = p.calls.filter((c) => c.token === T.machineConfig);
-    expect(configs.map((c) => c.inputs.machineType).sort()).toEqual(["controlplane", "worker"]);
+    expect(configs.map((c) => [hostnameIn(c.inputs.configPatches), c.inputs.machineType]).sort()).toEqual(
+      config.nodes.map((n) => [n.name, n.role]).sort(),
+    );
     for (const c of configs) {
       expect(c.inputs).toMatchObject({
         clusterName: "lab",
@@ -177,7 +192,7 @@ describe("node configuration", () => {
     expect(applies.map((a) => a.inputs.node)).toEqual(config.nodes.map((n) => n.address));
     for (const [i, node] of config.nodes.entries()) {
       expect(applies[i]?.name).toBe(`lab-${node.name}`);
-      expect(applies[i]?.inputs.machineConfigurationInput).toBe(`machine config for ${node.role}`);
+      expect(applies[i]?.inputs.machineConfigurationInput).toBe(`machine config for ${node.role} ${node.name}`);
       expect(applies[i]?.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration"]));
     }
   });
@@ -188,14 +203,14 @@ describe("node configuration", () => {
   });
 
   it("gives every node the factory installer image of the schematic, and its own hostname and disk", async () => {
-    const { plan: p, out } = await planStack();
-    for (const apply of p.ofType(T.apply)) {
-      const install = patchesOf(apply).find((x) => x.machine?.install)?.machine.install;
+    const { plan: p, out, config } = await planStack();
+    for (const node of config.nodes) {
+      const install = patchesOf(p, node.name).find((x) => x.machine?.install)?.machine.install;
       expect(install.image).toBe(out.installerImage);
     }
-    const cp1 = patchesOf(p.byName("lab-cp-1"));
+    const cp1 = patchesOf(p, "cp-1");
     expect(cp1).toContainEqual(expect.objectContaining({ machine: expect.objectContaining({ network: { hostname: "cp-1" } }) }));
-    const worker = patchesOf(p.byName("lab-worker-1")).find((x) => x.machine?.install)?.machine;
+    const worker = patchesOf(p, "worker-1").find((x) => x.machine?.install)?.machine;
     expect(worker.install.diskSelector).toEqual({ type: "ssd" });
   });
 
@@ -229,6 +244,55 @@ describe("timeouts", () => {
   });
 });
 
+describe("changes to running nodes", () => {
+  it("leave the config applies alone after the install: a later change would reach every node at once", async () => {
+    const { plan: p } = await planStack();
+    for (const apply of p.ofType(T.apply)) {
+      expect(apply.ignoreChanges).toEqual(expect.arrayContaining(["machineConfigurationInput", "configPatches", "applyMode"]));
+      expect(apply.inputs.configPatches).toBeUndefined();
+    }
+  });
+
+  it("roll through one Rollout for the whole cluster, after every install and the bootstrap, with each node's config, release and image", async () => {
+    const { plan: p, config, out } = await planStack();
+    const rollouts = p.ofType(T.rollout);
+    expect(rollouts.map((r) => r.name)).toEqual(["lab-rollout"]);
+    const [rollout] = rollouts;
+    expect(rollout?.parent).toBe("lab");
+    expect(rollout?.dependsOn).toEqual([...config.nodes.map((n) => `lab-${n.name}`), "lab-bootstrap"]);
+    const schematicId = await promiseOf(out.schematicId);
+    expect(rollout?.inputs.nodes).toEqual(
+      config.nodes.map((n) => ({
+        name: n.name,
+        address: n.address,
+        role: n.role,
+        talosVersion: "v1.11.5",
+        schematicId,
+        installerImage: out.installerImage,
+        machineConfiguration: `machine config for ${n.role} ${n.name}`,
+      })),
+    );
+    expect(rollout?.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration", "nodes"]));
+  });
+
+  it("passes the stack's apply mode and upgrade settings, and snapshots to an absolute folder per stack", async () => {
+    const { plan: p } = await planStack(
+      stackWith({ applyMode: "reboot", upgrade: { maxUnavailableWorkers: 2, healthTimeout: "5m", rebootMode: "powercycle" } }),
+    );
+    const inputs = p.ofType(T.rollout)[0]?.inputs;
+    expect(inputs).toMatchObject({ applyMode: "reboot", maxUnavailableWorkers: 2, healthTimeout: "5m", rebootMode: "powercycle" });
+    expect(inputs?.snapshotDir).toBe(path.resolve(".snapshots", "test"));
+    expect(inputs?.snapshotPrefix).toBe("test");
+    const defaults = (await planStack()).plan.ofType(T.rollout)[0]?.inputs;
+    expect(defaults).toMatchObject({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" });
+  });
+
+  it("writes snapshots to upgrade.snapshotDir when the stack sets it", async () => {
+    const { plan: p } = await planStack(stackWith({ upgrade: { snapshotDir: "/var/backups/etcd" } }));
+    expect(p.ofType(T.rollout)[0]?.inputs.snapshotDir).toBe("/var/backups/etcd");
+  });
+});
+
 describe("live node state", () => {
   it("reads every node back through one NodeState, parented to the cluster, after its config apply and the bootstrap", async () => {
     const { plan: p, config } = await planStack();
@@ -236,7 +300,7 @@ describe("live node state", () => {
     expect(states.map((s) => s.name)).toEqual(config.nodes.map((n) => `lab-${n.name}-state`));
     for (const [i, state] of states.entries()) {
       expect(state.parent).toBe("lab");
-      expect(state.dependsOn).toEqual([`lab-${config.nodes[i]?.name}`, "lab-bootstrap"]);
+      expect(state.dependsOn).toEqual([`lab-${config.nodes[i]?.name}`, "lab-bootstrap", "lab-rollout"]);
       expect(state.inputs.node).toBe(config.nodes[i]?.address);
       // Control planes carry the VIP, whose link the read checks; workers none.
       expect(state.inputs.vip).toBe(config.nodes[i]?.role === "controlplane" ? "10.0.0.10" : undefined);
@@ -251,7 +315,7 @@ describe("live node state", () => {
       kubernetesVersion: "1.34.1",
       installerImage: out.installerImage,
       schematicId: await promiseOf(out.schematicId),
-      machineConfiguration: "applied config of 10.0.0.21",
+      machineConfiguration: "machine config for worker worker-1",
       timeout: "45s",
     });
   });

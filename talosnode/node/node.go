@@ -76,14 +76,14 @@ type Error struct {
 	Err    error
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Target, e.Phase, describe(e.Err)) }
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %s", e.Target, e.Phase, Describe(e.Err)) }
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// notAnswering is true for what a node that is down, rebooting or still installing shows: no
+// NotAnswering is true for what a node that is down, rebooting or still installing shows: no
 // connection, a handshake its maintenance certificate (or a worker's missing API certificate)
 // fails, a call cut off. Anything else is an answer, and waiting does not change it.
-func (e *Error) notAnswering() bool {
+func (e *Error) NotAnswering() bool {
 	switch status.Code(e.Err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return true
@@ -91,20 +91,18 @@ func (e *Error) notAnswering() bool {
 	return errors.Is(e.Err, context.DeadlineExceeded)
 }
 
-// describe is a gRPC error's message without the "rpc error: code = ... desc =" wrapping, which
+// Describe is a gRPC error's message without the "rpc error: code = ... desc =" wrapping, which
 // says nothing a reader needs and doubles the length of every line.
-func describe(err error) string {
+func Describe(err error) string {
 	if s, ok := status.FromError(err); ok {
 		return s.Code().String() + ": " + s.Message()
 	}
 	return err.Error()
 }
 
-// Read asks the node once. Its errors are *Error.
-func Read(ctx context.Context, t Target, creds Credentials) (State, error) {
-	fail := func(phase string, err error) (State, error) {
-		return State{}, &Error{Target: t, Phase: phase, Err: err}
-	}
+// Dial makes a client of the node itself (its address is the only endpoint, so calls are served
+// by that node, not proxied). Close it after use.
+func Dial(ctx context.Context, t Target, creds Credentials) (*client.Client, error) {
 	c, err := client.New(ctx, client.WithConfigContext(&clientconfig.Context{
 		Endpoints: []string{t.Address},
 		CA:        creds.CACertificate,
@@ -112,10 +110,26 @@ func Read(ctx context.Context, t Target, creds Credentials) (State, error) {
 		Key:       creds.ClientKey,
 	}))
 	if err != nil {
-		return fail("client configuration", err)
+		return nil, &Error{Target: t, Phase: "client configuration", Err: err}
+	}
+	return c, nil
+}
+
+// Read asks the node once. Its errors are *Error.
+func Read(ctx context.Context, t Target, creds Credentials) (State, error) {
+	c, err := Dial(ctx, t, creds)
+	if err != nil {
+		return State{}, err
 	}
 	defer c.Close() //nolint:errcheck
+	return ReadWith(ctx, c, t)
+}
 
+// ReadWith is Read on a client of the node (Dial). Its errors are *Error.
+func ReadWith(ctx context.Context, c *client.Client, t Target) (State, error) {
+	fail := func(phase string, err error) (State, error) {
+		return State{}, &Error{Target: t, Phase: phase, Err: err}
+	}
 	var s State
 	version, err := c.Version(ctx)
 	if err != nil {
@@ -194,12 +208,12 @@ func Wait(ctx context.Context, t Target, creds Credentials, timeout time.Duratio
 			return s, nil
 		}
 		var rerr *Error
-		if !errors.As(err, &rerr) || !rerr.notAnswering() {
+		if !errors.As(err, &rerr) || !rerr.NotAnswering() {
 			return State{}, err
 		}
 		// The attempt the deadline cut short says less than the one before it.
 		if seen == "" || ctx.Err() == nil {
-			seen = rerr.Phase + ": " + describe(rerr.Err)
+			seen = rerr.Phase + ": " + Describe(rerr.Err)
 		}
 		if progress != nil {
 			progress(attempt, seen)

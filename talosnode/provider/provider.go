@@ -1,5 +1,6 @@
-// Package provider is the talosnode Pulumi provider: one resource, NodeState, that records what
-// a Talos node runs next to what the stack declares, so a refresh shows drift made on the node.
+// Package provider is the talosnode Pulumi provider: NodeState records what a Talos node runs
+// next to what the stack declares, so a refresh shows drift made on the node; Rollout changes a
+// running cluster's nodes one at a time.
 package provider
 
 import (
@@ -18,11 +19,11 @@ const Name = "talosnode"
 func New() (p.Provider, error) {
 	prov, err := infer.NewProviderBuilder().
 		WithDisplayName("talosnode").
-		WithDescription("Reads what Talos nodes run (release, booted schematic, applied config, machine status, where the config's VIP lands) over mutual TLS, so drift made on a node shows in a refresh.").
+		WithDescription("Reads what Talos nodes run (release, booted schematic, applied config, machine status, where the config's VIP lands) over mutual TLS, so drift made on a node shows in a refresh; and rolls config changes and upgrades through a running cluster one node at a time, behind health gates.").
 		// The Node.js SDK's package is @talos-cluster/talosnode.
 		WithNamespace("talos-cluster").
 		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
-		WithResources(infer.Resource(&NodeState{})).
+		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{})).
 		// Types live in this Go package; their tokens are talosnode:index:*.
 		WithModuleMap(map[tokens.ModuleName]tokens.ModuleName{"provider": "index"}).
 		Build()
@@ -53,6 +54,14 @@ func keepUnknowns(in, out property.Map) property.Map {
 			out = out.Set(key, property.New(property.Computed).WithSecret(v.Secret() || got.Secret()))
 		case v.IsMap() && got.IsMap():
 			out = out.Set(key, property.WithGoValue(got, keepUnknowns(v.AsMap(), got.AsMap())))
+		case v.IsArray() && got.IsArray() && v.AsArray().Len() == got.AsArray().Len():
+			items := got.AsArray().AsSlice()
+			for i, item := range v.AsArray().All {
+				if item.IsMap() && items[i].IsMap() {
+					items[i] = property.WithGoValue(items[i], keepUnknowns(item.AsMap(), items[i].AsMap()))
+				}
+			}
+			out = out.Set(key, property.WithGoValue(got, property.NewArray(items)))
 		}
 	}
 	return out

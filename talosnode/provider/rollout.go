@@ -1,0 +1,217 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	p "github.com/pulumi/pulumi-go-provider"
+	"github.com/pulumi/pulumi-go-provider/infer"
+
+	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/rollout"
+)
+
+// DefaultHealthTimeout bounds each wait on one node during a rollout when the stack sets none:
+// a bare-metal reboot with a server's POST and an image pull fits in it.
+const DefaultHealthTimeout = "15m"
+
+// Rollout changes a running cluster's nodes one at a time when what they should run changes:
+// their machine config, or their Talos release or schematic (an upgrade). One resource holds
+// every node, so the engine's parallelism cannot change two at once. Creating it changes
+// nothing: on a first up each node's own config apply installs it, in parallel.
+type Rollout struct{}
+
+// RolloutNode is one node as the stack declares it.
+type RolloutNode struct {
+	Name                 string `pulumi:"name"`
+	Address              string `pulumi:"address"`
+	Role                 string `pulumi:"role"`
+	TalosVersion         string `pulumi:"talosVersion"`
+	SchematicID          string `pulumi:"schematicId"`
+	InstallerImage       string `pulumi:"installerImage"`
+	MachineConfiguration string `pulumi:"machineConfiguration" provider:"secret"`
+}
+
+// RolloutArgs is the cluster's nodes in the stack's order and how carefully to change them.
+type RolloutArgs struct {
+	ClientConfiguration   ClientConfiguration `pulumi:"clientConfiguration" provider:"secret"`
+	Nodes                 []RolloutNode       `pulumi:"nodes"`
+	ApplyMode             string              `pulumi:"applyMode,optional"`
+	MaxUnavailableWorkers int                 `pulumi:"maxUnavailableWorkers,optional"`
+	HealthTimeout         string              `pulumi:"healthTimeout,optional"`
+	RebootMode            string              `pulumi:"rebootMode,optional"`
+	SnapshotDir           string              `pulumi:"snapshotDir"`
+	SnapshotPrefix        string              `pulumi:"snapshotPrefix"`
+}
+
+// RolloutState is the declaration and what the last rollout did.
+type RolloutState struct {
+	RolloutArgs
+	Changes   []string `pulumi:"changes"`
+	Snapshots []string `pulumi:"snapshots"`
+}
+
+// Annotate describes the resource.
+func (r *Rollout) Annotate(a infer.Annotator) {
+	a.Describe(r, "Brings a running cluster's nodes to what the stack declares, one node at a time: the machine config (in the stack's apply mode), "+
+		"then the installer image (Talos release and schematic) through Talos' Upgrade API. Control planes go first, one at a time in the stack's order, "+
+		"each after an etcd snapshot and between etcd health gates; then workers, at most maxUnavailableWorkers at once. "+
+		"Each node is judged by what it reports, so a rerun after a failure skips finished nodes. Creating it changes no node.")
+}
+
+// Annotate describes a node.
+func (n *RolloutNode) Annotate(a infer.Annotator) {
+	a.Describe(&n.Name, "The node's name in the stack (its hostname).")
+	a.Describe(&n.Address, "The node's address (Talos API on port 50000 unless host:port is given).")
+	a.Describe(&n.Role, "controlplane or worker.")
+	a.Describe(&n.TalosVersion, "The Talos release the node should run, e.g. v1.11.6.")
+	a.Describe(&n.SchematicID, "The Image Factory schematic the node should boot.")
+	a.Describe(&n.InstallerImage, "The factory installer image of that release and schematic, passed to Talos' Upgrade.")
+	a.Describe(&n.MachineConfiguration, "The full machine configuration the node should carry (YAML).")
+}
+
+// Annotate describes the inputs.
+func (a *RolloutArgs) Annotate(an infer.Annotator) {
+	an.Describe(&a.ClientConfiguration, "Credentials for mutual TLS with the nodes (os:admin).")
+	an.Describe(&a.Nodes, "Every node, in the stack's order: control planes are changed in this order.")
+	an.Describe(&a.ApplyMode, "How config changes are applied: auto (reboot only when Talos cannot apply in place), no_reboot, reboot or staged.")
+	an.SetDefault(&a.ApplyMode, "auto")
+	an.Describe(&a.MaxUnavailableWorkers, "How many workers may be changed (and be down) at once. Default 1.")
+	an.SetDefault(&a.MaxUnavailableWorkers, 1)
+	an.Describe(&a.HealthTimeout, "How long each wait on one node may take: to answer, reboot and be healthy again (a Go duration). Default 15m.")
+	an.SetDefault(&a.HealthTimeout, DefaultHealthTimeout)
+	an.Describe(&a.RebootMode, "How an upgrade reboots: default (kexec) or powercycle (through the firmware).")
+	an.SetDefault(&a.RebootMode, "default")
+	an.Describe(&a.SnapshotDir, "Where etcd snapshots are written on the machine that runs the update (absolute path).")
+	an.Describe(&a.SnapshotPrefix, "What snapshot file names start with (the stack): <prefix>-<node>-<time>.db.")
+}
+
+// Annotate describes the outputs.
+func (s *RolloutState) Annotate(a infer.Annotator) {
+	a.Describe(&s.Changes, "What the last update changed, one line per node.")
+	a.Describe(&s.Snapshots, "The etcd snapshots the last update wrote.")
+}
+
+// Check validates the declaration; every problem is reported at once.
+func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckResponse[RolloutArgs], error) {
+	args, failures, err := infer.DefaultCheck[RolloutArgs](ctx, req.NewInputs)
+	if err != nil || len(failures) > 0 {
+		return infer.CheckResponse[RolloutArgs]{Inputs: args, Failures: failures}, err
+	}
+	fail := func(property, reason string) {
+		failures = append(failures, p.CheckFailure{Property: property, Reason: reason})
+	}
+	if _, err := rollout.ApplyMode(args.ApplyMode); err != nil {
+		fail("applyMode", err.Error())
+	}
+	if _, err := rollout.RebootMode(args.RebootMode); err != nil {
+		fail("rebootMode", err.Error())
+	}
+	if args.MaxUnavailableWorkers < 1 {
+		fail("maxUnavailableWorkers", fmt.Sprintf("%d: at least 1 worker must be allowed to change at a time", args.MaxUnavailableWorkers))
+	}
+	if timeout, ok := req.NewInputs.GetOk("healthTimeout"); !ok || !timeout.IsComputed() {
+		if d, err := time.ParseDuration(args.HealthTimeout); err != nil || d <= 0 {
+			fail("healthTimeout", fmt.Sprintf("%q is not a positive Go duration such as 15m", args.HealthTimeout))
+		}
+	}
+	if dir, ok := req.NewInputs.GetOk("snapshotDir"); (!ok || !dir.IsComputed()) && !filepath.IsAbs(args.SnapshotDir) {
+		fail("snapshotDir", fmt.Sprintf("%q is not an absolute path", args.SnapshotDir))
+	}
+	seen := map[string]bool{}
+	for i, n := range args.Nodes {
+		if n.Role != "controlplane" && n.Role != "worker" {
+			fail(fmt.Sprintf("nodes[%d].role", i), fmt.Sprintf("%q is not controlplane or worker", n.Role))
+		}
+		if seen[n.Name] {
+			fail(fmt.Sprintf("nodes[%d].name", i), fmt.Sprintf("%q is listed twice", n.Name))
+		}
+		seen[n.Name] = true
+	}
+	return infer.CheckResponse[RolloutArgs]{Inputs: args, Failures: failures}, nil
+}
+
+// Create records the declaration. The nodes are being installed by their own config applies;
+// holding the first up to one node at a time would only make it slower.
+func (Rollout) Create(_ context.Context, req infer.CreateRequest[RolloutArgs]) (infer.CreateResponse[RolloutState], error) {
+	return infer.CreateResponse[RolloutState]{ID: req.Name, Output: RolloutState{RolloutArgs: req.Inputs}}, nil
+}
+
+// Read keeps the recorded declaration: each node's NodeState reads what it runs.
+func (Rollout) Read(_ context.Context, req infer.ReadRequest[RolloutArgs, RolloutState]) (infer.ReadResponse[RolloutArgs, RolloutState], error) {
+	return infer.ReadResponse[RolloutArgs, RolloutState]{ID: req.ID, Inputs: req.Inputs, State: req.State}, nil
+}
+
+// Update rolls the cluster to the new declaration. On failure the recorded declaration stays
+// the old one, so the next up tries again; nodes that already run the target are skipped then.
+func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, RolloutState]) (infer.UpdateResponse[RolloutState], error) {
+	state := RolloutState{RolloutArgs: req.Inputs}
+	if req.DryRun {
+		return infer.UpdateResponse[RolloutState]{Output: state}, nil
+	}
+	opts, err := rolloutOptions(req.Inputs)
+	if err != nil {
+		return infer.UpdateResponse[RolloutState]{}, err
+	}
+	logger := p.GetLogger(ctx)
+	opts.Log = func(line string) {
+		logger.InfoStatus(line)
+		logger.Info(line)
+	}
+	existing := map[string]bool{}
+	for _, n := range req.State.Nodes {
+		existing[n.Name] = true
+	}
+	nodes := make([]rollout.Node, len(req.Inputs.Nodes))
+	for i, n := range req.Inputs.Nodes {
+		nodes[i] = rollout.Node{
+			Target:         node.Target{Name: n.Name, Address: n.Address},
+			ControlPlane:   n.Role == "controlplane",
+			TalosVersion:   n.TalosVersion,
+			SchematicID:    n.SchematicID,
+			InstallerImage: n.InstallerImage,
+			Config:         []byte(n.MachineConfiguration),
+			New:            !existing[n.Name],
+		}
+	}
+	result, err := rollout.Run(ctx, nodes, opts)
+	if err != nil {
+		return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("rollout stopped; nodes after this one were not touched, and a rerun continues here: %w", err)
+	}
+	state.Changes, state.Snapshots = result.Changes, result.Snapshots
+	return infer.UpdateResponse[RolloutState]{Output: state}, nil
+}
+
+// Delete leaves the nodes as they are.
+func (Rollout) Delete(context.Context, infer.DeleteRequest[RolloutState]) (infer.DeleteResponse, error) {
+	return infer.DeleteResponse{}, nil
+}
+
+func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
+	apply, err := rollout.ApplyMode(a.ApplyMode)
+	if err != nil {
+		return rollout.Options{}, err
+	}
+	reboot, err := rollout.RebootMode(a.RebootMode)
+	if err != nil {
+		return rollout.Options{}, err
+	}
+	timeout, err := time.ParseDuration(a.HealthTimeout)
+	if err != nil || timeout <= 0 {
+		return rollout.Options{}, fmt.Errorf("healthTimeout %q is not a positive Go duration", a.HealthTimeout)
+	}
+	return rollout.Options{
+		Credentials: node.Credentials{
+			CACertificate:     a.ClientConfiguration.CACertificate,
+			ClientCertificate: a.ClientConfiguration.ClientCertificate,
+			ClientKey:         a.ClientConfiguration.ClientKey,
+		},
+		ApplyMode:             apply,
+		RebootMode:            reboot,
+		MaxUnavailableWorkers: a.MaxUnavailableWorkers,
+		HealthTimeout:         timeout,
+		Snapshots:             rollout.Snapshots{Dir: a.SnapshotDir, Prefix: a.SnapshotPrefix},
+	}, nil
+}

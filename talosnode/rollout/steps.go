@@ -1,0 +1,282 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+
+	"talos-cluster/talosnode/node"
+)
+
+// bootIDPath is where the kernel publishes the id of the current boot; Talos has no resource for
+// it, and talosctl reads this file too. A changed id is the only proof that a node rebooted: a
+// node can answer "running and ready" from before the reboot it was asked for.
+const bootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// attempt bounds one call while waiting, so a node that accepts connections but hangs is asked
+// again rather than holding the wait.
+const attempt = 10 * time.Second
+
+// poll calls try every opts.Poll until it reports done or the health timeout passes; seen is
+// what the last attempt found, for the error.
+func (r *runner) poll(ctx context.Context, try func(ctx context.Context) (done bool, seen string, err error)) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
+	defer cancel()
+	seen := "nothing yet"
+	for {
+		callCtx, callCancel := context.WithTimeout(ctx, attempt)
+		done, s, err := try(callCtx)
+		callCancel()
+		if err != nil {
+			return s, err
+		}
+		if done {
+			return s, nil
+		}
+		// The attempt the deadline cut short says less than the one before it.
+		if ctx.Err() == nil || seen == "nothing yet" {
+			seen = s
+		}
+		select {
+		case <-ctx.Done():
+			return seen, ctx.Err()
+		case <-time.After(r.opts.Poll):
+		}
+	}
+}
+
+// waitHealthy waits until the node answers, is running and ready, and returns what it reports.
+func (r *runner) waitHealthy(ctx context.Context, n Node, phase Phase) (node.State, error) {
+	var state node.State
+	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+		s, err := node.Read(ctx, n.Target, r.opts.Credentials)
+		if err != nil {
+			var rerr *node.Error
+			if errors.As(err, &rerr) && rerr.NotAnswering() {
+				return false, "not answering (" + rerr.Phase + ": " + node.Describe(rerr.Err) + ")", nil
+			}
+			return false, err.Error(), err
+		}
+		state = s
+		if s.Stage != "running" || !s.Ready {
+			return false, fmt.Sprintf("stage %s, ready %t", s.Stage, s.Ready), nil
+		}
+		return true, "", nil
+	})
+	if err != nil {
+		return node.State{}, &Error{Node: n.Target, Phase: phase, Expected: fmt.Sprintf("the node running and ready within %s", r.opts.HealthTimeout), Seen: seen}
+	}
+	return state, nil
+}
+
+// etcdHealth is what the control planes say about etcd: "" when every expected member is
+// listed, started and healthy, else what is wrong.
+func (r *runner) etcdHealth(ctx context.Context) string {
+	var problems []string
+	var listed *machine.EtcdMembers
+	for _, m := range r.members {
+		c, err := node.Dial(ctx, m.Target, r.opts.Credentials)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %s", m.Target.Name, err))
+			continue
+		}
+		status, err := c.EtcdStatus(ctx)
+		if err == nil && listed == nil {
+			var list *machine.EtcdMemberListResponse
+			if list, err = c.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{QueryLocal: true}); err == nil && len(list.GetMessages()) > 0 {
+				listed = list.GetMessages()[0]
+			}
+		}
+		c.Close() //nolint:errcheck
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s: %s", m.Target.Name, node.Describe(err)))
+		case len(status.GetMessages()) == 0:
+			problems = append(problems, m.Target.Name+": no etcd status")
+		default:
+			st := status.GetMessages()[0].GetMemberStatus()
+			switch {
+			case len(st.GetErrors()) > 0:
+				problems = append(problems, fmt.Sprintf("%s: etcd reports %s", m.Target.Name, strings.Join(st.GetErrors(), "; ")))
+			case st.GetLeader() == 0:
+				problems = append(problems, m.Target.Name+": etcd has no leader")
+			case st.GetIsLearner():
+				problems = append(problems, m.Target.Name+": etcd member is still a learner")
+			}
+		}
+	}
+	if listed != nil {
+		members := listed.GetMembers()
+		var unstarted []string
+		for _, m := range members {
+			if m.GetHostname() == "" {
+				unstarted = append(unstarted, fmt.Sprintf("%x", m.GetId()))
+			}
+		}
+		if len(members) != len(r.members) {
+			problems = append(problems, fmt.Sprintf("%d etcd members listed, %d control planes declared", len(members), len(r.members)))
+		}
+		if len(unstarted) > 0 {
+			problems = append(problems, "members not started: "+strings.Join(unstarted, ", "))
+		}
+	} else if len(problems) == 0 {
+		problems = append(problems, "no control plane listed the etcd members")
+	}
+	return strings.Join(problems, "; ")
+}
+
+// waitEtcd waits until every etcd member the cluster should have is listed, started and healthy.
+// Talos checks this itself only during the Upgrade call and not at all for a config change, and
+// two back-to-back calls can both pass it: the rollout holds the line between nodes.
+func (r *runner) waitEtcd(ctx context.Context, n Node, phase Phase) error {
+	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+		problems := r.etcdHealth(ctx)
+		return problems == "", problems, nil
+	})
+	if err != nil {
+		return &Error{Node: n.Target, Phase: phase, Expected: fmt.Sprintf("all %d etcd members listed, started and healthy within %s", len(r.members), r.opts.HealthTimeout), Seen: seen}
+	}
+	return nil
+}
+
+// bootID reads the id of the node's current boot.
+func (r *runner) bootID(ctx context.Context, n Node) (string, error) {
+	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close() //nolint:errcheck
+	rd, err := c.Read(ctx, bootIDPath)
+	if err != nil {
+		return "", err
+	}
+	defer rd.Close() //nolint:errcheck
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(data))
+	if id == "" {
+		return "", errors.New("empty boot id")
+	}
+	return id, nil
+}
+
+// waitReboot waits until the node answers with a boot id other than before.
+func (r *runner) waitReboot(ctx context.Context, n Node, before, why string) error {
+	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+		id, err := r.bootID(ctx, n)
+		switch {
+		case err != nil:
+			return false, "not answering (" + node.Describe(err) + ")", nil
+		case id == before:
+			return false, "still on boot " + id, nil
+		}
+		return true, "", nil
+	})
+	if err != nil {
+		return &Error{Node: n.Target, Phase: Reboot, Expected: fmt.Sprintf("the node back from the reboot %s within %s (a new boot id)", why, r.opts.HealthTimeout), Seen: seen}
+	}
+	return nil
+}
+
+// applyConfig sends the declared config in the stack's mode; when Talos reboots to apply it, the
+// node's turn waits for it to come back.
+func (r *runner) applyConfig(ctx context.Context, n Node) error {
+	before, err := r.bootID(ctx, n)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)}
+	}
+	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "a client for the node", Seen: err.Error()}
+	}
+	defer c.Close() //nolint:errcheck
+	callCtx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
+	defer cancel()
+	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: r.opts.ApplyMode})
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + r.opts.ApplyMode.String(), Seen: node.Describe(err)}
+	}
+	applied := r.opts.ApplyMode
+	if msgs := resp.GetMessages(); len(msgs) > 0 {
+		applied = msgs[0].GetMode()
+	}
+	r.log("%s: config applied (%s)", n.Target, applied)
+	if applied == machine.ApplyConfigurationRequest_REBOOT {
+		return r.waitReboot(ctx, n, before, "that applies the config")
+	}
+	return nil
+}
+
+// upgrade asks Talos to install the declared image and waits for the reboot into it.
+func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
+	before, err := r.bootID(ctx, n)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "the node's boot id", Seen: node.Describe(err)}
+	}
+	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "a client for the node", Seen: err.Error()}
+	}
+	defer c.Close() //nolint:errcheck
+	// Talos pulls and checks the image inside the call: it can take minutes on a slow registry.
+	callCtx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
+	defer cancel()
+	_, err = c.UpgradeWithOptions(callCtx,
+		client.WithUpgradeImage(n.InstallerImage),
+		client.WithUpgradeRebootMode(r.opts.RebootMode),
+	)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "Talos to accept " + n.InstallerImage, Seen: node.Describe(err)}
+	}
+	r.log("%s: upgrading %s -> %s", n.Target, describeImage(live.TalosVersion, live.SchematicID), n.InstallerImage)
+	if err := r.waitReboot(ctx, n, before, "into "+n.InstallerImage); err != nil {
+		return err
+	}
+	after, err := r.waitHealthy(ctx, n, Reboot)
+	if err != nil {
+		return err
+	}
+	if after.TalosVersion != n.TalosVersion || after.SchematicID != n.SchematicID {
+		seen := describeImage(after.TalosVersion, after.SchematicID)
+		if after.TalosVersion == live.TalosVersion && after.SchematicID == live.SchematicID {
+			seen += ", the image it ran before: the new image did not boot and Talos rolled back"
+		}
+		return &Error{Node: n.Target, Phase: PostCheck, Expected: describeImage(n.TalosVersion, n.SchematicID), Seen: seen}
+	}
+	return nil
+}
+
+// ApplyMode maps the stack's apply mode (auto, no_reboot, reboot, staged) to Talos'.
+func ApplyMode(mode string) (machine.ApplyConfigurationRequest_Mode, error) {
+	modes := map[string]machine.ApplyConfigurationRequest_Mode{
+		"auto":      machine.ApplyConfigurationRequest_AUTO,
+		"no_reboot": machine.ApplyConfigurationRequest_NO_REBOOT,
+		"reboot":    machine.ApplyConfigurationRequest_REBOOT,
+		"staged":    machine.ApplyConfigurationRequest_STAGED,
+	}
+	m, ok := modes[mode]
+	if !ok {
+		keys := []string{"auto", "no_reboot", "reboot", "staged"}
+		return 0, fmt.Errorf("apply mode %q is not one of %s", mode, strings.Join(keys, ", "))
+	}
+	return m, nil
+}
+
+// RebootMode maps the stack's reboot mode (default, powercycle) to Talos'.
+func RebootMode(mode string) (machine.UpgradeRequest_RebootMode, error) {
+	switch mode {
+	case "", "default":
+		return machine.UpgradeRequest_DEFAULT, nil
+	case "powercycle":
+		return machine.UpgradeRequest_POWERCYCLE, nil
+	}
+	return 0, fmt.Errorf("reboot mode %q is not default or powercycle", mode)
+}
