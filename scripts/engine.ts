@@ -107,6 +107,27 @@ export class Workspace {
     return { code, stdout: r.stdout, stderr: r.stderr, output: `${r.stdout}\n${r.stderr}` };
   }
 
+  /** Runs the CLI without waiting, so a test can act on the nodes while it runs. */
+  runAsync(args: string[]): Promise<RunResult> {
+    const started = Date.now();
+    const proc = spawn(PULUMI, [...args, "--non-interactive"], { cwd: this.dir, env: { ...this.env, PULUMI_BIN: PULUMI } });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    proc.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    return new Promise((resolve) => {
+      proc.on("close", (status) => {
+        const code = status ?? 1;
+        console.log(`[${this.stack}] pulumi ${args.join(" ")}: exit ${code} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        resolve({ code, stdout, stderr, output: `${stdout}\n${stderr}` });
+      });
+    });
+  }
+
   /** Runs the CLI with its own output on this terminal, as a person running it sees it. */
   show(args: string[]): number {
     return spawnSync(PULUMI, [...args, "--non-interactive"], { cwd: this.dir, env: this.env, stdio: "inherit" }).status ?? 1;
@@ -153,6 +174,9 @@ export interface SimNode {
   kubeconfigCalls: number;
   /** The last applied machine configuration (YAML). */
   config: string;
+  /** The release it runs and the schematic it booted. */
+  talosVersion: string;
+  schematic?: string;
   /** The node's network links (predictable names, as on metal). */
   links: string[];
   /** The VIP its config declares: on which link, whether this node holds it, and if not why. */
@@ -229,6 +253,27 @@ export class Simulator {
     if (!res.ok) throw new Error(`talos-sim set ${address}: ${res.status} ${await res.text()}`);
   }
 
+  /** What happened to the nodes, in time order: upgrades, applies, reboots, snapshots. */
+  async timeline(): Promise<TimelineEvent[]> {
+    const res = await fetch(`${this.controlUrl}/state`);
+    return ((await res.json()) as { timeline?: TimelineEvent[] }).timeline ?? [];
+  }
+
+  /** bootFails: the next upgrade's image does not boot, and the node comes back on the old one. */
+  async fault(address: string, fault: { bootFails: boolean }): Promise<void> {
+    await this.post(address, "fault", fault);
+  }
+
+  /** Makes a control plane's etcd member unhealthy (or healthy again). */
+  async etcd(address: string, member: { healthy: boolean }): Promise<void> {
+    await this.post(address, "etcd", member);
+  }
+
+  private async post(address: string, action: string, body: unknown): Promise<void> {
+    const res = await fetch(`${this.controlUrl}/nodes/${address}/${action}`, { method: "POST", body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`talos-sim ${action} ${address}: ${res.status} ${await res.text()}`);
+  }
+
   async stop(address: string): Promise<void> {
     await this.control(address, "stop");
   }
@@ -245,6 +290,62 @@ export class Simulator {
   dispose(): void {
     this.proc.kill();
   }
+}
+
+/** One entry of the simulator's timeline. */
+export interface TimelineEvent {
+  at: string;
+  /** The node's address. */
+  node: string;
+  event: "upgrade" | "upgrade-refused" | "apply" | "down" | "up" | "snapshot";
+  detail: string;
+}
+
+/** A time a node was away (rebooting or stopped), from the simulator's timeline. */
+export interface Downtime {
+  node: string;
+  from: number;
+  /** Infinity while it is still down. */
+  to: number;
+  why: string;
+}
+
+/** Every interval a node was down, in the order they began. */
+export function downtimes(timeline: TimelineEvent[]): Downtime[] {
+  const open = new Map<string, Downtime>();
+  const out: Downtime[] = [];
+  for (const e of timeline) {
+    const at = Date.parse(e.at);
+    if (e.event === "down" && !open.has(e.node)) {
+      const d = { node: e.node, from: at, to: Number.POSITIVE_INFINITY, why: e.detail };
+      open.set(e.node, d);
+      out.push(d);
+    } else if (e.event === "up") {
+      const d = open.get(e.node);
+      if (d !== undefined) d.to = at;
+      open.delete(e.node);
+    }
+  }
+  return out;
+}
+
+/** The most nodes of `among` that were down at the same moment. */
+export function mostDownAtOnce(downs: Downtime[], among: (node: string) => boolean = () => true): number {
+  const edges = downs
+    .filter((d) => among(d.node))
+    .flatMap((d) => [
+      { at: d.from, step: 1 },
+      { at: d.to, step: -1 },
+    ])
+    // An "up" and a "down" at the same instant: count the up first.
+    .sort((a, b) => a.at - b.at || a.step - b.step);
+  let now = 0;
+  let most = 0;
+  for (const e of edges) {
+    now += e.step;
+    most = Math.max(most, now);
+  }
+  return most;
 }
 
 export interface SimNodeConfig {

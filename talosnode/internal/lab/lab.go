@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +151,38 @@ func (l *Lab) Configured(t *testing.T, address string, data []byte, opts ...simn
 	n := l.Node(t, address, TalosVersion, Schematic, opts...)
 	Apply(t, n, data)
 	return n
+}
+
+// Bootstrap starts etcd on a configured control plane, as the talos provider's bootstrap.
+func (l *Lab) Bootstrap(t *testing.T, n *simnode.Node) {
+	t.Helper()
+	c, err := node.Dial(context.Background(), node.Target{Address: n.Addr()}, l.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close() //nolint:errcheck
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Bootstrap(ctx, &machine.BootstrapRequest{}); err != nil {
+		t.Fatalf("bootstrap %s: %v", n.Addr(), err)
+	}
+}
+
+// Factory is the Image Factory the lab's upgrades pull installers from: factory.talos.dev
+// installer images of any 64-hex schematic and the given Talos versions.
+type Factory struct{ Versions []string }
+
+// Installer resolves an installer image as a pull would.
+func (f Factory) Installer(ref string) (schematic, version string, err error) {
+	rest, ok := strings.CutPrefix(ref, "factory.talos.dev/installer/")
+	schematic, version, found := strings.Cut(rest, ":")
+	if !ok || !found || len(schematic) != 64 || !slices.Contains(f.Versions, version) {
+		return "", "", fmt.Errorf("failed to pull image %q: not found", ref)
+	}
+	return schematic, version, nil
+}
+
+// InstallerOf is the factory installer image of a schematic and release.
+func InstallerOf(schematic, version string) string {
+	return "factory.talos.dev/installer/" + schematic + ":" + version
 }

@@ -1,0 +1,118 @@
+// `npm run bench:rollout [-- --reboot 3s] [--workers N]`: what a rolling upgrade costs per node
+// beyond the reboot itself. A real `pulumi up` moves 3 control planes and 6 simulated workers from
+// v1.11.5 to v1.11.6 (workers one at a time unless --workers says more); the simulator's timeline
+// gives each node's turn (from its upgrade call to the next node's, or the end of the up). Prints
+// seconds per node, the simulated reboot time, and the overhead: the gates, the snapshot, the
+// polls that notice the node is back, and the engine around it. Not a test: the numbers depend on
+// the machine; it exits 1 only when a step fails.
+import { stringify } from "yaml";
+import { downtimes, missingToolchain, Simulator, simNodes, simStackConfig, type TimelineEvent, Workspace } from "./engine";
+
+const USAGE = "usage: npm run bench:rollout [-- --reboot 3s] [--workers N]";
+const NET = 30;
+const FACTORY_PORT = 18990;
+
+function parseArgs(argv: string[]): { reboot: number; workers: number } {
+  let reboot = 3;
+  let workers = 1;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = argv[i + 1];
+    if (arg === "--") continue;
+    if (arg === "--reboot" && value !== undefined && /^\d+(\.\d+)?s$/.test(value)) {
+      reboot = Number(value.slice(0, -1));
+      i++;
+    } else if (arg === "--workers" && value !== undefined && /^[1-9]\d*$/.test(value)) {
+      workers = Number(value);
+      i++;
+    } else {
+      console.error(`${USAGE}\nunknown or malformed argument: ${arg}`);
+      process.exit(2);
+    }
+  }
+  return { reboot, workers };
+}
+
+async function main(): Promise<void> {
+  const { reboot, workers } = parseArgs(process.argv.slice(2));
+  const missing = missingToolchain();
+  if (missing !== undefined) {
+    console.error(`${missing}: run npm run setup first`);
+    process.exit(1);
+  }
+  const nodes = simNodes(NET, { controlPlanes: 3, workers: 6 });
+  const sim = await Simulator.start(
+    nodes.map((n) => n.address),
+    FACTORY_PORT,
+    FACTORY_PORT + 1,
+    ["-reboot-time", `${reboot}s`, "-factory-versions", "v1.11.5,v1.11.6"],
+  );
+  const config = simStackConfig(sim, "bench-rollout", nodes, {
+    "talos-cluster:imageFactoryHost": `127.0.0.1:${FACTORY_PORT}`,
+    "talos-cluster:upgrade": { maxUnavailableWorkers: workers, healthTimeout: "2m" },
+  });
+  const ws = new Workspace("bench-rollout", config);
+  try {
+    ws.must(["up", "--yes", "--skip-preview"]);
+    const noop = time(() => ws.must(["up", "--yes", "--skip-preview"]));
+    const mark = (await sim.timeline()).length;
+    ws.writeConfig({ ...config, "talos-cluster:talosVersion": "v1.11.6" });
+    const started = Date.now();
+    const total = time(() => ws.must(["up", "--yes", "--skip-preview"]));
+    const events = (await sim.timeline()).slice(mark);
+    report(events, nodes, { reboot, workers, total, noop, started, ended: started + total * 1000 });
+  } finally {
+    sim.dispose();
+    ws.dispose();
+  }
+}
+
+function time(f: () => void): number {
+  const t = Date.now();
+  f();
+  return (Date.now() - t) / 1000;
+}
+
+function report(
+  events: TimelineEvent[],
+  nodes: { name: string; address: string }[],
+  run: { reboot: number; workers: number; total: number; noop: number; started: number; ended: number },
+): void {
+  const name = new Map(nodes.map((n) => [n.address, n.name]));
+  const calls = events.filter((e) => e.event === "upgrade").map((e) => ({ node: e.node, at: Date.parse(e.at) }));
+  const downs = downtimes(events);
+  const rows = calls.map((c, i) => {
+    const down = downs.find((d) => d.node === c.node);
+    // A turn ends where the next node's starts; the last ends with the up.
+    const end = calls[i + 1]?.at ?? run.ended;
+    return {
+      node: name.get(c.node) ?? c.node,
+      turn: (end - c.at) / 1000,
+      down: down === undefined ? Number.NaN : (down.to - down.from) / 1000,
+    };
+  });
+  const firstCall = calls[0]?.at ?? run.started;
+  const table = rows.map((r) => ({
+    node: r.node,
+    "turn s": r.turn.toFixed(2),
+    "down s": r.down.toFixed(2),
+    "overhead s": (r.turn - r.down).toFixed(2),
+  }));
+  console.log(stringify({ rollout: table }));
+  const perNode = (run.total - run.noop) / rows.length;
+  const sequential = run.workers === 1;
+  console.log(
+    [
+      `nodes upgraded: ${rows.length} (3 control planes, 6 workers, ${run.workers} at a time); simulated reboot ${run.reboot}s`,
+      `up with the rollout: ${run.total.toFixed(1)}s; the same up with nothing to do: ${run.noop.toFixed(1)}s`,
+      `engine start to the first upgrade call: ${((firstCall - run.started) / 1000).toFixed(1)}s`,
+      `seconds per node (rollout up minus no-op up, over ${rows.length} nodes): ${perNode.toFixed(2)}s` +
+        (sequential ? `; beyond the reboot: ${(perNode - run.reboot).toFixed(2)}s` : ""),
+    ].join("\n"),
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

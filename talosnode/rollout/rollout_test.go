@@ -1,0 +1,290 @@
+package rollout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+
+	simnode "talos-cluster/sim/node"
+	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/rollout"
+)
+
+// cluster is 3 control planes and 3 workers of one lab, bootstrapped, on 127.0.17.<net*10+i>.
+type cluster struct {
+	lab   *lab.Lab
+	sim   []*simnode.Node
+	nodes []rollout.Node
+}
+
+func newCluster(t *testing.T, net int) *cluster {
+	t.Helper()
+	l := lab.New(t)
+	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6"}})
+	c := &cluster{lab: l}
+	for i := range 6 {
+		cp := i < 3
+		name := fmt.Sprintf("cp-%d", i+1)
+		if !cp {
+			name = fmt.Sprintf("worker-%d", i-2)
+		}
+		address := fmt.Sprintf("127.0.17.%d", net*10+i+1)
+		cfg := declaredConfig(t, l, cp, "1.34.1", lab.Installer, "")
+		n := l.Configured(t, address, cfg, simnode.WithRebootTime(150*time.Millisecond))
+		c.sim = append(c.sim, n)
+		c.nodes = append(c.nodes, rollout.Node{
+			Target:       node.Target{Name: name, Address: n.Addr()},
+			ControlPlane: cp,
+			TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer,
+			Config: cfg,
+		})
+	}
+	l.Bootstrap(t, c.sim[0])
+	return c
+}
+
+func declaredConfig(t *testing.T, l *lab.Lab, controlPlane bool, kubernetes, image, patch string) []byte {
+	t.Helper()
+	if controlPlane {
+		return l.ControlPlane(t, kubernetes, image, patch)
+	}
+	return l.Worker(t, kubernetes, image, patch)
+}
+
+// target moves every node to another release (and with it, the install image in its config).
+func (c *cluster) target(t *testing.T, version string) []rollout.Node {
+	t.Helper()
+	out := slices.Clone(c.nodes)
+	image := lab.InstallerOf(lab.Schematic, version)
+	for i := range out {
+		out[i].TalosVersion, out[i].InstallerImage = version, image
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", image, "")
+	}
+	return out
+}
+
+func (c *cluster) options(t *testing.T, workers int) rollout.Options {
+	return rollout.Options{
+		Credentials:           c.lab.Credentials,
+		ApplyMode:             machine.ApplyConfigurationRequest_AUTO,
+		MaxUnavailableWorkers: workers,
+		HealthTimeout:         5 * time.Second,
+		Snapshots:             rollout.Snapshots{Dir: t.TempDir(), Prefix: "lab"},
+		Poll:                  50 * time.Millisecond,
+	}
+}
+
+func (c *cluster) name(address string) string {
+	for _, n := range c.nodes {
+		if n.Target.Address == address || strings.HasPrefix(n.Target.Address, address+":") {
+			return n.Target.Name
+		}
+	}
+	return address
+}
+
+// events are the names of the nodes with a timeline entry of the kind, after mark entries.
+func (c *cluster) events(mark int, kind string) []string {
+	var out []string
+	for _, e := range c.lab.Trust.Timeline()[mark:] {
+		if e.Event == kind {
+			out = append(out, c.name(e.Node))
+		}
+	}
+	return out
+}
+
+// downAtOnce is, over the timeline after mark, the most nodes down at once among those `among`
+// accepts, and whether a control plane was ever down together with another node.
+func (c *cluster) downAtOnce(mark int, among func(string) bool) (most int, cpShared bool) {
+	down := map[string]bool{}
+	for _, e := range c.lab.Trust.Timeline()[mark:] {
+		name := c.name(e.Node)
+		switch e.Event {
+		case simnode.TimelineDown:
+			down[name] = true
+		case simnode.TimelineUp:
+			delete(down, name)
+		default:
+			continue
+		}
+		count, cps := 0, 0
+		for n := range down {
+			if among(n) {
+				count++
+			}
+			if strings.HasPrefix(n, "cp-") {
+				cps++
+			}
+		}
+		most = max(most, count)
+		if cps > 0 && len(down) > 1 {
+			cpShared = true
+		}
+	}
+	return most, cpShared
+}
+
+func isWorker(name string) bool { return strings.HasPrefix(name, "worker-") }
+
+func TestRunUpgradesControlPlanesInOrderAloneThenWorkersInBatches(t *testing.T) {
+	c := newCluster(t, 1)
+	opts := c.options(t, 2)
+	result, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrades := c.events(0, simnode.TimelineUpgrade)
+	if got := strings.Join(upgrades[:3], ","); got != "cp-1,cp-2,cp-3" {
+		t.Errorf("control planes upgraded in order %s, want cp-1,cp-2,cp-3 first; all: %v", got, upgrades)
+	}
+	if len(upgrades) != 6 {
+		t.Errorf("upgrades %v, want every node once", upgrades)
+	}
+	most, shared := c.downAtOnce(0, isWorker)
+	if most != 2 || shared {
+		t.Errorf("workers down at once at most %d (want 2); a control plane down with another node: %t", most, shared)
+	}
+	for _, n := range c.sim {
+		if s := n.State(); s.TalosVersion != "v1.11.6" {
+			t.Errorf("%s runs %s", s.Address, s.TalosVersion)
+		}
+	}
+	if len(result.Snapshots) != 3 {
+		t.Fatalf("snapshots %v, want one per control plane", result.Snapshots)
+	}
+	for i, path := range result.Snapshots {
+		if !strings.Contains(path, fmt.Sprintf("lab-cp-%d-", i+1)) {
+			t.Errorf("snapshot %d is %s", i, path)
+		}
+		if err := rollout.VerifySnapshot(path); err != nil {
+			t.Error(err)
+		}
+		if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v", path, info.Mode(), err)
+		}
+	}
+	snaps := c.events(0, simnode.TimelineSnapshot)
+	if strings.Join(snaps, ",") != "cp-1,cp-2,cp-3" {
+		t.Errorf("snapshots served by %v", snaps)
+	}
+
+	// Done: a second run touches nothing.
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.lab.Trust.Timeline()[mark:]; len(got) != 0 {
+		t.Errorf("a converged cluster changed: %v", got)
+	}
+}
+
+func TestAnImageThatDoesNotBootStopsTheRolloutAndARerunResumes(t *testing.T) {
+	c := newCluster(t, 2)
+	c.sim[1].SetBootFails(true)
+	opts := c.options(t, 1)
+	_, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts)
+	var rerr *rollout.Error
+	if !errors.As(err, &rerr) || rerr.Node.Name != "cp-2" || rerr.Phase != rollout.PostCheck || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("error %v, want cp-2's post-check naming the rollback", err)
+	}
+	if got := c.events(0, simnode.TimelineUpgrade); strings.Join(got, ",") != "cp-1,cp-2" {
+		t.Errorf("upgrades %v, want cp-1,cp-2 and nothing after the failure", got)
+	}
+
+	c.sim[1].SetBootFails(false)
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(mark, simnode.TimelineUpgrade); strings.Join(got, ",") != "cp-2,cp-3,worker-1,worker-2,worker-3" {
+		t.Errorf("rerun upgraded %v, want everything but cp-1", got)
+	}
+}
+
+func TestAnUnhealthyEtcdMemberStopsTheRolloutBeforeAnyChange(t *testing.T) {
+	c := newCluster(t, 3)
+	c.sim[2].SetEtcdHealthy(false)
+	opts := c.options(t, 1)
+	opts.HealthTimeout = time.Second
+	_, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts)
+	var rerr *rollout.Error
+	if !errors.As(err, &rerr) || rerr.Node.Name != "cp-1" || rerr.Phase != rollout.PreCheck || !strings.Contains(rerr.Seen, "cp-3") {
+		t.Fatalf("error %v, want cp-1's pre-check naming cp-3", err)
+	}
+	for _, kind := range []string{simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineSnapshot, simnode.TimelineDown} {
+		if got := c.events(0, kind); len(got) > 0 {
+			t.Errorf("%s on %v before etcd was healthy", kind, got)
+		}
+	}
+}
+
+func TestConfigChangesRollInOrderAndRebootOnlyWhenTalosMust(t *testing.T) {
+	c := newCluster(t, 4)
+	opts := c.options(t, 1)
+	withPatch := func(patch string) []rollout.Node {
+		out := slices.Clone(c.nodes)
+		for i := range out {
+			out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", lab.Installer, patch)
+		}
+		return out
+	}
+	// A sysctl applies in place.
+	if _, err := rollout.Run(context.Background(), withPatch("machine:\n  sysctls:\n    vm.max_map_count: '262144'\n"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(0, simnode.TimelineApply); strings.Join(got, ",") != "cp-1,cp-2,cp-3,worker-1,worker-2,worker-3" {
+		t.Errorf("applies %v, want the stack's order", got)
+	}
+	if got := c.events(0, simnode.TimelineDown); len(got) > 0 {
+		t.Errorf("in-place change rebooted %v", got)
+	}
+	// machine.env needs a reboot: one node at a time.
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), withPatch("machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(mark, simnode.TimelineDown); strings.Join(got, ",") != "cp-1,cp-2,cp-3,worker-1,worker-2,worker-3" {
+		t.Errorf("reboots %v, want every node in order", got)
+	}
+	if most, shared := c.downAtOnce(mark, func(string) bool { return true }); most != 1 || shared {
+		t.Errorf("%d nodes down at once", most)
+	}
+}
+
+func TestNewNodesAreLeftToTheirInstall(t *testing.T) {
+	c := newCluster(t, 5)
+	fresh := c.lab.Node(t, "127.0.17.57", lab.TalosVersion, lab.Schematic)
+	target := append(c.target(t, "v1.11.6"), rollout.Node{
+		Target: node.Target{Name: "worker-4", Address: fresh.Addr()}, TalosVersion: "v1.11.6", SchematicID: lab.Schematic,
+		InstallerImage: lab.InstallerOf(lab.Schematic, "v1.11.6"), Config: declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, ""), New: true,
+	})
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if s := fresh.State(); s.Configured || s.TalosVersion != lab.TalosVersion {
+		t.Errorf("the new node was touched: configured %t, runs %s", s.Configured, s.TalosVersion)
+	}
+}
+
+func TestAnEtcdMemberTheStackNoLongerDeclaresStopsTheRollout(t *testing.T) {
+	c := newCluster(t, 6)
+	target := slices.Delete(c.target(t, "v1.11.6"), 2, 3)
+	opts := c.options(t, 1)
+	opts.HealthTimeout = time.Second
+	_, err := rollout.Run(context.Background(), target, opts)
+	if err == nil || !strings.Contains(err.Error(), "3 etcd members listed, 2 control planes declared") {
+		t.Fatalf("error %v, want the member count named", err)
+	}
+	if got := c.events(0, simnode.TimelineUpgrade); len(got) > 0 {
+		t.Errorf("upgraded %v", got)
+	}
+}
