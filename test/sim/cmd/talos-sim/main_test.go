@@ -21,7 +21,7 @@ func TestControlStopsStartsAndReportsNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.11": n}, []string{"127.0.6.11"}, factory.New(nil, nil)))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.11": n}, []string{"127.0.6.11"}, factory.New(nil, nil), node.NewTrust()))
 	t.Cleanup(srv.Close)
 
 	post := func(path string) int {
@@ -77,7 +77,7 @@ func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.12": n}, []string{"127.0.6.12"}, factory.New(nil, nil)))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.12": n}, []string{"127.0.6.12"}, factory.New(nil, nil), node.NewTrust()))
 	t.Cleanup(srv.Close)
 
 	for _, tc := range []struct {
