@@ -3,8 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -431,8 +431,8 @@ func TestEtcdAPIsOnControlPlanesOnly(t *testing.T) {
 	}
 	wc := s.client(t, w)
 	for name, call := range map[string]func() error{
-		"member list": func() error { _, err := wc.EtcdMemberList(ctx(t, w), &machine.EtcdMemberListRequest{}); return err },
-		"etcd status": func() error { _, err := wc.EtcdStatus(ctx(t, w)); return err },
+		"member list":     func() error { _, err := wc.EtcdMemberList(ctx(t, w), &machine.EtcdMemberListRequest{}); return err },
+		"etcd status":     func() error { _, err := wc.EtcdStatus(ctx(t, w)); return err },
 		"etcd alarm list": func() error { _, err := wc.EtcdAlarmList(ctx(t, w)); return err },
 	} {
 		err := call()
