@@ -226,7 +226,10 @@ func (n *Node) bootSequence(ctx context.Context) {
 	}, "", 0, nil)
 	for _, svc := range n.services() {
 		if svc.state == "Running" {
-			n.publish(&machine.ServiceStateEvent{Service: svc.id, Action: machine.ServiceStateEvent_RUNNING, Message: "Service started as goroutine"}, "")
+			n.publish(&machine.ServiceStateEvent{
+				Service: svc.id, Action: machine.ServiceStateEvent_RUNNING, Message: svc.message,
+				Health: &machine.ServiceHealth{Unknown: svc.unknown, Healthy: svc.healthy, LastMessage: svc.message},
+			}, "")
 		}
 	}
 	n.publish(&machine.SequenceEvent{Sequence: "boot", Action: machine.SequenceEvent_STOP}, "")
