@@ -103,6 +103,8 @@ type Extension struct {
 type Server struct {
 	Versions   []string
 	Extensions []string
+	// Host is host:port of the factory as image references name it (installer images).
+	Host string
 
 	mu         sync.Mutex
 	schematics map[string][]byte
@@ -205,4 +207,43 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// wellKnown are schematics every Image Factory has: the empty one and intel-ucode only.
+var wellKnown = map[string]bool{
+	"376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba": true,
+	"2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8": true,
+}
+
+// Installer resolves an installer image of this factory as containerd's pull would:
+// <Host>/installer/<schematic>:<version> (also installer-secureboot, metal-installer and
+// metal-installer-secureboot) for a schematic the factory knows and a version it serves. Other
+// references fail as a pull does: not found.
+func (f *Server) Installer(ref string) (schematic, version string, err error) {
+	notFound := fmt.Errorf("failed to pull image %q: %s: not found", ref, ref)
+	host, rest, ok := strings.Cut(ref, "/")
+	if !ok || rest == "" {
+		return "", "", fmt.Errorf("failed to parse image reference %q: invalid reference format", ref)
+	}
+	if host != f.Host {
+		return "", "", fmt.Errorf("failed to pull image %q: failed to resolve reference %q: failed to do request: dial tcp: lookup %s: no such host", ref, ref, host)
+	}
+	path, tag, ok := strings.Cut(rest, ":")
+	repo, id, _ := strings.Cut(path, "/")
+	if !ok || tag == "" {
+		return "", "", notFound
+	}
+	switch repo {
+	case "installer", "installer-secureboot", "metal-installer", "metal-installer-secureboot":
+	default:
+		return "", "", notFound
+	}
+	_, known := f.Schematic(id)
+	if !known && !wellKnown[id] {
+		return "", "", notFound
+	}
+	if !slices.Contains(f.Versions, tag) {
+		return "", "", notFound
+	}
+	return id, tag, nil
 }

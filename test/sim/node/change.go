@@ -57,6 +57,9 @@ func (n *Node) Set(ctx context.Context, c Change) error {
 		if err := put(ctx, n.cosi, schematicExtension(c.Schematic)); err != nil {
 			return fmt.Errorf("node %s: schematic extension: %w", n.address, err)
 		}
+		n.mu.Lock()
+		n.state.Schematic = c.Schematic
+		n.mu.Unlock()
 	}
 	if c.TalosVersion != "" {
 		n.mu.Lock()

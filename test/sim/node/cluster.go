@@ -20,6 +20,10 @@ type member struct {
 	cluster      string
 	hostname     string
 	bootstrapped bool
+	// etcd: the member ran once; it is failing (fault); the upgrade stopped the services.
+	etcdStarted     bool
+	etcdUnhealthy   bool
+	servicesStopped bool
 }
 
 func (m member) controlPlane() bool { return m.cfg != nil && m.cfg.Machine().Type().IsControlPlane() }
@@ -34,7 +38,8 @@ func clusterKey(cfg config.Provider) string {
 func (n *Node) member() member {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	m := member{node: n, up: n.state.Up, cfg: n.cfg, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped}
+	m := member{node: n, up: n.state.Up, cfg: n.cfg, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped,
+		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped}
 	if n.cfg != nil {
 		m.cluster = clusterKey(n.cfg)
 	}
@@ -74,6 +79,22 @@ func (t *Trust) settle() {
 		if err := m.node.showVIP(context.Background(), held[i]); err != nil {
 			log.Printf("node %s: VIP address resource: %v", m.node.address, err)
 		}
+	}
+	// etcd: a control plane's member has started once its machine ran in a bootstrapped cluster;
+	// then every machine shows its services and etcd member.
+	for _, m := range members {
+		if m.controlPlane() && m.up && !m.servicesStopped && bootstrapped[m.cluster] && !m.etcdStarted {
+			m.node.mu.Lock()
+			m.node.etcdStarted = true
+			m.node.mu.Unlock()
+		}
+	}
+	for i := range members {
+		members[i] = members[i].node.member()
+	}
+	for _, m := range members {
+		c, ok := etcdView(members, m.cluster)
+		m.node.showServices(context.Background(), c, ok)
 	}
 }
 

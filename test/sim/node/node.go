@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	cosiapi "github.com/cosi-project/runtime/api/v1alpha1"
 	"github.com/cosi-project/runtime/pkg/state"
@@ -62,6 +63,18 @@ type State struct {
 	KubernetesNode *KubernetesNode `json:"kubernetesNode,omitempty"`
 	// Config is the last applied machine configuration, as sent.
 	Config string `json:"config,omitempty"`
+	// BootID is the current boot's /proc/sys/kernel/random/boot_id (new at every boot).
+	BootID string `json:"bootId"`
+	// Stage is MachineStatus' stage: maintenance, booting, running, upgrading, rebooting.
+	Stage string `json:"stage"`
+	// Schematic is the Image Factory schematic id of the booted image.
+	Schematic string `json:"schematic"`
+	// Staged is true while a staged (or reboot-pending) config waits for the next boot.
+	Staged bool `json:"staged"`
+	// BootFails is the fault: an upgrade's new image fails to boot and the node rolls back.
+	BootFails bool `json:"bootFails"`
+	// EtcdHealthy is false while the etcd member fault is set.
+	EtcdHealthy bool `json:"etcdHealthy"`
 }
 
 // Node is one simulated machine. Its state survives Stop/Start, as a powered-off disk would.
@@ -89,12 +102,38 @@ type Node struct {
 	maintCert tls.Certificate
 	lis       net.Listener
 	srv       *grpc.Server
+
+	// The machine's life: powered (Start/Stop), a reboot in progress, the running sequence,
+	// this boot's id and event stream.
+	rebootTime time.Duration
+	powered    bool
+	rebooting  bool
+	sequence   string
+	bootID     string
+	events     *eventLog
+	// pending is the persisted config that becomes active at the next boot (staged, or applied
+	// with a reboot); installed is the image an upgrade wrote for the next boot.
+	pending   *activation
+	installed *bootImage
+	// Faults for tests.
+	bootFails     bool
+	etcdUnhealthy bool
+	// etcdStarted is true once this control plane's etcd member ran (etcd keeps its name then).
+	etcdStarted bool
+	// servicesStopped: an upgrade stopped etcd, kubelet and the rest before its reboot.
+	servicesStopped bool
+	// stagedInstall: a staged upgrade installs at the next boot and reboots once more.
+	stagedInstall bool
+	bootedAt      time.Time
 }
 
 // Option changes how New builds a node.
 type Option func(*options)
 
-type options struct{ links []string }
+type options struct {
+	links      []string
+	rebootTime time.Duration
+}
 
 // DefaultLinks is what a node has unless WithLinks says otherwise: one virtio NIC with the
 // predictable name Talos (since 1.5) gives it on metal. There is no eth0.
@@ -108,7 +147,7 @@ func WithLinks(names ...string) Option {
 // New makes a node in maintenance mode that runs talosVersion, booted from the image of the
 // given schematic id. Nodes made with the same Trust form one simulation, in the order made.
 func New(address string, port int, talosVersion, schematicID string, trust *Trust, opts ...Option) (*Node, error) {
-	o := options{links: DefaultLinks}
+	o := options{links: DefaultLinks, rebootTime: DefaultRebootTime}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -135,7 +174,10 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 		address:   ip,
 		port:      port,
 		maintCert: cert,
-		state:     State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}, Links: linkNames(links)},
+		state: State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}, Links: linkNames(links),
+			Schematic: schematicID, Stage: runtime.MachineStageMaintenance.String(), EtcdHealthy: true},
+		rebootTime: o.rebootTime,
+		events:     newEventLog(),
 	}
 	trust.join(n)
 	return n, nil
@@ -144,44 +186,18 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 // Addr is host:port of the node's API.
 func (n *Node) Addr() string { return net.JoinHostPort(n.address.String(), strconv.Itoa(n.port)) }
 
-// Start listens and serves; it brings a stopped node back with its state intact.
-func (n *Node) Start() error {
-	n.mu.Lock()
-	if n.lis != nil {
-		n.mu.Unlock()
-		return nil
-	}
+// newServer is the machine's API: machined's MachineService, storage and COSI behind apid's TLS.
+func (n *Node) newServer() (net.Listener, *grpc.Server, error) {
 	lis, err := net.Listen("tcp", n.Addr())
 	if err != nil {
-		n.mu.Unlock()
-		return err
+		return nil, nil, err
 	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})))
 	machine.RegisterMachineServiceServer(srv, n)
 	storage.RegisterStorageServiceServer(srv, n)
 	// As on Talos (maintenance and apid alike), the API reads resources through an access policy.
 	cosiapi.RegisterStateServer(srv, cosiserver.NewState(state.WrapCore(state.Filter(n.cosi, n.accessPolicy))))
-	n.lis, n.srv = lis, srv
-	n.state.Up = true
-	go func() { _ = srv.Serve(lis) }()
-	n.mu.Unlock()
-	// A machine that comes back may take the VIP and register its Node.
-	n.trust.settle()
-	return nil
-}
-
-// Stop makes the node unreachable: connections are refused until Start.
-func (n *Node) Stop() {
-	n.mu.Lock()
-	srv := n.srv
-	n.lis, n.srv = nil, nil
-	n.state.Up = false
-	n.mu.Unlock()
-	if srv != nil {
-		srv.Stop()
-		// A dead VIP holder loses its etcd lease: another control plane takes the VIP.
-		n.trust.settle()
-	}
+	return lis, srv, nil
 }
 
 // State returns a copy of what the node has seen.
@@ -298,22 +314,14 @@ func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigu
 		return nil, err
 	}
 
-	// In maintenance Talos answers with no mode (it installs, then reboots); a running sim node
-	// applies every mode in place (it models no change that would need a reboot), and records
-	// the mode as asked.
-	reply := &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{}}}
 	if !inMaintenance {
-		mode := req.GetMode()
-		if mode != machine.ApplyConfigurationRequest_STAGED {
-			mode = machine.ApplyConfigurationRequest_NO_REBOOT
-		}
-		reply.Messages[0].Mode = mode
-		reply.Messages[0].ModeDetails = "Applied configuration without a reboot (simulated node)"
+		return n.applyConfigured(ctx, req, act)
 	}
+	// In maintenance Talos answers with no mode (it installs, then reboots); the simulator
+	// applies in place and records the mode as asked.
+	reply := &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{}}}
 	if req.GetDryRun() {
-		if inMaintenance {
-			reply.Messages[0].ModeDetails = "Dry run summary:\nNode is running in maintenance mode and does not have a config yet."
-		}
+		reply.Messages[0].ModeDetails = "Dry run summary:\nNode is running in maintenance mode and does not have a config yet."
 		return reply, nil
 	}
 	if err := n.activate(ctx, act, func(s *State) {
@@ -399,10 +407,7 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 		n.mu.Unlock()
 		return err
 	}
-	if err := put(ctx, n.cosi, machineStatus(runtime.MachineStageRunning)); err != nil {
-		n.mu.Unlock()
-		return err
-	}
+	firstConfig := n.cfg == nil
 	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
 	n.osCACert, n.clusterCA, n.apiCert = act.osCACert, act.clusterCA, nil
 	if ep := act.cfg.Cluster().Endpoint(); ep != nil {
@@ -419,6 +424,10 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 		record(&n.state)
 	}
 	n.mu.Unlock()
+	if firstConfig {
+		// The first config ends maintenance mode (Talos would install and reboot into it).
+		n.setStage(ctx, runtime.MachineStageRunning, true)
+	}
 	n.trust.settle()
 	return nil
 }

@@ -15,8 +15,10 @@ import (
 	"github.com/cosi-project/runtime/pkg/state/registry"
 	"github.com/siderolabs/talos/pkg/machinery/extensions"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	etcdres "github.com/siderolabs/talos/pkg/machinery/resources/etcd"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+	"github.com/siderolabs/talos/pkg/machinery/resources/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -35,6 +37,7 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 	// Descriptions as Talos registers them (internal/app/machined/pkg/runtime/v1alpha2).
 	for _, ns := range []struct{ name, description string }{
 		{configres.NamespaceName, "Talos node configuration."},
+		{etcdres.NamespaceName, "etcd resources."},
 		{network.NamespaceName, "Networking resources."},
 		{runtime.NamespaceName, "Talos v1alpha1 subsystems glue resources."},
 	} {
@@ -52,6 +55,8 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&network.LinkStatus{},
 		&runtime.ExtensionStatus{},
 		&runtime.MachineStatus{},
+		&v1alpha1.Service{},
+		&etcdres.Member{},
 	} {
 		if err := definitions.Register(ctx, r); err != nil {
 			return nil, err

@@ -25,6 +25,11 @@ type Trust struct {
 	apiServers map[string]*apiServer
 	// nodeApply is the outcome of each machine's last node-apply sync: "" or the refusal.
 	nodeApply map[*Node]string
+
+	timelineMu sync.Mutex
+	timeline   []TimelineEntry
+	// installers resolves installer image references for Upgrade; nil refuses every image.
+	installers InstallerRegistry
 }
 
 // NewTrust returns an empty trust registry.

@@ -3,7 +3,8 @@
 //	talos-sim -nodes 127.0.0.11,127.0.0.12 -links enp1s0 -factory 127.0.0.1:18080 -control 127.0.0.1:18081 -ready-file /tmp/sim.ready
 //
 // Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start;
-// POST /nodes/<address>/set {"talosVersion", "schematic", "configPatch"} (a change made by hand).
+// POST /nodes/<address>/set {"talosVersion", "schematic", "configPatch"} (a change made by hand);
+// POST /nodes/<address>/fault {"bootFails": bool}; POST /nodes/<address>/etcd {"healthy": bool}.
 package main
 
 import (
@@ -36,9 +37,10 @@ func main() {
 	extensions := flag.String("factory-extensions", "siderolabs/intel-ucode,siderolabs/amd-ucode,siderolabs/iscsi-tools,siderolabs/util-linux-tools,siderolabs/qemu-guest-agent",
 		"official extensions the factory accepts")
 	readyFile := flag.String("ready-file", "", "written once every listener is up")
+	rebootTime := flag.Duration("reboot-time", node.DefaultRebootTime, "how long a reboot (upgrade, apply, reboot) keeps a node down")
 	flag.Parse()
 
-	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile); err != nil {
+	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, *rebootTime); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -67,12 +69,15 @@ func loopbackListen(addr string) (net.Listener, error) {
 // IntelUcodeSchematic is the factory's id for a schematic holding only siderolabs/intel-ucode.
 const IntelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 
-func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string) error {
+func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, rebootTime time.Duration) error {
 	trust := node.NewTrust()
+	f := factory.New(versions, extensions)
+	f.Host = factoryAddr
+	trust.SetInstallers(f)
 	nodes := map[string]*node.Node{}
 	var order []string
 	for _, addr := range split(nodeList) {
-		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust, node.WithLinks(links...))
+		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust, node.WithLinks(links...), node.WithRebootTime(rebootTime))
 		if err != nil {
 			return err
 		}
@@ -83,7 +88,6 @@ func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion
 		order = append(order, addr)
 	}
 
-	f := factory.New(versions, extensions)
 	factoryLis, err := loopbackListen(factoryAddr)
 	if err != nil {
 		return fmt.Errorf("factory: %w", err)
@@ -93,7 +97,7 @@ func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion
 		return fmt.Errorf("control: %w", err)
 	}
 	factorySrv := &http.Server{Handler: logRequests("factory", f), ReadHeaderTimeout: 5 * time.Second}
-	controlSrv := &http.Server{Handler: control(nodes, order, f), ReadHeaderTimeout: 5 * time.Second}
+	controlSrv := &http.Server{Handler: control(nodes, order, f, trust), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = factorySrv.Serve(factoryLis) }()
 	go func() { _ = controlSrv.Serve(controlLis) }()
 
@@ -123,14 +127,32 @@ func logRequests(name string, h http.Handler) http.Handler {
 }
 
 type simState struct {
-	Nodes          []node.State `json:"nodes"`
-	SchematicPosts int          `json:"schematicPosts"`
+	Nodes          []node.State         `json:"nodes"`
+	SchematicPosts int                  `json:"schematicPosts"`
+	Timeline       []node.TimelineEntry `json:"timeline"`
 }
 
-func control(nodes map[string]*node.Node, order []string, f *factory.Server) http.Handler {
+// fault is the body of POST /nodes/<address>/fault.
+type fault struct {
+	BootFails *bool `json:"bootFails"`
+}
+
+// etcdFault is the body of POST /nodes/<address>/etcd.
+type etcdFault struct {
+	Healthy *bool `json:"healthy"`
+}
+
+// decodeStrict reads a JSON body with unknown fields refused.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func control(nodes map[string]*node.Node, order []string, f *factory.Server, trust *node.Trust) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
-		state := simState{SchematicPosts: f.Posts()}
+		state := simState{SchematicPosts: f.Posts(), Timeline: trust.Timeline()}
 		for _, addr := range order {
 			state.Nodes = append(state.Nodes, nodes[addr].State())
 		}
@@ -167,8 +189,22 @@ func control(nodes map[string]*node.Node, order []string, f *factory.Server) htt
 				http.Error(w, "set: "+err.Error(), code)
 				return
 			}
+		case "fault":
+			var body fault
+			if err := decodeStrict(w, r, &body); err != nil || body.BootFails == nil {
+				http.Error(w, "fault: body must be JSON {\"bootFails\": true|false}", http.StatusBadRequest)
+				return
+			}
+			n.SetBootFails(*body.BootFails)
+		case "etcd":
+			var body etcdFault
+			if err := decodeStrict(w, r, &body); err != nil || body.Healthy == nil {
+				http.Error(w, "etcd: body must be JSON {\"healthy\": true|false}", http.StatusBadRequest)
+				return
+			}
+			n.SetEtcdHealthy(*body.Healthy)
 		default:
-			http.Error(w, "action must be stop, start or set", http.StatusBadRequest)
+			http.Error(w, "action must be stop, start, set, fault or etcd", http.StatusBadRequest)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)

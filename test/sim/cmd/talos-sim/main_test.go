@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"talos-cluster/sim/factory"
 	"talos-cluster/sim/node"
@@ -21,7 +22,7 @@ func TestControlStopsStartsAndReportsNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.11": n}, []string{"127.0.6.11"}, factory.New(nil, nil)))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.11": n}, []string{"127.0.6.11"}, factory.New(nil, nil), node.NewTrust()))
 	t.Cleanup(srv.Close)
 
 	post := func(path string) int {
@@ -77,7 +78,7 @@ func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.12": n}, []string{"127.0.6.12"}, factory.New(nil, nil)))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.12": n}, []string{"127.0.6.12"}, factory.New(nil, nil), node.NewTrust()))
 	t.Cleanup(srv.Close)
 
 	for _, tc := range []struct {
@@ -105,5 +106,78 @@ func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
 	}
 	if v := n.State().TalosVersion; v != "v1.10.7" {
 		t.Fatalf("talosVersion = %s", v)
+	}
+}
+
+func TestControlFaultsAndTimeline(t *testing.T) {
+	trust := node.NewTrust()
+	n, err := node.New("127.0.11.201", node.APIPort, "v1.11.5", IntelUcodeSchematic, trust, node.WithRebootTime(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.11.201": n}, []string{"127.0.11.201"}, factory.New(nil, nil), trust))
+	t.Cleanup(srv.Close)
+	post := func(path, body string) (int, string) {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		path, body string
+		code       int
+	}{
+		{"/nodes/127.0.11.201/fault", `{"bootFails": true}`, http.StatusNoContent},
+		{"/nodes/127.0.11.201/fault", `{"bootFail": true}`, http.StatusBadRequest},
+		{"/nodes/127.0.11.201/fault", `{}`, http.StatusBadRequest},
+		{"/nodes/127.0.11.201/fault", `{"bootFails": "yes"}`, http.StatusBadRequest},
+		{"/nodes/127.0.11.201/etcd", `{"healthy": false}`, http.StatusNoContent},
+		{"/nodes/127.0.11.201/etcd", `{"healthy": false, "x": 1}`, http.StatusBadRequest},
+	} {
+		code, body := post(tc.path, tc.body)
+		if code != tc.code {
+			t.Fatalf("%s %s: %d %s", tc.path, tc.body, code, body)
+		}
+		if code == http.StatusBadRequest && !strings.Contains(body, "true|false}") {
+			t.Fatalf("%s %s: %s", tc.path, tc.body, body)
+		}
+	}
+	post("/nodes/127.0.11.201/stop", "")
+	post("/nodes/127.0.11.201/start", "")
+	resp, err := http.Get(srv.URL + "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw struct {
+		Nodes    []map[string]any `json:"nodes"`
+		Timeline []struct {
+			At     time.Time `json:"at"`
+			Node   string    `json:"node"`
+			Event  string    `json:"event"`
+			Detail string    `json:"detail"`
+		} `json:"timeline"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	st := raw.Nodes[0]
+	if st["bootFails"] != true || st["etcdHealthy"] != false || st["stage"] != "maintenance" || st["bootId"] == "" || st["schematic"] != IntelUcodeSchematic {
+		t.Fatalf("state %v", st)
+	}
+	var events []string
+	for _, e := range raw.Timeline {
+		events = append(events, e.Event+" "+e.Detail)
+	}
+	want := "up v1.11.5 " + IntelUcodeSchematic + "|down stop|up v1.11.5 " + IntelUcodeSchematic
+	if got := strings.Join(events, "|"); got != want {
+		t.Fatalf("timeline\n got %s\nwant %s", got, want)
 	}
 }

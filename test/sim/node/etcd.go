@@ -1,0 +1,496 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	etcdres "github.com/siderolabs/talos/pkg/machinery/resources/etcd"
+	"github.com/siderolabs/talos/pkg/machinery/resources/v1alpha1"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// etcdMember is one control plane in its cluster's etcd, as the members see it.
+type etcdMember struct {
+	node    *Node
+	id      uint64
+	name    string // "" until the member first started, as etcd reports it
+	address string
+	// serving: the machine is up and its etcd service runs; healthy: it also answers a quorum read.
+	serving bool
+	healthy bool
+	founder bool
+}
+
+// etcdCluster is a bootstrapped cluster's etcd: every configured control plane of it is a
+// member, the bootstrap node first, the others in the simulation's node order.
+type etcdCluster struct {
+	members []etcdMember
+}
+
+func (c etcdCluster) quorum() bool {
+	healthy := 0
+	for _, m := range c.members {
+		if m.healthy {
+			healthy++
+		}
+	}
+	return healthy*2 > len(c.members)
+}
+
+// leader is the lowest id among the healthy members while there is quorum; 0 without.
+func (c etcdCluster) leader() uint64 {
+	if !c.quorum() {
+		return 0
+	}
+	var leader uint64
+	for _, m := range c.members {
+		if m.healthy && (leader == 0 || m.id < leader) {
+			leader = m.id
+		}
+	}
+	return leader
+}
+
+func (c etcdCluster) member(n *Node) (etcdMember, bool) {
+	for _, m := range c.members {
+		if m.node == n {
+			return m, true
+		}
+	}
+	return etcdMember{}, false
+}
+
+// memberID is a stable etcd member id for a node address.
+func memberID(address string) uint64 {
+	sum := sha256.Sum256([]byte("etcd member " + address))
+	return binary.BigEndian.Uint64(sum[:8]) | 1
+}
+
+// etcdView is the etcd of cluster among the members, or false if it was never bootstrapped.
+func etcdView(members []member, cluster string) (etcdCluster, bool) {
+	var c etcdCluster
+	bootstrapped := false
+	for _, m := range members {
+		if m.controlPlane() && m.cluster == cluster && m.bootstrapped {
+			bootstrapped = true
+		}
+	}
+	if !bootstrapped || cluster == "" {
+		return c, false
+	}
+	for _, m := range members {
+		if !m.controlPlane() || m.cluster != cluster {
+			continue
+		}
+		addr := m.node.address.String()
+		em := etcdMember{node: m.node, id: memberID(addr), address: addr, serving: m.up && !m.servicesStopped, founder: m.bootstrapped}
+		if m.etcdStarted || em.serving {
+			em.name = m.hostname
+		}
+		em.healthy = em.serving && !m.etcdUnhealthy
+		c.members = append(c.members, em)
+	}
+	// The bootstrap node founded the cluster: it is listed first.
+	slices.SortStableFunc(c.members, func(a, b etcdMember) int {
+		ab, bb := a.founder, b.founder
+		switch {
+		case ab && !bb:
+			return -1
+		case bb && !ab:
+			return 1
+		}
+		return 0
+	})
+	return c, true
+}
+
+// etcd is the etcd cluster this node belongs to; the caller holds no node lock.
+func (n *Node) etcd() (etcdCluster, bool) {
+	t := n.trust
+	t.clusterMu.Lock()
+	nodes := slices.Clone(t.nodes)
+	t.clusterMu.Unlock()
+	members := make([]member, len(nodes))
+	for i, o := range nodes {
+		members[i] = o.member()
+	}
+	return etcdView(members, n.member().cluster)
+}
+
+// checkControlplane is machined's guard on the etcd APIs.
+func (n *Node) checkControlplane(ctx context.Context, apiName, method string) error {
+	if err := n.authorize(ctx, true); err != nil {
+		return err
+	}
+	m := n.member()
+	if m.cfg == nil {
+		return errMaintenanceUnimplemented(method)
+	}
+	if !m.controlPlane() {
+		return status.Errorf(codes.Unimplemented, "%s is only available on control plane nodes", apiName)
+	}
+	return nil
+}
+
+var errEtcdNotRunning = status.Error(codes.Unavailable, "etcd is not running: the cluster is not bootstrapped")
+
+// localEtcd is this control plane's running member, or the error a client to it would see.
+func (n *Node) localEtcd() (etcdCluster, etcdMember, error) {
+	c, ok := n.etcd()
+	if !ok {
+		return c, etcdMember{}, errEtcdNotRunning
+	}
+	m, ok := c.member(n)
+	if !ok || !m.serving {
+		return c, m, errEtcdNotRunning
+	}
+	return c, m, nil
+}
+
+var errNoLeader = status.Error(codes.Unavailable, "etcdserver: no leader")
+
+// EtcdMemberList lists the members; it needs a leader, as Talos asks with WithRequireLeader.
+func (n *Node) EtcdMemberList(ctx context.Context, req *machine.EtcdMemberListRequest) (*machine.EtcdMemberListResponse, error) {
+	if err := n.checkControlplane(ctx, "member list", "EtcdMemberList"); err != nil {
+		return nil, err
+	}
+	c, ok := n.etcd()
+	if !ok {
+		return nil, errEtcdNotRunning
+	}
+	if req.GetQueryLocal() {
+		if m, _ := c.member(n); !m.healthy {
+			return nil, errNoLeader
+		}
+	}
+	if !c.quorum() {
+		return nil, errNoLeader
+	}
+	out := &machine.EtcdMembers{}
+	for _, m := range c.members {
+		out.LegacyMembers = append(out.LegacyMembers, m.name)
+		out.Members = append(out.Members, &machine.EtcdMember{
+			Id:         m.id,
+			Hostname:   m.name,
+			PeerUrls:   []string{"https://" + m.address + ":2380"},
+			ClientUrls: []string{"https://" + m.address + ":2379"},
+		})
+	}
+	return &machine.EtcdMemberListResponse{Messages: []*machine.EtcdMembers{out}}, nil
+}
+
+// EtcdStatus is the local member's status.
+func (n *Node) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machine.EtcdStatusResponse, error) {
+	if err := n.checkControlplane(ctx, "etcd status", "EtcdStatus"); err != nil {
+		return nil, err
+	}
+	c, m, err := n.localEtcd()
+	if err != nil {
+		return nil, fmt.Errorf("failed to query etcd status: %w", err)
+	}
+	st := &machine.EtcdMemberStatus{
+		MemberId:         m.id,
+		ProtocolVersion:  "3.6.4",
+		StorageVersion:   "3.6.0",
+		DbSize:           1 << 20,
+		DbSizeInUse:      1 << 19,
+		Leader:           c.leader(),
+		RaftIndex:        n.trust.raftIndex(),
+		RaftAppliedIndex: n.trust.raftIndex(),
+		RaftTerm:         2,
+	}
+	if !m.healthy {
+		st.Errors = []string{"etcdserver: member unhealthy (simulated fault): quorum read timed out"}
+	} else if st.Leader == 0 {
+		st.Errors = []string{"etcdserver: no leader"}
+	}
+	return &machine.EtcdStatusResponse{Messages: []*machine.EtcdStatus{{MemberStatus: st}}}, nil
+}
+
+// raftIndex grows with everything that happened in the simulation.
+func (t *Trust) raftIndex() uint64 {
+	t.timelineMu.Lock()
+	defer t.timelineMu.Unlock()
+	return 1000 + uint64(len(t.timeline))*7
+}
+
+// EtcdAlarmList reports no alarms.
+func (n *Node) EtcdAlarmList(ctx context.Context, _ *emptypb.Empty) (*machine.EtcdAlarmListResponse, error) {
+	if err := n.checkControlplane(ctx, "etcd alarm list", "EtcdAlarmList"); err != nil {
+		return nil, err
+	}
+	if _, _, err := n.localEtcd(); err != nil {
+		return nil, fmt.Errorf("failed to list etcd alarms: %w", err)
+	}
+	return &machine.EtcdAlarmListResponse{Messages: []*machine.EtcdAlarm{{}}}, nil
+}
+
+// validateEtcdForUpgrade is the control-plane check of machined's Upgrade: the upgrade mutex
+// (which needs quorum), then Talos' ValidateForUpgrade.
+func (n *Node) validateEtcdForUpgrade() error {
+	c, ok := n.etcd()
+	if !ok || !c.quorum() {
+		return errors.New("failed to acquire upgrade mutex: error establishing etcd concurrency session: context deadline exceeded")
+	}
+	if len(c.members) == 2 {
+		return fmt.Errorf("error validating etcd for upgrade: etcd member count(%d) is insufficient to maintain quorum if upgrade commences", len(c.members))
+	}
+	for _, m := range c.members {
+		if m.name == "" {
+			return fmt.Errorf("error validating etcd for upgrade: etcd member %016x is not started, all members must be running to perform an upgrade", m.id)
+		}
+		if !m.healthy {
+			return fmt.Errorf("error validating etcd for upgrade: etcd member %016x is not healthy; all members must be healthy to perform an upgrade: context deadline exceeded", m.id)
+		}
+	}
+	return nil
+}
+
+// SetEtcdHealthy is the fault "this etcd member does not answer": its quorum reads fail, it
+// counts against quorum, EtcdStatus reports errors and its etcd service is unhealthy.
+func (n *Node) SetEtcdHealthy(healthy bool) {
+	n.mu.Lock()
+	n.etcdUnhealthy = !healthy
+	n.state.EtcdHealthy = healthy
+	n.mu.Unlock()
+	n.trust.settle()
+}
+
+// EtcdSnapshot streams a snapshot as etcd's Maintenance.Snapshot does: a bbolt database followed
+// by its sha256, in 1024-byte chunks.
+func (n *Node) EtcdSnapshot(_ *machine.EtcdSnapshotRequest, stream grpc.ServerStreamingServer[common.Data]) error {
+	if err := n.checkControlplane(stream.Context(), "etcd snapshot", "EtcdSnapshot"); err != nil {
+		return err
+	}
+	c, _, err := n.localEtcd()
+	if err != nil {
+		return fmt.Errorf("failed reading etcd snapshot: %w", err)
+	}
+	data, err := n.snapshot(c)
+	if err != nil {
+		return fmt.Errorf("failed reading etcd snapshot: %w", err)
+	}
+	for off := 0; off < len(data); off += 1024 {
+		if err := stream.Send(&common.Data{Bytes: data[off:min(off+1024, len(data))]}); err != nil {
+			return err
+		}
+	}
+	n.trust.record(n.address.String(), TimelineSnapshot, fmt.Sprintf("%d bytes", len(data)))
+	return nil
+}
+
+// snapshot builds an etcd v3 backend with a few keys from the cluster state: one revision per
+// key in bucket "key" (mvccpb.KeyValue values), "meta" with the consistent index, term and
+// storage version etcdutl reads.
+func (n *Node) snapshot(c etcdCluster) ([]byte, error) {
+	f, err := os.CreateTemp("", "talos-sim-etcd-*.db")
+	if err != nil {
+		return nil, err
+	}
+	path := f.Name()
+	_ = f.Close()
+	defer os.Remove(path)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	m := n.member()
+	kvs := [][2]string{{"/registry/namespaces/default", `{"kind":"Namespace","metadata":{"name":"default"}}`},
+		{"/registry/namespaces/kube-system", `{"kind":"Namespace","metadata":{"name":"kube-system"}}`},
+		{"/talos/sim/cluster", m.cfg.Cluster().Name()}}
+	for _, mem := range c.members {
+		kvs = append(kvs, [2]string{fmt.Sprintf("/talos/sim/members/%016x", mem.id), mem.name})
+		if mem.name != "" {
+			kvs = append(kvs, [2]string{"/registry/minions/" + mem.name, `{"kind":"Node","metadata":{"name":"` + mem.name + `"}}`})
+		}
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		keys, err := tx.CreateBucketIfNotExists([]byte("key"))
+		if err != nil {
+			return err
+		}
+		for i, kv := range kvs {
+			rev := int64(i + 2)
+			if err := keys.Put(revisionKey(rev), keyValue(kv[0], kv[1], rev)); err != nil {
+				return err
+			}
+		}
+		meta, err := tx.CreateBucketIfNotExists([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		u64 := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+		for k, v := range map[string][]byte{
+			"consistent_index": u64(uint64(len(kvs)) + 10),
+			"term":             u64(2),
+			"storageVersion":   []byte("3.6.0"),
+		} {
+			if err := meta.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		for _, name := range []string{"lease", "members", "members_removed", "cluster", "alarm", "auth", "authUsers", "authRoles"} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	return append(raw, sum[:]...), nil
+}
+
+// revisionKey is mvcc's bucket key: 8-byte main revision, '_', 8-byte sub revision.
+func revisionKey(main int64) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(main))
+	b = append(b, '_')
+	return binary.BigEndian.AppendUint64(b, 0)
+}
+
+// keyValue is an mvccpb.KeyValue in protobuf wire form.
+func keyValue(key, value string, rev int64) []byte {
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, []byte(key))
+	for _, f := range []struct {
+		num protowire.Number
+		v   int64
+	}{{2, rev}, {3, rev}, {4, 1}} {
+		b = protowire.AppendTag(b, f.num, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(f.v))
+	}
+	b = protowire.AppendTag(b, 5, protowire.BytesType)
+	return protowire.AppendBytes(b, []byte(value))
+}
+
+// service is one of machined's services as ServiceList and the Services resources show it.
+type service struct {
+	id      string
+	state   string
+	healthy bool
+	unknown bool
+	message string
+}
+
+// services are the machine's system services: etcd and trustd only on control planes; etcd waits
+// for the bootstrap and is healthy while its member answers.
+func (n *Node) services() []service {
+	c, ok := n.etcd()
+	return n.servicesWith(c, ok)
+}
+
+// servicesWith is services with the cluster's etcd given (settle holds the cluster lock).
+func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
+	m := n.member()
+	if m.cfg == nil {
+		return nil
+	}
+	running := func(id string) service {
+		return service{id: id, state: "Running", healthy: true, message: "Health check successful"}
+	}
+	if m.servicesStopped {
+		running = func(id string) service {
+			return service{id: id, state: "Finished", unknown: true, message: "Service finished successfully"}
+		}
+	}
+	out := []service{running("apid"), running("containerd"), running("cri")}
+	if m.controlPlane() {
+		etcd := running("etcd")
+		mem, _ := c.member(n)
+		switch {
+		case m.servicesStopped:
+		case !bootstrapped:
+			etcd = service{id: "etcd", state: "Preparing", unknown: true, message: "Running pre state"}
+		case !mem.healthy:
+			etcd.healthy, etcd.message = false, "context deadline exceeded"
+		}
+		out = append(out, etcd)
+	}
+	out = append(out, running("kubelet"), service{id: "machined", state: "Running", unknown: true, message: "Service started as goroutine"})
+	if m.controlPlane() {
+		out = append(out, running("trustd"))
+	}
+	return append(out, service{id: "udevd", state: "Running", unknown: true, message: `Process Process(["/sbin/udevd"]) started`})
+}
+
+// ServiceList is `talosctl service`: each service with its state, health and events, the last
+// of which is the current state (what pkg/cluster/check reads).
+func (n *Node) ServiceList(ctx context.Context, _ *emptypb.Empty) (*machine.ServiceListResponse, error) {
+	if err := n.authorize(ctx, false); err != nil {
+		return nil, err
+	}
+	if !n.configured() {
+		return nil, errMaintenanceUnimplemented("ServiceList")
+	}
+	n.mu.Lock()
+	booted := n.bootedAt
+	n.mu.Unlock()
+	out := &machine.ServiceList{}
+	for _, s := range n.services() {
+		events := []*machine.ServiceEvent{{Msg: "Starting service", State: "Preparing", Ts: timestamppb.New(booted)}}
+		events = append(events, &machine.ServiceEvent{Msg: s.message, State: s.state, Ts: timestamppb.New(booted.Add(time.Second))})
+		out.Services = append(out.Services, &machine.ServiceInfo{
+			Id:     s.id,
+			State:  s.state,
+			Events: &machine.ServiceEvents{Events: events},
+			Health: &machine.ServiceHealth{Unknown: s.unknown, Healthy: s.healthy, LastMessage: s.message, LastChange: timestamppb.New(booted.Add(time.Second))},
+		})
+	}
+	return &machine.ServiceListResponse{Messages: []*machine.ServiceList{out}}, nil
+}
+
+// showServices keeps the Services resources and, on a control plane whose member ran, the
+// EtcdMember "local" resource in step with the model.
+func (n *Node) showServices(ctx context.Context, c etcdCluster, bootstrapped bool) {
+	want := map[string]service{}
+	for _, s := range n.servicesWith(c, bootstrapped) {
+		want[s.id] = s
+		res := v1alpha1.NewService(s.id)
+		res.TypedSpec().Running = s.state == "Running"
+		res.TypedSpec().Healthy = s.healthy
+		res.TypedSpec().Unknown = s.unknown
+		if err := put(ctx, n.cosi, res); err != nil {
+			log.Printf("node %s: service %s: %v", n.address, s.id, err)
+		}
+	}
+	list, err := n.cosi.List(ctx, v1alpha1.NewService("").Metadata())
+	if err == nil {
+		for _, r := range list.Items {
+			if _, ok := want[r.Metadata().ID()]; !ok {
+				_ = n.cosi.Destroy(ctx, r.Metadata())
+			}
+		}
+	}
+	if m, ok := c.member(n); ok && m.name != "" {
+		res := etcdres.NewMember(etcdres.NamespaceName, etcdres.LocalMemberID)
+		res.TypedSpec().MemberID = etcdres.FormatMemberID(m.id)
+		if err := put(ctx, n.cosi, res); err != nil {
+			log.Printf("node %s: etcd member: %v", n.address, err)
+		}
+	}
+}
