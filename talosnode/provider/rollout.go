@@ -49,8 +49,10 @@ type RolloutArgs struct {
 // RolloutState is the declaration and what the last rollout did.
 type RolloutState struct {
 	RolloutArgs
-	Changes   []string `pulumi:"changes"`
-	Snapshots []string `pulumi:"snapshots"`
+	// Optional: a create changes nothing and leaves them empty, and infer refuses a state that
+	// lacks a required output.
+	Changes   []string `pulumi:"changes,optional"`
+	Snapshots []string `pulumi:"snapshots,optional"`
 }
 
 // Annotate describes the resource.
