@@ -150,6 +150,7 @@ async function main(): Promise<void> {
   npx pulumi stack output nodes        # what runs where
   npx pulumi preview --refresh --diff  # ${target.name}'s drift
   npx pulumi up --yes                  # records the node as it is; the drift stays until the node is fixed
+  npx talosctl --talosconfig ../talosconfig -e ${target.address} -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
 Stop it with: kill ${sim.pid}`);
   } else {
     stop();

@@ -54,6 +54,28 @@ build_own() { # name dir package
 }
 build_own talos-sim test/sim ./cmd/talos-sim
 build_own talosvalidate talosvalidate ./cmd/talosvalidate
+# talosctl, the real Talos CLI at the release the project targets, for operators and for the tests
+# that check the simulator with a client nobody here wrote. Talos' go.mod has replace lines, so
+# `go install module@version` cannot build it: it comes from the wrapper scripts/toolchain/talosctl
+# (go.mod/go.sum are the pins), once per wrapper. Some of its modules are missing from the checksum
+# database; go.sum holds their hashes.
+TALOSCTL_WRAPPER=scripts/toolchain/talosctl
+TALOSCTL="$CACHE/bin/talosctl-v$TALOSCTL_VERSION-$(cat "$TALOSCTL_WRAPPER/go.mod" "$TALOSCTL_WRAPPER/go.sum" | sha256sum | cut -c1-12)"
+if [ -x "$TALOSCTL" ]; then echo "talosctl v$TALOSCTL_VERSION: cached"; else
+  grep -q "^[[:space:]]github.com/siderolabs/talos v$TALOSCTL_VERSION\b" "$TALOSCTL_WRAPPER/go.mod" ||
+    { echo "$TALOSCTL_WRAPPER/go.mod does not require talos v$TALOSCTL_VERSION (TALOSCTL_VERSION in scripts/toolchain.env)" >&2; exit 1; }
+  echo "talosctl v$TALOSCTL_VERSION: building (about 4 minutes on a cold cache, 2 cores)"
+  t=$(date +%s)
+  # As Talos' Makefile builds it: no cgo, tag grpcnotrace, stripped. The version it reports is
+  # machinery's embedded release tag (pkg/machinery/gendata), which -X cannot override.
+  (cd "$TALOSCTL_WRAPPER" &&
+    CGO_ENABLED=0 GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/siderolabs,github.com/smira,github.com/unix4ever" \
+      go build -trimpath -tags grpcnotrace -ldflags "-s -w" -o "$TALOSCTL.tmp" github.com/siderolabs/talos/cmd/talosctl)
+  built=$("$TALOSCTL.tmp" version --client --short 2>&1 || true)
+  case "$built" in *"v$TALOSCTL_VERSION"*) ;; *) echo "talosctl built, but reports \"$built\", not v$TALOSCTL_VERSION" >&2; exit 1 ;; esac
+  mv "$TALOSCTL.tmp" "$TALOSCTL"
+  echo "talosctl: built in $(elapsed "$t")"
+fi
 
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,
 # built from the wrapper modules in scripts/toolchain (their go.mod/go.sum are the pins). Each
@@ -252,9 +274,13 @@ ln -sf "$PULUMI" node_modules/.bin/pulumi
 ln -sf "$CACHE/bin/actionlint-v$ACTIONLINT_VERSION" node_modules/.bin/actionlint
 ln -sf "$CACHE/bin/talos-sim" node_modules/.bin/talos-sim
 ln -sf "$CACHE/bin/talosvalidate" node_modules/.bin/talosvalidate
+ln -sf "$TALOSCTL" node_modules/.bin/talosctl
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
 
 # Builds for pins no longer in use only take disk space.
 for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-* "$CACHE"/talosnode-*; do
   case "$dir" in "$ENGINE" | "$(dirname "$PULUMI")" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
+done
+for file in "$CACHE"/bin/talosctl-*; do
+  [ "$file" = "$TALOSCTL" ] || rm -f "$file"
 done

@@ -263,8 +263,9 @@ func (n *Node) authorize(ctx context.Context, adminOnly bool) error {
 // there is ReadOnlyWithAdminOnSiderolink, and there is no SideroLink here), the client
 // certificate's organizations once configured.
 //
-// Once configured, requests pass apid, which here does not forward: the node metadata must name
-// this machine. In maintenance there is no apid and the metadata is ignored (talosctl --insecure
+// Once configured, requests pass apid, which here does not forward: the `node` metadata (one
+// target) and the `nodes` metadata (talosctl's -n for most calls, which apid fans out) must name
+// this machine only. In maintenance there is no apid and the metadata is ignored (talosctl --insecure
 // sends an empty one).
 func (n *Node) roles(ctx context.Context) ([]string, error) {
 	n.mu.Lock()
@@ -274,7 +275,7 @@ func (n *Node) roles(ctx context.Context) ([]string, error) {
 		return []string{string(role.Reader)}, nil
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, target := range md.Get("node") {
+		for _, target := range slices.Concat(md.Get("node"), md.Get("nodes")) {
 			if target != n.address.String() {
 				return nil, status.Errorf(codes.PermissionDenied, "no request forwarding: node %s is not this machine", target)
 			}

@@ -406,6 +406,11 @@ func TestRequestsForAnotherNodeAreNotForwarded(t *testing.T) {
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("got %v, want PermissionDenied", err)
 	}
+	// talosctl's -n sends "nodes" (which apid fans out), for one node as for several.
+	_, err = mutual(t, n, cl.talosconfig).Version(client.WithNodes(ctx(t, n), "127.0.7.250"))
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("nodes metadata: got %v, want PermissionDenied", err)
+	}
 }
 
 func TestCOSIServesTheAppliedMachineConfig(t *testing.T) {
