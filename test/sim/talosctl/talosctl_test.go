@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,23 +207,6 @@ func table(out string) []map[string]string {
 	return rows
 }
 
-// pullFrom makes the factory the registry the nodes pull installer images from (an upgrade
-// validates its image there): factory.Server.Host and node.Trust.SetInstallers, which come with
-// the simulator's upgrades (branch sim-upgrade). Until they exist here they are looked up by
-// name, so this test builds on either side; once merged, this is
-// `f.Host = host; trust.SetInstallers(f)`.
-func pullFrom(t *testing.T, trust *node.Trust, f *factory.Server, host string) {
-	t.Helper()
-	set := reflect.ValueOf(trust).MethodByName("SetInstallers")
-	field := reflect.ValueOf(f).Elem().FieldByName("Host")
-	if !set.IsValid() || !field.IsValid() {
-		t.Log("this simulator has no installer registry: upgrades cannot pull")
-		return
-	}
-	field.SetString(host)
-	set.Call([]reflect.Value{reflect.ValueOf(f)})
-}
-
 // serverPart is what `talosctl version` prints after "Server:" (the node's side), or "".
 func serverPart(out string) string {
 	if i := strings.Index(out, "Server:"); i >= 0 {
@@ -272,7 +254,9 @@ func TestTalosctl(t *testing.T) {
 	}
 
 	trust := node.NewTrust()
-	pullFrom(t, trust, f, factoryAddr)
+	// Upgrades pull their installer image from the simulated factory.
+	f.Host = factoryAddr
+	trust.SetInstallers(f)
 	start := func(ip string) simNode {
 		n, err := node.New(ip, freePort(t, ip), talosVersion, posted.ID, trust)
 		if err != nil {
