@@ -384,6 +384,8 @@ export function simStackConfig(
     "talos-cluster:clusterName": clusterName,
     "talos-cluster:endpoint": nodes[0]?.address,
     "talos-cluster:nodes": nodes,
+    // Installer images name the simulated factory, which an upgrade pulls them from.
+    "talos-cluster:imageFactoryHost": new URL(sim.factoryUrl).host,
     "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
     ...extra,
   };

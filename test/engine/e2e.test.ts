@@ -5,7 +5,6 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
 const INTEL_UCODE_SCHEMATIC = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
-const INTEL_UCODE_INSTALLER = `factory.talos.dev/installer/${INTEL_UCODE_SCHEMATIC}:v1.11.5`;
 const VIP = "127.0.1.100";
 
 interface Step {
@@ -63,7 +62,7 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     for (const n of nodes) {
       const node = state.find((s) => s.address === n.address);
       expect(node, n.address).toMatchObject({ configured: true, applies: 1, role: n.role, hostname: n.name });
-      expect(node?.installImage).toBe(INTEL_UCODE_INSTALLER);
+      expect(node?.installImage).toBe(`${new URL(sim.factoryUrl).host}/installer/${INTEL_UCODE_SCHEMATIC}:v1.11.5`);
     }
     const bootstrapped = state.filter((s) => s.bootstrapCalls > 0);
     expect(bootstrapped.map((s) => [s.address, s.bootstrapCalls])).toEqual([[nodes[0]?.address, 1]]);
@@ -126,15 +125,16 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(r.code).toBe(0);
   });
 
-  it("updates only the changed node's config apply and its node state when its patch changes, replacing nothing", async () => {
+  it("applies a changed node patch to that node alone, through the rollout, replacing nothing", async () => {
     const edited = nodes.map((n) =>
       n.name === "worker-2" ? { ...n, patches: [{ machine: { sysctls: { "vm.max_map_count": "262144" } } }] } : n,
     );
     config = { ...config, "talos-cluster:nodes": edited };
     ws.writeConfig(config);
     const up = ws.must(["up", "--yes", "--json"]);
+    // The rollout applies it (its config apply only installs); the node's state reads it back.
     expect(changed(stepsOf(up.stdout)).map((s) => [s.op, nameOf(s.urn)])).toEqual([
-      ["update", "sim-worker-2"],
+      ["update", "sim-rollout"],
       ["update", "sim-worker-2-state"],
     ]);
     const state = await sim.nodes();
@@ -166,7 +166,7 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect((await sim.nodes()).filter((s) => s.vip?.up).map((s) => s.vip?.link)).toEqual(["enp1s0"]);
   });
 
-  it("moves every node to a new schematic's installer when an extension is added, replacing only the schematic", async () => {
+  it("upgrades every node to a new schematic's installer when an extension is added, replacing only the schematic", async () => {
     config = { ...config, "talos-cluster:extensions": ["siderolabs/iscsi-tools"] };
     ws.writeConfig(config);
     const up = ws.must(["up", "--yes", "--json"]);
@@ -178,10 +178,15 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
         ["delete-replaced", "sim-schematic"],
       ]),
     );
-    expect(ops.filter(([op]) => op === "update").map(([, n]) => n)).toEqual(expect.arrayContaining(nodes.map((n) => `sim-${n.name}`)));
+    expect(ops.filter(([op]) => op === "update").map(([, n]) => n)).toEqual(
+      expect.arrayContaining(["sim-rollout", ...nodes.map((n) => `sim-${n.name}-state`)]),
+    );
     const id = JSON.parse(ws.must(["stack", "output", "schematicId", "--json"]).stdout) as string;
     expect(id).not.toBe(INTEL_UCODE_SCHEMATIC);
-    for (const node of await sim.nodes()) expect(node.installImage).toBe(`factory.talos.dev/installer/${id}:v1.11.5`);
+    for (const node of await sim.nodes()) {
+      expect(node.installImage).toBe(`${new URL(sim.factoryUrl).host}/installer/${id}:v1.11.5`);
+      expect(node.schematic, node.hostname).toBe(id);
+    }
     ws.must(["preview", "--expect-no-changes"]);
   });
 
