@@ -5,7 +5,6 @@
 // seconds per node, the simulated reboot time, and the overhead: the gates, the snapshot, the
 // polls that notice the node is back, and the engine around it. Not a test: the numbers depend on
 // the machine; it exits 1 only when a step fails.
-import { stringify } from "yaml";
 import { downtimes, missingToolchain, Simulator, simNodes, simStackConfig, type TimelineEvent, Workspace } from "./engine";
 
 const USAGE = "usage: npm run bench:rollout [-- --reboot 3s] [--workers N]";
@@ -92,13 +91,8 @@ function report(
     };
   });
   const firstCall = calls[0]?.at ?? run.started;
-  const table = rows.map((r) => ({
-    node: r.node,
-    "turn s": r.turn.toFixed(2),
-    "down s": r.down.toFixed(2),
-    "overhead s": (r.turn - r.down).toFixed(2),
-  }));
-  console.log(stringify({ rollout: table }));
+  console.log("| node | turn | down (the simulated reboot) | overhead |\n| --- | --- | --- | --- |");
+  for (const r of rows) console.log(`| ${r.node} | ${r.turn.toFixed(2)} s | ${r.down.toFixed(2)} s | ${(r.turn - r.down).toFixed(2)} s |`);
   const perNode = (run.total - run.noop) / rows.length;
   const sequential = run.workers === 1;
   console.log(
