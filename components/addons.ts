@@ -2,6 +2,7 @@
 // Kubernetes provider built from the cluster's kubeconfig.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import * as talosnode from "@talos-cluster/talosnode";
 import type { AddonConfig, ClusterConfig } from "./config";
 import { resourceNames } from "./naming";
 import { ADDON_DEFAULTS } from "./versions";
@@ -19,7 +20,16 @@ export interface BaseAddonsArgs {
   addons: ClusterConfig["addons"];
   /** Resources the addons must wait for: the bootstrap, and whatever made the kubeconfig. */
   dependsOn: pulumi.Input<pulumi.Resource>[];
+  /**
+   * What "ready" means before the addons: the API server's other addresses to ask (a VIP that is
+   * not the kubeconfig's server), the Node names that must turn Ready once the CNI runs, and how
+   * long each wait may take (a Go duration).
+   */
+  ready: { endpoints: string[]; nodes: string[]; timeout: string };
 }
+
+/** Helm's wait for the CNI: image pulls on every node of a fresh bare-metal cluster. */
+export const CNI_RELEASE_TIMEOUT_SECONDS = 900;
 
 /** Cilium values for Talos: KubePrism endpoint, no kube-proxy, Talos' cgroup layout and capabilities. */
 export function ciliumValues(): Record<string, unknown> {
@@ -71,6 +81,14 @@ export class BaseAddons extends pulumi.ComponentResource {
   constructor(name: string, args: BaseAddonsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("talos-cluster:index:BaseAddons", name, {}, opts);
 
+    // The kubeconfig exists seconds after the bootstrap; etcd, the API server and the VIP come
+    // minutes later. The Kubernetes provider checks the cluster once when it starts and then
+    // fails every create, so it starts only once /readyz answers.
+    const apiServerReady = new talosnode.KubernetesReady(
+      resourceNames.ready(name, "api-server"),
+      { kubeconfig: pulumi.secret(args.kubeconfig), stage: "api-server", endpoints: args.ready.endpoints, timeout: args.ready.timeout },
+      { parent: this, dependsOn: args.dependsOn },
+    );
     this.provider = new k8s.Provider(
       resourceNames.k8sProvider(name),
       {
@@ -79,15 +97,22 @@ export class BaseAddons extends pulumi.ComponentResource {
         // Server-side apply lets later upgrades of charts and manifests merge cleanly.
         enableServerSideApply: true,
       },
-      { parent: this, dependsOn: args.dependsOn },
+      { parent: this, dependsOn: [...args.dependsOn, apiServerReady] },
     );
     const childOpts = (after: pulumi.Resource[]): pulumi.CustomResourceOptions => ({
       parent: this,
       provider: this.provider,
-      dependsOn: [...args.dependsOn, ...after],
+      dependsOn: [...args.dependsOn, apiServerReady, ...after],
     });
     // Charts go to kube-system: they are part of the platform, like the control plane itself.
-    const chart = (release: string, chartName: string, addon: AddonConfig, values: Record<string, unknown>, after: pulumi.Resource[]) =>
+    const chart = (
+      release: string,
+      chartName: string,
+      addon: AddonConfig,
+      values: Record<string, unknown>,
+      after: pulumi.Resource[],
+      timeout?: number,
+    ) =>
       new k8s.helm.v3.Release(
         resourceNames.addon(name, release),
         {
@@ -97,18 +122,30 @@ export class BaseAddons extends pulumi.ComponentResource {
           namespace: "kube-system",
           repositoryOpts: { repo: addon.repository },
           values,
+          ...(timeout === undefined ? {} : { timeout }),
         },
         childOpts(after),
       );
 
     const { cilium, kubeletServingCertApprover: approver, metricsServer } = args.addons;
     this.installed = [];
-    // Every pod but host-network ones waits for the CNI, so the rest installs after it.
-    const afterCni: pulumi.Resource[] = [];
+    // Every pod but host-network ones waits for the CNI, and no Node turns Ready without one: the
+    // rest installs once the CNI runs and every node is Ready.
+    const cni: pulumi.Resource[] = [];
     if (cilium.enabled) {
-      const release = chart("cilium", ADDON_DEFAULTS.cilium.chart, cilium, ciliumValues(), []);
+      const release = chart("cilium", ADDON_DEFAULTS.cilium.chart, cilium, ciliumValues(), [], CNI_RELEASE_TIMEOUT_SECONDS);
       this.installed.push(release);
-      afterCni.push(release);
+      cni.push(release);
+    }
+    const afterCni: pulumi.Resource[] = [];
+    if (approver.enabled || metricsServer.enabled) {
+      afterCni.push(
+        new talosnode.KubernetesReady(
+          resourceNames.ready(name, "nodes"),
+          { kubeconfig: pulumi.secret(args.kubeconfig), stage: "nodes", nodes: args.ready.nodes, timeout: args.ready.timeout },
+          { parent: this, dependsOn: [...args.dependsOn, apiServerReady, ...cni] },
+        ),
+      );
     }
 
     const afterApprover: pulumi.Resource[] = [];

@@ -171,6 +171,9 @@ const stackSchema = z.strictObject({
   // Bootstrap waits out a node's install: the installer pull, the disk write, a reboot with a
   // server's POST, and time sync. That is longer than any other node operation on bare metal.
   bootstrapTimeout: duration("20m"),
+  // etcd, the API server and the VIP come up minutes after the bootstrap; the nodes turn Ready
+  // once the CNI runs on them.
+  kubernetesReadyTimeout: duration("15m"),
   nodes: z.array(nodeSchema, { error: "is required: a list of nodes, each with name, address and role" }),
   patches: z
     .strictObject({

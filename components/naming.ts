@@ -11,6 +11,7 @@ export const resourceNames = {
   rollout: (cluster: string) => `${cluster}-rollout`,
   kubeconfig: (cluster: string) => `${cluster}-kubeconfig`,
   k8sProvider: (cluster: string) => `${cluster}-k8s`,
+  ready: (cluster: string, stage: "api-server" | "nodes") => `${cluster}-${stage}-ready`,
   addon: (cluster: string, addon: string) => `${cluster}-${addon}`,
 };
 

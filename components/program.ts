@@ -55,6 +55,11 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
         clusterIdentifier: name,
         addons: config.addons,
         dependsOn: [cluster.bootstrap, cluster.kubeconfigResource],
+        ready: {
+          endpoints: readyEndpoints(config),
+          nodes: config.nodes.map((n) => n.name),
+          timeout: config.kubernetesReadyTimeout,
+        },
       },
       opts,
     );
@@ -81,4 +86,12 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
  */
 export function snapshotFolder(config: Pick<ClusterConfig, "upgrade">, stack: string): { dir: string; prefix: string } {
   return { dir: path.resolve(config.upgrade.snapshotDir ?? path.join(".snapshots", stack)), prefix: stack };
+}
+
+/** Addresses of the API server to check besides the kubeconfig's (the endpoint): the VIP, when the endpoint is another name. */
+export function readyEndpoints(config: Pick<ClusterConfig, "endpoint" | "network">): string[] {
+  const vip = config.network.vip?.address;
+  if (vip === undefined) return [];
+  const url = `https://${vip}:6443`;
+  return url === config.endpoint ? [] : [url];
 }

@@ -17,7 +17,13 @@ async function addonsPlan(addons: Record<string, unknown> = {}) {
     const bootstrap = new FakeBootstrap("lab-bootstrap", { transformations: [record] });
     new BaseAddons(
       "lab",
-      { kubeconfig: "apiVersion: v1\nkind: Config\n", clusterIdentifier: "lab", addons: config.addons, dependsOn: [bootstrap] },
+      {
+        kubeconfig: "apiVersion: v1\nkind: Config\n",
+        clusterIdentifier: "lab",
+        addons: config.addons,
+        dependsOn: [bootstrap],
+        ready: { endpoints: ["https://10.0.0.10:6443"], nodes: ["cp-1", "worker-1"], timeout: "12m" },
+      },
       { transformations: [record] },
     );
   });
@@ -35,7 +41,7 @@ describe("BaseAddons", () => {
 
   it("installs Cilium, the approver and metrics-server through that provider", async () => {
     const p = await addonsPlan();
-    const children = p.resources.filter((r) => r.parent === "lab" && r.name !== "lab-k8s");
+    const children = p.resources.filter((r) => r.parent === "lab" && r.name !== "lab-k8s" && !r.name.endsWith("-ready"));
     expect(children.map((r) => r.name)).toEqual(["lab-cilium", "lab-kubelet-serving-cert-approver", "lab-metrics-server"]);
     for (const child of children) expect(child.provider).toBe("lab-k8s");
   });
@@ -47,10 +53,33 @@ describe("BaseAddons", () => {
     }
   });
 
-  it("installs the CNI before anything that needs pod networking", async () => {
+  it("installs the CNI before anything that needs pod networking, and the rest once every node is Ready", async () => {
     const p = await addonsPlan();
-    expect(p.byName("lab-kubelet-serving-cert-approver").dependsOn).toContain("lab-cilium");
-    expect(p.byName("lab-metrics-server").dependsOn).toEqual(expect.arrayContaining(["lab-cilium", "lab-kubelet-serving-cert-approver"]));
+    expect(p.byName("lab-nodes-ready").dependsOn).toContain("lab-cilium");
+    expect(p.byName("lab-kubelet-serving-cert-approver").dependsOn).toContain("lab-nodes-ready");
+    expect(p.byName("lab-metrics-server").dependsOn).toEqual(
+      expect.arrayContaining(["lab-nodes-ready", "lab-kubelet-serving-cert-approver"]),
+    );
+  });
+
+  it("starts the Kubernetes provider only once the API server answers /readyz, through the kubeconfig and the other endpoints", async () => {
+    const p = await addonsPlan();
+    const gate = p.byName("lab-api-server-ready");
+    expect(gate.type).toBe("talosnode:index:KubernetesReady");
+    expect(gate.inputs).toMatchObject({ stage: "api-server", endpoints: ["https://10.0.0.10:6443"], timeout: "12m" });
+    expect(gate.secretInputs).toContain("kubeconfig");
+    expect(gate.dependsOn).toContain("lab-bootstrap");
+    expect(p.byName("lab-k8s").dependsOn).toContain("lab-api-server-ready");
+    expect(p.byName("lab-cilium").dependsOn).toContain("lab-api-server-ready");
+    // No Node check before the CNI: without one no Node turns Ready.
+    expect(p.byName("lab-cilium").dependsOn).not.toContain("lab-nodes-ready");
+    expect(p.byName("lab-nodes-ready").inputs).toMatchObject({ stage: "nodes", nodes: ["cp-1", "worker-1"], timeout: "12m" });
+  });
+
+  it("gives the CNI's release a timeout that fits image pulls on a fresh bare-metal cluster", async () => {
+    const p = await addonsPlan();
+    expect(p.byName("lab-cilium").inputs.timeout).toBe(900);
+    expect(p.byName("lab-metrics-server").inputs.timeout).toBeUndefined();
   });
 
   it("configures Cilium for Talos: kube-proxy replacement through KubePrism", async () => {

@@ -5,7 +5,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../components/config";
 import { verifiedSchematicId } from "../components/image";
-import { deployCluster, type StackOutputs } from "../components/program";
+import { deployCluster, readyEndpoints, type StackOutputs } from "../components/program";
 import { schematicFor } from "../components/schematic-id";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
@@ -433,5 +433,22 @@ describe("component tree", () => {
     for (const t of [T.secrets, T.apply, T.bootstrap, T.kubeconfig]) {
       for (const r of p.ofType(t)) expect(r.parent).toBe(cluster?.name);
     }
+  });
+});
+
+describe("the wait before the addons", () => {
+  it("asks the VIP for /readyz too when the endpoint is another name, and nothing more when it is the VIP", () => {
+    const vip = { address: "10.0.0.10", interface: "enp1s0", dhcp: false };
+    expect(readyEndpoints({ endpoint: "https://10.0.0.10:6443", network: { podSubnets: [], serviceSubnets: [], vip } })).toEqual([]);
+    expect(readyEndpoints({ endpoint: "https://k8s.example.com:6443", network: { podSubnets: [], serviceSubnets: [], vip } })).toEqual([
+      "https://10.0.0.10:6443",
+    ]);
+    expect(readyEndpoints({ endpoint: "https://k8s.example.com:6443", network: { podSubnets: [], serviceSubnets: [] } })).toEqual([]);
+  });
+
+  it("waits for every node by name, kubernetesReadyTimeout long (15 minutes unless the stack says otherwise)", async () => {
+    const { plan: p, config } = await planStack(stackWith({ kubernetesReadyTimeout: "25m" }));
+    expect(p.byName("lab-nodes-ready").inputs).toMatchObject({ nodes: config.nodes.map((n) => n.name), timeout: "25m" });
+    expect(parseConfig(validStack()).config.kubernetesReadyTimeout).toBe("15m");
   });
 });
