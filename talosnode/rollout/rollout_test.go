@@ -214,7 +214,7 @@ func TestAnUnhealthyEtcdMemberStopsTheRolloutBeforeAnyChange(t *testing.T) {
 	c := newCluster(t, 3)
 	c.sim[2].SetEtcdHealthy(false)
 	opts := c.options(t, 1)
-	opts.HealthTimeout = time.Second
+	opts.HealthTimeout = 4 * time.Second
 	_, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts)
 	var rerr *rollout.Error
 	if !errors.As(err, &rerr) || rerr.Node.Name != "cp-1" || rerr.Phase != rollout.PreCheck || !strings.Contains(rerr.Seen, "cp-3") {
@@ -279,7 +279,7 @@ func TestAnEtcdMemberTheStackNoLongerDeclaresStopsTheRollout(t *testing.T) {
 	c := newCluster(t, 6)
 	target := slices.Delete(c.target(t, "v1.11.6"), 2, 3)
 	opts := c.options(t, 1)
-	opts.HealthTimeout = time.Second
+	opts.HealthTimeout = 4 * time.Second
 	_, err := rollout.Run(context.Background(), target, opts)
 	if err == nil || !strings.Contains(err.Error(), "3 etcd members listed, 2 control planes declared") {
 		t.Fatalf("error %v, want the member count named", err)
