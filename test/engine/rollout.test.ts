@@ -183,7 +183,7 @@ describeEngine("rolling upgrades and config changes against simulated nodes", ()
   it("refuses to start while an etcd member is unhealthy: no upgrade call is made", async () => {
     const cp3 = controlPlanes[2] as string;
     await sim.etcd(cp3, { healthy: false });
-    change({ "talos-cluster:talosVersion": "v1.11.6", "talos-cluster:upgrade": { healthTimeout: "5s" } });
+    change({ "talos-cluster:talosVersion": "v1.11.6", "talos-cluster:upgrade": { healthTimeout: "10s" } });
     const failed = await upAndTimeline(true);
     expect(failed.output).toMatch(/cp-1 \(127\.0\.5\.11\): pre-check: expected all 3 etcd members listed, started and healthy/);
     expect(failed.output).toContain("cp-3");
