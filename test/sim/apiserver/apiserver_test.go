@@ -16,8 +16,10 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +141,8 @@ func TestRealAPIServer(t *testing.T) {
 			trust.Close()
 		}
 	})
+	// The folder of a simulator that was killed (SIGKILL) before it could remove it.
+	orphan := orphanFolder(t)
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "talos-sim-apiserver-*"))
 
 	nodes := []*simNode{
@@ -264,10 +268,13 @@ func TestRealAPIServer(t *testing.T) {
 	t.Run("every configured node is Ready with its kubelet version", func(t *testing.T) {
 		var list *corev1.NodeList
 		deadline := time.Now().Add(30 * time.Second)
+		// Every simulated kubelet is done once the simulator shows each node's Node.
 		for {
-			list, err = admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-			if err == nil && len(list.Items) == len(nodes) {
-				break
+			if !slices.ContainsFunc(nodes, func(n *simNode) bool { return n.State().KubernetesNode == nil }) {
+				list, err = admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+				if err == nil && len(list.Items) == len(nodes) {
+					break
+				}
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("Nodes: %v, %v; want %d", names(list), err, len(nodes))
@@ -300,6 +307,15 @@ func TestRealAPIServer(t *testing.T) {
 			}
 			if !maps.Equal(k.Labels, want) {
 				t.Errorf("Node %s labels %v, want %v", k.Name, k.Labels, want)
+			}
+			// Registration's taints and node-apply's; the API server's not-ready taint is gone, as
+			// the node lifecycle controller removes it once the Node is Ready.
+			var wantTaints []corev1.Taint
+			if n.controlPlane {
+				wantTaints = []corev1.Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}}
+			}
+			if !slices.Equal(k.Spec.Taints, wantTaints) {
+				t.Errorf("Node %s taints %v, want %v", k.Name, k.Spec.Taints, wantTaints)
 			}
 			// The simulator's view of the Node is the API server's.
 			state := n.State().KubernetesNode
@@ -359,12 +375,30 @@ func TestRealAPIServer(t *testing.T) {
 			conn.Close()
 			t.Fatal("something still listens on 6443 after Close")
 		}
-		for _, dir := range ours {
+		for _, dir := range append(ours, orphan) {
 			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("%s after Close: %v, want it gone", dir, err)
 			}
 		}
 	})
+}
+
+// orphanFolder is a control plane folder whose owner process has exited.
+func orphanFolder(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "talos-sim-apiserver-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func ready(k corev1.Node) bool {

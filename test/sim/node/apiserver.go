@@ -160,10 +160,14 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 		api.mu.Unlock()
 		return errors.New("stopped")
 	}
-	dir, err := os.MkdirTemp("", "talos-sim-apiserver-")
+	removeOrphans()
+	dir, err := os.MkdirTemp("", tempPrefix)
 	api.dir = dir
 	api.mu.Unlock()
 	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return err
 	}
 	files, err := writePKI(dir, cfg, address, api.ca)
@@ -332,6 +336,26 @@ func (p *process) stop() {
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		<-p.done
+	}
+}
+
+// tempPrefix names the folders of the control planes; each holds the simulator's pid in "owner".
+const tempPrefix = "talos-sim-apiserver-"
+
+// removeOrphans removes the folders of simulators that were killed before they could (SIGKILL:
+// their etcd and kube-apiserver died with them, by Pdeathsig).
+func removeOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, "owner"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		_ = os.RemoveAll(dir)
 	}
 }
 
@@ -679,6 +703,17 @@ func (api *realAPI) runKubelet(name string, m member) (string, error) {
 		return "", fmt.Errorf("posting Node %s status: %w", name, err)
 	}
 
+	// The API server taints a new Node node.kubernetes.io/not-ready (TaintNodesByCondition); the
+	// node lifecycle controller of the controller manager, which does not run here, removes the
+	// taint once the Node is Ready. The simulator does that part, with admin credentials.
+	if taints, _ := stored.section("spec")["taints"].([]any); slices.ContainsFunc(taints, isNotReadyTaint) {
+		stored.section("spec")["taints"] = slices.DeleteFunc(taints, isNotReadyTaint)
+		var cleared apiNode
+		if err := api.admin.do(http.MethodPut, "/api/v1/nodes/"+name, stored.raw, &cleared.raw); err != nil {
+			return "", fmt.Errorf("removing Node %s's not-ready taint: %w", name, err)
+		}
+		stored = cleared
+	}
 	current := stored.kubeNode()
 	updated := nodeApplied(current, m.cfg)
 	if sameNode(current, updated) {
@@ -697,6 +732,11 @@ func (api *realAPI) runKubelet(name string, m member) (string, error) {
 		return "", fmt.Errorf("node-apply update of Node %s: %w", name, err)
 	}
 	return "", nil
+}
+
+func isNotReadyTaint(taint any) bool {
+	t, _ := taint.(map[string]any)
+	return t["key"] == "node.kubernetes.io/not-ready"
 }
 
 // kubeletStatus is the status a running kubelet posts: Ready, its addresses, and what it runs.
