@@ -77,6 +77,36 @@ if [ -x "$TALOSCTL" ]; then echo "talosctl v$TALOSCTL_VERSION: cached"; else
   echo "talosctl: built in $(elapsed "$t")"
 fi
 
+# etcd and kube-apiserver, the control plane talos-sim runs for real (-etcd, -kube-apiserver), from
+# the wrappers scripts/toolchain/etcd and scripts/toolchain/kube-apiserver (go.mod/go.sum are the
+# pins): built once per wrapper, into a file named after a hash of it, so a second run builds nothing.
+wrapper_sum() { # dir: a hash of the wrapper's Go sources and pins
+  (cd "$1" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat) |
+    sha256sum | cut -c1-12
+}
+build_wrapped() { # name version wrapper module package ldflags duration: sets BUILT to the binary
+  local name=$1 version=$2 wrapper=$3 module=$4 package=$5 ldflags=$6 duration=$7 t built
+  BUILT="$CACHE/bin/$name-v$version-$(wrapper_sum "$wrapper")"
+  if [ -x "$BUILT" ]; then echo "$name v$version: cached"; return; fi
+  grep -Eq "(^require|^[[:space:]])[[:space:]]*$module v$version([[:space:]]|$)" "$wrapper/go.mod" ||
+    { echo "$wrapper/go.mod does not require $module v$version (scripts/toolchain.env)" >&2; exit 1; }
+  echo "$name v$version: building ($duration on a cold cache, 2 cores)"
+  t=$(date +%s)
+  (cd "$wrapper" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$BUILT.tmp" "$package")
+  built=$("$BUILT.tmp" --version 2>&1 || true)
+  case "$built" in *"$version"*) ;; *) echo "$name built, but reports \"$built\", not v$version" >&2; exit 1 ;; esac
+  mv "$BUILT.tmp" "$BUILT"
+  echo "$name: built in $(elapsed "$t")"
+}
+build_wrapped etcd "$ETCD_VERSION" scripts/toolchain/etcd go.etcd.io/etcd/server/v3 . "" "about a minute"
+ETCD="$BUILT"
+# kubectl and client-go refuse a server without a version: stamp the release, as Kubernetes' build does.
+build_wrapped kube-apiserver "$KUBE_APISERVER_VERSION" scripts/toolchain/kube-apiserver k8s.io/kubernetes \
+  k8s.io/kubernetes/cmd/kube-apiserver \
+  "-X k8s.io/component-base/version.gitVersion=v$KUBE_APISERVER_VERSION -X k8s.io/component-base/version.gitMajor=${KUBE_APISERVER_VERSION%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_APISERVER_VERSION" | cut -d. -f2)" \
+  "about 5 minutes"
+KUBE_APISERVER="$BUILT"
+
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,
 # built from the wrapper modules in scripts/toolchain (their go.mod/go.sum are the pins). Each
 # build lands in a cache folder named after a hash of its wrapper, so a second run builds nothing.
@@ -275,12 +305,14 @@ ln -sf "$CACHE/bin/actionlint-v$ACTIONLINT_VERSION" node_modules/.bin/actionlint
 ln -sf "$CACHE/bin/talos-sim" node_modules/.bin/talos-sim
 ln -sf "$CACHE/bin/talosvalidate" node_modules/.bin/talosvalidate
 ln -sf "$TALOSCTL" node_modules/.bin/talosctl
+ln -sf "$ETCD" node_modules/.bin/etcd
+ln -sf "$KUBE_APISERVER" node_modules/.bin/kube-apiserver
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
 
 # Builds for pins no longer in use only take disk space.
 for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-* "$CACHE"/talosnode-*; do
   case "$dir" in "$ENGINE" | "$(dirname "$PULUMI")" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
 done
-for file in "$CACHE"/bin/talosctl-*; do
-  [ "$file" = "$TALOSCTL" ] || rm -f "$file"
+for file in "$CACHE"/bin/talosctl-* "$CACHE"/bin/etcd-* "$CACHE"/bin/kube-apiserver-*; do
+  case "$file" in "$TALOSCTL" | "$ETCD" | "$KUBE_APISERVER") ;; *) rm -f "$file" ;; esac
 done

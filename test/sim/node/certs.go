@@ -77,12 +77,18 @@ func maintenanceCert(address net.IP) (tls.Certificate, error) {
 
 // kubeAdminCert is the kubeconfig's client certificate, from the cluster (Kubernetes) CA.
 func kubeAdminCert(ca *talosx509.CertificateAuthority) (certPEM, keyPEM []byte, err error) {
+	return kubeClientCert(ca, "admin", "system:masters")
+}
+
+// kubeClientCert is a client certificate from the cluster CA: the API server takes the common
+// name as user and the organizations as groups.
+func kubeClientCert(ca *talosx509.CertificateAuthority, user string, groups ...string) (certPEM, keyPEM []byte, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	der, err := issue(ca, &stdx509.Certificate{
-		Subject:     pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}},
+		Subject:     pkix.Name{CommonName: user, Organization: groups},
 		KeyUsage:    stdx509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth},
 	}, pub)

@@ -70,9 +70,23 @@ func (t *Trust) settle() {
 			bootstrapped[m.cluster] = true
 		}
 	}
+	// With a real control plane, a cluster's etcd and API server start (after a delay) on the
+	// control plane that was bootstrapped.
+	if t.controlPlane != nil && !t.closed {
+		for _, m := range members {
+			if _, started := t.realAPIs[m.cluster]; !started && m.controlPlane() && m.bootstrapped {
+				t.startRealAPI(m)
+			}
+		}
+	}
 	vips, held := electVIPs(members, bootstrapped)
 	for i, m := range members {
-		kube := t.runKubelet(m, bootstrapped[m.cluster])
+		var kube *KubernetesNode
+		if api, ok := t.realAPIs[m.cluster]; ok {
+			kube = t.realKubelet(api, m, bootstrapped[m.cluster])
+		} else {
+			kube = t.runKubelet(m, bootstrapped[m.cluster])
+		}
 		m.node.mu.Lock()
 		m.node.state.VIP, m.node.state.KubernetesNode = vips[i], kube
 		m.node.mu.Unlock()

@@ -10,7 +10,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 )
 
-// The simulator runs no API server. It keeps, per cluster, the Node objects that kubelets
+// Unless the simulation runs a real control plane (Trust.RunControlPlane, apiserver.go), the
+// simulator runs no API server. It keeps, per cluster, the Node objects that kubelets
 // register and that Talos' node-apply controller updates, and applies to the updates the one
 // rule that makes real machines fail where a forgiving fake would not: the NodeRestriction
 // admission plugin on what a worker's kubelet credentials may change.
@@ -77,13 +78,7 @@ func (t *Trust) runKubelet(m member, bootstrapped bool) *KubernetesNode {
 			}
 			// Registration is a create, which NodeRestriction lets carry taints.
 			api.nodes[name] = &kubeNode{
-				labels: map[string]string{
-					"kubernetes.io/hostname":  name,
-					"kubernetes.io/os":        "linux",
-					"kubernetes.io/arch":      "amd64",
-					"beta.kubernetes.io/os":   "linux",
-					"beta.kubernetes.io/arch": "amd64",
-				},
+				labels:      kubeletNodeLabels(name),
 				taints:      taints,
 				ownedLabels: map[string]bool{},
 				ownedTaints: map[string]bool{},
@@ -96,6 +91,17 @@ func (t *Trust) runKubelet(m member, bootstrapped bool) *KubernetesNode {
 		return nil
 	}
 	return &KubernetesNode{Name: name, Labels: maps.Clone(stored.labels), Taints: append([]Taint{}, stored.taints...), Error: t.nodeApply[m.node]}
+}
+
+// kubeletNodeLabels are the labels a kubelet registers its Node with (the kubelet's initialNode).
+func kubeletNodeLabels(name string) map[string]string {
+	return map[string]string{
+		"kubernetes.io/hostname":  name,
+		"kubernetes.io/os":        "linux",
+		"kubernetes.io/arch":      "amd64",
+		"beta.kubernetes.io/os":   "linux",
+		"beta.kubernetes.io/arch": "amd64",
+	}
 }
 
 // nodeName is Talos' conversion of a hostname to a Node name (k8s/internal/nodename).
@@ -140,6 +146,19 @@ func registerWithTaints(cfg config.Provider) ([]Taint, error) {
 // Control planes use admin credentials; workers the kubelet's, so NodeRestriction judges the
 // whole update and a refusal changes nothing. It returns the refusal, or "".
 func nodeApply(name string, stored *kubeNode, cfg config.Provider) string {
+	updated := nodeApplied(stored, cfg)
+	if !cfg.Machine().Type().IsControlPlane() {
+		if err := nodeRestriction(name, stored, updated); err != "" {
+			return err
+		}
+	}
+	*stored = *updated
+	return ""
+}
+
+// nodeApplied is the Node as the node-apply controller would leave it: labels and taints from
+// the config merged into the stored ones with its ownership rules.
+func nodeApplied(stored *kubeNode, cfg config.Provider) *kubeNode {
 	controlPlane := cfg.Machine().Type().IsControlPlane()
 	labels := maps.Clone(map[string]string(cfg.Machine().NodeLabels()))
 	if labels == nil {
@@ -164,13 +183,7 @@ func nodeApply(name string, stored *kubeNode, cfg config.Provider) string {
 	applyLabels(updated, labels)
 	// Talos reads its NodeTaintSpecs as a COSI list, sorted by key.
 	applyTaints(updated, slices.SortedFunc(maps.Values(taints), func(a, b Taint) int { return strings.Compare(a.Key, b.Key) }))
-	if !controlPlane {
-		if err := nodeRestriction(name, stored, updated); err != "" {
-			return err
-		}
-	}
-	*stored = *updated
-	return ""
+	return updated
 }
 
 // applyLabels is NodeApplyController.applyNodeKV: set what is missing, update what Talos owns,

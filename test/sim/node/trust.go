@@ -25,6 +25,11 @@ type Trust struct {
 	apiServers map[string]*apiServer
 	// nodeApply is the outcome of each machine's last node-apply sync: "" or the refusal.
 	nodeApply map[*Node]string
+	// controlPlane, when set, runs a real etcd and kube-apiserver per bootstrapped cluster
+	// (realAPIs, by cluster key) instead of the in-memory apiServers; closed once Close ran.
+	controlPlane *ControlPlane
+	realAPIs     map[string]*realAPI
+	closed       bool
 
 	timelineMu sync.Mutex
 	timeline   []TimelineEntry
@@ -38,6 +43,7 @@ func NewTrust() *Trust {
 		cas:        map[[32]byte]*talosx509.CertificateAuthority{},
 		apiServers: map[string]*apiServer{},
 		nodeApply:  map[*Node]string{},
+		realAPIs:   map[string]*realAPI{},
 	}
 }
 

@@ -2,6 +2,9 @@
 //
 //	talos-sim -nodes 127.0.0.11,127.0.0.12 -links enp1s0 -factory 127.0.0.1:18080 -control 127.0.0.1:18081 -ready-file /tmp/sim.ready
 //
+// With -etcd and -kube-apiserver, a bootstrapped cluster runs a real etcd and kube-apiserver (on
+// the bootstrap node's address, port 6443) after -apiserver-delay.
+//
 // Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start;
 // POST /nodes/<address>/set {"talosVersion", "schematic", "configPatch"} (a change made by hand);
 // POST /nodes/<address>/fault {"bootFails": bool}; POST /nodes/<address>/etcd {"healthy": bool}.
@@ -38,9 +41,23 @@ func main() {
 		"official extensions the factory accepts")
 	readyFile := flag.String("ready-file", "", "written once every listener is up")
 	rebootTime := flag.Duration("reboot-time", node.DefaultRebootTime, "how long a reboot (upgrade, apply, reboot) keeps a node down")
+	etcd := flag.String("etcd", "", "etcd binary: with -kube-apiserver, each bootstrapped cluster runs a real etcd and API server")
+	apiServer := flag.String("kube-apiserver", "", "kube-apiserver binary, listening on the bootstrapped control plane's address, port 6443 (needs -etcd)")
+	apiServerDelay := flag.Duration("apiserver-delay", node.DefaultAPIServerDelay, "how long after the bootstrap etcd and the API server start")
 	flag.Parse()
 
-	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, *rebootTime); err != nil {
+	var controlPlane *node.ControlPlane
+	switch {
+	case *etcd != "" && *apiServer != "":
+		delay := *apiServerDelay
+		if delay == 0 {
+			delay = -1 // ControlPlane's zero value is the default delay; the flag's 0 means none
+		}
+		controlPlane = &node.ControlPlane{Etcd: *etcd, KubeAPIServer: *apiServer, Delay: delay}
+	case *etcd != "" || *apiServer != "":
+		log.Fatal("-etcd and -kube-apiserver go together")
+	}
+	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, *rebootTime, controlPlane); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -69,8 +86,16 @@ func loopbackListen(addr string) (net.Listener, error) {
 // IntelUcodeSchematic is the factory's id for a schematic holding only siderolabs/intel-ucode.
 const IntelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 
-func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, rebootTime time.Duration) error {
+func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, rebootTime time.Duration, controlPlane *node.ControlPlane) error {
 	trust := node.NewTrust()
+	// Stops the etcd and kube-apiserver processes (their process groups) and removes their folders;
+	// should this process die without it, the kernel kills them (Pdeathsig).
+	defer trust.Close()
+	if controlPlane != nil {
+		if err := trust.RunControlPlane(*controlPlane); err != nil {
+			return err
+		}
+	}
 	f := factory.New(versions, extensions)
 	f.Host = factoryAddr
 	trust.SetInstallers(f)
