@@ -104,7 +104,7 @@ ETCD="$BUILT"
 build_wrapped kube-apiserver "$KUBE_APISERVER_VERSION" scripts/toolchain/kube-apiserver k8s.io/kubernetes \
   k8s.io/kubernetes/cmd/kube-apiserver \
   "-X k8s.io/component-base/version.gitVersion=v$KUBE_APISERVER_VERSION -X k8s.io/component-base/version.gitMajor=${KUBE_APISERVER_VERSION%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_APISERVER_VERSION" | cut -d. -f2)" \
-  "about 5 minutes"
+  "about 8 minutes"
 KUBE_APISERVER="$BUILT"
 
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,

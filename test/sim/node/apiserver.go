@@ -217,6 +217,9 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 		// As envtest: no controller manager creates the default ServiceAccounts pods would need.
 		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
+		// The kubernetes Service's endpoint would be the node's loopback address, which Endpoints
+		// validation refuses (the reconciler would retry every 10 s): the Service has none.
+		"--endpoint-reconciler-type=none",
 		"--requestheader-client-ca-file=" + files["front-proxy-ca.crt"],
 		"--requestheader-allowed-names=front-proxy-client",
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
