@@ -398,7 +398,11 @@ export function simNodes(net: number, counts: { controlPlanes: number; workers: 
   ];
 }
 
-/** Stack config for simulated nodes: the provider talks to the simulated factory; addons are off (no Kubernetes runs). */
+/**
+ * Stack config for simulated nodes: the provider talks to the simulated factory; addons are off
+ * (they need the simulator's real API server and a chart repository: test/engine/addons.test.ts
+ * turns them on with `extra`).
+ */
 export function simStackConfig(
   sim: Simulator,
   clusterName: string,
