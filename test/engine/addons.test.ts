@@ -103,7 +103,7 @@ describeEngine(
     let nodes: SimNodeConfig[];
     let config: Record<string, unknown>;
     let kubeconfig: string;
-    const late: { ws: Workspace; up: Promise<RunResult>; started: number }[] = [];
+    const late: { ws: Workspace; up: Promise<RunResult & { seconds: number }> }[] = [];
 
     const readKubeconfig = () => JSON.parse(ws.must(["stack", "output", "kubeconfig", "--show-secrets", "--json"]).stdout) as string;
 
@@ -138,7 +138,8 @@ describeEngine(
           "talos-cluster:addons": addonsConfig(repo),
           ...(name === "never" ? { "talos-cluster:kubernetesReadyTimeout": "10s" } : {}),
         });
-        late.push({ ws: w, up: w.runAsync(["up", "--yes"]), started: Date.now() });
+        const started = Date.now();
+        late.push({ ws: w, up: w.runAsync(["up", "--yes"]).then((r) => ({ ...r, seconds: (Date.now() - started) / 1000 })) });
       }
 
       nodes = simNodes(8, { controlPlanes: 3, workers: 2 });
@@ -315,6 +316,7 @@ describeEngine(
       const [first] = late;
       const up = await (first as (typeof late)[number]).up;
       expect(up.code, up.output).toBe(0);
+      expect(up.seconds).toBeGreaterThanOrEqual(30);
       // The gate saw the API server refuse connections before it answered.
       expect(up.output).toMatch(/late-api-server-ready.*api-server: waiting for the API server ready \(\/readyz\).*connection refused/);
       const ws2 = (first as (typeof late)[number]).ws;
@@ -330,7 +332,7 @@ describeEngine(
       console.log(
         up.output
           .split("\n")
-          .filter((l) => l.includes("api-server"))
+          .filter((l) => l.includes("error: api-server"))
           .join("\n"),
       );
       expect(up.output).toContain("api-server: the API server ready (/readyz) not ready within 10s");
