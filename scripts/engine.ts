@@ -4,6 +4,7 @@
 // Image Factory of test/sim.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
@@ -11,7 +12,11 @@ import { parse, stringify } from "yaml";
 export const ROOT = resolve(__dirname, "..");
 export const BIN = join(ROOT, "node_modules", ".bin");
 export const PULUMI = join(BIN, "pulumi");
-const TALOS_SIM = join(BIN, "talos-sim");
+/** The simulator: $TALOS_SIM (e.g. one built from this checkout), else the one setup linked. */
+const TALOS_SIM = process.env.TALOS_SIM || join(BIN, "talos-sim");
+/** The simulator's real control plane (talos-sim -etcd -kube-apiserver): $ETCD and $KUBE_APISERVER, else setup's links. */
+export const ETCD = process.env.ETCD || join(BIN, "etcd");
+export const KUBE_APISERVER = process.env.KUBE_APISERVER || join(BIN, "kube-apiserver");
 const TALOS_SDK = join(ROOT, "node_modules", "@pulumiverse", "talos", "bin", "index.js");
 const TALOSNODE_SDK = join(ROOT, "node_modules", "@talos-cluster", "talosnode", "bin", "index.js");
 
@@ -20,13 +25,22 @@ export function stackFileConfig(file: string): Record<string, unknown> {
   return (parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> }).config;
 }
 
-/** What is missing for engine tests, or undefined when the toolchain is all there. */
-export function missingToolchain(): string | undefined {
+/**
+ * What is missing for engine tests, or undefined when the toolchain is all there. `controlPlane`:
+ * the tests also need the simulator's real etcd and kube-apiserver.
+ */
+export function missingToolchain(needs: { controlPlane?: boolean } = {}): string | undefined {
   for (const [what, path] of [
     ["the pulumi CLI", PULUMI],
     ["talos-sim", TALOS_SIM],
     ["@pulumiverse/talos", TALOS_SDK],
     ["@talos-cluster/talosnode", TALOSNODE_SDK],
+    ...(needs.controlPlane
+      ? ([
+          ["etcd", ETCD],
+          ["kube-apiserver", KUBE_APISERVER],
+        ] as const)
+      : []),
   ] as const) {
     if (!existsSync(path)) return `${what} (${path}) is missing; run \`npm run setup\``;
   }
@@ -76,6 +90,10 @@ export class Workspace {
       PULUMI_SKIP_UPDATE_CHECK: "true",
       PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
       NO_COLOR: "1",
+      // Helm (inside the Kubernetes plugin) keeps its repository cache and config here, not in ~.
+      HELM_CACHE_HOME: join(this.dir, ".helm", "cache"),
+      HELM_CONFIG_HOME: join(this.dir, ".helm", "config"),
+      HELM_DATA_HOME: join(this.dir, ".helm", "data"),
     };
     this.must(["stack", "init", stack]);
   }
@@ -183,6 +201,15 @@ export interface SimNode {
   vip?: { address: string; link: string; up: boolean; reason: string };
   /** The Kubernetes Node its kubelet registered, as NodeRestriction let Talos shape it. */
   kubernetesNode?: { labels: Record<string, string>; taints: { key: string; value?: string; effect: string }[]; error: string } | null;
+}
+
+/**
+ * talos-sim flags for a real etcd and kube-apiserver per bootstrapped cluster, on the bootstrapped
+ * control plane's address, port 6443; `delay` (a Go duration) after the bootstrap, else the
+ * simulator's default (3s).
+ */
+export function controlPlaneFlags(delay?: string): string[] {
+  return ["-etcd", ETCD, "-kube-apiserver", KUBE_APISERVER, ...(delay === undefined ? [] : ["-apiserver-delay", delay])];
 }
 
 /** Simulated Talos nodes and Image Factory (test/sim), on loopback addresses of the caller's choice. */
@@ -371,7 +398,11 @@ export function simNodes(net: number, counts: { controlPlanes: number; workers: 
   ];
 }
 
-/** Stack config for simulated nodes: the provider talks to the simulated factory; addons are off (no Kubernetes runs). */
+/**
+ * Stack config for simulated nodes: the provider talks to the simulated factory; addons are off
+ * (they need the simulator's real API server and a chart repository: test/engine/addons.test.ts
+ * turns them on with `extra`).
+ */
 export function simStackConfig(
   sim: Simulator,
   clusterName: string,
@@ -415,4 +446,53 @@ export function jsonStream(text: string): unknown[] {
     }
   }
   return values;
+}
+
+interface KubeconfigFile {
+  "current-context": string;
+  contexts: { name: string; context: { cluster: string; user: string } }[];
+  clusters: { name: string; cluster: { server: string; "certificate-authority-data": string } }[];
+  users: { name: string; user: { "client-certificate-data": string; "client-key-data": string } }[];
+}
+
+/**
+ * GET a path of the API server a kubeconfig names, as kubectl would: its server, CA and client
+ * certificate. Answers the status and the parsed JSON body (the Status object on an error).
+ */
+export function kubeGet(kubeconfig: string, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const kc = parse(kubeconfig) as KubeconfigFile;
+  const context = kc.contexts.find((c) => c.name === kc["current-context"])?.context;
+  const cluster = kc.clusters.find((c) => c.name === context?.cluster)?.cluster;
+  const user = kc.users.find((u) => u.name === context?.user)?.user;
+  if (cluster === undefined || user === undefined)
+    throw new Error(`the kubeconfig's context ${kc["current-context"]} has no cluster or user`);
+  const b64 = (s: string) => Buffer.from(s, "base64");
+  return new Promise((resolve, reject) => {
+    const req = request(
+      new URL(path, cluster.server),
+      {
+        ca: b64(cluster["certificate-authority-data"]),
+        cert: b64(user["client-certificate-data"]),
+        key: b64(user["client-key-data"]),
+        headers: { accept: "application/json" },
+        timeout: 10_000,
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => {
+          text += d.toString();
+        });
+        res.on("end", () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> });
+          } catch {
+            reject(new Error(`GET ${path}: ${res.statusCode}, not JSON: ${text.slice(0, 200)}`));
+          }
+        });
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`GET ${path}: no answer within 10s`)));
+    req.on("error", reject);
+    req.end();
+  });
 }

@@ -7,10 +7,11 @@ export * from "../../scripts/engine";
 
 /**
  * describe() for tests that need the engine. Without the toolchain they are skipped with the
- * reason, except in CI (CI=true), where a missing toolchain is a failure.
+ * reason, except in CI (CI=true), where a missing toolchain is a failure. `controlPlane`: the
+ * tests run the simulator with a real etcd and kube-apiserver.
  */
-export function describeEngine(name: string, body: () => void): void {
-  const missing = missingToolchain();
+export function describeEngine(name: string, body: () => void, needs: { controlPlane?: boolean } = {}): void {
+  const missing = missingToolchain(needs);
   if (missing === undefined) {
     describe(name, body);
   } else if (process.env.CI === "true") {
