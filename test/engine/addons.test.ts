@@ -98,7 +98,7 @@ describeEngine(
   () => {
     let repo: ChartRepo;
     let sim: Simulator;
-    let lateSim: Simulator | undefined;
+    const smallSims: Simulator[] = [];
     let ws: Workspace;
     let nodes: SimNodeConfig[];
     let config: Record<string, unknown>;
@@ -120,20 +120,16 @@ describeEngine(
         },
       );
 
-      // The small simulator first: its two one-node clusters spend most of their time waiting for
-      // an API server that starts 30 s after their bootstrap, while the main cluster's steps run.
-      // "late" waits for it (the gate's default timeout); "never" gives up after 10 s.
-      const lateNodes = simNodes(9, { controlPlanes: 2, workers: 0 });
-      lateSim = await Simulator.start(
-        lateNodes.map((n) => n.address),
-        18883,
-        18884,
-        controlPlaneFlags("30s"),
-      );
+      // Two small simulators first, each with one one-node cluster that spends most of its time
+      // waiting for its API server while the main cluster's steps run: "late" starts 30 s after
+      // the bootstrap and is waited for (the gate's default timeout); "never" is an hour late, and
+      // its gate gives up after 10 s.
       for (const [i, name] of ["late", "never"].entries()) {
-        const node = lateNodes[i] as SimNodeConfig;
+        const [node] = simNodes(i === 0 ? 19 : 28, { controlPlanes: 1, workers: 0 }) as [SimNodeConfig];
+        const small = await Simulator.start([node.address], 18883 + 2 * i, 18884 + 2 * i, controlPlaneFlags(i === 0 ? "30s" : "1h"));
+        smallSims.push(small);
         const w = new Workspace(name, {
-          ...simStackConfig(lateSim, name, [{ ...node, name: `${name}-cp` }]),
+          ...simStackConfig(small, name, [{ ...node, name: `${name}-cp` }]),
           "talos-cluster:nodeTimeout": "60s",
           "talos-cluster:addons": addonsConfig(repo),
           ...(name === "never" ? { "talos-cluster:kubernetesReadyTimeout": "10s" } : {}),
@@ -158,7 +154,7 @@ describeEngine(
     });
     afterAll(async () => {
       sim?.dispose();
-      lateSim?.dispose();
+      for (const small of smallSims) small.dispose();
       await Promise.all(late.map((l) => l.up));
       for (const l of late) l.ws.dispose();
       ws?.dispose();
@@ -339,8 +335,6 @@ describeEngine(
       const created = second.ws.state().resources.map((r) => r.type);
       expect(created).not.toContain("pulumi:providers:kubernetes");
       expect(created).not.toContain("kubernetes:helm.sh/v3:Release");
-      lateSim?.dispose();
-      lateSim = undefined;
     });
   },
   { controlPlane: true },
