@@ -30,7 +30,13 @@ const USAGE = `usage: npm run bench [-- --runs N] [--quick]
   --quick    what the goals need: previews of 3 and 100 nodes (no 25) beside the floors, a refresh
              of 3 nodes (no 25), ups of 1 and 10 nodes; no end-to-end suite`;
 
-const SUITE = ["test/engine/e2e.test.ts", "test/engine/faults.test.ts", "test/engine/nodestate.test.ts"];
+const SUITE = [
+  "test/engine/e2e.test.ts",
+  "test/engine/faults.test.ts",
+  "test/engine/nodestate.test.ts",
+  "test/engine/rollout.test.ts",
+  "test/engine/addons.test.ts",
+];
 const BENCH_FIXTURES = join(ROOT, "test", "fixtures", "bench");
 // Loopback nets and ports of the bench's simulators; the engine tests use 127.0.1-4.x and 18180-18481.
 const FIRST_NET = 20;

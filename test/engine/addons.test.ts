@@ -4,6 +4,9 @@
 // from 127.0.0.1 (./chart-repo.ts): each renders only objects that need no controller, and the
 // charts' ConfigMap carries the values Helm got. One cluster of 3 control planes and 2 workers
 // for the steps, in order; a second, small simulator for an API server that starts late or never.
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ciliumValues, metricsServerValues } from "../../components/addons";
 import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../components/versions";
@@ -243,6 +246,23 @@ describeEngine(
           .map((n) => ({ name: n.name, ready: "True", kubelet: `v${DEFAULT_KUBERNETES_VERSION}` }))
           .sort((a, b) => a.name.localeCompare(b.name)),
       );
+
+      // The same with kubectl itself, a client nobody here wrote, where the machine has one.
+      const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
+      if (kubectl.error !== undefined) {
+        console.warn("kubectl is not on PATH: checked with the API only");
+        return;
+      }
+      const file = join(ws.dir, "kubeconfig");
+      writeFileSync(file, kubeconfig, { mode: 0o600 });
+      const got = spawnSync("kubectl", ["--kubeconfig", file, "get", "nodes", "-o", "json"], { encoding: "utf8" });
+      expect(got.status, got.stderr).toBe(0);
+      const viaKubectl = (JSON.parse(got.stdout).items as Node[]).map((n) => [
+        n.metadata.name,
+        n.status.conditions.find((c) => c.type === "Ready")?.status,
+        n.status.nodeInfo.kubeletVersion,
+      ]);
+      expect(viaKubectl.sort()).toEqual(nodes.map((n) => [n.name, "True", `v${DEFAULT_KUBERNETES_VERSION}`]).sort());
     });
 
     it("changes nothing on a second up, and preview --refresh --expect-no-changes passes", async () => {
