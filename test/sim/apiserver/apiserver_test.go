@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"maps"
 	"math/big"
 	"net"
@@ -40,6 +39,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"talos-cluster/sim/internal/toolbin"
 	"talos-cluster/sim/node"
 )
 
@@ -52,53 +52,6 @@ const (
 	// The factory's id for a schematic with only siderolabs/intel-ucode.
 	intelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 )
-
-// binary is $<env>, else the one npm run setup links as node_modules/.bin/<name>.
-func binary(t *testing.T, env, name string) string {
-	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		root, err := repoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(root, "node_modules", ".bin", name)
-	}
-	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("%s not found at %s (%v): run `npm run setup`, which builds it and links node_modules/.bin/%s, or set %s", name, path, err, name, env)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
-}
-
-// repoRoot is the folder above this module that holds scripts/setup.sh.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "scripts", "setup.sh")); err == nil {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("no scripts/setup.sh above %s", dir)
-}
-
-// freePort is a port nothing listens on at host: the nodes here do not take apid's 50000,
-// which a simulator started by hand or the demo may hold.
-func freePort(t *testing.T, host string) int {
-	t.Helper()
-	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
-}
 
 type simNode struct {
 	*node.Node
@@ -130,7 +83,7 @@ func patched(t *testing.T, data []byte, patches ...string) []byte {
 }
 
 func TestRealAPIServer(t *testing.T) {
-	etcd, apiServer := binary(t, "ETCD", "etcd"), binary(t, "KUBE_APISERVER", "kube-apiserver")
+	etcd, apiServer := toolbin.Binary(t, "ETCD", "etcd"), toolbin.Binary(t, "KUBE_APISERVER", "kube-apiserver")
 	trust := node.NewTrust()
 	if err := trust.RunControlPlane(node.ControlPlane{Etcd: etcd, KubeAPIServer: apiServer, Delay: delay}); err != nil {
 		t.Fatal(err)
@@ -155,7 +108,7 @@ func TestRealAPIServer(t *testing.T) {
 	}
 	for _, n := range nodes {
 		var err error
-		if n.Node, err = node.New(n.address, freePort(t, n.address), "v1.11.5", intelUcodeSchematic, trust); err != nil {
+		if n.Node, err = node.New(n.address, toolbin.FreePort(t, n.address), "v1.11.5", intelUcodeSchematic, trust); err != nil {
 			t.Fatal(err)
 		}
 		if err := n.Start(); err != nil {

@@ -22,6 +22,7 @@ import (
 	yaml "go.yaml.in/yaml/v4"
 
 	"talos-cluster/sim/factory"
+	"talos-cluster/sim/internal/toolbin"
 	"talos-cluster/sim/node"
 )
 
@@ -33,53 +34,6 @@ const (
 	// The factory's id for a schematic with only siderolabs/intel-ucode (factory tests pin it).
 	intelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 )
-
-// talosctl is the binary to test with: $TALOSCTL, else the one npm run setup links.
-func talosctl(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("TALOSCTL")
-	if path == "" {
-		root, err := repoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(root, "node_modules", ".bin", "talosctl")
-	}
-	if _, err := os.Stat(path); err != nil {
-		msg := fmt.Sprintf("talosctl not found at %s (%v): run `npm run setup`, which builds it and links node_modules/.bin/talosctl, or set TALOSCTL", path, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
-}
-
-// repoRoot is the folder above this module that holds the project's package.json.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "scripts", "setup.sh")); err == nil {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("no scripts/setup.sh above %s", dir)
-}
-
-// freePort is a port nothing listens on at host (nodes here do not take apid's 50000, which a
-// simulator started by hand or the demo may hold).
-func freePort(t *testing.T, host string) int {
-	t.Helper()
-	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
-}
 
 type simNode struct {
 	*node.Node
@@ -219,7 +173,7 @@ func serverPart(out string) string {
 // in maintenance, bootstrap), then checks that what talosctl reads agrees with the simulator's own
 // state. Nodes: 127.0.15.x; factory: 127.0.16.1.
 func TestTalosctl(t *testing.T) {
-	bin := talosctl(t)
+	bin := toolbin.Binary(t, "TALOSCTL", "talosctl")
 	dir := t.TempDir()
 	c := cli{t: t, bin: bin, dir: dir, config: filepath.Join(dir, "talosconfig")}
 
@@ -229,7 +183,7 @@ func TestTalosctl(t *testing.T) {
 
 	// The installer image comes from the simulated Image Factory, as the program's does.
 	f := factory.New([]string{talosVersion, newerVersion}, []string{"siderolabs/intel-ucode"})
-	factoryAddr := net.JoinHostPort("127.0.16.1", strconv.Itoa(freePort(t, "127.0.16.1")))
+	factoryAddr := net.JoinHostPort("127.0.16.1", strconv.Itoa(toolbin.FreePort(t, "127.0.16.1")))
 	lis, err := net.Listen("tcp", factoryAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +212,7 @@ func TestTalosctl(t *testing.T) {
 	f.Host = factoryAddr
 	trust.SetInstallers(f)
 	start := func(ip string) simNode {
-		n, err := node.New(ip, freePort(t, ip), talosVersion, posted.ID, trust)
+		n, err := node.New(ip, toolbin.FreePort(t, ip), talosVersion, posted.ID, trust)
 		if err != nil {
 			t.Fatal(err)
 		}
