@@ -10,7 +10,6 @@ import (
 	stdx509 "crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -459,12 +458,7 @@ func leafPEM(ca *talosx509.CertificateAuthority, template *stdx509.Certificate) 
 	if err != nil {
 		return nil, nil, err
 	}
-	keyDER, err := stdx509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return pemPair(der, priv)
 }
 
 // kubeClient speaks JSON to the API server with one client certificate.

@@ -95,6 +95,11 @@ func kubeClientCert(ca *talosx509.CertificateAuthority, user string, groups ...s
 	if err != nil {
 		return nil, nil, err
 	}
+	return pemPair(der, priv)
+}
+
+// pemPair is a certificate (DER) and its private key, PEM-encoded (the key as PKCS #8).
+func pemPair(der []byte, priv any) (crtPEM, keyPEM []byte, err error) {
 	keyDER, err := stdx509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		return nil, nil, err
