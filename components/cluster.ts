@@ -81,8 +81,9 @@ export class TalosCluster extends pulumi.ComponentResource {
 
     // Each node's full config, rendered by the talos plugin's own library from the role's patches
     // and then the node's: the same config its apply installs and the rollout later applies.
-    const nodeConfig = plan.nodes.map(
-      (p) =>
+    // Secret: it holds the machine secrets, and every resource it reaches must keep it so.
+    const nodeConfig = plan.nodes.map((p) =>
+      pulumi.secret(
         talos.machine.getConfigurationOutput(
           {
             clusterName: config.clusterName,
@@ -104,6 +105,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           },
           { parent: this },
         ).machineConfiguration,
+      ),
     );
 
     // The plugin's apply installs a new node (all of them at once on a first up). Later changes
@@ -115,7 +117,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           p.resourceName,
           {
             clientConfiguration,
-            machineConfigurationInput: pulumi.secret(nodeConfig[i] as pulumi.Output<string>),
+            machineConfigurationInput: nodeConfig[i] as pulumi.Output<string>,
             node: p.address,
             applyMode: config.applyMode,
             timeouts: timeouts.apply,
@@ -157,7 +159,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           talosVersion: config.talosVersion,
           schematicId: args.schematicId,
           installerImage: args.installerImage,
-          machineConfiguration: pulumi.secret(nodeConfig[i] as pulumi.Output<string>),
+          machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
         })),
         applyMode: config.applyMode,
         maxUnavailableWorkers: config.upgrade.maxUnavailableWorkers,
@@ -184,7 +186,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           schematicId: args.schematicId,
           installerImage: args.installerImage,
           kubernetesVersion: config.kubernetesVersion,
-          machineConfiguration: pulumi.secret(nodeConfig[i] as pulumi.Output<string>),
+          machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
           timeout: config.nodeTimeout,
           // Talos ignores a VIP entry for a link the node lacks without a word; the read says so.
           vip: p.role === "controlplane" ? config.network.vip?.address : undefined,
