@@ -411,9 +411,10 @@ func TestVIPIsCheckedAgainstTheNodesLinks(t *testing.T) {
 			declared: vip, live: vip + ` (no link matches deviceSelector {driver: "e1000", physical: true}; links: enp1s0, enp2s0)`,
 		},
 		{
-			name: "on a link the config ignores", address: "127.0.10.46",
-			patch:    interfaces("      - interface: enp1s0\n        ignore: true\n        vip:\n          ip: " + vip + "\n"),
-			declared: vip, live: vip + " (link enp1s0 has ignore: true)",
+			// Not the first link: ignoring that one would take the node's own address too.
+			name: "on a link the config ignores", address: "127.0.10.46", links: []string{"enp1s0", "enp2s0"},
+			patch:    interfaces("      - interface: enp2s0\n        ignore: true\n        vip:\n          ip: " + vip + "\n"),
+			declared: vip, live: vip + " (link enp2s0 has ignore: true)",
 		},
 		{name: "a worker without one", address: "127.0.10.47", worker: true},
 	} {
@@ -495,7 +496,7 @@ func expect(t *testing.T, what string, m property.Map, fields map[string]string,
 
 func TestAStateWrittenBeforeTheVIPCheckStillPreviewsAndUpdates(t *testing.T) {
 	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "machine:\n  network:\n    interfaces:\n      - interface: enp1s0\n        vip:\n          ip: 10.20.0.10\n")
+	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "machine:\n  network:\n    interfaces:\n      - interface: enp1s0\n        dhcp: true\n        vip:\n          ip: 10.20.0.10\n")
 	l.Configured(t, "127.0.10.48", config)
 	lc := create(t, l, "127.0.10.48", config, "20s")
 	// What an earlier provider stored: no vip, vipLink or links. The program now declares a vip.

@@ -45,6 +45,12 @@ func (n *Node) listen() error {
 	if n.lis != nil {
 		return nil
 	}
+	// A machine whose config leaves its link without an address boots, but nothing reaches it.
+	n.state.NodeAddress = nodeAddressing(n.cfg, n.address, n.links)
+	if n.state.NodeAddress.Lost != "" {
+		n.state.Up = false
+		return nil
+	}
 	lis, srv, err := n.newServer()
 	if err != nil {
 		return err

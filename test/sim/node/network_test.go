@@ -1,10 +1,12 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cosi-project/runtime/pkg/resource"
 	"github.com/cosi-project/runtime/pkg/safe"
@@ -127,7 +129,8 @@ func TestAVIPComesUpOnOneControlPlaneOfABootstrappedClusterWhenItsLinkExists(t *
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			first, second, worker, cl := startNode(t), startNode(t), startNode(t), newCluster(t, "lab")
-			patch := fmt.Sprintf("machine:\n  network:\n    interfaces:\n      - %s\n        vip:\n          ip: %s\n", tc.device, vip)
+			// dhcp: true keeps the machines' own addresses on the link the entry names.
+			patch := fmt.Sprintf("machine:\n  network:\n    interfaces:\n      - %s\n        dhcp: true\n        vip:\n          ip: %s\n", tc.device, vip)
 			for _, n := range []*Node{first, second} {
 				if err := apply(t, insecure(t, n), n, patched(t, cl.controlPlane, patch)); err != nil {
 					t.Fatal(err)
@@ -190,5 +193,60 @@ func assertAddresses(t *testing.T, n *Node, cl cluster, want []string) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("addresses of %s = %v, want %v", n.address, got, want)
+	}
+}
+
+func TestAnInterfacesEntryWithoutDHCPOrTheAddressTakesTheMachineOffTheNetwork(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry string // a machine.network.interfaces entry; %s is the node's address
+		// source is how the address reaches the first link, "" when it is lost.
+		source string
+	}{
+		{"no entry: the default DHCP", "", "dhcp"},
+		{"a VIP only, by name", "interface: enp1s0\n        vip: {ip: 10.5.0.100}", ""},
+		{"a VIP only, by bus path", "deviceSelector: {busPath: \"0000:01:*\"}\n        vip: {ip: 10.5.0.100}", ""},
+		{"a VIP and dhcp", "interface: enp1s0\n        dhcp: true\n        vip: {ip: 10.5.0.100}", "dhcp"},
+		{"a VIP and the machine's static address", "interface: enp1s0\n        addresses: [%s/8]\n        vip: {ip: 10.5.0.100}", "static"},
+		{"a VIP and another static address", "interface: enp1s0\n        addresses: [127.0.99.1/8]\n        vip: {ip: 10.5.0.100}", ""},
+		{"the link ignored", "interface: enp1s0\n        ignore: true", ""},
+		{"a link the machine lacks", "interface: eth0\n        vip: {ip: 10.5.0.100}", "dhcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, cl := startNode(t), newCluster(t, "lab")
+			config := cl.controlPlane
+			if tc.entry != "" {
+				entry := tc.entry
+				if strings.Contains(entry, "%s") {
+					entry = fmt.Sprintf(entry, n.address)
+				}
+				config = patched(t, config, "machine:\n  network:\n    interfaces:\n      - "+entry+"\n")
+			}
+			// The apply itself is answered: Talos drops the address after SetConfig returns.
+			if err := apply(t, insecure(t, n), n, config); err != nil {
+				t.Fatal(err)
+			}
+			got := n.State().NodeAddress
+			if got.Source != tc.source || (tc.source == "") != (got.Lost != "") {
+				t.Fatalf("node address = %+v, want source %q", got, tc.source)
+			}
+			short, cancel := context.WithTimeout(ctx(t, n), 3*time.Second)
+			defer cancel()
+			_, err := mutual(t, n, cl.talosconfig).Version(short)
+			if tc.source != "" && err != nil {
+				t.Fatalf("a machine with its address does not answer: %v", err)
+			}
+			if tc.source == "" && err == nil {
+				t.Fatalf("a machine without an address answered (%s)", got.Lost)
+			}
+			// It boots the same way: a power cycle does not bring the address back.
+			n.Stop()
+			if err := n.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if s := n.State(); s.Up != (tc.source != "") {
+				t.Fatalf("after a power cycle: up %t, address %+v", s.Up, s.NodeAddress)
+			}
+		})
 	}
 }

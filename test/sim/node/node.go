@@ -75,6 +75,8 @@ type State struct {
 	BootFails bool `json:"bootFails"`
 	// EtcdHealthy is false while the etcd member fault is set.
 	EtcdHealthy bool `json:"etcdHealthy"`
+	// NodeAddress is how the machine's address reaches its first link, or why it does not.
+	NodeAddress NodeAddress `json:"nodeAddress"`
 }
 
 // Node is one simulated machine. Its state survives Stop/Start, as a powered-off disk would.
@@ -175,7 +177,8 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 		port:      port,
 		maintCert: cert,
 		state: State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}, Links: linkNames(links),
-			Schematic: schematicID, Stage: runtime.MachineStageMaintenance.String(), EtcdHealthy: true},
+			Schematic: schematicID, Stage: runtime.MachineStageMaintenance.String(), EtcdHealthy: true,
+			NodeAddress: NodeAddress{Link: links[0].name, Source: "dhcp"}},
 		rebootTime: o.rebootTime,
 		events:     newEventLog(),
 	}
@@ -428,6 +431,9 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 	if firstConfig {
 		// The first config ends maintenance mode (Talos would install and reboot into it).
 		n.setStage(ctx, runtime.MachineStageRunning, true)
+	}
+	if lost := n.addressLost(); lost != "" {
+		n.dropOffNetwork(lost)
 	}
 	n.trust.settle()
 	return nil
