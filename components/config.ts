@@ -3,6 +3,7 @@
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { kubeletLabelRefusal } from "./kubelet-labels";
+import { closest } from "./naming";
 import { cidrContains, cidrsOverlap, isDnsName, isHostnameLabel, parseCidr, parseIPv4 } from "./net";
 import {
   ADDON_DEFAULTS,
@@ -13,6 +14,7 @@ import {
   extensionReleases,
   KUBERNETES_SUPPORT,
   minorAtLeast,
+  OFFICIAL_EXTENSIONS,
   PLUGIN_CONFIG_LIBRARY,
   talosMinor,
 } from "./versions";
@@ -126,8 +128,10 @@ const vipSchema = z
       .regex(/^[A-Za-z0-9_.:-]{1,15}$/, { error: "must be a link name such as enp1s0 or eno1" })
       .optional(),
     deviceSelector: vipDeviceSelectorSchema.optional(),
-    // Forcing DHCP on the link breaks static addressing; only a stack that wants it asks for it.
-    dhcp: z.boolean({ error: "must be true or false" }).default(false),
+    // An interfaces entry that names a link, even for a VIP only, turns off Talos' default DHCP
+    // on it (OperatorConfigController runs it only on links no config names), so the VIP's entry
+    // asks for DHCP itself unless every control plane gives the link static addresses.
+    dhcp: z.boolean({ error: "must be true or false" }).default(true),
   })
   .superRefine((vip, ctx) => {
     if ((vip.interface === undefined) === (vip.deviceSelector === undefined)) {
@@ -251,6 +255,37 @@ export class ConfigError extends Error {
   }
 }
 
+/** What a schema's definition holds that leads to the keys of an object inside it. */
+interface SchemaDef {
+  type: string;
+  shape?: Record<string, z.core.$ZodType>;
+  innerType?: z.core.$ZodType;
+  element?: z.core.$ZodType;
+  in?: z.core.$ZodType;
+}
+
+function unwrapped(schema: z.core.$ZodType): z.core.$ZodType {
+  let current = schema;
+  for (;;) {
+    const def = current._zod.def as SchemaDef;
+    const next = def.innerType ?? (def.type === "pipe" ? def.in : undefined);
+    if (next === undefined) return current;
+    current = next;
+  }
+}
+
+/** The keys the object at `path` of the stack schema accepts, for a "did you mean". */
+function keysAt(schema: z.core.$ZodType, path: readonly PropertyKey[]): string[] {
+  let current = unwrapped(schema);
+  for (const seg of path) {
+    const def = current._zod.def as SchemaDef;
+    const next = typeof seg === "number" ? def.element : typeof seg === "string" ? def.shape?.[seg] : undefined;
+    if (next === undefined) return [];
+    current = unwrapped(next);
+  }
+  return Object.keys((current._zod.def as SchemaDef).shape ?? {});
+}
+
 function keyPath(path: readonly PropertyKey[]): string {
   let out = PROJECT;
   path.forEach((seg, i) => {
@@ -310,7 +345,10 @@ export function parseConfig(raw: Record<string, unknown>): ParsedConfig {
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
         for (const key of issue.keys) {
-          problems.push(`${keyPath([...issue.path, key])}: unknown key; check its spelling against the README's config table`);
+          const meant = closest(key, keysAt(stackSchema, issue.path));
+          problems.push(
+            `${keyPath([...issue.path, key])}: unknown key; ${meant === undefined ? "check its spelling against the README's config table" : `did you mean ${meant}?`}`,
+          );
         }
       } else {
         problems.push(`${keyPath(issue.path)}: ${issue.message}`);
@@ -376,7 +414,9 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
       }
       const releases = extensionReleases(ext);
       if (releases.length === 0) {
-        const hint = extensionReleases(`siderolabs/${ext}`).length > 0 ? ` (did you mean siderolabs/${ext}?)` : "";
+        const meant =
+          extensionReleases(`siderolabs/${ext}`).length > 0 ? `siderolabs/${ext}` : closest(ext, Object.keys(OFFICIAL_EXTENSIONS));
+        const hint = meant === undefined ? "" : ` (did you mean ${meant}?)`;
         problems.push(
           `${key}: ${JSON.stringify(ext)} is not an official Image Factory extension${hint}; see components/versions.ts for the list`,
         );
@@ -444,8 +484,55 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
   }
 
   checkNetwork(raw.network, addresses, endpoint, problems);
+  checkVipAddressing(raw, problems);
   checkPatchDocuments(raw, problems);
   checkOwnedKeys(raw, problems);
+}
+
+/**
+ * `network.vip.dhcp: false` leaves the VIP's link to the control planes' own patches: Talos runs
+ * no default DHCP on a link an interfaces entry names, and merges entries by their exact link
+ * (the same `interface`, or an equal `deviceSelector`). Each control plane must therefore give
+ * that same link static `addresses` (or `dhcp: true`) itself, or it has no address after install.
+ */
+function checkVipAddressing(raw: Record<string, unknown>, problems: string[]): void {
+  const net = isRecord(raw.network) ? raw.network : {};
+  const vip = isRecord(net.vip) ? net.vip : undefined;
+  if (vip === undefined || vip.dhcp !== false || !Array.isArray(raw.nodes)) return;
+  const link = vip.interface !== undefined ? { interface: vip.interface } : isRecord(vip.deviceSelector) ? { deviceSelector: vip.deviceSelector } : undefined;
+  if (link === undefined) return;
+  const sameLink = (entry: Record<string, unknown>) =>
+    "interface" in link ? entry.interface === link.interface : canonical(entry.deviceSelector) === canonical(link.deviceSelector);
+  const addressed = (entry: Record<string, unknown>) =>
+    entry.dhcp === true || (Array.isArray(entry.addresses) && entry.addresses.some((a) => typeof a === "string"));
+  const stackPatches = isRecord(raw.patches) ? raw.patches : {};
+  const shared = [stackPatches.all, stackPatches.controlplane].flatMap((list) => (Array.isArray(list) ? list : []));
+  const described = "interface" in link ? `interface ${String(link.interface)}` : `deviceSelector ${canonical(link.deviceSelector)}`;
+  raw.nodes.forEach((node, i) => {
+    if (!isRecord(node) || node.role !== "controlplane") return;
+    const own = Array.isArray(node.patches) ? node.patches : [];
+    const entries = [...shared, ...own].flatMap((patch) => interfacesOf(patch));
+    if (entries.some((e) => sameLink(e) && addressed(e))) return;
+    const name = str(node.name);
+    problems.push(
+      `${PROJECT}:network.vip.dhcp: false leaves nodes[${i}]${name === undefined ? "" : ` (${name})`} without an address on the VIP's link (${described}): an interfaces entry that names a link turns off Talos' default DHCP on it. Give that link static addresses for the same ${"interface" in link ? "interface" : "deviceSelector"} in patches.controlplane or nodes[${i}].patches (machine.network.interfaces[].addresses), or leave network.vip.dhcp at its default, true`,
+    );
+  });
+}
+
+function interfacesOf(patch: unknown): Record<string, unknown>[] {
+  const machine = isRecord(patch) && isRecord(patch.machine) ? patch.machine : {};
+  const network = isRecord(machine.network) ? machine.network : {};
+  return Array.isArray(network.interfaces) ? network.interfaces.filter(isRecord) : [];
+}
+
+/** JSON with sorted keys: two selectors that differ only in key order are the same link. */
+function canonical(value: unknown): string {
+  if (!isRecord(value)) return JSON.stringify(value) ?? "undefined";
+  return `{${Object.keys(value)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`)
+    .join(",")}}`;
 }
 
 /** Every machine-config patch in the raw stack config, with the key a user finds it under. */

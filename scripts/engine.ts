@@ -199,6 +199,8 @@ export interface SimNode {
   links: string[];
   /** The VIP its config declares: on which link, whether this node holds it, and if not why. */
   vip?: { address: string; link: string; up: boolean; reason: string };
+  /** How the machine's own address reaches its first link ("dhcp", "static"), or why it does not. */
+  nodeAddress: { link: string; source?: string; lost?: string };
   /** The Kubernetes Node its kubelet registered, as NodeRestriction let Talos shape it. */
   kubernetesNode?: { labels: Record<string, string>; taints: { key: string; value?: string; effect: string }[]; error: string } | null;
 }

@@ -78,9 +78,24 @@ describe("stack config: every problem is reported at once", () => {
     expect(() => parseConfig({})).toThrow(/nothing was created or changed/);
   });
 
-  it("refuses unknown keys so typos do not pass silently", () => {
-    expect(problemsOf(stackWith({ clustername: "x" }))).toEqual([
-      "talos-cluster:clustername: unknown key; check its spelling against the README's config table",
+  it("refuses unknown keys so typos do not pass silently, with the key most likely meant", () => {
+    expect(problemsOf(stackWith({ clustername: "x" }))).toEqual(["talos-cluster:clustername: unknown key; did you mean clusterName?"]);
+    expect(problemsOf(stackWith({ kubernetesVerison: "1.34.1", colour: "blue" }))).toEqual([
+      "talos-cluster:kubernetesVerison: unknown key; did you mean kubernetesVersion?",
+      "talos-cluster:colour: unknown key; check its spelling against the README's config table",
+    ]);
+    const nodes = (validStack().nodes as Record<string, unknown>[]).map((n, i) => (i === 3 ? { ...n, lables: {} } : n));
+    expect(problemsOf(stackWith({ nodes, network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.10", interfce: "enp1s0" } } }))).toEqual(
+      expect.arrayContaining([
+        "talos-cluster:nodes[3].lables: unknown key; did you mean labels?",
+        "talos-cluster:network.vip.interfce: unknown key; did you mean interface?",
+      ]),
+    );
+  });
+
+  it("suggests the official extension a misspelt one most likely meant", () => {
+    expect(problemsOf(stackWith({ extensions: ["siderolabs/iscsi-tool"] }))).toEqual([
+      'talos-cluster:extensions[0]: "siderolabs/iscsi-tool" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
     ]);
   });
 });
@@ -295,8 +310,44 @@ describe("stack config: networks and the VIP", () => {
     ]);
   });
 
-  it("leaves DHCP on the VIP's link alone unless the stack asks for it", () => {
-    expect(parseConfig(validStack()).config.network.vip?.dhcp).toBe(false);
+  it("keeps DHCP on the VIP's link unless the stack turns it off", () => {
+    expect(parseConfig(validStack()).config.network.vip?.dhcp).toBe(true);
+  });
+
+  it("refuses dhcp: false while a control plane gives the VIP's link no static address, naming each one", () => {
+    const vip = { address: "10.0.0.10", deviceSelector: { busPath: "0000:01:00.0", physical: true }, dhcp: false };
+    const nodes = validStack().nodes as Record<string, unknown>[];
+    // cp-1 addresses the same link (keys in another order); cp-2 another link; cp-3 nothing.
+    const withPatches = nodes.map((n) =>
+      n.name === "cp-1"
+        ? { ...n, patches: [{ machine: { network: { interfaces: [{ deviceSelector: { physical: true, busPath: "0000:01:00.0" }, addresses: ["10.0.0.11/24"] }] } } }] }
+        : n.name === "cp-2"
+          ? { ...n, patches: [{ machine: { network: { interfaces: [{ interface: "enp1s0", addresses: ["10.0.0.12/24"] }] } } }] }
+          : n,
+    );
+    const problems = problemsOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip }, nodes: withPatches }));
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toBe(
+      `talos-cluster:network.vip.dhcp: false leaves nodes[1] (cp-2) without an address on the VIP's link (deviceSelector {"busPath":"0000:01:00.0","physical":true}): an interfaces entry that names a link turns off Talos' default DHCP on it. Give that link static addresses for the same deviceSelector in patches.controlplane or nodes[1].patches (machine.network.interfaces[].addresses), or leave network.vip.dhcp at its default, true`,
+    );
+    expect(problems[1]).toContain("nodes[2] (cp-3)");
+  });
+
+  it("accepts dhcp: false when every control plane addresses the VIP's link itself", () => {
+    const vip = { address: "10.0.0.10", interface: "enp1s0", dhcp: false };
+    const nodes = (validStack().nodes as Record<string, unknown>[]).map((n) =>
+      n.role === "controlplane"
+        ? { ...n, patches: [{ machine: { network: { interfaces: [{ interface: "enp1s0", addresses: [`${String(n.address)}/24`] }] } } }] }
+        : n,
+    );
+    const { config } = parseConfig(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip }, nodes }));
+    expect(config.network.vip?.dhcp).toBe(false);
+    // DHCP turned on by a shared control-plane patch counts too.
+    const viaPatch = stackWith({
+      network: { nodeSubnet: "10.0.0.0/24", vip },
+      patches: { controlplane: [{ machine: { network: { interfaces: [{ interface: "enp1s0", dhcp: true }] } } }] },
+    });
+    expect(problemsOf(viaPatch)).toEqual([]);
   });
 
   it("refuses an endpoint address that is not the VIP", () => {

@@ -45,16 +45,29 @@ describe("cluster patches", () => {
 });
 
 describe("role patches", () => {
-  it("put the VIP on control planes only, on the named link, without touching its addressing", () => {
+  it("put the VIP on control planes only, on the named link, keeping DHCP on it", () => {
     const config = configOf(validStack());
     expect(controlPlanePatches(config)).toContainEqual({
-      machine: { network: { interfaces: [{ interface: "enp1s0", vip: { ip: "10.0.0.10" } }] } },
+      machine: { network: { interfaces: [{ interface: "enp1s0", dhcp: true, vip: { ip: "10.0.0.10" } }] } },
     });
     expect(JSON.stringify(workerPatches(config))).not.toContain("vip");
   });
 
-  it("find the VIP's link by device selector when the stack gives one, and turn on DHCP only when asked", () => {
-    const vip = { address: "10.0.0.10", deviceSelector: { busPath: "0000:01:00.0", physical: true }, dhcp: true };
+  it("leave the link's addressing to the control planes' patches when the stack turns DHCP off", () => {
+    const vip = { address: "10.0.0.10", interface: "enp1s0", dhcp: false };
+    const nodes = (validStack().nodes as Record<string, unknown>[]).map((n) =>
+      n.role === "controlplane"
+        ? { ...n, patches: [{ machine: { network: { interfaces: [{ interface: "enp1s0", addresses: [`${String(n.address)}/24`] }] } } }] }
+        : n,
+    );
+    const config = configOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip }, nodes }));
+    expect(controlPlanePatches(config)).toContainEqual({
+      machine: { network: { interfaces: [{ interface: "enp1s0", vip: { ip: "10.0.0.10" } }] } },
+    });
+  });
+
+  it("find the VIP's link by device selector when the stack gives one", () => {
+    const vip = { address: "10.0.0.10", deviceSelector: { busPath: "0000:01:00.0", physical: true } };
     const config = configOf(stackWith({ network: { nodeSubnet: "10.0.0.0/24", vip } }));
     expect(controlPlanePatches(config)).toContainEqual({
       machine: {

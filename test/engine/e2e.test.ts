@@ -77,6 +77,13 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(holders.map((s) => [s.role, s.vip?.address, s.vip?.link])).toEqual([["controlplane", VIP, "enp1s0"]]);
   });
 
+  it("keeps every control plane's own DHCP address on the VIP's link, which a VIP-only entry would switch off", async () => {
+    const state = await sim.nodes();
+    expect(state.map((s) => [s.hostname, s.up, s.nodeAddress])).toEqual(
+      nodes.map((n) => [n.name, true, { link: "enp1s0", source: "dhcp" }]),
+    );
+  });
+
   it("gives the tainted worker's Node both its taint and its label, and the other worker its plain Node", async () => {
     const state = await sim.nodes();
     const storage = state.find((s) => s.hostname === "worker-1")?.kubernetesNode;
