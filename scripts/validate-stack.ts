@@ -3,6 +3,7 @@
 // (stack names) or `npm run validate -- path/to/Pulumi.x.yaml` (files).
 import { readFileSync } from "node:fs";
 import { ConfigError, configFromStackFile } from "../components/config";
+import { counted } from "../components/naming";
 import { checkStack } from "../components/talos-validator";
 
 const stacks = process.argv.slice(2);
@@ -17,7 +18,7 @@ for (const arg of stacks) {
   try {
     const { config, warnings } = checkStack(configFromStackFile(readFileSync(file, "utf8")));
     console.log(
-      `${stack}: ok (${config.controlPlanes.length} control planes, ${config.workers.length} workers, Talos ${config.talosVersion}, Kubernetes ${config.kubernetesVersion})`,
+      `${stack}: ok (${counted(config.controlPlanes.length, "control plane")}, ${counted(config.workers.length, "worker")}, Talos ${config.talosVersion}, Kubernetes ${config.kubernetesVersion})`,
     );
     for (const w of warnings) console.log(`${stack}: warning: ${w}`);
   } catch (e) {

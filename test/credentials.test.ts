@@ -1,0 +1,72 @@
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { credentialsDir, writeCredentials } from "../scripts/credentials-files";
+
+const root = join(__dirname, "..");
+const mode = (path: string) => statSync(path).mode & 0o777;
+
+describe("npm run credentials", () => {
+  it("writes the talosconfig and kubeconfig owner-only into the stack's git-ignored folder", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "creds-")), credentialsDir("dev"));
+    const written = writeCredentials(dir, { talosconfig: "context: dev\n", kubeconfig: "apiVersion: v1\n", nodes: [] });
+    expect(written).toEqual([join(dir, "talosconfig"), join(dir, "kubeconfig")]);
+    expect(readFileSync(join(dir, "kubeconfig"), "utf8")).toBe("apiVersion: v1\n");
+    expect([mode(dir), ...written.map(mode)]).toEqual([0o700, 0o600, 0o600]);
+    expect(credentialsDir("dev")).toBe(join(".credentials", "dev"));
+    const ignored = spawnSync("git", ["check-ignore", "-q", join(credentialsDir("dev"), "kubeconfig"), "kubeconfig", "talosconfig"], {
+      cwd: root,
+    });
+    expect(ignored.status).toBe(0);
+  });
+
+  it("tightens a file that already exists with a looser mode", () => {
+    const dir = mkdtempSync(join(tmpdir(), "creds-"));
+    writeFileSync(join(dir, "kubeconfig"), "old", { mode: 0o644 });
+    writeCredentials(dir, { talosconfig: "t", kubeconfig: "k" });
+    expect(mode(join(dir, "kubeconfig"))).toBe(0o600);
+  });
+
+  it("refuses a stack that has no credentials yet, naming the missing outputs and writing nothing", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "creds-")), "dev");
+    expect(() => writeCredentials(dir, { talosconfig: "t" })).toThrow(
+      "the stack has no kubeconfig output yet: run `npm run pulumi -- up -s <stack>` first",
+    );
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe("npm run pulumi", () => {
+  /** A checkout holding only the wrapper, and a CLI stand-in that prints its arguments when given. */
+  function checkout(withCli: boolean): string {
+    const dir = mkdtempSync(join(tmpdir(), "wrapper-"));
+    mkdirSync(join(dir, "scripts"));
+    copyFileSync(join(root, "scripts", "pulumi.sh"), join(dir, "scripts", "pulumi.sh"));
+    if (withCli) {
+      mkdirSync(join(dir, "node_modules", ".bin"), { recursive: true });
+      writeFileSync(join(dir, "node_modules", ".bin", "pulumi"), '#!/bin/sh\necho "cli $*"\n', { mode: 0o755 });
+    }
+    return dir;
+  }
+  const run = (dir: string, args: string[], env: Record<string, string> = {}) =>
+    spawnSync("bash", [join(dir, "scripts", "pulumi.sh"), ...args], { encoding: "utf8", env: { ...process.env, ...env } });
+
+  it("says to run setup first when the toolchain is missing, instead of fetching another CLI", () => {
+    const result = run(checkout(false), ["up"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("run `npm run setup` first");
+  });
+
+  it("makes a local backend's folder before login, and passes every argument on", () => {
+    const dir = checkout(true);
+    const state = join(dir, ".pulumi-state");
+    const result = run(dir, ["login", `file://${state}`]);
+    expect(result.stdout.trim()).toBe(`cli login file://${state}`);
+    expect(existsSync(state)).toBe(true);
+    const viaEnv = join(dir, "other-state");
+    expect(run(dir, ["stack", "ls"], { PULUMI_BACKEND_URL: `file://${viaEnv}` }).status).toBe(0);
+    expect(existsSync(viaEnv)).toBe(true);
+  });
+});
