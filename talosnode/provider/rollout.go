@@ -153,7 +153,8 @@ func (Rollout) Create(_ context.Context, req infer.CreateRequest[RolloutArgs]) (
 // declared one (as the node serves it, a secret like the declared one). The next diff against the
 // program then names the node, and the update brings it back through the same gates; a node that
 // runs its declaration is recorded as it was, so a refresh of a converged cluster changes nothing.
-// A node that does not answer within healthTimeout fails the refresh.
+// A node that does not answer is asked once (its NodeState waits for it and fails the refresh
+// naming it) and recorded as it was, with a warning; an answer that is an error fails the refresh.
 func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, RolloutState]) (infer.ReadResponse[RolloutArgs, RolloutState], error) {
 	opts, err := rolloutOptions(req.State.RolloutArgs)
 	if err != nil {
@@ -170,9 +171,7 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = readLive(ctx, &nodes[i], opts, func(_ int, seen string) {
-				logger.InfoStatus(fmt.Sprintf("waiting for %s: not answering over mutual TLS yet (%s)", nodes[i].Name, seen))
-			})
+			errs[i] = readLive(ctx, &nodes[i], opts, func(msg string) { logger.Warning(msg) })
 		}()
 	}
 	wg.Wait()
@@ -184,19 +183,30 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 	return infer.ReadResponse[RolloutArgs, RolloutState]{ID: req.ID, Inputs: inputs, State: state}, nil
 }
 
-// refreshParallelism is how many nodes a refresh reads at once.
-const refreshParallelism = 8
+// refreshParallelism is how many nodes a refresh reads at once; refreshAttempt bounds each read.
+const (
+	refreshParallelism = 8
+	refreshAttempt     = 30 * time.Second
+)
 
-// readLive reads one node and writes what differs from its recorded declaration into it.
-func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, progress func(int, string)) error {
+// readLive reads one node and writes what differs from its recorded declaration into it. A node
+// that does not answer is left as recorded and reported to warn.
+func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, warn func(string)) error {
 	t := node.Target{Name: n.Name, Address: n.Address}
 	declared, err := redact.FromYAML([]byte(n.MachineConfiguration))
 	if err != nil {
 		// The message must not quote the config: it is a secret.
 		return fmt.Errorf("refresh %s: the recorded config: %s", t, redact.ErrorText(err))
 	}
-	live, err := node.Wait(ctx, t, opts.Credentials, opts.HealthTimeout, progress)
-	if err != nil {
+	callCtx, cancel := context.WithTimeout(ctx, min(opts.HealthTimeout, refreshAttempt))
+	defer cancel()
+	live, err := node.Read(callCtx, t, opts.Credentials)
+	var rerr *node.Error
+	switch {
+	case errors.As(err, &rerr) && rerr.NotAnswering():
+		warn(fmt.Sprintf("refresh %s: not answering over mutual TLS (%s: %s): recorded as it was; the next refresh reads it again", t, rerr.Phase, node.Describe(rerr.Err)))
+		return nil
+	case err != nil:
 		return fmt.Errorf("refresh %w", err)
 	}
 	drift, err := rollout.Compare(rollout.Node{Target: t, TalosVersion: n.TalosVersion, SchematicID: n.SchematicID}, declared.Hash, live, opts.ApplyMode)

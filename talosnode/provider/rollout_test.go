@@ -210,3 +210,20 @@ func TestRefreshOfAStagedRolloutShowsNothingBeforeTheReboot(t *testing.T) {
 		t.Errorf("a refresh after the staged rollout shows changes: %v", keys)
 	}
 }
+
+func TestRefreshRecordsANodeThatDoesNotAnswerAsItWasAndReadsTheOthers(t *testing.T) {
+	rl := newRolloutLab(t, "127.0.10.65", "127.0.10.66")
+	lc := createRollout(t, rl.inputs(t, "auto"))
+	rl.w.Stop()
+	if err := rl.cp.Set(context.Background(), simnode.Change{TalosVersion: "v1.11.4"}); err != nil {
+		t.Fatal(err)
+	}
+	// Its NodeState waits for it and fails the refresh naming it; the Rollout does not wait too.
+	changed, keys := lc.refreshDiff(t)
+	if want := []string{"nodes[0].talosVersion"}; !changed || !slices.Equal(keys, want) {
+		t.Fatalf("diff: changes %t, %v; want %v", changed, keys, want)
+	}
+	if got := lc.state.Get("nodes").AsArray().Get(1).AsMap().Get("talosVersion").AsString(); got != lab.TalosVersion {
+		t.Errorf("the stopped worker is recorded as running %q", got)
+	}
+}
