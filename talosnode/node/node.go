@@ -1,7 +1,8 @@
 // Package node reads what one Talos node runs, over mutual TLS with the cluster's client
 // configuration: its release (Version RPC), the schematic it booted (the `schematic`
-// ExtensionStatus), the machine config it applied (MachineConfig), its links (LinkStatus) and
-// where the config's VIP lands on them, and its MachineStatus.
+// ExtensionStatus), the machine config it applied and the one it boots with next (MachineConfig
+// v1alpha1 and persistent), its links (LinkStatus) and where the config's VIP lands on them, and
+// its MachineStatus.
 package node
 
 import (
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
@@ -57,8 +59,13 @@ type State struct {
 	InstallerImage string
 	// KubernetesVersion is the tag of the kubelet image in the applied config, without a leading v.
 	KubernetesVersion string
-	// Config is the applied machine config.
+	// Config is the applied machine config: the active one (MachineConfig v1alpha1), what runs.
 	Config config.Provider
+	// Persisted is the config the node boots with next: MachineConfig `persistent`, which Talos
+	// serves once a config was applied in this boot (ahead of the active one after a staged apply,
+	// resources/config/machine_config.go), else the active one (a boot that loaded its config
+	// from the STATE partition alone serves no `persistent`, controllers/config/acquire.go).
+	Persisted config.Provider
 	// Links are the names of the node's links (LinkStatus ids), sorted.
 	Links []string
 	// VIP is where the applied config's shared address lands on those links.
@@ -162,6 +169,17 @@ func ReadWith(ctx context.Context, c *client.Client, t Target) (State, error) {
 	s.Config = mc.Provider()
 	if s.Config.Machine() == nil {
 		return fail("machine config", errors.New("the applied config has no v1alpha1 machine section"))
+	}
+	s.Persisted = s.Config
+	persisted, err := safe.StateGetByID[*configres.MachineConfig](ctx, c.COSI, configres.PersistentID)
+	switch {
+	case err == nil:
+		s.Persisted = persisted.Provider()
+	case !state.IsNotFoundError(err):
+		if _, isStatus := status.FromError(err); !isStatus {
+			err = errors.New(redact.ErrorText(err))
+		}
+		return fail("persisted machine config", err)
 	}
 	s.InstallerImage = s.Config.Machine().Install().Image()
 	s.KubernetesVersion = strings.TrimPrefix(ImageTag(s.Config.Machine().Kubelet().Image()), "v")

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+
 	simnode "talos-cluster/sim/node"
 	"talos-cluster/talosnode/internal/lab"
 	"talos-cluster/talosnode/node"
@@ -41,6 +43,8 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 		want    node.State
 		// patched is the declared config with the change's patch, for the expected hash.
 		patched string
+		// staged is a patch on the declared config applied in STAGED mode: the persisted config.
+		staged string
 	}{
 		{
 			name:    "as declared",
@@ -58,11 +62,29 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 			patched: "machine:\n  install:\n    image: ghcr.io/siderolabs/installer:v1.10.7\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.33.6\n",
 			want:    node.State{TalosVersion: "v1.10.7", SchematicID: lab.OtherSchematic, InstallerImage: "ghcr.io/siderolabs/installer:v1.10.7", KubernetesVersion: "1.33.6", Stage: "running", Ready: true},
 		},
+		{
+			name:    "config staged",
+			address: "127.0.9.13",
+			staged:  "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.2\n",
+			// What runs is still the declared config.
+			want: node.State{TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, KubernetesVersion: "1.34.1", Stage: "running", Ready: true},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := l.Configured(t, tc.address, declared)
 			if tc.change != nil {
 				if err := n.Set(testCtx(t), *tc.change); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.staged != "" {
+				c, err := node.Dial(testCtx(t), node.Target{Address: tc.address}, l.Credentials)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close() //nolint:errcheck
+				staged := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.staged)
+				if _, err := c.ApplyConfiguration(testCtx(t), &machine.ApplyConfigurationRequest{Data: staged, Mode: machine.ApplyConfigurationRequest_STAGED}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -84,7 +106,19 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 			if (tc.change != nil) == (applied.Hash == hashOf(t, declared)) {
 				t.Errorf("applied hash equals the declared one: %t, want %t", applied.Hash == hashOf(t, declared), tc.change == nil)
 			}
-			got.Config = nil
+			// The config it boots with next: the staged one, else the applied one.
+			persisted, err := redact.FromProvider(got.Persisted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPersisted := wantHash
+			if tc.staged != "" {
+				wantPersisted = hashOf(t, l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.staged))
+			}
+			if persisted.Hash != wantPersisted || (tc.staged != "") == (persisted.Hash == applied.Hash) {
+				t.Errorf("persisted config hash %s, want %s (applied %s)", persisted.Hash, wantPersisted, applied.Hash)
+			}
+			got.Config, got.Persisted = nil, nil
 			// A node of the simulator has one link unless told otherwise.
 			tc.want.Links = simnode.DefaultLinks
 			if !reflect.DeepEqual(got, tc.want) {

@@ -2,14 +2,19 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
+	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 
 	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/redact"
 	"talos-cluster/talosnode/rollout"
 )
 
@@ -60,7 +65,8 @@ func (r *Rollout) Annotate(a infer.Annotator) {
 	a.Describe(r, "Brings a running cluster's nodes to what the stack declares, one node at a time: the machine config (in the stack's apply mode), "+
 		"then the installer image (Talos release and schematic) through Talos' Upgrade API. Control planes go first, one at a time in the stack's order, "+
 		"each after an etcd snapshot and between etcd health gates; then workers, at most maxUnavailableWorkers at once. "+
-		"Each node is judged by what it reports, so a rerun after a failure skips finished nodes. Creating it changes no node.")
+		"Each node is judged by what it reports, so a rerun after a failure skips finished nodes; in staged mode by the config it boots with next. "+
+		"A refresh reads every node and records what differs from the declaration, so the next update brings a node changed by hand back through the same gates. Creating it changes no node.")
 }
 
 // Annotate describes a node.
@@ -141,9 +147,81 @@ func (Rollout) Create(_ context.Context, req infer.CreateRequest[RolloutArgs]) (
 	return infer.CreateResponse[RolloutState]{ID: req.Name, Output: RolloutState{RolloutArgs: req.Inputs}}, nil
 }
 
-// Read keeps the recorded declaration: each node's NodeState reads what it runs.
-func (Rollout) Read(_ context.Context, req infer.ReadRequest[RolloutArgs, RolloutState]) (infer.ReadResponse[RolloutArgs, RolloutState], error) {
-	return infer.ReadResponse[RolloutArgs, RolloutState]{ID: req.ID, Inputs: req.Inputs, State: req.State}, nil
+// Read is a refresh: every recorded node is read and judged as Update judges it
+// (rollout.Compare, in the recorded apply mode). Where a node differs, what it runs replaces the
+// recorded declaration: its release and schematic, and the config it carries when that is not the
+// declared one (as the node serves it, a secret like the declared one). The next diff against the
+// program then names the node, and the update brings it back through the same gates; a node that
+// runs its declaration is recorded as it was, so a refresh of a converged cluster changes nothing.
+// A node that does not answer is asked once (its NodeState waits for it and fails the refresh
+// naming it) and recorded as it was, with a warning; an answer that is an error fails the refresh.
+func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, RolloutState]) (infer.ReadResponse[RolloutArgs, RolloutState], error) {
+	opts, err := rolloutOptions(req.State.RolloutArgs)
+	if err != nil {
+		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
+	}
+	logger := p.GetLogger(ctx)
+	nodes := slices.Clone(req.State.Nodes)
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, refreshParallelism)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs[i] = readLive(ctx, &nodes[i], opts, func(msg string) { logger.Warning(msg) })
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return infer.ReadResponse[RolloutArgs, RolloutState]{}, err
+	}
+	state, inputs := req.State, req.Inputs
+	state.Nodes, inputs.Nodes = nodes, slices.Clone(nodes)
+	return infer.ReadResponse[RolloutArgs, RolloutState]{ID: req.ID, Inputs: inputs, State: state}, nil
+}
+
+// refreshParallelism is how many nodes a refresh reads at once; refreshAttempt bounds each read.
+const (
+	refreshParallelism = 8
+	refreshAttempt     = 30 * time.Second
+)
+
+// readLive reads one node and writes what differs from its recorded declaration into it. A node
+// that does not answer is left as recorded and reported to warn.
+func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, warn func(string)) error {
+	t := node.Target{Name: n.Name, Address: n.Address}
+	declared, err := redact.FromYAML([]byte(n.MachineConfiguration))
+	if err != nil {
+		// The message must not quote the config: it is a secret.
+		return fmt.Errorf("refresh %s: the recorded config: %s", t, redact.ErrorText(err))
+	}
+	callCtx, cancel := context.WithTimeout(ctx, min(opts.HealthTimeout, refreshAttempt))
+	defer cancel()
+	live, err := node.Read(callCtx, t, opts.Credentials)
+	var rerr *node.Error
+	switch {
+	case errors.As(err, &rerr) && rerr.NotAnswering():
+		warn(fmt.Sprintf("refresh %s: not answering over mutual TLS (%s: %s): recorded as it was; the next refresh reads it again", t, rerr.Phase, node.Describe(rerr.Err)))
+		return nil
+	case err != nil:
+		return fmt.Errorf("refresh %w", err)
+	}
+	drift, err := rollout.Compare(rollout.Node{Target: t, TalosVersion: n.TalosVersion, SchematicID: n.SchematicID}, declared.Hash, live, opts.ApplyMode)
+	if err != nil {
+		return fmt.Errorf("refresh %s: %s", t, redact.ErrorText(err))
+	}
+	n.TalosVersion, n.SchematicID = live.TalosVersion, live.SchematicID
+	if drift.Config != nil {
+		data, err := drift.Config.EncodeBytes(encoder.WithComments(encoder.CommentsDisabled))
+		if err != nil {
+			return fmt.Errorf("refresh %s: encode %s: %s", t, drift.Seen, redact.ErrorText(err))
+		}
+		n.MachineConfiguration = string(data)
+	}
+	return nil
 }
 
 // Update rolls the cluster to the new declaration. On failure the recorded declaration stays

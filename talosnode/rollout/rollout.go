@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config"
 
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/redact"
@@ -208,14 +209,17 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 	if err != nil {
 		return err
 	}
-	liveConfig, err := redact.FromProvider(live.Config)
+	drift, err := Compare(n, declared.Hash, live, r.opts.ApplyMode)
 	if err != nil {
 		return &Error{Node: n.Target, Phase: PreCheck, Expected: "an applied config that decodes", Seen: redact.ErrorText(err)}
 	}
-	needConfig := liveConfig.Hash != declared.Hash
-	needImage := live.TalosVersion != n.TalosVersion || live.SchematicID != n.SchematicID
+	needConfig, needImage := drift.Config != nil, drift.Image
 	if !needConfig && !needImage {
-		r.log("%s: runs %s and carries the declared config: nothing to do", n.Target, describeImage(live.TalosVersion, live.SchematicID))
+		carries := "carries the declared config"
+		if drift.Pending {
+			carries = "has the declared config staged, active after its next reboot"
+		}
+		r.log("%s: runs %s and %s: nothing to do", n.Target, describeImage(live.TalosVersion, live.SchematicID), carries)
 		return nil
 	}
 
@@ -256,11 +260,16 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 	if after.TalosVersion != n.TalosVersion || after.SchematicID != n.SchematicID {
 		return &Error{Node: n.Target, Phase: PostCheck, Expected: describeImage(n.TalosVersion, n.SchematicID), Seen: describeImage(after.TalosVersion, after.SchematicID)}
 	}
-	if r.opts.ApplyMode != machine.ApplyConfigurationRequest_STAGED {
-		got, err := redact.FromProvider(after.Config)
-		if err != nil || got.Hash != declared.Hash {
-			return &Error{Node: n.Target, Phase: PostCheck, Expected: "the declared config (sha256 " + short(declared.Hash) + ")", Seen: "sha256 " + short(got.Hash)}
-		}
+	got, err := Compare(n, declared.Hash, after, r.opts.ApplyMode)
+	switch {
+	case err != nil:
+		return &Error{Node: n.Target, Phase: PostCheck, Expected: "the declared config (sha256 " + short(declared.Hash) + ")", Seen: redact.ErrorText(err)}
+	case got.Config != nil:
+		return &Error{Node: n.Target, Phase: PostCheck, Expected: "the declared config (sha256 " + short(declared.Hash) + ")", Seen: got.Seen}
+	}
+	if needConfig && got.Pending {
+		// Staged: nothing runs differently until the node reboots.
+		steps[0] = "config staged, active after the next reboot"
 	}
 	if n.ControlPlane {
 		if err := r.waitEtcd(ctx, n, PostCheck); err != nil {
@@ -274,3 +283,47 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 }
 
 func short(hash string) string { return hash[:min(len(hash), 12)] }
+
+// Drift is what a node lacks of its declaration.
+type Drift struct {
+	// Config is the node's config that is not the declared one, nil when it carries the declared
+	// one; Seen says which it is and its hash.
+	Config config.Provider
+	Seen   string
+	// Image is true when it does not run the declared release and schematic.
+	Image bool
+	// Pending is true in STAGED mode when the declared config is the one the node boots with next
+	// but not yet the one it runs.
+	Pending bool
+}
+
+// Compare judges a node by what it reports, against its declaration (declaredHash is the
+// canonical sha256 of n.Config, redact's Hash). In STAGED mode the config that counts is the one
+// the node boots with next (MachineConfig persistent): a staged config is not active before a
+// reboot, so a rerun must not stage it again. In the other modes both the active config and the
+// one it boots with next must be the declared one: a config staged by hand would replace the
+// declared one at the next reboot.
+func Compare(n Node, declaredHash string, live node.State, mode machine.ApplyConfigurationRequest_Mode) (Drift, error) {
+	d := Drift{Image: live.TalosVersion != n.TalosVersion || live.SchematicID != n.SchematicID}
+	active, err := redact.FromProvider(live.Config)
+	if err != nil {
+		return Drift{}, fmt.Errorf("applied config: %w", err)
+	}
+	persisted := active
+	if live.Persisted != nil {
+		if persisted, err = redact.FromProvider(live.Persisted); err != nil {
+			return Drift{}, fmt.Errorf("persisted config: %w", err)
+		}
+	}
+	switch {
+	case persisted.Hash != declaredHash && persisted.Hash == active.Hash:
+		d.Config, d.Seen = live.Config, "the applied config: sha256 "+short(active.Hash)
+	case persisted.Hash != declaredHash:
+		d.Config, d.Seen = live.Persisted, "the config it boots with next (MachineConfig persistent): sha256 "+short(persisted.Hash)
+	case mode == machine.ApplyConfigurationRequest_STAGED:
+		d.Pending = active.Hash != declaredHash
+	case active.Hash != declaredHash:
+		d.Config, d.Seen = live.Config, "the applied config: sha256 "+short(active.Hash)
+	}
+	return d, nil
+}

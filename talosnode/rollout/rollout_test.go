@@ -288,3 +288,117 @@ func TestAnEtcdMemberTheStackNoLongerDeclaresStopsTheRollout(t *testing.T) {
 		t.Errorf("upgraded %v", got)
 	}
 }
+
+// withPatch is every node's declaration with a patch on its config.
+func (c *cluster) withPatch(t *testing.T, patch string) []rollout.Node {
+	t.Helper()
+	out := slices.Clone(c.nodes)
+	for i := range out {
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", lab.Installer, patch)
+	}
+	return out
+}
+
+func TestAStagedRolloutStagesOnceAndARerunChangesNothing(t *testing.T) {
+	c := newCluster(t, 8)
+	opts := c.options(t, 2)
+	opts.ApplyMode = machine.ApplyConfigurationRequest_STAGED
+	// machine.env takes a reboot to apply: staged, it waits for one.
+	target := c.withPatch(t, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	result, err := rollout.Run(context.Background(), target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(0, simnode.TimelineApply); len(got) != 6 {
+		t.Errorf("applies %v, want one per node", got)
+	}
+	if got := c.events(0, simnode.TimelineDown); len(got) > 0 {
+		t.Errorf("a staged rollout rebooted %v", got)
+	}
+	if len(result.Snapshots) != 3 || len(result.Changes) != 6 {
+		t.Errorf("snapshots %v, changes %v; want 3 and 6", result.Snapshots, result.Changes)
+	}
+	for _, line := range result.Changes {
+		if !strings.Contains(line, "config staged, active after the next reboot") {
+			t.Errorf("change %q does not say the config waits for a reboot", line)
+		}
+	}
+	for _, n := range c.sim {
+		if s := n.State(); !s.Staged || strings.Contains(s.Config, "HTTPS_PROXY") {
+			t.Errorf("%s: staged %t, active config has the change %t", s.Address, s.Staged, strings.Contains(s.Config, "HTTPS_PROXY"))
+		}
+	}
+
+	// The nodes carry the staged config (MachineConfig persistent): nothing to apply, no snapshot.
+	mark := len(c.lab.Trust.Timeline())
+	result, err = rollout.Run(context.Background(), target, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.lab.Trust.Timeline()[mark:]; len(got) != 0 {
+		t.Errorf("a rerun of a staged rollout changed: %v", got)
+	}
+	if len(result.Snapshots) != 0 || len(result.Changes) != 0 {
+		t.Errorf("rerun: snapshots %v, changes %v; want none", result.Snapshots, result.Changes)
+	}
+
+	// After a reboot the staged config is the active one: still nothing to do.
+	cl, err := node.Dial(context.Background(), c.nodes[3].Target, c.lab.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close() //nolint:errcheck
+	before := c.sim[3].State().BootID
+	if _, err := cl.RebootWithResponse(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s := c.sim[3].State(); s.BootID == before || s.Stage != "running"; s = c.sim[3].State() {
+		if time.Now().After(deadline) {
+			t.Fatalf("worker-1 did not reboot: %+v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := c.sim[3].State(); s.Staged || !strings.Contains(s.Config, "HTTPS_PROXY") {
+		t.Fatalf("after the reboot: staged %t, active config has the change %t", s.Staged, strings.Contains(s.Config, "HTTPS_PROXY"))
+	}
+	mark = len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), target, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.lab.Trust.Timeline()[mark:]; len(got) != 0 {
+		t.Errorf("a rerun after the reboot changed: %v", got)
+	}
+}
+
+func TestAConfigStagedByHandIsReplacedOutsideStagedMode(t *testing.T) {
+	c := newCluster(t, 9)
+	opts := c.options(t, 1)
+	// Someone staged a config on worker-1: it would replace the declared one at the next reboot.
+	cl, err := node.Dial(context.Background(), c.nodes[3].Target, c.lab.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close() //nolint:errcheck
+	byHand := declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, "machine:\n  env:\n    BY_HAND: \"1\"\n")
+	if _, err := cl.ApplyConfiguration(context.Background(), &machine.ApplyConfigurationRequest{Data: byHand, Mode: machine.ApplyConfigurationRequest_STAGED}); err != nil {
+		t.Fatal(err)
+	}
+	mark := len(c.lab.Trust.Timeline())
+	result, err := rollout.Run(context.Background(), c.nodes, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(mark, simnode.TimelineApply); strings.Join(got, ",") != "worker-1" {
+		t.Errorf("applies %v, want worker-1's declared config again", got)
+	}
+	if got := c.events(mark, simnode.TimelineDown); len(got) > 0 {
+		t.Errorf("rebooted %v: the active config was the declared one", got)
+	}
+	if len(result.Snapshots) != 0 || strings.Join(result.Changes, ";") != "worker-1: config" {
+		t.Errorf("snapshots %v, changes %v", result.Snapshots, result.Changes)
+	}
+	if s := c.sim[3].State(); s.Staged {
+		t.Error("the config staged by hand still waits for the next boot")
+	}
+}

@@ -63,11 +63,17 @@ describeEngine("faults: a dead node, a node of another cluster, nodes on an old 
   it("reports nodes running an older release than the stack declares, read on refresh", () => {
     const r = runDrift(ws, "-s", "faults");
     const [head, items = ""] = r.stdout.trim().split(" resources: ");
-    expect(head).toBe(`faults: drift: ${nodes.length}`);
+    // Each node's NodeState, and the Rollout, which reads the nodes on refresh too.
+    expect(head).toBe(`faults: drift: ${nodes.length + 1}`);
     // The engine refreshes in parallel; the order of the steps is not the stack's.
-    expect(items.split("; ").sort()).toEqual(
+    const sorted = items.split("; ").sort();
+    expect(sorted.slice(0, nodes.length)).toEqual(
       nodes.map((n) => `update talosnode:index:NodeState::faults-${n.name}-state (talosVersion)`).sort(),
     );
+    for (const i of nodes.keys()) {
+      const rollout = new RegExp(`^update talosnode:index:Rollout::faults-rollout \\(.*nodes\\[${i}\\]\\.talosVersion.*\\)$`);
+      expect(sorted[nodes.length]).toMatch(rollout);
+    }
     expect(r.code).toBe(1);
     expect(ws.run(["preview", "--refresh", "--diff"]).output).toMatch(/talosVersion\s*:\s*"v1\.11\.4"\s*=>\s*"v1\.11\.5"/);
   });

@@ -9,6 +9,14 @@ const NODE_TIMEOUT = "10s";
 const INTEL_UCODE_SCHEMATIC = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
 const OTHER_SCHEMATIC = "0".repeat(64);
 const stateOf = (node: SimNodeConfig) => `talosnode:index:NodeState::${STACK}-${node.name}-state`;
+/** The Rollout reads the nodes on refresh too, so a node changed by hand drifts in it as `nodes[i]`. */
+const rolloutDrift = (index: number, field: string) =>
+  new RegExp(`^update talosnode:index:Rollout::${STACK}-rollout \\(.*nodes\\[${index}\\]\\.${field}.*\\)$`);
+/** `npm run drift`'s line: its head and its items, sorted (the engine refreshes in parallel). */
+const driftLine = (stdout: string) => {
+  const [head = "", items = ""] = stdout.trim().split(/ resources?: /);
+  return { head, items: items.split("; ").sort() };
+};
 
 describeEngine("live node state: talosnode.NodeState against simulated nodes", () => {
   let sim: Simulator;
@@ -53,7 +61,10 @@ describeEngine("live node state: talosnode.NodeState against simulated nodes", (
     expect(preview.code).not.toBe(0);
     expect(preview.output).toMatch(/talosVersion\s*:\s*"v1\.10\.7"\s*=>\s*"v1\.11\.5"/);
     const r = runDrift(ws, "-s", STACK);
-    expect(r.stdout.trim()).toBe(`${STACK}: drift: 1 resource: update ${stateOf(cp1)} (talosVersion)`);
+    const line = driftLine(r.stdout);
+    expect(line.head).toBe(`${STACK}: drift: 2`);
+    expect(line.items[0]).toBe(`update ${stateOf(cp1)} (talosVersion)`);
+    expect(line.items[1]).toMatch(rolloutDrift(0, "talosVersion"));
     expect(r.code).toBe(1);
 
     await sim.set(cp1.address, { talosVersion: "v1.11.5" });
@@ -65,7 +76,10 @@ describeEngine("live node state: talosnode.NodeState against simulated nodes", (
     const preview = ws.run(["preview", "--refresh", "--diff"]);
     expect(preview.output).toMatch(new RegExp(`schematicId\\s*:\\s*"${OTHER_SCHEMATIC}"\\s*=>\\s*"${INTEL_UCODE_SCHEMATIC}"`));
     const r = runDrift(ws, "-s", STACK);
-    expect(r.stdout.trim()).toBe(`${STACK}: drift: 1 resource: update ${stateOf(worker)} (schematicId)`);
+    const line = driftLine(r.stdout);
+    expect(line.head).toBe(`${STACK}: drift: 2`);
+    expect(line.items[0]).toBe(`update ${stateOf(worker)} (schematicId)`);
+    expect(line.items[1]).toMatch(rolloutDrift(nodes.indexOf(worker), "schematicId"));
     expect(r.code).toBe(1);
 
     await sim.set(worker.address, { schematic: INTEL_UCODE_SCHEMATIC });
@@ -77,7 +91,10 @@ describeEngine("live node state: talosnode.NodeState against simulated nodes", (
     const preview = ws.run(["preview", "--refresh", "--diff"]);
     expect(preview.output).toContain("net.core.somaxconn");
     const r = runDrift(ws, "-s", STACK);
-    expect(r.stdout.trim()).toMatch(new RegExp(`^${STACK}: drift: 1 resource: update ${stateOf(cp2)} \\(.*configHash.*\\)$`));
+    const line = driftLine(r.stdout);
+    expect(line.head).toBe(`${STACK}: drift: 2`);
+    expect(line.items[0]).toMatch(new RegExp(`^update ${stateOf(cp2)} \\(.*configHash.*\\)$`));
+    expect(line.items[1]).toMatch(rolloutDrift(nodes.indexOf(cp2), "machineConfiguration"));
     expect(r.code).toBe(1);
 
     const secrets = JSON.parse(ws.must(["stack", "output", "machineSecrets", "--show-secrets", "--json"]).stdout) as {

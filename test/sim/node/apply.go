@@ -10,6 +10,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configdiff"
 	"github.com/siderolabs/talos/pkg/machinery/config/container"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -17,7 +18,12 @@ import (
 // applyConfigured is machined's ApplyConfiguration on a configured node (v1alpha1_server.go):
 // AUTO applies in place what CanApplyImmediate allows and reboots otherwise; NO_REBOOT refuses
 // what needs a reboot; REBOOT always reboots; STAGED keeps the config for the next boot. TRY is
-// applied in place, as the simulator always did.
+// applied in place, as the simulator always did, with no rollback timer.
+//
+// Talos keeps two MachineConfig resources (resources/config/machine_config.go): `v1alpha1`, the
+// active config, and `persistent`, the one written to the STATE partition. NO_REBOOT sets both,
+// STAGED and REBOOT only `persistent` (ahead of the active one until the next boot), TRY only the
+// active one (v1.11.5 v1alpha1_server.go, SetPersistedConfig and SetConfig).
 func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurationRequest, act activation) (*machine.ApplyConfigurationResponse, error) {
 	n.mu.Lock()
 	current := n.cfg
@@ -71,19 +77,27 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 		s.Applies++
 		s.ApplyModes = append(s.ApplyModes, req.GetMode().String())
 	}
-	switch mode {
-	case machine.ApplyConfigurationRequest_NO_REBOOT:
+	switch {
+	case req.GetMode() == machine.ApplyConfigurationRequest_TRY:
+		// Talos sets only the active config: the persisted one stays, for the rollback.
+		if err := n.activate(ctx, act, count); err != nil {
+			return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
+		}
+	case mode == machine.ApplyConfigurationRequest_NO_REBOOT:
+		// SetPersistedConfig, then SetConfig: nothing waits for the next boot.
+		if err := n.persist(ctx, act, nil); err != nil {
+			return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
+		}
 		n.mu.Lock()
-		n.pending, n.state.Staged = nil, false // the persisted config is this one now
+		n.pending, n.state.Staged = nil, false
 		n.mu.Unlock()
 		if err := n.activate(ctx, act, count); err != nil {
 			return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
 		}
-	default: // STAGED, REBOOT: persisted now, active from the next boot
-		n.mu.Lock()
-		n.pending, n.state.Staged = &act, true
-		count(&n.state)
-		n.mu.Unlock()
+	default: // STAGED, REBOOT: SetPersistedConfig only; active from the next boot
+		if err := n.persist(ctx, act, count); err != nil {
+			return nil, status.Errorf(codes.Internal, "storing machine config: %v", err)
+		}
 	}
 	n.trust.record(n.address.String(), TimelineApply, mode.String()+" "+changed)
 	if mode == machine.ApplyConfigurationRequest_REBOOT {
@@ -93,6 +107,21 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 		Mode:        mode,
 		ModeDetails: details + modeErr,
 	}}}, nil
+}
+
+// persist is Talos' SetPersistedConfig: the MachineConfig `persistent`, and the config the next
+// boot activates. record adds what the caller counts.
+func (n *Node) persist(ctx context.Context, act activation, record func(*State)) error {
+	if err := put(ctx, n.cosi, configres.NewMachineConfigWithID(act.cfg, configres.PersistentID)); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.pending, n.state.Staged = &act, true
+	if record != nil {
+		record(&n.state)
+	}
+	n.mu.Unlock()
+	return nil
 }
 
 // canApplyImmediate is Talos 1.11's Runtime.CanApplyImmediate: the v1alpha1 documents must be

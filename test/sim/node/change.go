@@ -32,8 +32,9 @@ var ErrBadChange = errors.New("bad change")
 
 // Set makes a hand change on the node. It is all or nothing: a bad field changes nothing. A
 // config patch becomes the active config as an apply would (MachineConfig resource, TLS identity,
-// install image, VIP and Node sync) but is not counted as an apply. A stopped node takes the
-// change too, as a disk edited offline would, and shows it when started.
+// install image, VIP and Node sync) and the persisted one (MachineConfig `persistent`, replacing a
+// staged config), but is not counted as an apply. A stopped node takes the change too, as a disk
+// edited offline would, and shows it when started.
 func (n *Node) Set(ctx context.Context, c Change) error {
 	if c == (Change{}) {
 		return fmt.Errorf("%w: nothing to set: give talosVersion, schematic or configPatch", ErrBadChange)
@@ -67,6 +68,14 @@ func (n *Node) Set(ctx context.Context, c Change) error {
 		n.mu.Unlock()
 	}
 	if act != nil {
+		// talosctl edit/patch go through ApplyConfiguration: persisted and active alike, and
+		// whatever was staged is replaced.
+		if err := n.persist(ctx, *act, nil); err != nil {
+			return fmt.Errorf("node %s: storing patched config: %w", n.address, err)
+		}
+		n.mu.Lock()
+		n.pending, n.state.Staged = nil, false
+		n.mu.Unlock()
 		if err := n.activate(ctx, *act, nil); err != nil {
 			return fmt.Errorf("node %s: storing patched config: %w", n.address, err)
 		}

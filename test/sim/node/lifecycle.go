@@ -6,9 +6,12 @@ import (
 	"log"
 	"time"
 
+	"github.com/cosi-project/runtime/pkg/resource"
+	cosistate "github.com/cosi-project/runtime/pkg/state"
 	"github.com/google/uuid"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -160,6 +163,11 @@ func (n *Node) boot() error {
 		if err := n.activate(ctx, *pending, nil); err != nil {
 			return err
 		}
+	}
+	// A new machined: its config comes from the STATE partition alone, which Talos makes the
+	// active config without a `persistent` one (controllers/config/acquire.go).
+	if err := n.cosi.Destroy(ctx, resource.NewMetadata(configres.NamespaceName, configres.MachineConfigType, configres.PersistentID, resource.VersionUndefined)); err != nil && !cosistate.IsNotFoundError(err) {
+		return err
 	}
 	if err := put(ctx, n.cosi, schematicExtension(schematic)); err != nil {
 		return err

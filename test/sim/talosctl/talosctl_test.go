@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -475,6 +476,44 @@ func TestTalosctl(t *testing.T) {
 		// etcdutl could read the database: hash, revision, keys.
 		if !strings.Contains(out, fmt.Sprintf("etcd snapshot saved to %q (%d bytes)", path, len(data))) || !strings.Contains(out, "snapshot info: hash ") {
 			t.Errorf("talosctl printed no snapshot status:\n%s", out)
+		}
+	})
+
+	t.Run("apply-config --mode staged", func(t *testing.T) {
+		w := workers[0]
+		// machineconfigs lists what `get machineconfig` shows: id and the staged sysctl, if any.
+		machineconfigs := func() map[string]any {
+			t.Helper()
+			out, err := c.on(w, "get", "machineconfig", "-o", "yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]any{}
+			for _, doc := range resources(t, out) {
+				var spec map[string]any
+				text, _ := doc["spec"].(string)
+				if err := yaml.Unmarshal([]byte(text), &spec); err != nil {
+					t.Fatalf("MachineConfig %v: %v", doc["metadata"], err)
+				}
+				got[fmt.Sprint(field(doc, "metadata", "id"))] = field(spec, "machine", "sysctls", "vm.max_map_count")
+			}
+			return got
+		}
+		_, err := c.run(time.Minute, "--talosconfig", c.config, "-e", w.endpoint(), "-n", w.ip, "apply-config", "--mode", "staged",
+			"-f", filepath.Join(dir, "worker.yaml"), "--config-patch", `{"machine": {"sysctls": {"vm.max_map_count": "262144"}}}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As Talos serves them: the active config unchanged, the staged one as `persistent`.
+		if got := machineconfigs(); !reflect.DeepEqual(got, map[string]any{"v1alpha1": nil, "persistent": "262144"}) {
+			t.Fatalf("after a staged apply, MachineConfigs (id: staged sysctl) %v", got)
+		}
+		if _, err := c.run(2*time.Minute, "--talosconfig", c.config, "-e", w.endpoint(), "-n", w.ip, "reboot", "--wait", "--timeout", "1m"); err != nil {
+			t.Fatal(err)
+		}
+		// The next boot loads it from STATE: active, and no `persistent` any more.
+		if got := machineconfigs(); !reflect.DeepEqual(got, map[string]any{"v1alpha1": "262144"}) {
+			t.Fatalf("after the reboot, MachineConfigs (id: staged sysctl) %v", got)
 		}
 	})
 

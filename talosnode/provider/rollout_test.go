@@ -1,0 +1,229 @@
+package provider_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	p "github.com/pulumi/pulumi-go-provider"
+	"github.com/pulumi/pulumi-go-provider/integration"
+	presource "github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/property"
+
+	simnode "talos-cluster/sim/node"
+	"talos-cluster/talosnode/internal/lab"
+)
+
+func rolloutURN(name string) presource.URN {
+	return presource.NewURN("test", "talos-cluster", "", "talosnode:index:Rollout", name)
+}
+
+// rolloutLab is a bootstrapped control plane and a worker, and the Rollout's inputs for them as
+// TalosCluster declares them.
+type rolloutLab struct {
+	lab     *lab.Lab
+	cp, w   *simnode.Node
+	configs [][]byte
+}
+
+func newRolloutLab(t *testing.T, cpAddress, workerAddress string) *rolloutLab {
+	t.Helper()
+	l := lab.New(t)
+	l.Trust.SetInstallers(lab.Factory{Versions: []string{lab.TalosVersion}})
+	rl := &rolloutLab{lab: l, configs: [][]byte{
+		l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""),
+		l.Worker(t, lab.KubernetesVersion, lab.Installer, ""),
+	}}
+	rl.cp = l.Configured(t, cpAddress, rl.configs[0], simnode.WithRebootTime(100*time.Millisecond))
+	rl.w = l.Configured(t, workerAddress, rl.configs[1], simnode.WithRebootTime(100*time.Millisecond))
+	l.Bootstrap(t, rl.cp)
+	return rl
+}
+
+func (rl *rolloutLab) inputs(t *testing.T, applyMode string) property.Map {
+	nodes := []property.Value{}
+	for i, n := range []*simnode.Node{rl.cp, rl.w} {
+		name, role := "cp-1", "controlplane"
+		if i == 1 {
+			name, role = "worker-1", "worker"
+		}
+		nodes = append(nodes, property.New(map[string]property.Value{
+			"name":                 property.New(name),
+			"address":              property.New(n.Addr()),
+			"role":                 property.New(role),
+			"talosVersion":         property.New(lab.TalosVersion),
+			"schematicId":          property.New(lab.Schematic),
+			"installerImage":       property.New(lab.Installer),
+			"machineConfiguration": property.New(string(rl.configs[i])).WithSecret(true),
+		}))
+	}
+	return property.NewMap(map[string]property.Value{
+		"clientConfiguration": property.New(map[string]property.Value{
+			"caCertificate":     property.New(rl.lab.Credentials.CACertificate),
+			"clientCertificate": property.New(rl.lab.Credentials.ClientCertificate),
+			"clientKey":         property.New(rl.lab.Credentials.ClientKey).WithSecret(true),
+		}),
+		"nodes":          property.New(nodes),
+		"applyMode":      property.New(applyMode),
+		"healthTimeout":  property.New("10s"),
+		"snapshotDir":    property.New(t.TempDir()),
+		"snapshotPrefix": property.New("lab"),
+	})
+}
+
+// rolloutLifecycle is one Rollout through the engine's calls: the program's checked inputs and
+// the recorded state.
+type rolloutLifecycle struct {
+	s       integration.Server
+	program property.Map
+	state   property.Map
+}
+
+func createRollout(t *testing.T, inputs property.Map) *rolloutLifecycle {
+	t.Helper()
+	s := server(t)
+	checked, err := s.Check(p.CheckRequest{Urn: rolloutURN("lab-rollout"), Inputs: inputs})
+	if err != nil || len(checked.Failures) > 0 {
+		t.Fatalf("check: %v %v", err, checked.Failures)
+	}
+	created, err := s.Create(p.CreateRequest{Urn: rolloutURN("lab-rollout"), Properties: checked.Inputs})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return &rolloutLifecycle{s: s, program: checked.Inputs, state: created.Properties}
+}
+
+// refreshDiff is `up --refresh` up to the plan: Read, then the diff of the refreshed state
+// against the program; the detailed diff's keys, sorted.
+func (lc *rolloutLifecycle) refreshDiff(t *testing.T) (bool, []string) {
+	t.Helper()
+	read, err := lc.s.Read(p.ReadRequest{ID: "lab-rollout", Urn: rolloutURN("lab-rollout"), Properties: lc.state, Inputs: lc.program})
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	lc.state = read.Properties
+	nodes := lc.state.Get("nodes").AsArray()
+	for i := range nodes.Len() {
+		if mc := nodes.Get(i).AsMap().Get("machineConfiguration"); !mc.Secret() {
+			t.Errorf("refresh made nodes[%d].machineConfiguration plain", i)
+		}
+	}
+	d, err := lc.s.Diff(p.DiffRequest{ID: "lab-rollout", Urn: rolloutURN("lab-rollout"), State: lc.state, Inputs: lc.program})
+	if err != nil {
+		t.Fatalf("diff: %v", err)
+	}
+	var keys []string
+	for k, v := range d.DetailedDiff {
+		if v.Kind != p.Update {
+			t.Errorf("%s: %s, want an update (never a replace)", k, v.Kind)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return d.HasChanges, keys
+}
+
+// update is the engine's update of the refreshed state to the program; it returns `changes`.
+func (lc *rolloutLifecycle) update(t *testing.T) []string {
+	t.Helper()
+	resp, err := lc.s.Update(p.UpdateRequest{ID: "lab-rollout", Urn: rolloutURN("lab-rollout"), State: lc.state, Inputs: lc.program})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	lc.state = resp.Properties
+	var changes []string
+	if c, ok := lc.state.GetOk("changes"); ok && c.IsArray() {
+		for _, v := range c.AsArray().All {
+			changes = append(changes, v.AsString())
+		}
+	}
+	return changes
+}
+
+func TestRefreshShowsANodeChangedBehindTheStacksBackAndTheUpdateBringsItBack(t *testing.T) {
+	rl := newRolloutLab(t, "127.0.10.61", "127.0.10.62")
+	lc := createRollout(t, rl.inputs(t, "auto"))
+	if changed, keys := lc.refreshDiff(t); changed {
+		t.Fatalf("a refresh of a cluster as declared shows changes: %v", keys)
+	}
+
+	// By hand: the worker downgraded, the control plane's config edited.
+	if err := rl.w.Set(context.Background(), simnode.Change{TalosVersion: "v1.11.4"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.cp.Set(context.Background(), simnode.Change{ConfigPatch: "machine:\n  sysctls:\n    vm.max_map_count: \"262144\"\n"}); err != nil {
+		t.Fatal(err)
+	}
+	changed, keys := lc.refreshDiff(t)
+	if want := []string{"nodes[0].machineConfiguration", "nodes[1].talosVersion"}; !changed || !slices.Equal(keys, want) {
+		t.Fatalf("diff after the hand changes: changes %t, %v; want %v", changed, keys, want)
+	}
+	if got := lc.state.Get("nodes").AsArray().Get(1).AsMap().Get("talosVersion").AsString(); got != "v1.11.4" {
+		t.Errorf("refreshed worker-1 talosVersion %q, want the running v1.11.4", got)
+	}
+
+	mark := len(rl.lab.Trust.Timeline())
+	changes := lc.update(t)
+	if strings.Join(changes, "; ") != "cp-1: config; worker-1: v1.11.4 with schematic "+lab.Schematic+" -> v1.11.5 with schematic "+lab.Schematic {
+		t.Errorf("changes %q", changes)
+	}
+	if s := rl.w.State(); s.TalosVersion != lab.TalosVersion {
+		t.Errorf("worker-1 runs %s after the update", s.TalosVersion)
+	}
+	if s := rl.cp.State(); s.Config != string(rl.configs[0]) {
+		t.Errorf("cp-1 does not carry the declared config after the update")
+	}
+	var kinds []string
+	for _, e := range rl.lab.Trust.Timeline()[mark:] {
+		kinds = append(kinds, e.Event)
+	}
+	if !slices.Contains(kinds, simnode.TimelineSnapshot) || !slices.Contains(kinds, simnode.TimelineUpgrade) {
+		t.Errorf("the update went around the gates: %v", kinds)
+	}
+
+	// A second up: nothing.
+	mark = len(rl.lab.Trust.Timeline())
+	if changed, keys := lc.refreshDiff(t); changed {
+		t.Errorf("a refresh after the update shows changes: %v", keys)
+	}
+	if got := rl.lab.Trust.Timeline()[mark:]; len(got) != 0 {
+		t.Errorf("a refresh changed the nodes: %v", got)
+	}
+}
+
+func TestRefreshOfAStagedRolloutShowsNothingBeforeTheReboot(t *testing.T) {
+	rl := newRolloutLab(t, "127.0.10.63", "127.0.10.64")
+	lc := createRollout(t, rl.inputs(t, "staged"))
+	rl.configs[1] = rl.lab.Worker(t, lab.KubernetesVersion, lab.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	lc.program = rl.inputs(t, "staged")
+	checked, err := lc.s.Check(p.CheckRequest{Urn: rolloutURN("lab-rollout"), Inputs: lc.program})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.program = checked.Inputs
+	if changes := lc.update(t); strings.Join(changes, "; ") != "worker-1: config staged, active after the next reboot" {
+		t.Errorf("changes %q", changes)
+	}
+	if changed, keys := lc.refreshDiff(t); changed {
+		t.Errorf("a refresh after the staged rollout shows changes: %v", keys)
+	}
+}
+
+func TestRefreshRecordsANodeThatDoesNotAnswerAsItWasAndReadsTheOthers(t *testing.T) {
+	rl := newRolloutLab(t, "127.0.10.65", "127.0.10.66")
+	lc := createRollout(t, rl.inputs(t, "auto"))
+	rl.w.Stop()
+	if err := rl.cp.Set(context.Background(), simnode.Change{TalosVersion: "v1.11.4"}); err != nil {
+		t.Fatal(err)
+	}
+	// Its NodeState waits for it and fails the refresh naming it; the Rollout does not wait too.
+	changed, keys := lc.refreshDiff(t)
+	if want := []string{"nodes[0].talosVersion"}; !changed || !slices.Equal(keys, want) {
+		t.Fatalf("diff: changes %t, %v; want %v", changed, keys, want)
+	}
+	if got := lc.state.Get("nodes").AsArray().Get(1).AsMap().Get("talosVersion").AsString(); got != lab.TalosVersion {
+		t.Errorf("the stopped worker is recorded as running %q", got)
+	}
+}
