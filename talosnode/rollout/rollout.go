@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/redact"
@@ -238,15 +239,8 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 		r.log("%s: etcd snapshot %s", n.Target, path)
 		r.record("", path)
 	}
-	if needConfig {
-		if err := r.applyConfig(ctx, n); err != nil {
-			return err
-		}
-	}
-	if needImage {
-		if err := r.upgrade(ctx, n, live); err != nil {
-			return err
-		}
+	if err := r.change(ctx, n, live, needConfig, needImage); err != nil {
+		return err
 	}
 
 	after, err := r.waitHealthy(ctx, n, PostCheck)
@@ -271,6 +265,36 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 	r.log("%s: done, healthy", n.Target)
 	r.record(change, "")
 	return nil
+}
+
+// change makes the node's changes in an order its running release accepts, with one reboot when
+// both the config and the image change. A running Talos (1.10+) refuses, in every apply mode, a
+// config whose Kubernetes version it does not support (RuntimeValidate), so a config for the new
+// release is staged before the upgrade when the running release accepts it (the upgrade's reboot
+// makes it active), and applied after the upgrade when it does not.
+func (r *runner) change(ctx context.Context, n Node, live node.State, needConfig, needImage bool) error {
+	switch {
+	case needConfig && !needImage:
+		return r.applyConfig(ctx, n, r.opts.ApplyMode)
+	case needImage && !needConfig:
+		return r.upgrade(ctx, n, live)
+	}
+	declared, err := configloader.NewFromBytes(n.Config)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: PreCheck, Expected: "a machine config that loads", Seen: redact.ErrorText(err)}
+	}
+	if err := CheckKubernetes(declared, live.TalosVersion); err != nil {
+		r.log("%s: the running %s would refuse the declared config (%s): upgrading first, then applying it", n.Target, live.TalosVersion, redact.ErrorText(err))
+		if err := r.upgrade(ctx, n, live); err != nil {
+			return err
+		}
+		return r.applyConfig(ctx, n, r.opts.ApplyMode)
+	}
+	if err := r.applyConfig(ctx, n, machine.ApplyConfigurationRequest_STAGED); err != nil {
+		return err
+	}
+	r.log("%s: config staged; the upgrade's reboot makes it active", n.Target)
+	return r.upgrade(ctx, n, live)
 }
 
 func short(hash string) string { return hash[:min(len(hash), 12)] }

@@ -28,7 +28,7 @@ type cluster struct {
 func newCluster(t *testing.T, net int) *cluster {
 	t.Helper()
 	l := lab.New(t)
-	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6"}})
+	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0"}})
 	c := &cluster{lab: l}
 	for i := range 6 {
 		cp := i < 3
@@ -62,11 +62,29 @@ func declaredConfig(t *testing.T, l *lab.Lab, controlPlane bool, kubernetes, ima
 // target moves every node to another release (and with it, the install image in its config).
 func (c *cluster) target(t *testing.T, version string) []rollout.Node {
 	t.Helper()
+	return c.targetWith(t, version, "1.34.1", "")
+}
+
+// targetWith is target with a Kubernetes version and a config patch.
+func (c *cluster) targetWith(t *testing.T, version, kubernetes, patch string) []rollout.Node {
+	t.Helper()
 	out := slices.Clone(c.nodes)
 	image := lab.InstallerOf(lab.Schematic, version)
 	for i := range out {
 		out[i].TalosVersion, out[i].InstallerImage = version, image
-		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", image, "")
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, kubernetes, image, patch)
+	}
+	return out
+}
+
+// perNode is, over the timeline after mark, each node's events of the given kinds in order.
+func (c *cluster) perNode(mark int, kinds ...string) map[string][]string {
+	out := map[string][]string{}
+	for _, e := range c.lab.Trust.Timeline()[mark:] {
+		if slices.Contains(kinds, e.Event) {
+			name := c.name(e.Node)
+			out[name] = append(out[name], e.Event)
+		}
 	}
 	return out
 }
@@ -286,5 +304,45 @@ func TestAnEtcdMemberTheStackNoLongerDeclaresStopsTheRollout(t *testing.T) {
 	}
 	if got := c.events(0, simnode.TimelineUpgrade); len(got) > 0 {
 		t.Errorf("upgraded %v", got)
+	}
+}
+
+func TestATalosAndKubernetesMinorBumpUpgradesFirstThenAppliesTheConfig(t *testing.T) {
+	c := newCluster(t, 7)
+	// Talos 1.11 does not support Kubernetes 1.35: the config can only land once 1.12 runs.
+	target := c.targetWith(t, "v1.12.0", "1.35.0", "")
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.sim {
+		s := n.State()
+		if s.TalosVersion != "v1.12.0" || !strings.Contains(s.Config, "kubelet:v1.35.0") {
+			t.Errorf("%s runs %s; config has kubelet 1.35: %t", c.nodes[i].Target.Name, s.TalosVersion, strings.Contains(s.Config, "kubelet:v1.35.0"))
+		}
+	}
+	for name, events := range c.perNode(0, simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineDown) {
+		if got := strings.Join(events, ","); got != "upgrade,down,apply" {
+			t.Errorf("%s: %s, want upgrade,down,apply (one reboot, the config after the upgrade)", name, got)
+		}
+	}
+}
+
+func TestARebootClassConfigChangeWithAnUpgradeRebootsEachNodeOnce(t *testing.T) {
+	c := newCluster(t, 8)
+	// machine.env needs a reboot; the running release accepts the config: it is staged, and the
+	// upgrade's reboot makes it active.
+	target := c.targetWith(t, "v1.11.6", "1.34.1", "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for name, events := range c.perNode(0, simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineDown) {
+		if got := strings.Join(events, ","); got != "apply,upgrade,down" {
+			t.Errorf("%s: %s, want apply,upgrade,down (the config staged, one reboot)", name, got)
+		}
+	}
+	for i, n := range c.sim {
+		if s := n.State(); s.TalosVersion != "v1.11.6" || !strings.Contains(s.Config, "HTTPS_PROXY") || s.Staged {
+			t.Errorf("%s runs %s; config active %t, staged %t", c.nodes[i].Target.Name, s.TalosVersion, strings.Contains(s.Config, "HTTPS_PROXY"), s.Staged)
+		}
 	}
 }
