@@ -150,15 +150,8 @@ func (Rollout) Read(_ context.Context, req infer.ReadRequest[RolloutArgs, Rollou
 // the old one, so the next up tries again; nodes that already run the target are skipped then.
 func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, RolloutState]) (infer.UpdateResponse[RolloutState], error) {
 	state := RolloutState{RolloutArgs: req.Inputs}
-	if req.DryRun {
-		return infer.UpdateResponse[RolloutState]{Output: state}, nil
-	}
-	opts, err := rolloutOptions(req.Inputs)
-	if err != nil {
-		return infer.UpdateResponse[RolloutState]{}, err
-	}
 	logger := p.GetLogger(ctx)
-	opts.Log = func(line string) {
+	log := func(line string) {
 		logger.InfoStatus(line)
 		logger.Info(line)
 	}
@@ -177,6 +170,24 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 			Config:         []byte(n.MachineConfiguration),
 			New:            !existing[n.Name],
 		}
+	}
+	if req.DryRun {
+		// The preview reads each node's running release: a config it would refuse fails here.
+		if req.Inputs.ClientConfiguration.ClientKey != "" {
+			creds := credentials(req.Inputs.ClientConfiguration)
+			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log}); err != nil {
+				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
+			}
+		}
+		return infer.UpdateResponse[RolloutState]{Output: state}, nil
+	}
+	opts, err := rolloutOptions(req.Inputs)
+	if err != nil {
+		return infer.UpdateResponse[RolloutState]{}, err
+	}
+	opts.Log = log
+	if err := rollout.Preflight(ctx, nodes, opts); err != nil {
+		return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases, nothing was changed: %w", err)
 	}
 	result, err := rollout.Run(ctx, nodes, opts)
 	if err != nil {
@@ -205,15 +216,15 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 		return rollout.Options{}, fmt.Errorf("healthTimeout %q is not a positive Go duration", a.HealthTimeout)
 	}
 	return rollout.Options{
-		Credentials: node.Credentials{
-			CACertificate:     a.ClientConfiguration.CACertificate,
-			ClientCertificate: a.ClientConfiguration.ClientCertificate,
-			ClientKey:         a.ClientConfiguration.ClientKey,
-		},
+		Credentials:           credentials(a.ClientConfiguration),
 		ApplyMode:             apply,
 		RebootMode:            reboot,
 		MaxUnavailableWorkers: a.MaxUnavailableWorkers,
 		HealthTimeout:         timeout,
 		Snapshots:             rollout.Snapshots{Dir: a.SnapshotDir, Prefix: a.SnapshotPrefix},
 	}, nil
+}
+
+func credentials(c ClientConfiguration) node.Credentials {
+	return node.Credentials{CACertificate: c.CACertificate, ClientCertificate: c.ClientCertificate, ClientKey: c.ClientKey}
 }

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +13,10 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos112"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos19"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
+
+	"talos-cluster/talosnode/node"
 )
 
 // kubernetesSupport is the Kubernetes range of each Talos minor, from machinery's compatibility
@@ -80,4 +84,56 @@ func CheckKubernetes(cfg config.Provider, release string) error {
 		}
 	}
 	return nil
+}
+
+// Preflight reads each existing node's running release and refuses, before anything changes, a
+// declaration no order of the node's changes can reach: a running Talos (1.10+) refuses a config
+// whose Kubernetes version it does not support, and after an upgrade the target release runs the
+// config the node carries now until the new one is applied. A node that does not answer is left
+// to the rollout's own gates, which wait for it and name it.
+func Preflight(ctx context.Context, nodes []Node, opts Options) error {
+	var problems []string
+	for _, n := range nodes {
+		if n.New || len(n.Config) == 0 {
+			continue
+		}
+		declared, err := configloader.NewFromBytes(n.Config)
+		if err != nil {
+			continue // the node's turn reports it
+		}
+		callCtx, cancel := context.WithTimeout(ctx, attempt)
+		live, err := node.Read(callCtx, n.Target, opts.Credentials)
+		cancel()
+		if err != nil {
+			if opts.Log != nil {
+				opts.Log(fmt.Sprintf("%s: pre-flight could not read the node (%s); the rollout waits for it", n.Target, node.Describe(err)))
+			}
+			continue
+		}
+		if p := orderProblem(n, declared, live); p != "" {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+func orderProblem(n Node, declared config.Provider, live node.State) string {
+	running := CheckKubernetes(declared, live.TalosVersion)
+	if running == nil || errors.Is(running, errUnknownRelease) {
+		return "" // applied (or staged) on the running release
+	}
+	if live.TalosVersion == n.TalosVersion {
+		return fmt.Sprintf("%s runs Talos %s, which refuses the declared config: %s; declare a Kubernetes version in that range or a Talos release that supports it",
+			n.Target.Name, live.TalosVersion, running)
+	}
+	after := CheckKubernetes(live.Config, n.TalosVersion)
+	if after == nil || errors.Is(after, errUnknownRelease) {
+		return "" // upgraded first, then applied
+	}
+	return fmt.Sprintf("%s runs Talos %s, which refuses the declared config (%s), and Talos %s refuses the config the node carries now (%s): "+
+		"no order of upgrade and config apply works; change Kubernetes and Talos in two updates, each within both releases' ranges",
+		n.Target.Name, live.TalosVersion, running, n.TalosVersion, after)
 }

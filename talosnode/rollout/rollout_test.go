@@ -346,3 +346,43 @@ func TestARebootClassConfigChangeWithAnUpgradeRebootsEachNodeOnce(t *testing.T) 
 		}
 	}
 }
+
+func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T) {
+	l := lab.New(t)
+	oldConfig := l.ControlPlane(t, "1.29.0", lab.Installer, "")
+	n := l.Configured(t, "127.0.17.91", oldConfig)
+	declare := func(version, kubernetes string) []rollout.Node {
+		image := lab.InstallerOf(lab.Schematic, version)
+		return []rollout.Node{{Target: node.Target{Name: "cp-1", Address: n.Addr()}, ControlPlane: true, TalosVersion: version, SchematicID: lab.Schematic,
+			InstallerImage: image, Config: l.ControlPlane(t, kubernetes, image, "")}}
+	}
+	opts := rollout.Options{Credentials: l.Credentials}
+	for _, tc := range []struct {
+		version, kubernetes string
+		want                []string
+	}{
+		// Same release: the running one must take the config.
+		{"v1.11.5", "1.35.0", []string{"cp-1 runs Talos v1.11.5, which refuses the declared config", "Kubernetes 1.35.0; Talos v1.11.5 supports 1.29.0 to 1.34.99"}},
+		// 1.11 refuses 1.35 and 1.12 refuses the 1.29 the node runs: no order works.
+		{"v1.12.0", "1.35.0", []string{"cp-1 runs Talos v1.11.5", "Talos v1.12.0 refuses the config the node carries now", "supports 1.30.0 to 1.35.99", "two updates"}},
+		// Staged on 1.11, or applied after the upgrade: both fine.
+		{"v1.12.0", "1.34.1", nil},
+		{"v1.11.5", "1.34.1", nil},
+	} {
+		err := rollout.Preflight(context.Background(), declare(tc.version, tc.kubernetes), opts)
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("Talos %s, Kubernetes %s: %v", tc.version, tc.kubernetes, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("Talos %s, Kubernetes %s: error %v, want it to say %q", tc.version, tc.kubernetes, err, w)
+			}
+		}
+	}
+	if s := n.State(); s.Applies != 1 {
+		t.Errorf("pre-flight changed the node: %d applies", s.Applies)
+	}
+}
