@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +34,9 @@ type Node struct {
 	InstallerImage string
 	// Config is the full machine config (YAML) the node should carry.
 	Config []byte
-	// New is a node this run creates: its own config apply installs it, so the rollout leaves it
-	// alone and does not count it among the etcd members it expects.
+	// New is a node this run creates: its own config apply installs it. A new worker is left
+	// alone; a new control plane is awaited (it answers over mutual TLS once installed) and is then
+	// an etcd member like the others.
 	New bool
 }
 
@@ -92,7 +94,8 @@ type Result struct {
 
 // Run changes every node that differs from its declaration: control planes one at a time in
 // the given order, then workers, at most MaxUnavailableWorkers at once. It stops at the first
-// failure; nodes not reached are not touched. Nodes marked New are left to their own install.
+// failure; nodes not reached are not touched. New workers are left to their own install; new
+// control planes are awaited and then treated as members.
 func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 500 * time.Millisecond
@@ -101,6 +104,25 @@ func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 		return Result{}, errors.New("rollout: health timeout must be positive")
 	}
 	r := &runner{opts: opts}
+	// A new control plane was installed by its own config apply, which the rollout follows: it
+	// joined etcd (as a learner, promoted once it caught up). Once it answers over mutual TLS it is
+	// a member the gates expect listed, started and healthy, and a node like the others; left out,
+	// every gate would count one member too many, on every rerun.
+	nodes = slices.Clone(nodes)
+	for i, n := range nodes {
+		if !n.New || !n.ControlPlane {
+			continue
+		}
+		if _, err := r.waitHealthy(ctx, n, PreCheck); err != nil {
+			var rerr *Error
+			if errors.As(err, &rerr) {
+				rerr.Expected = "the new control plane installed by its config apply, answering over mutual TLS, running and ready within " + opts.HealthTimeout.String()
+			}
+			return r.result, err
+		}
+		r.log("%s: new control plane answers over mutual TLS: an etcd member from now on", n.Target)
+		nodes[i].New = false
+	}
 	controlPlanes, workers := Split(nodes)
 	for _, n := range controlPlanes {
 		r.members = append(r.members, n)

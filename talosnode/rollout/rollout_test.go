@@ -350,7 +350,7 @@ func TestARebootClassConfigChangeWithAnUpgradeRebootsEachNodeOnce(t *testing.T) 
 func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T) {
 	l := lab.New(t)
 	oldConfig := l.ControlPlane(t, "1.29.0", lab.Installer, "")
-	n := l.Configured(t, "127.0.17.91", oldConfig)
+	n := l.Configured(t, "127.0.17.250", oldConfig)
 	declare := func(version, kubernetes string) []rollout.Node {
 		image := lab.InstallerOf(lab.Schematic, version)
 		return []rollout.Node{{Target: node.Target{Name: "cp-1", Address: n.Addr()}, ControlPlane: true, TalosVersion: version, SchematicID: lab.Schematic,
@@ -384,5 +384,40 @@ func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T)
 	}
 	if s := n.State(); s.Applies != 1 {
 		t.Errorf("pre-flight changed the node: %d applies", s.Applies)
+	}
+}
+
+func TestANewControlPlaneWithOtherChangesConvergesOnARerunAfterAFailure(t *testing.T) {
+	c := newCluster(t, 9)
+	// cp-4's own config apply (a dependency of the rollout) installed it: it joined etcd.
+	cp4 := c.lab.Configured(t, "127.0.17.97", declaredConfig(t, c.lab, true, "1.34.1", lab.Installer, ""), simnode.WithRebootTime(150*time.Millisecond))
+	target := slices.Clone(c.nodes)
+	target = slices.Insert(target, 3, rollout.Node{Target: node.Target{Name: "cp-4", Address: cp4.Addr()}, ControlPlane: true,
+		TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, Config: []byte(cp4.State().Config), New: true})
+	sysctl := "machine:\n  sysctls:\n    vm.max_map_count: '262144'\n"
+	target[0].Config = declaredConfig(t, c.lab, true, "1.34.1", lab.Installer, sysctl)  // cp-1
+	target[4].Config = declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, sysctl) // worker-1
+
+	// A failure first (cp-2's etcd member is down): the recorded state keeps cp-4 new.
+	c.sim[1].SetEtcdHealthy(false)
+	opts := c.options(t, 1)
+	opts.HealthTimeout = 2 * time.Second
+	if _, err := rollout.Run(context.Background(), target, opts); err == nil || !strings.Contains(err.Error(), "cp-2") {
+		t.Fatalf("error %v, want cp-2's etcd member named", err)
+	}
+	c.sim[1].SetEtcdHealthy(true)
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.sim[0].State().Config, "max_map_count") || !strings.Contains(c.sim[3].State().Config, "max_map_count") {
+		t.Error("cp-1 or worker-1 did not get its config")
+	}
+	// Done: a further run with cp-4 still new changes nothing.
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.lab.Trust.Timeline()[mark:]; len(got) != 0 {
+		t.Errorf("a converged cluster changed: %v", got)
 	}
 }
