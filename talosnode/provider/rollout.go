@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
+	"github.com/pulumi/pulumi/sdk/v3/go/property"
 
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/rollout"
@@ -122,6 +124,13 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	if dir, ok := req.NewInputs.GetOk("snapshotDir"); (!ok || !dir.IsComputed()) && !filepath.IsAbs(args.SnapshotDir) {
 		fail("snapshotDir", fmt.Sprintf("%q is not an absolute path", args.SnapshotDir))
 	}
+	if cps, upgraded := upgradedControlPlanes(req.OldInputs, args.Nodes); cps == 2 && len(upgraded) > 0 {
+		// Talos refuses the upgrade of a control plane of a two-member etcd (ValidateForUpgrade,
+		// internal/pkg/etcd/etcd.go): one member down loses quorum. Only force would pass it.
+		fail("nodes", fmt.Sprintf("the release or schematic of control planes %s changes, and the stack has exactly 2 control planes: Talos refuses "+
+			"with \"etcd member count(2) is insufficient to maintain quorum if upgrade commences\"; add a third control plane first (or go down to one)",
+			strings.Join(upgraded, ", ")))
+	}
 	seen := map[string]bool{}
 	for i, n := range args.Nodes {
 		if n.Role != "controlplane" && n.Role != "worker" {
@@ -227,4 +236,36 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 
 func credentials(c ClientConfiguration) node.Credentials {
 	return node.Credentials{CACertificate: c.CACertificate, ClientCertificate: c.ClientCertificate, ClientKey: c.ClientKey}
+}
+
+// upgradedControlPlanes counts the declared control planes and names those whose release or
+// schematic differs from the previous inputs (none on a create).
+func upgradedControlPlanes(old property.Map, nodes []RolloutNode) (count int, upgraded []string) {
+	before := map[string][2]string{}
+	if list := old.Get("nodes"); list.IsArray() {
+		for _, v := range list.AsArray().All {
+			if !v.IsMap() {
+				continue
+			}
+			m := v.AsMap()
+			str := func(k string) string {
+				if x := m.Get(k); x.IsString() {
+					return x.AsString()
+				}
+				return ""
+			}
+			before[str("name")] = [2]string{str("talosVersion"), str("schematicId")}
+		}
+	}
+	for _, n := range nodes {
+		if n.Role != "controlplane" {
+			continue
+		}
+		count++
+		// An unknown release or schematic (preview) reads as "": judged once it is known.
+		if was, ok := before[n.Name]; ok && n.TalosVersion != "" && n.SchematicID != "" && was != [2]string{n.TalosVersion, n.SchematicID} {
+			upgraded = append(upgraded, n.Name)
+		}
+	}
+	return count, upgraded
 }

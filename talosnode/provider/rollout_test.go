@@ -70,3 +70,31 @@ func TestThePreviewChecksTheDeclaredKubernetesAgainstEachNodesRunningRelease(t *
 		t.Errorf("the preview changed the node: %d applies", st.Applies)
 	}
 }
+
+func TestAnUpgradeOfAStackWithTwoControlPlanesIsRefusedAtCheck(t *testing.T) {
+	l := lab.New(t)
+	s := server(t)
+	nodes := func(version string, controlPlanes int) property.Map {
+		var list [][5]string
+		for i := range controlPlanes {
+			list = append(list, [5]string{"cp-" + string(rune('1'+i)), "127.0.10.7" + string(rune('1'+i)), "controlplane", version, "config"})
+		}
+		return rolloutInputs(l, append(list, [5]string{"worker-1", "127.0.10.79", "worker", version, "config"})...)
+	}
+	resp, err := s.Check(p.CheckRequest{Urn: rolloutURN(), State: nodes("v1.11.5", 2), Inputs: nodes("v1.11.6", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Failures) != 1 || resp.Failures[0].Property != "nodes" ||
+		!strings.Contains(resp.Failures[0].Reason, "etcd member count(2) is insufficient to maintain quorum if upgrade commences") ||
+		!strings.Contains(resp.Failures[0].Reason, "cp-1, cp-2") {
+		t.Fatalf("failures %v, want the two control planes and Talos' reason", resp.Failures)
+	}
+	// Three control planes, or two that keep their release, pass.
+	for _, tc := range []struct{ old, next property.Map }{{nodes("v1.11.5", 3), nodes("v1.11.6", 3)}, {nodes("v1.11.5", 2), nodes("v1.11.5", 2)}, {property.Map{}, nodes("v1.11.6", 2)}} {
+		resp, err := s.Check(p.CheckRequest{Urn: rolloutURN(), State: tc.old, Inputs: tc.next})
+		if err != nil || len(resp.Failures) > 0 {
+			t.Errorf("check: %v %v", resp.Failures, err)
+		}
+	}
+}
