@@ -82,7 +82,8 @@ func (a *RolloutArgs) Annotate(an infer.Annotator) {
 	an.Describe(&a.Nodes, "Every node, in the stack's order: control planes are changed in this order.")
 	an.Describe(&a.ApplyMode, "How config changes are applied: auto (reboot only when Talos cannot apply in place), no_reboot, reboot or staged.")
 	an.SetDefault(&a.ApplyMode, "auto")
-	an.Describe(&a.MaxUnavailableWorkers, "How many workers may be changed (and be down) at once. Default 1.")
+	an.Describe(&a.MaxUnavailableWorkers, "How many workers of one pool (node label node.kubernetes.io/pool; unlabelled workers are one pool) may be changed (and be down) at once; "+
+		"a labelled pool of several workers always keeps one up. Default 1.")
 	an.SetDefault(&a.MaxUnavailableWorkers, 1)
 	an.Describe(&a.HealthTimeout, "How long each wait on one node may take: to answer, reboot and be healthy again (a Go duration). Default 15m.")
 	an.SetDefault(&a.HealthTimeout, DefaultHealthTimeout)

@@ -48,7 +48,8 @@ type Options struct {
 	ApplyMode machine.ApplyConfigurationRequest_Mode
 	// RebootMode is how an upgrade reboots: DEFAULT (kexec) or POWERCYCLE (through the firmware).
 	RebootMode machine.UpgradeRequest_RebootMode
-	// MaxUnavailableWorkers is how many workers may be changed (and so be down) at once.
+	// MaxUnavailableWorkers is how many workers of one pool (PoolLabel) may be changed (and so be
+	// down) at once; a labelled pool of several workers always keeps one up.
 	MaxUnavailableWorkers int
 	// HealthTimeout bounds each wait on one node: to answer, to reboot, to be healthy again.
 	HealthTimeout time.Duration
@@ -176,10 +177,35 @@ func (r *runner) record(change, snapshot string) {
 	}
 }
 
-// workers converges the workers through a pool of `limit` slots: a slot frees when a worker is
-// back and healthy; after a failure no further worker starts.
+// PoolLabel is the node label that groups workers into pools: maxUnavailableWorkers counts per
+// pool, and a pool of several workers always keeps one up.
+const PoolLabel = "node.kubernetes.io/pool"
+
+// poolOf is the pool a node's declared config puts it in ("" without the label).
+func poolOf(n Node) string {
+	cfg, err := configloader.NewFromBytes(n.Config)
+	if err != nil || cfg.Machine() == nil {
+		return ""
+	}
+	return cfg.Machine().NodeLabels()[PoolLabel]
+}
+
+// workers converges the workers pool by pool, the pools side by side: in each, at most `limit`
+// at once (and in a labelled pool of several workers, never all of them); a slot frees when a
+// worker is back and healthy. Unlabelled workers are one pool. After a failure no further worker
+// starts.
 func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
-	slots := make(chan struct{}, limit)
+	var (
+		order []string
+		pools = map[string][]Node{}
+	)
+	for _, n := range workers {
+		pool := poolOf(n)
+		if _, ok := pools[pool]; !ok {
+			order = append(order, pool)
+		}
+		pools[pool] = append(pools[pool], n)
+	}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -190,6 +216,36 @@ func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
 		defer mu.Unlock()
 		return len(failures) > 0
 	}
+	for _, pool := range order {
+		members := pools[pool]
+		slots := limit
+		if pool != "" && len(members) > 1 {
+			slots = min(limit, len(members)-1)
+		}
+		if pool != "" {
+			r.log("pool %s: %d workers, at most %d at once", pool, len(members), slots)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.pool(ctx, members, slots, failed, func(err error) {
+				mu.Lock()
+				failures = append(failures, err)
+				mu.Unlock()
+			})
+		}()
+	}
+	wg.Wait()
+	if len(failures) == 0 && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(failures...)
+}
+
+// pool converges one pool's workers through `limit` slots.
+func (r *runner) pool(ctx context.Context, workers []Node, limit int, failed func() bool, fail func(error)) {
+	slots := make(chan struct{}, limit)
+	var wg sync.WaitGroup
 	for _, n := range workers {
 		slots <- struct{}{}
 		if failed() || ctx.Err() != nil {
@@ -201,17 +257,11 @@ func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
 			defer wg.Done()
 			defer func() { <-slots }()
 			if err := r.converge(ctx, n); err != nil {
-				mu.Lock()
-				failures = append(failures, err)
-				mu.Unlock()
+				fail(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if len(failures) == 0 && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return errors.Join(failures...)
 }
 
 func describeImage(version, schematic string) string {

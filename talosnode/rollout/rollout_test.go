@@ -421,3 +421,22 @@ func TestANewControlPlaneWithOtherChangesConvergesOnARerunAfterAFailure(t *testi
 		t.Errorf("a converged cluster changed: %v", got)
 	}
 }
+
+func TestMaxUnavailableWorkersCountsPerPoolAndNeverTakesAWholePoolDown(t *testing.T) {
+	c := newCluster(t, 10)
+	storage := "machine:\n  nodeLabels:\n    node.kubernetes.io/pool: storage\n"
+	target := c.target(t, "v1.11.6")
+	for i := 3; i < 5; i++ { // worker-1 and worker-2
+		target[i].Config = declaredConfig(t, c.lab, false, "1.34.1", target[i].InstallerImage, storage)
+	}
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	inStorage := func(name string) bool { return name == "worker-1" || name == "worker-2" }
+	if most, _ := c.downAtOnce(0, inStorage); most != 1 {
+		t.Errorf("storage workers down at once: %d, want 1 (the pool keeps one up)", most)
+	}
+	if got := c.events(0, simnode.TimelineUpgrade); len(got) != 6 {
+		t.Errorf("upgrades %v, want every node", got)
+	}
+}
