@@ -440,3 +440,21 @@ func TestMaxUnavailableWorkersCountsPerPoolAndNeverTakesAWholePoolDown(t *testin
 		t.Errorf("upgrades %v, want every node", got)
 	}
 }
+
+func TestAnAbortedUpgradeIsReportedAsAbortedWithTheRemedies(t *testing.T) {
+	c := newCluster(t, 11)
+	c.sim[3].SetUpgradeAborts(true) // worker-1
+	_, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), c.options(t, 1))
+	var rerr *rollout.Error
+	if !errors.As(err, &rerr) || rerr.Node.Name != "worker-1" || rerr.Phase != rollout.PostCheck {
+		t.Fatalf("error %v, want worker-1's post-check", err)
+	}
+	for _, want := range []string{"Talos aborted the upgrade", "upgrade --stage", "rebootMode powercycle", "dmesg"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %q", err, want)
+		}
+	}
+	if s := c.sim[3].State(); s.TalosVersion != lab.TalosVersion {
+		t.Errorf("worker-1 runs %s after an aborted upgrade", s.TalosVersion)
+	}
+}

@@ -267,7 +267,11 @@ func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
 	if after.TalosVersion != n.TalosVersion || after.SchematicID != n.SchematicID {
 		seen := describeImage(after.TalosVersion, after.SchematicID)
 		if after.TalosVersion == live.TalosVersion && after.SchematicID == live.SchematicID {
-			seen += ", the image it ran before: the new image did not boot and Talos rolled back"
+			// From outside both look alike; the node's kernel log tells them apart.
+			seen += fmt.Sprintf(", the image it ran before: Talos aborted the upgrade (it reboots on the old image when the installer fails, "+
+				"e.g. a filesystem it cannot unmount) or the new image did not boot and Talos rolled back; `talosctl -n %s dmesg` says which. "+
+				"An unmount failure passes with `talosctl -n %s upgrade --stage --image %s` (the install runs early in the next boot), then rerun; "+
+				"a machine whose kexec fails needs rebootMode powercycle", n.Target.Address, n.Target.Address, n.InstallerImage)
 		}
 		return &Error{Node: n.Target, Phase: PostCheck, Expected: describeImage(n.TalosVersion, n.SchematicID), Seen: seen}
 	}
