@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
+	"github.com/pulumi/pulumi/sdk/v3/go/property"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 
 	"talos-cluster/talosnode/node"
@@ -86,7 +88,8 @@ func (a *RolloutArgs) Annotate(an infer.Annotator) {
 	an.Describe(&a.Nodes, "Every node, in the stack's order: control planes are changed in this order.")
 	an.Describe(&a.ApplyMode, "How config changes are applied: auto (reboot only when Talos cannot apply in place), no_reboot, reboot or staged.")
 	an.SetDefault(&a.ApplyMode, "auto")
-	an.Describe(&a.MaxUnavailableWorkers, "How many workers may be changed (and be down) at once. Default 1.")
+	an.Describe(&a.MaxUnavailableWorkers, "How many workers of one pool (node label node.kubernetes.io/pool; unlabelled workers are one pool) may be changed (and be down) at once; "+
+		"a labelled pool of several workers always keeps one up. Default 1.")
 	an.SetDefault(&a.MaxUnavailableWorkers, 1)
 	an.Describe(&a.HealthTimeout, "How long each wait on one node may take: to answer, reboot and be healthy again (a Go duration). Default 15m.")
 	an.SetDefault(&a.HealthTimeout, DefaultHealthTimeout)
@@ -127,6 +130,13 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	}
 	if dir, ok := req.NewInputs.GetOk("snapshotDir"); (!ok || !dir.IsComputed()) && !filepath.IsAbs(args.SnapshotDir) {
 		fail("snapshotDir", fmt.Sprintf("%q is not an absolute path", args.SnapshotDir))
+	}
+	if cps, upgraded := upgradedControlPlanes(req.OldInputs, args.Nodes); cps == 2 && len(upgraded) > 0 {
+		// Talos refuses the upgrade of a control plane of a two-member etcd (ValidateForUpgrade,
+		// internal/pkg/etcd/etcd.go): one member down loses quorum. Only force would pass it.
+		fail("nodes", fmt.Sprintf("the release or schematic of control planes %s changes, and the stack has exactly 2 control planes: Talos refuses "+
+			"with \"etcd member count(2) is insufficient to maintain quorum if upgrade commences\"; add a third control plane first (or go down to one)",
+			strings.Join(upgraded, ", ")))
 	}
 	seen := map[string]bool{}
 	for i, n := range args.Nodes {
@@ -228,15 +238,8 @@ func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, warn fu
 // the old one, so the next up tries again; nodes that already run the target are skipped then.
 func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, RolloutState]) (infer.UpdateResponse[RolloutState], error) {
 	state := RolloutState{RolloutArgs: req.Inputs}
-	if req.DryRun {
-		return infer.UpdateResponse[RolloutState]{Output: state}, nil
-	}
-	opts, err := rolloutOptions(req.Inputs)
-	if err != nil {
-		return infer.UpdateResponse[RolloutState]{}, err
-	}
 	logger := p.GetLogger(ctx)
-	opts.Log = func(line string) {
+	log := func(line string) {
 		logger.InfoStatus(line)
 		logger.Info(line)
 	}
@@ -255,6 +258,24 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 			Config:         []byte(n.MachineConfiguration),
 			New:            !existing[n.Name],
 		}
+	}
+	if req.DryRun {
+		// The preview reads each node's running release: a config it would refuse fails here.
+		if req.Inputs.ClientConfiguration.ClientKey != "" {
+			creds := credentials(req.Inputs.ClientConfiguration)
+			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log}); err != nil {
+				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
+			}
+		}
+		return infer.UpdateResponse[RolloutState]{Output: state}, nil
+	}
+	opts, err := rolloutOptions(req.Inputs)
+	if err != nil {
+		return infer.UpdateResponse[RolloutState]{}, err
+	}
+	opts.Log = log
+	if err := rollout.Preflight(ctx, nodes, opts); err != nil {
+		return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases, nothing was changed: %w", err)
 	}
 	result, err := rollout.Run(ctx, nodes, opts)
 	if err != nil {
@@ -283,15 +304,47 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 		return rollout.Options{}, fmt.Errorf("healthTimeout %q is not a positive Go duration", a.HealthTimeout)
 	}
 	return rollout.Options{
-		Credentials: node.Credentials{
-			CACertificate:     a.ClientConfiguration.CACertificate,
-			ClientCertificate: a.ClientConfiguration.ClientCertificate,
-			ClientKey:         a.ClientConfiguration.ClientKey,
-		},
+		Credentials:           credentials(a.ClientConfiguration),
 		ApplyMode:             apply,
 		RebootMode:            reboot,
 		MaxUnavailableWorkers: a.MaxUnavailableWorkers,
 		HealthTimeout:         timeout,
 		Snapshots:             rollout.Snapshots{Dir: a.SnapshotDir, Prefix: a.SnapshotPrefix},
 	}, nil
+}
+
+func credentials(c ClientConfiguration) node.Credentials {
+	return node.Credentials{CACertificate: c.CACertificate, ClientCertificate: c.ClientCertificate, ClientKey: c.ClientKey}
+}
+
+// upgradedControlPlanes counts the declared control planes and names those whose release or
+// schematic differs from the previous inputs (none on a create).
+func upgradedControlPlanes(old property.Map, nodes []RolloutNode) (count int, upgraded []string) {
+	before := map[string][2]string{}
+	if list := old.Get("nodes"); list.IsArray() {
+		for _, v := range list.AsArray().All {
+			if !v.IsMap() {
+				continue
+			}
+			m := v.AsMap()
+			str := func(k string) string {
+				if x := m.Get(k); x.IsString() {
+					return x.AsString()
+				}
+				return ""
+			}
+			before[str("name")] = [2]string{str("talosVersion"), str("schematicId")}
+		}
+	}
+	for _, n := range nodes {
+		if n.Role != "controlplane" {
+			continue
+		}
+		count++
+		// An unknown release or schematic (preview) reads as "": judged once it is known.
+		if was, ok := before[n.Name]; ok && n.TalosVersion != "" && n.SchematicID != "" && was != [2]string{n.TalosVersion, n.SchematicID} {
+			upgraded = append(upgraded, n.Name)
+		}
+	}
+	return count, upgraded
 }

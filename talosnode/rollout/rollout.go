@@ -10,12 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/redact"
@@ -33,8 +35,9 @@ type Node struct {
 	InstallerImage string
 	// Config is the full machine config (YAML) the node should carry.
 	Config []byte
-	// New is a node this run creates: its own config apply installs it, so the rollout leaves it
-	// alone and does not count it among the etcd members it expects.
+	// New is a node this run creates: its own config apply installs it. A new worker is left
+	// alone; a new control plane is awaited (it answers over mutual TLS once installed) and is then
+	// an etcd member like the others.
 	New bool
 }
 
@@ -46,7 +49,8 @@ type Options struct {
 	ApplyMode machine.ApplyConfigurationRequest_Mode
 	// RebootMode is how an upgrade reboots: DEFAULT (kexec) or POWERCYCLE (through the firmware).
 	RebootMode machine.UpgradeRequest_RebootMode
-	// MaxUnavailableWorkers is how many workers may be changed (and so be down) at once.
+	// MaxUnavailableWorkers is how many workers of one pool (PoolLabel) may be changed (and so be
+	// down) at once; a labelled pool of several workers always keeps one up.
 	MaxUnavailableWorkers int
 	// HealthTimeout bounds each wait on one node: to answer, to reboot, to be healthy again.
 	HealthTimeout time.Duration
@@ -92,7 +96,8 @@ type Result struct {
 
 // Run changes every node that differs from its declaration: control planes one at a time in
 // the given order, then workers, at most MaxUnavailableWorkers at once. It stops at the first
-// failure; nodes not reached are not touched. Nodes marked New are left to their own install.
+// failure; nodes not reached are not touched. New workers are left to their own install; new
+// control planes are awaited and then treated as members.
 func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = 500 * time.Millisecond
@@ -101,6 +106,25 @@ func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 		return Result{}, errors.New("rollout: health timeout must be positive")
 	}
 	r := &runner{opts: opts}
+	// A new control plane was installed by its own config apply, which the rollout follows: it
+	// joined etcd (as a learner, promoted once it caught up). Once it answers over mutual TLS it is
+	// a member the gates expect listed, started and healthy, and a node like the others; left out,
+	// every gate would count one member too many, on every rerun.
+	nodes = slices.Clone(nodes)
+	for i, n := range nodes {
+		if !n.New || !n.ControlPlane {
+			continue
+		}
+		if _, err := r.waitHealthy(ctx, n, PreCheck); err != nil {
+			var rerr *Error
+			if errors.As(err, &rerr) {
+				rerr.Expected = "the new control plane installed by its config apply, answering over mutual TLS, running and ready within " + opts.HealthTimeout.String()
+			}
+			return r.result, err
+		}
+		r.log("%s: new control plane answers over mutual TLS: an etcd member from now on", n.Target)
+		nodes[i].New = false
+	}
 	controlPlanes, workers := Split(nodes)
 	for _, n := range controlPlanes {
 		r.members = append(r.members, n)
@@ -154,10 +178,35 @@ func (r *runner) record(change, snapshot string) {
 	}
 }
 
-// workers converges the workers through a pool of `limit` slots: a slot frees when a worker is
-// back and healthy; after a failure no further worker starts.
+// PoolLabel is the node label that groups workers into pools: maxUnavailableWorkers counts per
+// pool, and a pool of several workers always keeps one up.
+const PoolLabel = "node.kubernetes.io/pool"
+
+// poolOf is the pool a node's declared config puts it in ("" without the label).
+func poolOf(n Node) string {
+	cfg, err := configloader.NewFromBytes(n.Config)
+	if err != nil || cfg.Machine() == nil {
+		return ""
+	}
+	return cfg.Machine().NodeLabels()[PoolLabel]
+}
+
+// workers converges the workers pool by pool, the pools side by side: in each, at most `limit`
+// at once (and in a labelled pool of several workers, never all of them); a slot frees when a
+// worker is back and healthy. Unlabelled workers are one pool. After a failure no further worker
+// starts.
 func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
-	slots := make(chan struct{}, limit)
+	var (
+		order []string
+		pools = map[string][]Node{}
+	)
+	for _, n := range workers {
+		pool := poolOf(n)
+		if _, ok := pools[pool]; !ok {
+			order = append(order, pool)
+		}
+		pools[pool] = append(pools[pool], n)
+	}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -168,6 +217,36 @@ func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
 		defer mu.Unlock()
 		return len(failures) > 0
 	}
+	for _, pool := range order {
+		members := pools[pool]
+		slots := limit
+		if pool != "" && len(members) > 1 {
+			slots = min(limit, len(members)-1)
+		}
+		if pool != "" {
+			r.log("pool %s: %d workers, at most %d at once", pool, len(members), slots)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.pool(ctx, members, slots, failed, func(err error) {
+				mu.Lock()
+				failures = append(failures, err)
+				mu.Unlock()
+			})
+		}()
+	}
+	wg.Wait()
+	if len(failures) == 0 && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(failures...)
+}
+
+// pool converges one pool's workers through `limit` slots.
+func (r *runner) pool(ctx context.Context, workers []Node, limit int, failed func() bool, fail func(error)) {
+	slots := make(chan struct{}, limit)
+	var wg sync.WaitGroup
 	for _, n := range workers {
 		slots <- struct{}{}
 		if failed() || ctx.Err() != nil {
@@ -179,17 +258,11 @@ func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
 			defer wg.Done()
 			defer func() { <-slots }()
 			if err := r.converge(ctx, n); err != nil {
-				mu.Lock()
-				failures = append(failures, err)
-				mu.Unlock()
+				fail(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if len(failures) == 0 && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return errors.Join(failures...)
 }
 
 func describeImage(version, schematic string) string {
@@ -242,15 +315,8 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 		r.log("%s: etcd snapshot %s", n.Target, path)
 		r.record("", path)
 	}
-	if needConfig {
-		if err := r.applyConfig(ctx, n); err != nil {
-			return err
-		}
-	}
-	if needImage {
-		if err := r.upgrade(ctx, n, live); err != nil {
-			return err
-		}
+	if err := r.change(ctx, n, live, needConfig, needImage); err != nil {
+		return err
 	}
 
 	after, err := r.waitHealthy(ctx, n, PostCheck)
@@ -280,6 +346,36 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 	r.log("%s: done, healthy", n.Target)
 	r.record(change, "")
 	return nil
+}
+
+// change makes the node's changes in an order its running release accepts, with one reboot when
+// both the config and the image change. A running Talos (1.10+) refuses, in every apply mode, a
+// config whose Kubernetes version it does not support (RuntimeValidate), so a config for the new
+// release is staged before the upgrade when the running release accepts it (the upgrade's reboot
+// makes it active), and applied after the upgrade when it does not.
+func (r *runner) change(ctx context.Context, n Node, live node.State, needConfig, needImage bool) error {
+	switch {
+	case needConfig && !needImage:
+		return r.applyConfig(ctx, n, r.opts.ApplyMode)
+	case needImage && !needConfig:
+		return r.upgrade(ctx, n, live)
+	}
+	declared, err := configloader.NewFromBytes(n.Config)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: PreCheck, Expected: "a machine config that loads", Seen: redact.ErrorText(err)}
+	}
+	if err := CheckKubernetes(declared, live.TalosVersion); err != nil {
+		r.log("%s: the running %s would refuse the declared config (%s): upgrading first, then applying it", n.Target, live.TalosVersion, redact.ErrorText(err))
+		if err := r.upgrade(ctx, n, live); err != nil {
+			return err
+		}
+		return r.applyConfig(ctx, n, r.opts.ApplyMode)
+	}
+	if err := r.applyConfig(ctx, n, machine.ApplyConfigurationRequest_STAGED); err != nil {
+		return err
+	}
+	r.log("%s: config staged; the upgrade's reboot makes it active", n.Target)
+	return r.upgrade(ctx, n, live)
 }
 
 func short(hash string) string { return hash[:min(len(hash), 12)] }

@@ -28,7 +28,7 @@ type cluster struct {
 func newCluster(t *testing.T, net int) *cluster {
 	t.Helper()
 	l := lab.New(t)
-	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6"}})
+	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0"}})
 	c := &cluster{lab: l}
 	for i := range 6 {
 		cp := i < 3
@@ -62,11 +62,29 @@ func declaredConfig(t *testing.T, l *lab.Lab, controlPlane bool, kubernetes, ima
 // target moves every node to another release (and with it, the install image in its config).
 func (c *cluster) target(t *testing.T, version string) []rollout.Node {
 	t.Helper()
+	return c.targetWith(t, version, "1.34.1", "")
+}
+
+// targetWith is target with a Kubernetes version and a config patch.
+func (c *cluster) targetWith(t *testing.T, version, kubernetes, patch string) []rollout.Node {
+	t.Helper()
 	out := slices.Clone(c.nodes)
 	image := lab.InstallerOf(lab.Schematic, version)
 	for i := range out {
 		out[i].TalosVersion, out[i].InstallerImage = version, image
-		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", image, "")
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, kubernetes, image, patch)
+	}
+	return out
+}
+
+// perNode is, over the timeline after mark, each node's events of the given kinds in order.
+func (c *cluster) perNode(mark int, kinds ...string) map[string][]string {
+	out := map[string][]string{}
+	for _, e := range c.lab.Trust.Timeline()[mark:] {
+		if slices.Contains(kinds, e.Event) {
+			name := c.name(e.Node)
+			out[name] = append(out[name], e.Event)
+		}
 	}
 	return out
 }
@@ -400,5 +418,157 @@ func TestAConfigStagedByHandIsReplacedOutsideStagedMode(t *testing.T) {
 	}
 	if s := c.sim[3].State(); s.Staged {
 		t.Error("the config staged by hand still waits for the next boot")
+	}
+}
+
+func TestATalosAndKubernetesMinorBumpUpgradesFirstThenAppliesTheConfig(t *testing.T) {
+	c := newCluster(t, 7)
+	// Talos 1.11 does not support Kubernetes 1.35: the config can only land once 1.12 runs.
+	target := c.targetWith(t, "v1.12.0", "1.35.0", "")
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.sim {
+		s := n.State()
+		if s.TalosVersion != "v1.12.0" || !strings.Contains(s.Config, "kubelet:v1.35.0") {
+			t.Errorf("%s runs %s; config has kubelet 1.35: %t", c.nodes[i].Target.Name, s.TalosVersion, strings.Contains(s.Config, "kubelet:v1.35.0"))
+		}
+	}
+	for name, events := range c.perNode(0, simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineDown) {
+		if got := strings.Join(events, ","); got != "upgrade,down,apply" {
+			t.Errorf("%s: %s, want upgrade,down,apply (one reboot, the config after the upgrade)", name, got)
+		}
+	}
+}
+
+func TestARebootClassConfigChangeWithAnUpgradeRebootsEachNodeOnce(t *testing.T) {
+	c := newCluster(t, 8)
+	// machine.env needs a reboot; the running release accepts the config: it is staged, and the
+	// upgrade's reboot makes it active.
+	target := c.targetWith(t, "v1.11.6", "1.34.1", "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for name, events := range c.perNode(0, simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineDown) {
+		if got := strings.Join(events, ","); got != "apply,upgrade,down" {
+			t.Errorf("%s: %s, want apply,upgrade,down (the config staged, one reboot)", name, got)
+		}
+	}
+	for i, n := range c.sim {
+		if s := n.State(); s.TalosVersion != "v1.11.6" || !strings.Contains(s.Config, "HTTPS_PROXY") || s.Staged {
+			t.Errorf("%s runs %s; config active %t, staged %t", c.nodes[i].Target.Name, s.TalosVersion, strings.Contains(s.Config, "HTTPS_PROXY"), s.Staged)
+		}
+	}
+}
+
+func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T) {
+	l := lab.New(t)
+	oldConfig := l.ControlPlane(t, "1.29.0", lab.Installer, "")
+	n := l.Configured(t, "127.0.17.250", oldConfig)
+	declare := func(version, kubernetes string) []rollout.Node {
+		image := lab.InstallerOf(lab.Schematic, version)
+		return []rollout.Node{{Target: node.Target{Name: "cp-1", Address: n.Addr()}, ControlPlane: true, TalosVersion: version, SchematicID: lab.Schematic,
+			InstallerImage: image, Config: l.ControlPlane(t, kubernetes, image, "")}}
+	}
+	opts := rollout.Options{Credentials: l.Credentials}
+	for _, tc := range []struct {
+		version, kubernetes string
+		want                []string
+	}{
+		// Same release: the running one must take the config.
+		{"v1.11.5", "1.35.0", []string{"cp-1 runs Talos v1.11.5, which refuses the declared config", "Kubernetes 1.35.0; Talos v1.11.5 supports 1.29.0 to 1.34.99"}},
+		// 1.11 refuses 1.35 and 1.12 refuses the 1.29 the node runs: no order works.
+		{"v1.12.0", "1.35.0", []string{"cp-1 runs Talos v1.11.5", "Talos v1.12.0 refuses the config the node carries now", "supports 1.30.0 to 1.35.99", "two updates"}},
+		// Staged on 1.11, or applied after the upgrade: both fine.
+		{"v1.12.0", "1.34.1", nil},
+		{"v1.11.5", "1.34.1", nil},
+	} {
+		err := rollout.Preflight(context.Background(), declare(tc.version, tc.kubernetes), opts)
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("Talos %s, Kubernetes %s: %v", tc.version, tc.kubernetes, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("Talos %s, Kubernetes %s: error %v, want it to say %q", tc.version, tc.kubernetes, err, w)
+			}
+		}
+	}
+	if s := n.State(); s.Applies != 1 {
+		t.Errorf("pre-flight changed the node: %d applies", s.Applies)
+	}
+}
+
+func TestANewControlPlaneWithOtherChangesConvergesOnARerunAfterAFailure(t *testing.T) {
+	c := newCluster(t, 9)
+	// cp-4's own config apply (a dependency of the rollout) installed it: it joined etcd.
+	cp4 := c.lab.Configured(t, "127.0.17.97", declaredConfig(t, c.lab, true, "1.34.1", lab.Installer, ""), simnode.WithRebootTime(150*time.Millisecond))
+	target := slices.Clone(c.nodes)
+	target = slices.Insert(target, 3, rollout.Node{Target: node.Target{Name: "cp-4", Address: cp4.Addr()}, ControlPlane: true,
+		TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, Config: []byte(cp4.State().Config), New: true})
+	sysctl := "machine:\n  sysctls:\n    vm.max_map_count: '262144'\n"
+	target[0].Config = declaredConfig(t, c.lab, true, "1.34.1", lab.Installer, sysctl)  // cp-1
+	target[4].Config = declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, sysctl) // worker-1
+
+	// A failure first (cp-2's etcd member is down): the recorded state keeps cp-4 new.
+	c.sim[1].SetEtcdHealthy(false)
+	opts := c.options(t, 1)
+	opts.HealthTimeout = 2 * time.Second
+	if _, err := rollout.Run(context.Background(), target, opts); err == nil || !strings.Contains(err.Error(), "cp-2") {
+		t.Fatalf("error %v, want cp-2's etcd member named", err)
+	}
+	c.sim[1].SetEtcdHealthy(true)
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.sim[0].State().Config, "max_map_count") || !strings.Contains(c.sim[3].State().Config, "max_map_count") {
+		t.Error("cp-1 or worker-1 did not get its config")
+	}
+	// Done: a further run with cp-4 still new changes nothing.
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.lab.Trust.Timeline()[mark:]; len(got) != 0 {
+		t.Errorf("a converged cluster changed: %v", got)
+	}
+}
+
+func TestMaxUnavailableWorkersCountsPerPoolAndNeverTakesAWholePoolDown(t *testing.T) {
+	c := newCluster(t, 10)
+	storage := "machine:\n  nodeLabels:\n    node.kubernetes.io/pool: storage\n"
+	target := c.target(t, "v1.11.6")
+	for i := 3; i < 5; i++ { // worker-1 and worker-2
+		target[i].Config = declaredConfig(t, c.lab, false, "1.34.1", target[i].InstallerImage, storage)
+	}
+	if _, err := rollout.Run(context.Background(), target, c.options(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	inStorage := func(name string) bool { return name == "worker-1" || name == "worker-2" }
+	if most, _ := c.downAtOnce(0, inStorage); most != 1 {
+		t.Errorf("storage workers down at once: %d, want 1 (the pool keeps one up)", most)
+	}
+	if got := c.events(0, simnode.TimelineUpgrade); len(got) != 6 {
+		t.Errorf("upgrades %v, want every node", got)
+	}
+}
+
+func TestAnAbortedUpgradeIsReportedAsAbortedWithTheRemedies(t *testing.T) {
+	c := newCluster(t, 11)
+	c.sim[3].SetUpgradeAborts(true) // worker-1
+	_, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), c.options(t, 1))
+	var rerr *rollout.Error
+	if !errors.As(err, &rerr) || rerr.Node.Name != "worker-1" || rerr.Phase != rollout.PostCheck {
+		t.Fatalf("error %v, want worker-1's post-check", err)
+	}
+	for _, want := range []string{"Talos aborted the upgrade", "upgrade --stage", "rebootMode powercycle", "dmesg"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %q", err, want)
+		}
+	}
+	if s := c.sim[3].State(); s.TalosVersion != lab.TalosVersion {
+		t.Errorf("worker-1 runs %s after an aborted upgrade", s.TalosVersion)
 	}
 }

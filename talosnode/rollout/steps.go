@@ -186,9 +186,25 @@ func (r *runner) waitReboot(ctx context.Context, n Node, before, why string) err
 	return nil
 }
 
-// applyConfig sends the declared config in the stack's mode; when Talos reboots to apply it, the
-// node's turn waits for it to come back.
-func (r *runner) applyConfig(ctx context.Context, n Node) error {
+// settle is what follows every reboot before the next call to the node: the node running and
+// ready, and on a control plane every etcd member listed, started and healthy (Talos' own
+// upgrade check would otherwise meet this member still starting).
+func (r *runner) settle(ctx context.Context, n Node, phase Phase) (node.State, error) {
+	state, err := r.waitHealthy(ctx, n, phase)
+	if err != nil {
+		return state, err
+	}
+	if n.ControlPlane {
+		if err := r.waitEtcd(ctx, n, phase); err != nil {
+			return state, err
+		}
+	}
+	return state, nil
+}
+
+// applyConfig sends the declared config in the given mode; when Talos reboots to apply it, the
+// node's turn waits for it to come back healthy.
+func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) error {
 	before, err := r.bootID(ctx, n)
 	if err != nil {
 		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)}
@@ -200,19 +216,23 @@ func (r *runner) applyConfig(ctx context.Context, n Node) error {
 	defer c.Close() //nolint:errcheck
 	callCtx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
 	defer cancel()
-	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: r.opts.ApplyMode})
+	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: mode})
 	if err != nil {
-		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + r.opts.ApplyMode.String(), Seen: node.Describe(err)}
+		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + mode.String(), Seen: node.Describe(err)}
 	}
-	applied := r.opts.ApplyMode
+	applied := mode
 	if msgs := resp.GetMessages(); len(msgs) > 0 {
 		applied = msgs[0].GetMode()
 	}
 	r.log("%s: config applied (%s)", n.Target, applied)
-	if applied == machine.ApplyConfigurationRequest_REBOOT {
-		return r.waitReboot(ctx, n, before, "that applies the config")
+	if applied != machine.ApplyConfigurationRequest_REBOOT {
+		return nil
 	}
-	return nil
+	if err := r.waitReboot(ctx, n, before, "that applies the config"); err != nil {
+		return err
+	}
+	_, err = r.settle(ctx, n, Reboot)
+	return err
 }
 
 // upgrade asks Talos to install the declared image and waits for the reboot into it.
@@ -240,14 +260,18 @@ func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
 	if err := r.waitReboot(ctx, n, before, "into "+n.InstallerImage); err != nil {
 		return err
 	}
-	after, err := r.waitHealthy(ctx, n, Reboot)
+	after, err := r.settle(ctx, n, Reboot)
 	if err != nil {
 		return err
 	}
 	if after.TalosVersion != n.TalosVersion || after.SchematicID != n.SchematicID {
 		seen := describeImage(after.TalosVersion, after.SchematicID)
 		if after.TalosVersion == live.TalosVersion && after.SchematicID == live.SchematicID {
-			seen += ", the image it ran before: the new image did not boot and Talos rolled back"
+			// From outside both look alike; the node's kernel log tells them apart.
+			seen += fmt.Sprintf(", the image it ran before: Talos aborted the upgrade (it reboots on the old image when the installer fails, "+
+				"e.g. a filesystem it cannot unmount) or the new image did not boot and Talos rolled back; `talosctl -n %s dmesg` says which. "+
+				"An unmount failure passes with `talosctl -n %s upgrade --stage --image %s` (the install runs early in the next boot), then rerun; "+
+				"a machine whose kexec fails needs rebootMode powercycle", n.Target.Address, n.Target.Address, n.InstallerImage)
 		}
 		return &Error{Node: n.Target, Phase: PostCheck, Expected: describeImage(n.TalosVersion, n.SchematicID), Seen: seen}
 	}

@@ -15,7 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// applyConfigured is machined's ApplyConfiguration on a configured node (v1alpha1_server.go):
+// applyConfigured is machined's ApplyConfiguration on a configured node (v1alpha1_server.go): the
+// config must pass RuntimeValidate against the running release first, in every mode; then
 // AUTO applies in place what CanApplyImmediate allows and reboots otherwise; NO_REBOOT refuses
 // what needs a reboot; REBOOT always reboots; STAGED keeps the config for the next boot. TRY is
 // applied in place, as the simulator always did, with no rollback timer.
@@ -28,7 +29,11 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 	n.mu.Lock()
 	current := n.cfg
 	currentData := n.state.Config
+	running := n.state.TalosVersion
 	n.mu.Unlock()
+	if err := runtimeValidate(running, act.cfg); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	mode := req.GetMode()
 	details := "Applied configuration with a reboot"
 	modeErr := ""

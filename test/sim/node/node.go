@@ -120,6 +120,7 @@ type Node struct {
 	// Faults for tests.
 	bootFails     bool
 	etcdUnhealthy bool
+	upgradeAborts bool
 	// etcdStarted is true once this control plane's etcd member ran (etcd keeps its name then).
 	etcdStarted bool
 	// servicesStopped: an upgrade stopped etcd, kubelet and the rest before its reboot.

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"google.golang.org/grpc/codes"
@@ -100,6 +102,24 @@ func (n *Node) upgradeSequence(actorID, seq string, target bootImage, powercycle
 		phases = append(phases, phase{"kexec", "kexecPrepare"})
 	}
 	phases = append(phases, phase{"stopEverything", "stopAllServices"}, phase{"reboot", "reboot"})
+	n.mu.Lock()
+	aborts := n.upgradeAborts
+	n.mu.Unlock()
+	if aborts && seq == "upgrade" {
+		// Talos cannot unmount a filesystem held open: it aborts the upgrade and reboots on the
+		// image it runs (website/content/v1.11/talos-guides/upgrading-talos.md, "What happens if an
+		// upgrade fails?"). Nothing is installed.
+		at := slices.IndexFunc(phases, func(p phase) bool { return p.name == "unmount" })
+		n.runPhases(phases[:at+1], actorID, sequenceStep, func(p phase) {
+			if p.name == "stopServices" {
+				n.stopServices()
+			}
+		})
+		n.publish(&machine.SequenceEvent{Sequence: seq, Action: machine.SequenceEvent_STOP,
+			Error: &common.Error{Code: common.Code_FATAL, Message: "error unmounting: device or resource busy"}}, actorID)
+		n.goDown("upgrade aborted")
+		return
+	}
 	n.runPhases(phases, actorID, sequenceStep, func(p phase) {
 		switch p.name {
 		case "stopServices":
@@ -130,4 +150,12 @@ func (n *Node) stopServices() {
 		n.publish(&machine.ServiceStateEvent{Service: id, Action: machine.ServiceStateEvent_FINISHED, Message: "Service finished successfully"}, "")
 	}
 	n.trust.settle()
+}
+
+// SetUpgradeAborts is the fault "a filesystem cannot be unmounted": while set, an upgrade stops
+// after its unmount phase and the node reboots on the image it ran.
+func (n *Node) SetUpgradeAborts(aborts bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.upgradeAborts = aborts
 }

@@ -1,0 +1,139 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos110"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos111"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos112"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos19"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
+
+	"talos-cluster/talosnode/node"
+)
+
+// kubernetesSupport is the Kubernetes range of each Talos minor, from machinery's compatibility
+// tables (the ones the node itself checks against).
+var kubernetesSupport = map[string][2]string{
+	"1.9":  {talos19.MinimumKubernetesVersion.String(), talos19.MaximumKubernetesVersion.String()},
+	"1.10": {talos110.MinimumKubernetesVersion.String(), talos110.MaximumKubernetesVersion.String()},
+	"1.11": {talos111.MinimumKubernetesVersion.String(), talos111.MaximumKubernetesVersion.String()},
+	"1.12": {talos112.MinimumKubernetesVersion.String(), talos112.MaximumKubernetesVersion.String()},
+}
+
+// errUnknownRelease: the release is newer than this provider's tables; the node decides.
+var errUnknownRelease = errors.New("release not in this provider's compatibility tables")
+
+// SupportedKubernetes is the range of Kubernetes versions a Talos release supports, as
+// "1.29.0 to 1.34.99", or "" for a release this provider does not know.
+func SupportedKubernetes(release string) string {
+	var major, minor int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(release, "v"), "%d.%d", &major, &minor); err != nil {
+		return ""
+	}
+	r, ok := kubernetesSupport[fmt.Sprintf("%d.%d", major, minor)]
+	if !ok {
+		return ""
+	}
+	return r[0] + " to " + r[1]
+}
+
+// kubernetesImages are the images of a machine config whose Kubernetes version a running Talos
+// checks before it accepts the config (RuntimeValidate, Talos 1.10+,
+// pkg/machinery/config/types/v1alpha1/v1alpha1_validation.go ValidateKubernetesImageTag).
+func kubernetesImages(cfg config.Provider) [][2]string {
+	if cfg == nil || cfg.Machine() == nil {
+		return nil
+	}
+	out := [][2]string{{"kubelet", cfg.Machine().Kubelet().Image()}}
+	if cfg.Cluster() != nil && cfg.Machine().Type().IsControlPlane() {
+		out = append(out,
+			[2]string{"kube-apiserver", cfg.Cluster().APIServer().Image()},
+			[2]string{"kube-controller-manager", cfg.Cluster().ControllerManager().Image()},
+			[2]string{"kube-scheduler", cfg.Cluster().Scheduler().Image()})
+	}
+	return out
+}
+
+// CheckKubernetes says whether Talos `release` accepts the Kubernetes images of cfg; the error
+// names the first image it refuses, its version and the range the release supports.
+// errUnknownRelease (wrapped) when the release is not in the tables.
+func CheckKubernetes(cfg config.Provider, release string) error {
+	talos, err := compatibility.ParseTalosVersion(&machine.VersionInfo{Tag: release})
+	if err != nil {
+		return fmt.Errorf("Talos release %q: %w", release, err)
+	}
+	supported := SupportedKubernetes(release)
+	if supported == "" {
+		return fmt.Errorf("Talos %s: %w", release, errUnknownRelease)
+	}
+	for _, img := range kubernetesImages(cfg) {
+		k8s, err := v1alpha1.KubernetesVersionFromImageRef(img[1])
+		if err != nil {
+			return fmt.Errorf("%s image %q has no Kubernetes version tag", img[0], img[1])
+		}
+		if k8s.SupportedWith(talos) != nil {
+			return fmt.Errorf("%s image %s is Kubernetes %s; Talos %s supports %s", img[0], img[1], k8s, release, supported)
+		}
+	}
+	return nil
+}
+
+// Preflight reads each existing node's running release and refuses, before anything changes, a
+// declaration no order of the node's changes can reach: a running Talos (1.10+) refuses a config
+// whose Kubernetes version it does not support, and after an upgrade the target release runs the
+// config the node carries now until the new one is applied. A node that does not answer is left
+// to the rollout's own gates, which wait for it and name it.
+func Preflight(ctx context.Context, nodes []Node, opts Options) error {
+	var problems []string
+	for _, n := range nodes {
+		if n.New || len(n.Config) == 0 {
+			continue
+		}
+		declared, err := configloader.NewFromBytes(n.Config)
+		if err != nil {
+			continue // the node's turn reports it
+		}
+		callCtx, cancel := context.WithTimeout(ctx, attempt)
+		live, err := node.Read(callCtx, n.Target, opts.Credentials)
+		cancel()
+		if err != nil {
+			if opts.Log != nil {
+				opts.Log(fmt.Sprintf("%s: pre-flight could not read the node (%s); the rollout waits for it", n.Target, node.Describe(err)))
+			}
+			continue
+		}
+		if p := orderProblem(n, declared, live); p != "" {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+func orderProblem(n Node, declared config.Provider, live node.State) string {
+	running := CheckKubernetes(declared, live.TalosVersion)
+	if running == nil || errors.Is(running, errUnknownRelease) {
+		return "" // applied (or staged) on the running release
+	}
+	if live.TalosVersion == n.TalosVersion {
+		return fmt.Sprintf("%s runs Talos %s, which refuses the declared config: %s; declare a Kubernetes version in that range or a Talos release that supports it",
+			n.Target.Name, live.TalosVersion, running)
+	}
+	after := CheckKubernetes(live.Config, n.TalosVersion)
+	if after == nil || errors.Is(after, errUnknownRelease) {
+		return "" // upgraded first, then applied
+	}
+	return fmt.Sprintf("%s runs Talos %s, which refuses the declared config (%s), and Talos %s refuses the config the node carries now (%s): "+
+		"no order of upgrade and config apply works; change Kubernetes and Talos in two updates, each within both releases' ranges",
+		n.Target.Name, live.TalosVersion, running, n.TalosVersion, after)
+}
