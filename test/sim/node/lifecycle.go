@@ -299,7 +299,7 @@ func (n *Node) configured() bool {
 // bootIDPath is the kernel file talosctl reads to tell boots apart.
 const bootIDPath = "/proc/sys/kernel/random/boot_id"
 
-// Read streams a file; only the boot id exists here. It needs os:admin, as on Talos.
+// Read streams a file; only the boot id exists here. It needs os:admin, as on Talos (authz.go).
 func (n *Node) Read(req *machine.ReadRequest, stream grpc.ServerStreamingServer[common.Data]) error {
 	if !n.configured() {
 		return errMaintenanceUnimplemented("Read")
