@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/role"
 
 	simnode "talos-cluster/sim/node"
 	"talos-cluster/talosnode/internal/lab"
@@ -227,6 +229,36 @@ func TestAnAnswerThatIsAnErrorEndsTheWaitAtOnce(t *testing.T) {
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("waited %s for an error that waiting does not change", time.Since(start))
+	}
+}
+
+// TestReadNeedsOSAdminForTheMachineConfig: what a refresh reads and the role each read needs on
+// Talos. Version, ExtensionStatus, LinkStatus and MachineStatus are open to os:reader; the
+// MachineConfig is a Sensitive resource only os:admin may get, so a reader's read fails there,
+// at once (an answer, not a node that is away), and os:etcd:backup may not even ask the version.
+func TestReadNeedsOSAdminForTheMachineConfig(t *testing.T) {
+	l := lab.New(t)
+	l.Configured(t, "127.0.9.51", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	target := node.Target{Name: "cp-5", Address: "127.0.9.51"}
+	for _, tc := range []struct {
+		role role.Role
+		want string
+	}{
+		{role.Admin, ""},
+		{role.Operator, "cp-5 (127.0.9.51): machine config: PermissionDenied: not authorized"},
+		{role.Reader, "cp-5 (127.0.9.51): machine config: PermissionDenied: not authorized"},
+		{role.EtcdBackup, "cp-5 (127.0.9.51): version: PermissionDenied: not authorized"},
+	} {
+		t.Run(string(tc.role), func(t *testing.T) {
+			start := time.Now()
+			_, err := node.Wait(testCtx(t), target, l.CredentialsWith(t, tc.role), 20*time.Second, nil)
+			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("waited %s for a refusal that waiting does not change", time.Since(start))
+			}
+		})
 	}
 }
 

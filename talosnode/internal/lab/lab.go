@@ -6,6 +6,7 @@ package lab
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/role"
 
 	simnode "talos-cluster/sim/node"
 	"talos-cluster/talosnode/node"
@@ -63,6 +65,18 @@ func New(t *testing.T) *Lab {
 		Trust:       simnode.NewTrust(),
 		Credentials: node.Credentials{CACertificate: ctx.CA, ClientCertificate: ctx.Crt, ClientKey: ctx.Key},
 	}
+}
+
+// CredentialsWith is a client configuration of the lab's cluster whose certificate carries the
+// given Talos roles (O=), as `talosctl config new --roles` issues one.
+func (l *Lab) CredentialsWith(t *testing.T, roles ...role.Role) node.Credentials {
+	t.Helper()
+	cert, err := l.Bundle.GenerateTalosAPIClientCertificate(role.MakeSet(roles...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.StdEncoding.EncodeToString
+	return node.Credentials{CACertificate: enc(l.Bundle.Certs.OS.Crt), ClientCertificate: enc(cert.Crt), ClientKey: enc(cert.Key)}
 }
 
 // ControlPlane is a control plane config of the lab's cluster running kubernetes and installing

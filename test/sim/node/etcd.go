@@ -133,10 +133,7 @@ func (n *Node) etcd() (etcdCluster, bool) {
 }
 
 // checkControlplane is machined's guard on the etcd APIs.
-func (n *Node) checkControlplane(ctx context.Context, apiName, method string) error {
-	if err := n.authorize(ctx, true); err != nil {
-		return err
-	}
+func (n *Node) checkControlplane(apiName, method string) error {
 	m := n.member()
 	if m.cfg == nil {
 		return errMaintenanceUnimplemented(method)
@@ -166,7 +163,7 @@ var errNoLeader = status.Error(codes.Unavailable, "etcdserver: no leader")
 
 // EtcdMemberList lists the members; it needs a leader, as Talos asks with WithRequireLeader.
 func (n *Node) EtcdMemberList(ctx context.Context, req *machine.EtcdMemberListRequest) (*machine.EtcdMemberListResponse, error) {
-	if err := n.checkControlplane(ctx, "member list", "EtcdMemberList"); err != nil {
+	if err := n.checkControlplane("member list", "EtcdMemberList"); err != nil {
 		return nil, err
 	}
 	c, ok := n.etcd()
@@ -196,7 +193,7 @@ func (n *Node) EtcdMemberList(ctx context.Context, req *machine.EtcdMemberListRe
 
 // EtcdStatus is the local member's status.
 func (n *Node) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machine.EtcdStatusResponse, error) {
-	if err := n.checkControlplane(ctx, "etcd status", "EtcdStatus"); err != nil {
+	if err := n.checkControlplane("etcd status", "EtcdStatus"); err != nil {
 		return nil, err
 	}
 	c, m, err := n.localEtcd()
@@ -231,7 +228,7 @@ func (t *Trust) raftIndex() uint64 {
 
 // EtcdAlarmList reports no alarms.
 func (n *Node) EtcdAlarmList(ctx context.Context, _ *emptypb.Empty) (*machine.EtcdAlarmListResponse, error) {
-	if err := n.checkControlplane(ctx, "etcd alarm list", "EtcdAlarmList"); err != nil {
+	if err := n.checkControlplane("etcd alarm list", "EtcdAlarmList"); err != nil {
 		return nil, err
 	}
 	if _, _, err := n.localEtcd(); err != nil {
@@ -274,7 +271,7 @@ func (n *Node) SetEtcdHealthy(healthy bool) {
 // EtcdSnapshot streams a snapshot as etcd's Maintenance.Snapshot does: a bbolt database followed
 // by its sha256, in 1024-byte chunks.
 func (n *Node) EtcdSnapshot(_ *machine.EtcdSnapshotRequest, stream grpc.ServerStreamingServer[common.Data]) error {
-	if err := n.checkControlplane(stream.Context(), "etcd snapshot", "EtcdSnapshot"); err != nil {
+	if err := n.checkControlplane("etcd snapshot", "EtcdSnapshot"); err != nil {
 		return err
 	}
 	c, _, err := n.localEtcd()
@@ -441,9 +438,6 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 // ServiceList is `talosctl service`: each service with its state, health and events, the last
 // of which is the current state (what pkg/cluster/check reads).
 func (n *Node) ServiceList(ctx context.Context, _ *emptypb.Empty) (*machine.ServiceListResponse, error) {
-	if err := n.authorize(ctx, false); err != nil {
-		return nil, err
-	}
 	if !n.configured() {
 		return nil, errMaintenanceUnimplemented("ServiceList")
 	}

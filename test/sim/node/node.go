@@ -22,8 +22,10 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/api/storage"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
@@ -31,8 +33,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -196,7 +196,9 @@ func (n *Node) newServer() (net.Listener, *grpc.Server, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})))
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})),
+		// Talos' role checks (authz.go) before every handler.
+		grpc.UnaryInterceptor(n.unaryAuthz), grpc.StreamInterceptor(n.streamAuthz))
 	machine.RegisterMachineServiceServer(srv, n)
 	storage.RegisterStorageServiceServer(srv, n)
 	// As on Talos (maintenance and apid alike), the API reads resources through an access policy.
@@ -244,63 +246,8 @@ func (n *Node) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// authorize applies Talos' roles: in maintenance every caller is a reader (which may apply a
-// configuration); once configured, admin calls need a client certificate with O=os:admin.
-func (n *Node) authorize(ctx context.Context, adminOnly bool) error {
-	roles, err := n.roles(ctx)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	configured := n.osCACert != nil
-	n.mu.Unlock()
-	if !configured || !adminOnly {
-		return nil
-	}
-	if !slices.Contains(roles, string(role.Admin)) {
-		return status.Error(codes.PermissionDenied, "not authorized: role os:admin required")
-	}
-	return nil
-}
-
-// roles are the caller's Talos roles: os:reader for everyone in maintenance (Talos' injector
-// there is ReadOnlyWithAdminOnSiderolink, and there is no SideroLink here), the client
-// certificate's organizations once configured.
-//
-// Once configured, requests pass apid, which here does not forward: the `node` metadata (one
-// target) and the `nodes` metadata (talosctl's -n for most calls, which apid fans out) must name
-// this machine only. In maintenance there is no apid and the metadata is ignored (talosctl --insecure
-// sends an empty one).
-func (n *Node) roles(ctx context.Context) ([]string, error) {
-	n.mu.Lock()
-	configured := n.osCACert != nil
-	n.mu.Unlock()
-	if !configured {
-		return []string{string(role.Reader)}, nil
-	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, target := range slices.Concat(md.Get("node"), md.Get("nodes")) {
-			if target != n.address.String() {
-				return nil, status.Errorf(codes.PermissionDenied, "no request forwarding: node %s is not this machine", target)
-			}
-		}
-	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 {
-		return nil, status.Error(codes.Unauthenticated, "client certificate required")
-	}
-	return info.State.VerifiedChains[0][0].Subject.Organization, nil
-}
-
 // ApplyConfiguration validates and stores the configuration; the first one ends maintenance mode.
 func (n *Node) ApplyConfiguration(ctx context.Context, req *machine.ApplyConfigurationRequest) (*machine.ApplyConfigurationResponse, error) {
-	if err := n.authorize(ctx, true); err != nil {
-		return nil, err
-	}
 	n.mu.Lock()
 	inMaintenance := n.osCACert == nil
 	n.mu.Unlock()
@@ -442,9 +389,6 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 
 // Bootstrap starts etcd once, on a configured control plane; a second call fails as on Talos.
 func (n *Node) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*machine.BootstrapResponse, error) {
-	if err := n.authorize(ctx, true); err != nil {
-		return nil, err
-	}
 	n.mu.Lock()
 	n.state.BootstrapCalls++
 	var err error
@@ -469,9 +413,6 @@ func (n *Node) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*mac
 
 // Kubeconfig streams an admin kubeconfig signed by the cluster CA, from a control plane.
 func (n *Node) Kubeconfig(_ *emptypb.Empty, stream grpc.ServerStreamingServer[common.Data]) error {
-	if err := n.authorize(stream.Context(), true); err != nil {
-		return err
-	}
 	n.mu.Lock()
 	n.state.KubeconfigCalls++
 	clusterCA, clusterName, endpoint := n.clusterCA, n.state.ClusterName, n.endpoint
@@ -490,12 +431,47 @@ func (n *Node) Kubeconfig(_ *emptypb.Empty, stream grpc.ServerStreamingServer[co
 	return stream.Send(&common.Data{Bytes: archive})
 }
 
+// GenerateClientConfiguration is machined's (v1.11.5 v1alpha1_server.go), `talosctl config new
+// --roles`: on a control plane, a talosconfig whose client certificate, signed by the machine CA
+// of the active config, carries the roles asked as its organizations and expires after crt_ttl.
+// Roles are taken as given, unknown ones included, as Talos does (talosctl refuses unknown ones).
+func (n *Node) GenerateClientConfiguration(_ context.Context, req *machine.GenerateClientConfigurationRequest) (*machine.GenerateClientConfigurationResponse, error) {
+	n.mu.Lock()
+	cfg := n.cfg
+	n.mu.Unlock()
+	if cfg == nil {
+		return nil, errMaintenanceUnimplemented("GenerateClientConfiguration")
+	}
+	if cfg.Machine().Type() == talosmachine.TypeWorker {
+		return nil, status.Error(codes.FailedPrecondition, "client configuration (talosconfig) can't be generated on worker nodes")
+	}
+	ttl := req.GetCrtTtl().AsDuration()
+	if ttl <= 0 {
+		return nil, status.Error(codes.InvalidArgument, "crt_ttl should be positive")
+	}
+	roles, _ := role.Parse(req.GetRoles())
+	bundle := secrets.NewBundleFromConfig(secrets.NewFixedClock(time.Now()), cfg)
+	cert, err := bundle.GenerateTalosAPIClientCertificateWithTTL(roles, ttl)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "issuing client certificate: %v", err)
+	}
+	// Talos names the context <role>@<cluster> when one role is asked, else <cluster>.
+	contextName := cfg.Cluster().Name()
+	if r := roles.Strings(); len(r) == 1 {
+		contextName = strings.TrimPrefix(r[0], role.Prefix) + "@" + contextName
+	}
+	talosconfig, err := clientconfig.NewConfig(contextName, nil, bundle.Certs.OS.Crt, cert).Bytes()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encoding talosconfig: %v", err)
+	}
+	return &machine.GenerateClientConfigurationResponse{Messages: []*machine.GenerateClientConfiguration{{
+		Ca: bundle.Certs.OS.Crt, Crt: cert.Crt, Key: cert.Key, Talosconfig: talosconfig,
+	}}}, nil
+}
+
 // Version reports the release the node runs: applying a configuration with a new installer image
 // does not change it (Talos upgrades are a separate operation).
 func (n *Node) Version(ctx context.Context, _ *emptypb.Empty) (*machine.VersionResponse, error) {
-	if err := n.authorize(ctx, false); err != nil {
-		return nil, err
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return &machine.VersionResponse{Messages: []*machine.Version{{
@@ -506,9 +482,6 @@ func (n *Node) Version(ctx context.Context, _ *emptypb.Empty) (*machine.VersionR
 
 // Disks answers the provider's reachability probe with one system disk.
 func (n *Node) Disks(ctx context.Context, _ *emptypb.Empty) (*storage.DisksResponse, error) {
-	if err := n.authorize(ctx, false); err != nil {
-		return nil, err
-	}
 	return &storage.DisksResponse{Messages: []*storage.Disks{{Disks: []*storage.Disk{{
 		DeviceName: "/dev/sda",
 		Size:       100 << 30,

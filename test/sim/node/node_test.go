@@ -53,6 +53,8 @@ type cluster struct {
 	controlPlane []byte
 	worker       []byte
 	talosconfig  *clientconfig.Config
+	// bundle holds the machine CA that signs client certificates of any role (authz_test.go).
+	bundle *secrets.Bundle
 }
 
 func newCluster(t *testing.T, name string) cluster {
@@ -80,7 +82,7 @@ func newCluster(t *testing.T, name string) cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cluster{controlPlane: encode(talosmachine.TypeControlPlane), worker: encode(talosmachine.TypeWorker), talosconfig: tc}
+	return cluster{controlPlane: encode(talosmachine.TypeControlPlane), worker: encode(talosmachine.TypeWorker), talosconfig: tc, bundle: bundle}
 }
 
 func ctx(t *testing.T, n *Node) context.Context {

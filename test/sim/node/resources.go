@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/cosi-project/runtime/pkg/resource"
@@ -112,15 +111,11 @@ func put(ctx context.Context, st state.State, res resource.Resource) error {
 	return st.Update(ctx, res)
 }
 
-// accessPolicy is Talos' resources.AccessPolicy, which guards the COSI API in maintenance mode
+// accessPolicy is Talos' resources.AccessPolicy (internal/app/resources/access.go), which guards the COSI API in maintenance mode
 // as once configured: reads only; a type needs a resource definition and its namespace must
 // exist; Sensitive types (MachineConfig) need os:admin. Maintenance callers are readers, so
 // there `talosctl get links --insecure` works and `talosctl get machineconfig --insecure` does not.
 func (n *Node) accessPolicy(ctx context.Context, access state.Access) error {
-	roles, err := n.roles(ctx)
-	if err != nil {
-		return err
-	}
 	if !access.Verb.Readonly() {
 		return status.Error(codes.PermissionDenied, "write access is not allowed")
 	}
@@ -133,8 +128,9 @@ func (n *Node) accessPolicy(ctx context.Context, access state.Access) error {
 	}
 	switch rd.TypedSpec().Sensitivity {
 	case meta.Sensitive:
-		if !slices.Contains(roles, string(role.Admin)) {
-			return status.Error(codes.PermissionDenied, "not authorized")
+		// The roles the interceptor (authz.go) found: os:reader in maintenance.
+		if !callerRoles(ctx).Includes(role.Admin) {
+			return errNotAuthorized
 		}
 	case meta.NonSensitive:
 	default:

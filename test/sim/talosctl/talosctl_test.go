@@ -517,6 +517,89 @@ func TestTalosctl(t *testing.T) {
 		}
 	})
 
+	// Talos' roles, with talosconfigs the control plane issues (`talosctl config new --roles`).
+	t.Run("roles", func(t *testing.T) {
+		as := map[string]cli{}
+		for _, r := range []string{"os:reader", "os:operator", "os:etcd:backup"} {
+			path := filepath.Join(dir, strings.ReplaceAll(r, ":", "-")+".talosconfig")
+			if _, err := c.on(cps[0], "config", "new", path, "--roles", r); err != nil {
+				t.Fatal(err)
+			}
+			if out := c.must("config", "info", "--talosconfig", path); !strings.Contains(out, "Roles:               "+r+"\n") {
+				t.Fatalf("config new --roles %s wrote a talosconfig of other roles:\n%s", r, out)
+			}
+			as[r] = cli{t: t, bin: bin, dir: dir, config: path}
+		}
+		w := workers[0]
+		before := w.State()
+		allowed := func(who string, n simNode, args ...string) string {
+			t.Helper()
+			out, err := as[who].on(n, args...)
+			if err != nil {
+				t.Errorf("%s: %v", who, err)
+			}
+			return out
+		}
+		refused := func(who string, n simNode, args ...string) {
+			t.Helper()
+			out, err := as[who].on(n, args...)
+			if err == nil || !strings.Contains(err.Error(), "code = PermissionDenied desc = not authorized") {
+				t.Errorf("%s: talosctl %s: got %v, want PermissionDenied \"not authorized\"\n%s", who, strings.Join(args, " "), err, out)
+			}
+		}
+
+		// os:reader reads what is not secret, and changes nothing.
+		if out := allowed("os:reader", w, "version"); !strings.Contains(serverPart(out), "Tag:         "+before.TalosVersion) {
+			t.Errorf("reader's version:\n%s", out)
+		}
+		if docs := resources(t, allowed("os:reader", w, "get", "machinestatus", "-o", "yaml")); len(docs) != 1 {
+			t.Errorf("reader's get machinestatus: %d resources", len(docs))
+		}
+		if docs := resources(t, allowed("os:reader", w, "get", "services", "-o", "yaml")); len(docs) == 0 {
+			t.Error("reader's get services: none")
+		}
+		if rows := table(allowed("os:reader", w, "service")); len(rows) == 0 {
+			t.Error("reader's service: no rows")
+		}
+		if rows := table(allowed("os:reader", cps[0], "etcd", "members")); len(rows) != len(cps) {
+			t.Errorf("reader's etcd members: %d rows", len(rows))
+		}
+		refused("os:reader", w, "get", "machineconfig")
+		refused("os:reader", w, "apply-config", "-f", filepath.Join(dir, "worker.yaml"))
+		refused("os:reader", w, "upgrade", "-i", installer(newerVersion))
+		refused("os:reader", w, "reset")
+		refused("os:reader", w, "reboot")
+		refused("os:reader", cps[0], "etcd", "snapshot", filepath.Join(dir, "reader.snapshot"))
+		refused("os:reader", cps[0], "kubeconfig", filepath.Join(dir, "reader.kubeconfig"))
+		refused("os:reader", cps[0], "config", "new", filepath.Join(dir, "escalated.talosconfig"), "--roles", "os:admin")
+		if s := w.State(); s.Applies != before.Applies || s.TalosVersion != before.TalosVersion || s.BootID != before.BootID || !s.Up {
+			t.Fatalf("refused calls changed the worker: applies %d -> %d, version %s -> %s, boot %s -> %s, up %t",
+				before.Applies, s.Applies, before.TalosVersion, s.TalosVersion, before.BootID, s.BootID, s.Up)
+		}
+
+		// os:operator may reboot (talosctl waits without the boot id, which only os:admin reads),
+		// but not apply a config or read one.
+		refused("os:operator", w, "apply-config", "-f", filepath.Join(dir, "worker.yaml"))
+		refused("os:operator", w, "get", "machineconfig")
+		if _, err := as["os:operator"].run(2*time.Minute, "--talosconfig", as["os:operator"].config, "-e", w.endpoint(), "-n", w.ip,
+			"reboot", "--wait", "--timeout", "90s"); err != nil {
+			t.Fatalf("operator's reboot: %v", err)
+		}
+		if s := w.State(); s.BootID == before.BootID || !s.Up || s.Applies != before.Applies {
+			t.Fatalf("after the operator's reboot: boot %s (was %s), up %t, applies %d (was %d)", s.BootID, before.BootID, s.Up, s.Applies, before.Applies)
+		}
+
+		// os:etcd:backup takes snapshots and nothing else.
+		path := filepath.Join(dir, "backup.snapshot")
+		allowed("os:etcd:backup", cps[0], "etcd", "snapshot", path)
+		if info, err := os.Stat(path); err != nil || info.Size() == 0 {
+			t.Errorf("etcd:backup's snapshot: %v", err)
+		}
+		refused("os:etcd:backup", cps[0], "version")
+		refused("os:etcd:backup", cps[0], "get", "machinestatus")
+		refused("os:etcd:backup", cps[0], "service")
+	})
+
 	t.Run("upgrade", func(t *testing.T) {
 		w := workers[0]
 		image := installer(newerVersion)
