@@ -749,7 +749,7 @@ func kubeletStatus(name string, m member) map[string]any {
 			{"type": "Hostname", "address": name},
 		},
 		"nodeInfo": map[string]any{
-			"kubeletVersion":          kubeletVersion(m.cfg),
+			"kubeletVersion":          m.node.runningKubeletVersion(),
 			"operatingSystem":         "linux",
 			"architecture":            "amd64",
 			"osImage":                 "Talos (" + m.node.State().TalosVersion + ")",
