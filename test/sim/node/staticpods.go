@@ -88,7 +88,7 @@ type podModel struct {
 
 // podStart is how long a replaced static pod takes to turn Ready; kubeletRestart how long the
 // kubelet service is away when it restarts.
-func (p *podModel) podStart() time.Duration     { return max(p.lag/2, 20*time.Millisecond) }
+func (p *podModel) podStart() time.Duration       { return max(p.lag/2, 20*time.Millisecond) }
 func (p *podModel) kubeletRestart() time.Duration { return max(p.lag/2, 20*time.Millisecond) }
 
 func newPodModel(lag time.Duration) *podModel {
