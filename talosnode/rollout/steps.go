@@ -189,6 +189,10 @@ func (r *runner) waitReboot(ctx context.Context, n Node, before, why string) err
 // applyConfig sends the declared config in the stack's mode; when Talos reboots to apply it, the
 // node's turn waits for it to come back.
 func (r *runner) applyConfig(ctx context.Context, n Node) error {
+	versionsBefore, moved, wait, err := r.inPlaceBefore(ctx, n)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's config and its components' config versions", Seen: node.Describe(err)}
+	}
 	before, err := r.bootID(ctx, n)
 	if err != nil {
 		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)}
@@ -211,6 +215,9 @@ func (r *runner) applyConfig(ctx context.Context, n Node) error {
 	r.log("%s: config applied (%s)", n.Target, applied)
 	if applied == machine.ApplyConfigurationRequest_REBOOT {
 		return r.waitReboot(ctx, n, before, "that applies the config")
+	}
+	if wait && applied == machine.ApplyConfigurationRequest_NO_REBOOT {
+		return r.awaitInPlace(ctx, n, versionsBefore, moved)
 	}
 	return nil
 }

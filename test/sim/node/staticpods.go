@@ -160,6 +160,14 @@ func kubeletInputs(cfg config.Provider) string {
 // true at a boot: everything starts afresh and, as on a machine that reached "running", ready.
 func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted bool) {
 	p := n.pods
+	// Talos' Nodename: the Node name the kubelet registers (k8s/nodename.go), from the hostname.
+	nodename := k8s.NewNodename(k8s.NamespaceName, k8s.NodenameID)
+	n.mu.Lock()
+	nodename.TypedSpec().Nodename = nodeName(n.state.Hostname)
+	n.mu.Unlock()
+	if err := put(ctx, n.cosi, nodename); err != nil {
+		log.Printf("node %s: nodename: %v", n.address, err)
+	}
 	controlPlane := cfg.Machine().Type().IsControlPlane()
 	var started []string
 	for _, c := range components {
