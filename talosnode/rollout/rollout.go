@@ -19,6 +19,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 
+	"talos-cluster/talosnode/kube"
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/redact"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	Log func(string)
 	// Poll is how often a wait asks again; default 500ms.
 	Poll time.Duration
+	// Kubernetes makes the rollout wait, after each in-place change, until it has landed in the
+	// cluster's Kubernetes API (inplace.go), and re-check the nodes done before each turn. It
+	// needs a bootstrapped cluster whose control planes answer on :6443.
+	Kubernetes bool
 }
 
 // Phase names the step a node was in when a rollout stopped.
@@ -159,6 +164,10 @@ type runner struct {
 	members []Node
 	mu      sync.Mutex
 	result  Result
+	// done are the nodes whose turn ended, for the re-check before each turn.
+	done       []Node
+	kubeMu     sync.Mutex
+	kubeClient *kube.Client
 }
 
 func (r *runner) log(format string, args ...any) {
@@ -304,6 +313,9 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 		steps = append(steps, fmt.Sprintf("%s -> %s", describeImage(live.TalosVersion, live.SchematicID), describeImage(n.TalosVersion, n.SchematicID)))
 	}
 	r.log("%s: its turn: %s", n.Target, strings.Join(steps, ", "))
+	if err := r.recheckDone(ctx, n); err != nil {
+		return err
+	}
 	if n.ControlPlane {
 		if err := r.waitEtcd(ctx, n, PreCheck); err != nil {
 			return err
@@ -345,6 +357,9 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 	change := fmt.Sprintf("%s: %s", n.Target.Name, strings.Join(steps, ", "))
 	r.log("%s: done, healthy", n.Target)
 	r.record(change, "")
+	r.mu.Lock()
+	r.done = append(r.done, n)
+	r.mu.Unlock()
 	return nil
 }
 

@@ -205,6 +205,10 @@ func (r *runner) settle(ctx context.Context, n Node, phase Phase) (node.State, e
 // applyConfig sends the declared config in the given mode; when Talos reboots to apply it, the
 // node's turn waits for it to come back healthy.
 func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) error {
+	versionsBefore, moved, wait, err := r.inPlaceBefore(ctx, n)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's config and its components' config versions", Seen: node.Describe(err)}
+	}
 	before, err := r.bootID(ctx, n)
 	if err != nil {
 		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)}
@@ -226,6 +230,9 @@ func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConf
 	}
 	r.log("%s: config applied (%s)", n.Target, applied)
 	if applied != machine.ApplyConfigurationRequest_REBOOT {
+		if wait && applied == machine.ApplyConfigurationRequest_NO_REBOOT {
+			return r.awaitInPlace(ctx, n, versionsBefore, moved)
+		}
 		return nil
 	}
 	if err := r.waitReboot(ctx, n, before, "that applies the config"); err != nil {

@@ -98,10 +98,15 @@ func (t *Trust) Close() {
 // realAPI is one cluster's etcd and kube-apiserver.
 type realAPI struct {
 	cluster string
-	url     string // https://<bootstrap node>:6443
-	ca      *talosx509.CertificateAuthority
-	rootCAs *stdx509.CertPool
-	admin   *kubeClient
+	// url is the API server itself (https://127.0.0.1:<backend port>), which the simulation's
+	// kubelets use; clients reach it through each control plane's :6443 (frontends.go).
+	url     string
+	backend string
+	// addresses are the machines' addresses its serving certificate names.
+	addresses []net.IP
+	ca        *talosx509.CertificateAuthority
+	rootCAs   *stdx509.CertPool
+	admin     *kubeClient
 
 	mu       sync.Mutex
 	ready    bool
@@ -110,6 +115,9 @@ type realAPI struct {
 	procs    []*process
 	cancel   chan struct{}
 	kubelets map[string]*kubeClient
+	// frontends are the control planes' :6443 by address; mirrors what each mirror pod shows.
+	frontends map[string]*frontend
+	mirrors   map[string]mirrorKey
 }
 
 // startRealAPI begins, for a cluster just bootstrapped on m, the wait and then the start of its
@@ -120,13 +128,25 @@ func (t *Trust) startRealAPI(m member) {
 		log.Printf("cluster %s: no API server: cluster.ca: %v", m.cluster, err)
 		return
 	}
+	port, err := freeLoopbackPort()
+	if err != nil {
+		log.Printf("cluster %s: no API server: %v", m.cluster, err)
+		return
+	}
+	backend := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	api := &realAPI{
-		cluster:  m.cluster,
-		url:      "https://" + net.JoinHostPort(m.node.address.String(), strconv.Itoa(KubernetesAPIPort)),
-		ca:       ca,
-		rootCAs:  stdx509.NewCertPool(),
-		cancel:   make(chan struct{}),
-		kubelets: map[string]*kubeClient{},
+		cluster:   m.cluster,
+		url:       "https://" + backend,
+		backend:   backend,
+		ca:        ca,
+		rootCAs:   stdx509.NewCertPool(),
+		cancel:    make(chan struct{}),
+		kubelets:  map[string]*kubeClient{},
+		frontends: map[string]*frontend{},
+		mirrors:   map[string]mirrorKey{},
+	}
+	for _, n := range t.nodes {
+		api.addresses = append(api.addresses, n.address)
 	}
 	api.rootCAs.AddCert(ca.Crt)
 	if api.admin, err = api.client("admin", "system:masters"); err != nil {
@@ -146,7 +166,7 @@ func (t *Trust) startRealAPI(m member) {
 			api.stop()
 			return
 		}
-		log.Printf("cluster %s: kube-apiserver ready at %s", m.cluster, api.url)
+		log.Printf("cluster %s: kube-apiserver ready at %s, answering on each control plane's :%d", m.cluster, api.url, KubernetesAPIPort)
 		// The kubelets register as soon as the API server answers.
 		t.settle()
 	}()
@@ -169,7 +189,7 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return err
 	}
-	files, err := writePKI(dir, cfg, address, api.ca)
+	files, err := writePKI(dir, cfg, address, api.ca, api.addresses...)
 	if err != nil {
 		return err
 	}
@@ -200,9 +220,9 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 	serviceCIDRs := cfg.Cluster().Network().ServiceCIDRs()
 	apiArgs := []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=" + address.String(),
+		"--bind-address=127.0.0.1",
 		"--advertise-address=" + address.String(),
-		"--secure-port=" + strconv.Itoa(KubernetesAPIPort),
+		"--secure-port=" + api.backend[strings.LastIndex(api.backend, ":")+1:],
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--tls-cert-file=" + files["apiserver.crt"],
 		"--tls-private-key-file=" + files["apiserver.key"],
@@ -286,6 +306,10 @@ func (api *realAPI) stop() {
 	}
 	api.stopped, api.ready = true, false
 	close(api.cancel)
+	for _, f := range api.frontends {
+		f.close()
+	}
+	api.frontends = map[string]*frontend{}
 	procs, dir := api.procs, api.dir
 	api.mu.Unlock()
 	for _, p := range slices.Backward(procs) {
@@ -382,7 +406,7 @@ func tail(path string) string {
 // writePKI writes the cluster's certificates and keys as kube-apiserver reads them, from the
 // machine config: the cluster CA and a serving certificate it signs, the service-account key, the
 // aggregator CA and a front-proxy client certificate it signs. It returns the files by name.
-func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.CertificateAuthority) (map[string]string, error) {
+func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.CertificateAuthority, others ...net.IP) (map[string]string, error) {
 	cluster := cfg.Cluster()
 	files := map[string][]byte{"ca.crt": cluster.IssuingCA().Crt}
 	if sa := cluster.ServiceAccount(); sa != nil {
@@ -391,7 +415,7 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 		return nil, errors.New("cluster.serviceAccount is missing")
 	}
 
-	ips := []net.IP{address, net.IPv4(127, 0, 0, 1)}
+	ips := append([]net.IP{address, net.IPv4(127, 0, 0, 1)}, others...)
 	dns := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}
 	if ep := cluster.Endpoint(); ep != nil {
 		if ip := net.ParseIP(ep.Hostname()); ip != nil {
@@ -711,6 +735,12 @@ func (api *realAPI) runKubelet(name string, m member) (string, error) {
 		}
 		stored = cleared
 	}
+	if m.controlPlane() {
+		uid, _ := stored.section("metadata")["uid"].(string)
+		if err := api.syncMirrorPods(kubelet, name, uid, m); err != nil {
+			log.Printf("node %s: kubelet: %v", m.node.address, err)
+		}
+	}
 	current := stored.kubeNode()
 	updated := nodeApplied(current, m.cfg)
 	if sameNode(current, updated) {
@@ -749,7 +779,7 @@ func kubeletStatus(name string, m member) map[string]any {
 			{"type": "Hostname", "address": name},
 		},
 		"nodeInfo": map[string]any{
-			"kubeletVersion":          kubeletVersion(m.cfg),
+			"kubeletVersion":          m.node.runningKubeletVersion(),
 			"operatingSystem":         "linux",
 			"architecture":            "amd64",
 			"osImage":                 "Talos (" + m.node.State().TalosVersion + ")",

@@ -76,9 +76,19 @@ func (n *Node) Set(ctx context.Context, c Change) error {
 		n.mu.Lock()
 		n.pending, n.state.Staged = nil, false
 		n.mu.Unlock()
-		if err := n.activate(ctx, *act, nil); err != nil {
+		// The change is done and settled, as long ago: its static pods and kubelet run it, Ready.
+		n.mu.Lock()
+		n.booting = true
+		n.mu.Unlock()
+		err := n.activate(ctx, *act, nil)
+		n.mu.Lock()
+		n.booting = false
+		n.mu.Unlock()
+		if err != nil {
 			return fmt.Errorf("node %s: storing patched config: %w", n.address, err)
 		}
+		n.podsConfigured(ctx, act.cfg, true)
+		n.refreshMachineStatus(ctx)
 	}
 	return nil
 }

@@ -94,6 +94,7 @@ func (t *Trust) settle() {
 			log.Printf("node %s: VIP address resource: %v", m.node.address, err)
 		}
 	}
+	t.syncFrontends(members)
 	// etcd: a control plane's member has started once its machine ran in a bootstrapped cluster;
 	// then every machine shows its services and etcd member.
 	for _, m := range members {

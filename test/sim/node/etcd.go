@@ -428,7 +428,12 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 		}
 		out = append(out, etcd)
 	}
-	out = append(out, running("kubelet"), service{id: "machined", state: "Running", unknown: true, message: "Service started as goroutine"})
+	kubelet := running("kubelet")
+	if !m.servicesStopped && n.kubeletRestarting() {
+		// Talos restarts the kubelet service when its spec changes (staticpods.go).
+		kubelet = service{id: "kubelet", state: "Preparing", unknown: true, message: "Running pre state"}
+	}
+	out = append(out, kubelet, service{id: "machined", state: "Running", unknown: true, message: "Service started as goroutine"})
 	if m.controlPlane() {
 		out = append(out, running("trustd"))
 	}

@@ -157,10 +157,15 @@ func (n *Node) boot() error {
 	n.events = newEventLog()
 	n.sequence = ""
 	schematic := n.state.Schematic
+	n.booting = true
 	n.mu.Unlock()
 
 	if pending != nil {
-		if err := n.activate(ctx, *pending, nil); err != nil {
+		err := n.activate(ctx, *pending, nil)
+		if err != nil {
+			n.mu.Lock()
+			n.booting = false
+			n.mu.Unlock()
 			return err
 		}
 	}
@@ -168,6 +173,13 @@ func (n *Node) boot() error {
 	// active config without a `persistent` one (controllers/config/acquire.go).
 	if err := n.cosi.Destroy(ctx, resource.NewMetadata(configres.NamespaceName, configres.MachineConfigType, configres.PersistentID, resource.VersionUndefined)); err != nil && !cosistate.IsNotFoundError(err) {
 		return err
+	}
+	n.mu.Lock()
+	n.booting = false
+	cfg := n.cfg
+	n.mu.Unlock()
+	if cfg != nil {
+		n.podsConfigured(ctx, cfg, true)
 	}
 	if err := put(ctx, n.cosi, schematicExtension(schematic)); err != nil {
 		return err
@@ -197,6 +209,11 @@ func (n *Node) boot() error {
 // setStage is machined's MachineStatus controller: the resource and its event.
 func (n *Node) setStage(ctx context.Context, stage runtime.MachineStage, ready bool) {
 	res := machineStatus(stage)
+	if stage == runtime.MachineStageRunning && ready {
+		// The readiness checks of machine_status.go that the simulation models (staticpods.go).
+		res.TypedSpec().Status.UnmetConditions = n.unmetConditions()
+		ready = len(res.TypedSpec().Status.UnmetConditions) == 0
+	}
 	res.TypedSpec().Status.Ready = ready
 	if err := put(ctx, n.cosi, res); err != nil {
 		log.Printf("node %s: machine status: %v", n.address, err)

@@ -128,14 +128,19 @@ type Node struct {
 	// stagedInstall: a staged upgrade installs at the next boot and reboots once more.
 	stagedInstall bool
 	bootedAt      time.Time
+	// pods are the control plane's static pods and the kubelet (staticpods.go); booting is set
+	// while boot activates the persisted config.
+	pods    *podModel
+	booting bool
 }
 
 // Option changes how New builds a node.
 type Option func(*options)
 
 type options struct {
-	links      []string
-	rebootTime time.Duration
+	links        []string
+	rebootTime   time.Duration
+	staticPodLag time.Duration
 }
 
 // DefaultLinks is what a node has unless WithLinks says otherwise: one virtio NIC with the
@@ -150,7 +155,7 @@ func WithLinks(names ...string) Option {
 // New makes a node in maintenance mode that runs talosVersion, booted from the image of the
 // given schematic id. Nodes made with the same Trust form one simulation, in the order made.
 func New(address string, port int, talosVersion, schematicID string, trust *Trust, opts ...Option) (*Node, error) {
-	o := options{links: DefaultLinks, rebootTime: DefaultRebootTime}
+	o := options{links: DefaultLinks, rebootTime: DefaultRebootTime, staticPodLag: DefaultStaticPodLag}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -182,6 +187,7 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 			NodeAddress: NodeAddress{Link: links[0].name, Source: "dhcp"}},
 		rebootTime: o.rebootTime,
 		events:     newEventLog(),
+		pods:       newPodModel(o.staticPodLag),
 	}
 	trust.join(n)
 	return n, nil
@@ -375,7 +381,11 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 	if record != nil {
 		record(&n.state)
 	}
+	booting := n.booting
 	n.mu.Unlock()
+	if !booting {
+		n.podsConfigured(ctx, act.cfg, firstConfig)
+	}
 	if firstConfig {
 		// The first config ends maintenance mode (Talos would install and reboot into it).
 		n.setStage(ctx, runtime.MachineStageRunning, true)

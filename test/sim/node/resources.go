@@ -15,6 +15,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/extensions"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
 	etcdres "github.com/siderolabs/talos/pkg/machinery/resources/etcd"
+	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"github.com/siderolabs/talos/pkg/machinery/resources/v1alpha1"
@@ -37,6 +38,8 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 	for _, ns := range []struct{ name, description string }{
 		{configres.NamespaceName, "Talos node configuration."},
 		{etcdres.NamespaceName, "etcd resources."},
+		{k8s.NamespaceName, "Kubernetes all node types resources."},
+		{k8s.ControlPlaneNamespaceName, "Kubernetes control plane resources."},
 		{network.NamespaceName, "Networking resources."},
 		{runtime.NamespaceName, "Talos v1alpha1 subsystems glue resources."},
 	} {
@@ -56,6 +59,11 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&runtime.MachineStatus{},
 		&v1alpha1.Service{},
 		&etcdres.Member{},
+		&k8s.APIServerConfig{},
+		&k8s.ControllerManagerConfig{},
+		&k8s.SchedulerConfig{},
+		&k8s.StaticPodStatus{},
+		&k8s.Nodename{},
 	} {
 		if err := definitions.Register(ctx, r); err != nil {
 			return nil, err

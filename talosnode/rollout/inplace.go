@@ -1,0 +1,294 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/cosi-project/runtime/pkg/resource"
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
+
+	"talos-cluster/talosnode/kube"
+	"talos-cluster/talosnode/node"
+)
+
+// In-place changes land after Talos answers: ApplyConfiguration returns once the config is stored
+// (Talos v1.11.5 internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go), and the
+// static pods and the kubelet are rebuilt afterwards. MachineStatus does not tell: it learns a
+// static pod's status only every 15 s (controllers/k8s/kubelet_static_pod.go). So after an apply
+// Talos answers NO_REBOOT, the rollout waits as `talosctl upgrade-k8s` does
+// (pkg/cluster/kubernetes/talos_managed.go upgradeStaticPodOnNode, checkPodStatus; kubelet.go):
+// each control-plane component whose config changed has a new config resource version, and the
+// node's mirror pod of it carries that version (talos.dev/config-version) and is Ready; the Node
+// reports the declared kubelet version and Ready; every control plane's own :6443/readyz answers.
+// Before each node's turn, the nodes done so far are checked the same way.
+
+// InPlace is the phase of waiting for an in-place change to land; ClusterCheck the re-check of
+// the nodes already done before a node's turn.
+const (
+	InPlace      Phase = "in-place change"
+	ClusterCheck Phase = "cluster check"
+)
+
+// staticPods are the control-plane components Talos runs as static pods, with their config
+// resources, in the order upgrade-k8s updates them.
+var staticPods = []struct {
+	component string
+	md        resource.Metadata
+	section   func(config.Provider) any
+}{
+	{"kube-apiserver", k8s.NewAPIServerConfig().Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.APIServerConfig }},
+	{"kube-controller-manager", k8s.NewControllerManagerConfig().Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.ControllerManagerConfig }},
+	{"kube-scheduler", k8s.NewSchedulerConfig().Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.SchedulerConfig }},
+}
+
+// versions are a control plane's config resource versions by component.
+type versions map[string]string
+
+// configVersions reads the versions of a control plane's component config resources.
+func (r *runner) configVersions(ctx context.Context, n Node) (versions, error) {
+	out := versions{}
+	if !n.ControlPlane {
+		return out, nil
+	}
+	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close() //nolint:errcheck
+	for _, sp := range staticPods {
+		res, err := safe.StateGet[resource.Resource](ctx, c.COSI, sp.md)
+		if err != nil {
+			return nil, fmt.Errorf("%s config: %w", sp.component, err)
+		}
+		out[sp.component] = res.Metadata().Version().String()
+	}
+	return out, nil
+}
+
+// section is a config section as JSON, to compare two configs by it.
+func section(cfg config.Provider, get func(config.Provider) any) string {
+	if cfg == nil || cfg.RawV1Alpha1() == nil || cfg.RawV1Alpha1().ClusterConfig == nil {
+		return ""
+	}
+	data, _ := json.Marshal(get(cfg))
+	return string(data)
+}
+
+// changedComponents are the static pods whose config section differs between two configs.
+func changedComponents(live, declared config.Provider) []string {
+	var out []string
+	for _, sp := range staticPods {
+		if section(live, sp.section) != section(declared, sp.section) {
+			out = append(out, sp.component)
+		}
+	}
+	return out
+}
+
+// kubeNodeName is the name of the node's Node: Talos' Nodename resource (the one its kubelet
+// registers, derived from the hostname however the config sets it).
+func (r *runner) kubeNodeName(ctx context.Context, n Node) (string, error) {
+	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close() //nolint:errcheck
+	res, err := safe.StateGetByID[*k8s.Nodename](ctx, c.COSI, k8s.NodenameID)
+	if err != nil {
+		return "", fmt.Errorf("nodename: %w", err)
+	}
+	return res.TypedSpec().Nodename, nil
+}
+
+// kube is the cluster's API with an admin kubeconfig from a control plane's Kubeconfig RPC (as
+// talosctl upgrade-k8s gets it), made once per run.
+func (r *runner) kube(ctx context.Context) (*kube.Client, error) {
+	r.kubeMu.Lock()
+	defer r.kubeMu.Unlock()
+	if r.kubeClient != nil {
+		return r.kubeClient, nil
+	}
+	var errs []string
+	for _, m := range r.members {
+		c, err := node.Dial(ctx, m.Target, r.opts.Credentials)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %s", m.Target.Name, err))
+			continue
+		}
+		data, err := c.Kubeconfig(ctx)
+		c.Close() //nolint:errcheck
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %s", m.Target.Name, node.Describe(err)))
+			continue
+		}
+		k, err := kube.New(string(data))
+		if err != nil {
+			return nil, err
+		}
+		r.kubeClient = k
+		return k, nil
+	}
+	return nil, fmt.Errorf("no control plane gave an admin kubeconfig: %s", strings.Join(errs, "; "))
+}
+
+// apiServers are every control plane's own API server, https://<address>:6443.
+func (r *runner) apiServers() []string {
+	var out []string
+	for _, m := range r.members {
+		host := m.Target.Address
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		out = append(out, "https://"+net.JoinHostPort(host, "6443"))
+	}
+	return out
+}
+
+// landed is "" when the node runs its declared config in Kubernetes, else what is not there yet:
+// on a control plane each component's mirror pod at the node's current config version (and past
+// before, for the components in moved) and Ready; the Node Ready with the declared kubelet.
+func (r *runner) landed(ctx context.Context, k *kube.Client, n Node, before versions, moved []string) string {
+	cfg, err := configloader.NewFromBytes(n.Config)
+	if err != nil {
+		return "the declared config does not decode"
+	}
+	name, err := r.kubeNodeName(ctx, n)
+	if err != nil {
+		return fmt.Sprintf("%s: %s", n.Target.Name, node.Describe(err))
+	}
+	bases := r.apiServers()
+	var problems []string
+	if n.ControlPlane {
+		now, err := r.configVersions(ctx, n)
+		if err != nil {
+			return fmt.Sprintf("%s: %s", n.Target.Name, node.Describe(err))
+		}
+		for _, sp := range staticPods {
+			want := now[sp.component]
+			if slices.Contains(moved, sp.component) && want == before[sp.component] {
+				problems = append(problems, fmt.Sprintf("%s: Talos' config still at version %s", sp.component, want))
+				continue
+			}
+			pod, err := k.MirrorPod(ctx, bases, sp.component, name)
+			switch {
+			case err != nil:
+				problems = append(problems, err.Error())
+			case pod.ConfigVersion != want:
+				problems = append(problems, fmt.Sprintf("%s at config version %q, Talos' is %s", pod.Name, pod.ConfigVersion, want))
+			case !pod.Ready:
+				problems = append(problems, fmt.Sprintf("%s at config version %s, not Ready", pod.Name, want))
+			}
+		}
+	}
+	kubelet := node.ImageTag(cfg.Machine().Kubelet().Image())
+	info, err := k.Node(ctx, bases, name)
+	switch {
+	case err != nil:
+		problems = append(problems, err.Error())
+	case info.KubeletVersion != kubelet:
+		problems = append(problems, fmt.Sprintf("Node %s reports kubelet %s, declared %s", name, info.KubeletVersion, kubelet))
+	case !info.Ready:
+		problems = append(problems, fmt.Sprintf("Node %s not Ready", name))
+	}
+	return strings.Join(problems, "; ")
+}
+
+// readyz is "" when every control plane's own API server answers /readyz.
+func (r *runner) readyz(ctx context.Context, k *kube.Client) string {
+	var problems []string
+	for _, base := range r.apiServers() {
+		if err := k.ReadyzAt(ctx, base); err != nil {
+			problems = append(problems, fmt.Sprintf("%s/readyz: %s", base, err))
+		}
+	}
+	return strings.Join(problems, "; ")
+}
+
+// inPlaceBefore is what an in-place wait compares with: the node's config resource versions and
+// which components the declared config changes. ok is false when the rollout does not wait.
+func (r *runner) inPlaceBefore(ctx context.Context, n Node) (before versions, moved []string, ok bool, err error) {
+	if !r.opts.Kubernetes {
+		return nil, nil, false, nil
+	}
+	live, err := node.Read(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	declared, err := configloader.NewFromBytes(n.Config)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if before, err = r.configVersions(ctx, n); err != nil {
+		return nil, nil, false, err
+	}
+	if n.ControlPlane {
+		moved = changedComponents(live.Config, declared)
+	}
+	return before, moved, true, nil
+}
+
+// awaitInPlace waits until an in-place change has landed on the node and every control plane's
+// API server answers, logging what it waits for as it changes.
+func (r *runner) awaitInPlace(ctx context.Context, n Node, before versions, moved []string) error {
+	k, err := r.kube(ctx)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: InPlace, Expected: "an admin kubeconfig to watch the change land", Seen: err.Error()}
+	}
+	if len(moved) > 0 {
+		r.log("%s: waiting for %s to run the new config and be Ready", n.Target, strings.Join(moved, ", "))
+	}
+	last := ""
+	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+		problems := r.landed(ctx, k, n, before, moved)
+		if p := r.readyz(ctx, k); p != "" {
+			problems = strings.Trim(problems+"; "+p, "; ")
+		}
+		if problems != "" && problems != last {
+			r.log("%s: waiting: %s", n.Target, problems)
+			last = problems
+		}
+		return problems == "", problems, nil
+	})
+	if err != nil {
+		return &Error{Node: n.Target, Phase: InPlace, Expected: fmt.Sprintf("the change landed within %s: static pods at their new config version and Ready, the Node Ready with the declared kubelet, every control plane's /readyz", r.opts.HealthTimeout), Seen: seen}
+	}
+	r.log("%s: the change has landed", n.Target)
+	return nil
+}
+
+// recheckDone checks, before n's turn, every node done so far and every control plane's API server.
+func (r *runner) recheckDone(ctx context.Context, n Node) error {
+	if !r.opts.Kubernetes {
+		return nil
+	}
+	r.mu.Lock()
+	done := slices.Clone(r.done)
+	r.mu.Unlock()
+	k, err := r.kube(ctx)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ClusterCheck, Expected: "an admin kubeconfig to check the nodes done", Seen: err.Error()}
+	}
+	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+		var problems []string
+		for _, d := range done {
+			if p := r.landed(ctx, k, d, nil, nil); p != "" {
+				problems = append(problems, d.Target.Name+": "+p)
+			}
+		}
+		if p := r.readyz(ctx, k); p != "" {
+			problems = append(problems, p)
+		}
+		return len(problems) == 0, strings.Join(problems, "; "), nil
+	})
+	if err != nil {
+		return &Error{Node: n.Target, Phase: ClusterCheck, Expected: "every node done so far still running its config, Ready, and every control plane's /readyz", Seen: seen}
+	}
+	return nil
+}

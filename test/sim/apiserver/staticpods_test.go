@@ -1,0 +1,268 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"talos-cluster/sim/internal/toolbin"
+	"talos-cluster/sim/node"
+)
+
+// within polls cond every 100ms for up to a minute.
+func within(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within a minute: %s; seen %s", what, seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
+	etcd, apiServer := toolbin.Binary(t, "ETCD", "etcd"), toolbin.Binary(t, "KUBE_APISERVER", "kube-apiserver")
+	trust := node.NewTrust()
+	if err := trust.RunControlPlane(node.ControlPlane{Etcd: etcd, KubeAPIServer: apiServer, Delay: -1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(trust.Close)
+	nodes := []*simNode{
+		{address: "127.0.41.11", hostname: "cp-1", controlPlane: true},
+		{address: "127.0.41.12", hostname: "cp-2", controlPlane: true},
+		{address: "127.0.41.13", hostname: "cp-3", controlPlane: true},
+		{address: "127.0.41.21", hostname: "worker-1"},
+	}
+	for _, n := range nodes {
+		var err error
+		if n.Node, err = node.New(n.address, toolbin.FreePort(t, n.address), "v1.11.5", intelUcodeSchematic, trust, node.WithStaticPodLag(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Stop)
+	}
+	endpoint := "https://" + net.JoinHostPort(nodes[0].address, "6443")
+	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := generate.NewInput(clusterName, endpoint, kubernetesVersion, generate.WithSecretsBundle(bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	talosconfig, err := in.Talosconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	configs := map[string][]byte{}
+	for _, n := range nodes {
+		kind := talosmachine.TypeWorker
+		if n.controlPlane {
+			kind = talosmachine.TypeControlPlane
+		}
+		cfg, err := in.Config(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := cfg.EncodeBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs[n.hostname] = patched(t, data, "machine:\n  network:\n    hostname: "+n.hostname+"\n")
+		c, err := client.New(ctx, client.WithEndpoints(n.Addr()), client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: configs[n.hostname]})
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("%s: apply: %v", n.hostname, err)
+		}
+	}
+	talos := func(n *simNode) (*client.Client, context.Context) {
+		c, err := client.New(ctx, client.WithConfig(talosconfig), client.WithEndpoints(n.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c, client.WithNode(ctx, n.address)
+	}
+	cp1, cp1ctx := talos(nodes[0])
+	if err := cp1.Bootstrap(cp1ctx, &machine.BootstrapRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := cp1.Kubeconfig(cp1ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restConfig, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restConfig.Timeout = 5 * time.Second
+	// at is the admin's client through one control plane's own :6443.
+	at := func(n *simNode) *kubernetes.Clientset {
+		cfg := rest.CopyConfig(restConfig)
+		cfg.Host = "https://" + net.JoinHostPort(n.address, "6443")
+		return kubernetes.NewForConfigOrDie(cfg)
+	}
+	readyz := func(n *simNode) error {
+		_, err := at(n).Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	}
+	admin := at(nodes[0])
+	apiServerConfigVersion := func(n *simNode) string {
+		c, cctx := talos(n)
+		res, err := safe.StateGetByID[*k8s.APIServerConfig](cctx, c.COSI, k8s.APIServerConfigID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Metadata().Version().String()
+	}
+	mirror := func(name string) (*corev1.Pod, error) {
+		return admin.CoreV1().Pods("kube-system").Get(ctx, name, metav1.GetOptions{})
+	}
+	podReady := func(p *corev1.Pod) bool {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	}
+
+	t.Run("each control plane answers /readyz on its own address and runs mirrored static pods", func(t *testing.T) {
+		for _, n := range nodes[:3] {
+			within(t, n.hostname+" /readyz", func() (bool, string) {
+				err := readyz(n)
+				return err == nil, errText(err)
+			})
+		}
+		if err := readyz(nodes[3]); err == nil {
+			t.Error("a worker answers :6443")
+		}
+		for _, n := range nodes[:3] {
+			want := apiServerConfigVersion(n)
+			for _, component := range []string{node.KubeAPIServer, node.KubeControllerManager, node.KubeScheduler} {
+				name := component + "-" + n.hostname
+				within(t, "mirror pod "+name, func() (bool, string) {
+					p, err := mirror(name)
+					if err != nil {
+						return false, err.Error()
+					}
+					ok := p.Spec.NodeName == n.hostname && p.Status.HostIP == n.address && p.Labels["k8s-app"] == component && podReady(p) &&
+						(component != node.KubeAPIServer || p.Annotations["talos.dev/config-version"] == want)
+					return ok, p.Spec.NodeName + " " + p.Status.HostIP + " " + p.Annotations["talos.dev/config-version"]
+				})
+			}
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("an API server that refuses its flags takes only its control plane's :6443 down", func(t *testing.T) {
+		cp2 := nodes[1]
+		before := apiServerConfigVersion(cp2)
+		if err := cp2.SetStaticPodFails(node.KubeAPIServer, true); err != nil {
+			t.Fatal(err)
+		}
+		c, cctx := talos(cp2)
+		changed := patched(t, configs["cp-2"], "cluster:\n  apiServer:\n    extraArgs:\n      no-such-flag: \"true\"\n")
+		if _, err := c.ApplyConfiguration(cctx, &machine.ApplyConfigurationRequest{Data: changed, Mode: machine.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
+			t.Fatal(err)
+		}
+		after := apiServerConfigVersion(cp2)
+		if after == before {
+			t.Fatalf("config version stayed %s", before)
+		}
+		within(t, "kube-apiserver-cp-2 at the new version, not Ready", func() (bool, string) {
+			p, err := mirror("kube-apiserver-cp-2")
+			if err != nil {
+				return false, err.Error()
+			}
+			return p.Annotations["talos.dev/config-version"] == after && !podReady(p), p.Annotations["talos.dev/config-version"]
+		})
+		if err := readyz(cp2); err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("cp-2 /readyz: %v, want connection refused", err)
+		}
+		for _, n := range []*simNode{nodes[0], nodes[2]} {
+			if err := readyz(n); err != nil {
+				t.Errorf("%s /readyz: %v", n.hostname, err)
+			}
+		}
+	})
+
+	t.Run("a kubelet change restarts the kubelet and the Node reports its version", func(t *testing.T) {
+		w := nodes[3]
+		c, cctx := talos(w)
+		changed := patched(t, configs["worker-1"], "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.5\n")
+		if _, err := c.ApplyConfiguration(cctx, &machine.ApplyConfigurationRequest{Data: changed, Mode: machine.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "worker-1 kubeletVersion v1.34.5", func() (bool, string) {
+			k, err := admin.CoreV1().Nodes().Get(ctx, "worker-1", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return k.Status.NodeInfo.KubeletVersion == "v1.34.5", k.Status.NodeInfo.KubeletVersion
+		})
+		configs["worker-1"] = changed
+	})
+
+	t.Run("a cordon stays through the simulated kubelet and node-apply", func(t *testing.T) {
+		if _, err := admin.CoreV1().Nodes().Patch(ctx, "worker-1", types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c, cctx := talos(nodes[3])
+		changed := patched(t, configs["worker-1"], "machine:\n  nodeLabels:\n    example.com/tier: web\n")
+		if _, err := c.ApplyConfiguration(cctx, &machine.ApplyConfigurationRequest{Data: changed, Mode: machine.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "worker-1 labelled and still cordoned", func() (bool, string) {
+			k, err := admin.CoreV1().Nodes().Get(ctx, "worker-1", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return k.Labels["example.com/tier"] == "web" && k.Spec.Unschedulable, k.Labels["example.com/tier"]
+		})
+		k, err := admin.CoreV1().Nodes().Get(ctx, "worker-1", metav1.GetOptions{})
+		if err != nil || !k.Spec.Unschedulable {
+			t.Fatalf("worker-1 uncordoned by the simulation: %v", err)
+		}
+	})
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,433 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cosi-project/runtime/pkg/resource"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
+	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+)
+
+// The control plane's static pods and the kubelet, as Talos runs them and as slowly as it reports
+// them (Talos v1.11.5):
+//
+//   - From the machine config, Talos' K8sControlPlane controller writes one config resource per
+//     component (APIServerConfig, ControllerManagerConfig, SchedulerConfig in namespace
+//     controlplane). Its COSI version moves only when its content changes; the static pod Talos
+//     renders carries it as the annotation talos.dev/config-version
+//     (internal/app/machined/pkg/controllers/k8s/control_plane_static_pod.go), which is how
+//     `talosctl upgrade-k8s` knows the pod runs the new config (pkg/cluster/kubernetes/
+//     talos_managed.go upgradeStaticPodOnNode, checkPodStatus: the mirror pod on that node with
+//     the version and Ready).
+//   - The kubelet replaces a static pod whose manifest changed: the new pod is not Ready until its
+//     container starts (podStart here), and never when the component refuses its flags (the fault
+//     SetStaticPodFails). The mirror pod in the API server shows that at once.
+//   - Talos itself learns a pod's status only from the kubelet's /pods, which it polls every 15 s
+//     (internal/app/machined/pkg/controllers/k8s/kubelet_static_pod.go:80): StaticPodStatus, and
+//     with it MachineStatus' staticPods check (internal/app/machined/pkg/controllers/runtime/
+//     machine_status.go staticPodsCheck), lag the pods by up to that interval (WithStaticPodLag).
+//     So right after an in-place change a node still says "running, ready".
+//   - A change of machine.kubelet restarts the kubelet service (kubeletRestart here): the service
+//     is not healthy meanwhile (MachineStatus' services check sees that at once), and the Node's
+//     kubeletVersion changes when the new kubelet posts its status.
+
+// DefaultStaticPodLag is how often Talos refreshes StaticPodStatus in the simulation unless
+// WithStaticPodLag says otherwise: small, for tests; Talos' own is 15 s.
+const DefaultStaticPodLag = time.Second
+
+// WithStaticPodLag sets how often the node refreshes its view of the static pods (StaticPodStatus,
+// and with it MachineStatus): a pod's change shows there only at the next refresh.
+func WithStaticPodLag(d time.Duration) Option {
+	return func(o *options) { o.staticPodLag = d }
+}
+
+// The control-plane components Talos runs as static pods, in the order upgrade-k8s updates them.
+const (
+	KubeAPIServer         = "kube-apiserver"
+	KubeControllerManager = "kube-controller-manager"
+	KubeScheduler         = "kube-scheduler"
+)
+
+var components = []string{KubeAPIServer, KubeControllerManager, KubeScheduler}
+
+// staticPod is one control-plane static pod as the kubelet runs it.
+type staticPod struct {
+	// version is the COSI version of the component's config resource the pod was started with.
+	version resource.Version
+	image   string
+	ready   bool
+	// generation tells a pending start apart from a later one.
+	generation int
+}
+
+// podModel is a node's static pods, kubelet and Talos' view of them.
+type podModel struct {
+	lag time.Duration
+	// inputs is, per component, what its config resource was made from (JSON), to tell a change.
+	inputs map[string]string
+	pods   map[string]*staticPod
+	// seen is Talos' StaticPodStatus: each pod's readiness at the last refresh.
+	seen map[string]bool
+	// refresh is pending: a refresh timer is set.
+	refresh bool
+	fails   map[string]bool
+
+	kubeletConfig     string
+	kubeletVersion    string
+	kubeletRestarting bool
+	kubeletGeneration int
+}
+
+// podStart is how long a replaced static pod takes to turn Ready; kubeletRestart how long the
+// kubelet service is away when it restarts.
+func (p *podModel) podStart() time.Duration       { return max(p.lag/2, 20*time.Millisecond) }
+func (p *podModel) kubeletRestart() time.Duration { return max(p.lag/2, 20*time.Millisecond) }
+
+func newPodModel(lag time.Duration) *podModel {
+	return &podModel{lag: lag, inputs: map[string]string{}, pods: map[string]*staticPod{}, seen: map[string]bool{}, fails: map[string]bool{}}
+}
+
+// componentConfig is the config resource Talos makes of the machine config for a component, and
+// the inputs it is made from (JSON).
+func componentConfig(cfg config.Provider, component string) (resource.Resource, string) {
+	cluster := cfg.Cluster()
+	raw := cfg.RawV1Alpha1()
+	var section any
+	var res resource.Resource
+	switch component {
+	case KubeAPIServer:
+		r := k8s.NewAPIServerConfig()
+		r.TypedSpec().Image = cluster.APIServer().Image()
+		r.TypedSpec().ExtraArgs = cluster.APIServer().ExtraArgs()
+		r.TypedSpec().EnvironmentVariables = cluster.APIServer().Env()
+		r.TypedSpec().ServiceCIDRs = cluster.Network().ServiceCIDRs()
+		if ep := cluster.Endpoint(); ep != nil {
+			r.TypedSpec().ControlPlaneEndpoint = ep.String()
+		}
+		if raw != nil && raw.ClusterConfig != nil {
+			section = raw.ClusterConfig.APIServerConfig
+		}
+		res = r
+	case KubeControllerManager:
+		r := k8s.NewControllerManagerConfig()
+		r.TypedSpec().Enabled = true
+		r.TypedSpec().Image = cluster.ControllerManager().Image()
+		r.TypedSpec().ExtraArgs = cluster.ControllerManager().ExtraArgs()
+		r.TypedSpec().EnvironmentVariables = cluster.ControllerManager().Env()
+		r.TypedSpec().PodCIDRs = cluster.Network().PodCIDRs()
+		r.TypedSpec().ServiceCIDRs = cluster.Network().ServiceCIDRs()
+		if raw != nil && raw.ClusterConfig != nil {
+			section = raw.ClusterConfig.ControllerManagerConfig
+		}
+		res = r
+	default:
+		r := k8s.NewSchedulerConfig()
+		r.TypedSpec().Enabled = true
+		r.TypedSpec().Image = cluster.Scheduler().Image()
+		r.TypedSpec().ExtraArgs = cluster.Scheduler().ExtraArgs()
+		r.TypedSpec().EnvironmentVariables = cluster.Scheduler().Env()
+		if raw != nil && raw.ClusterConfig != nil {
+			section = raw.ClusterConfig.SchedulerConfig
+		}
+		res = r
+	}
+	spec, _ := json.Marshal(res.Spec())
+	sec, _ := json.Marshal(section)
+	return res, string(spec) + string(sec)
+}
+
+// kubeletInputs is what the kubelet service is made from: a change restarts it.
+func kubeletInputs(cfg config.Provider) string {
+	raw := cfg.RawV1Alpha1()
+	if raw == nil || raw.MachineConfig == nil {
+		return ""
+	}
+	data, _ := json.Marshal(raw.MachineConfig.MachineKubelet)
+	return string(data)
+}
+
+// podsConfigured is Talos' reaction to an active config: the config resources of a control
+// plane's components (a new COSI version when their content changed) and the static pods the
+// kubelet replaces for them; a restart of the kubelet when machine.kubelet changed. booted is
+// true at a boot: everything starts afresh and, as on a machine that reached "running", ready.
+func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted bool) {
+	p := n.pods
+	// Talos' Nodename: the Node name the kubelet registers (k8s/nodename.go), from the hostname.
+	nodename := k8s.NewNodename(k8s.NamespaceName, k8s.NodenameID)
+	n.mu.Lock()
+	nodename.TypedSpec().Nodename = nodeName(n.state.Hostname)
+	n.mu.Unlock()
+	if err := put(ctx, n.cosi, nodename); err != nil {
+		log.Printf("node %s: nodename: %v", n.address, err)
+	}
+	controlPlane := cfg.Machine().Type().IsControlPlane()
+	var started []string
+	for _, c := range components {
+		if !controlPlane {
+			continue
+		}
+		res, inputs := componentConfig(cfg, c)
+		n.mu.Lock()
+		changed := p.inputs[c] != inputs
+		p.inputs[c] = inputs
+		n.mu.Unlock()
+		if changed {
+			if err := put(ctx, n.cosi, res); err != nil {
+				log.Printf("node %s: %s config: %v", n.address, c, err)
+				continue
+			}
+		}
+		stored, err := n.cosi.Get(ctx, res.Metadata())
+		if err != nil {
+			log.Printf("node %s: %s config: %v", n.address, c, err)
+			continue
+		}
+		n.mu.Lock()
+		pod := p.pods[c]
+		if pod == nil || booted || !pod.version.Equal(stored.Metadata().Version()) {
+			gen := 1
+			if pod != nil {
+				gen = pod.generation + 1
+			}
+			image, _ := componentImage(cfg, c)
+			pod = &staticPod{version: stored.Metadata().Version(), image: image, generation: gen}
+			p.pods[c] = pod
+			if booted && !p.fails[c] {
+				pod.ready = true
+				p.seen[c] = true
+			} else if !booted {
+				started = append(started, c)
+			}
+		}
+		n.mu.Unlock()
+	}
+	kubelet := kubeletInputs(cfg)
+	n.mu.Lock()
+	restart := !booted && p.kubeletConfig != "" && p.kubeletConfig != kubelet
+	p.kubeletConfig = kubelet
+	if booted || p.kubeletVersion == "" {
+		p.kubeletVersion, p.kubeletRestarting = kubeletVersion(cfg), false
+	}
+	var kubeletGen int
+	if restart {
+		p.kubeletRestarting = true
+		p.kubeletGeneration++
+		kubeletGen = p.kubeletGeneration
+	}
+	n.mu.Unlock()
+	if booted {
+		n.writeStaticPodStatus(ctx)
+	}
+	for _, c := range started {
+		n.startPod(c)
+	}
+	if restart {
+		n.refreshMachineStatus(ctx)
+		version := kubeletVersion(cfg)
+		time.AfterFunc(p.kubeletRestart(), func() {
+			n.mu.Lock()
+			current := p.kubeletGeneration == kubeletGen
+			if current {
+				p.kubeletRestarting, p.kubeletVersion = false, version
+			}
+			n.mu.Unlock()
+			if current {
+				n.refreshMachineStatus(context.Background())
+				n.trust.settle()
+			}
+		})
+	}
+}
+
+func componentImage(cfg config.Provider, component string) (string, bool) {
+	switch component {
+	case KubeAPIServer:
+		return cfg.Cluster().APIServer().Image(), true
+	case KubeControllerManager:
+		return cfg.Cluster().ControllerManager().Image(), true
+	case KubeScheduler:
+		return cfg.Cluster().Scheduler().Image(), true
+	}
+	return "", false
+}
+
+// startPod is the kubelet replacing a static pod: not Ready now, Ready after podStart unless the
+// fault makes its container exit (then it stays not Ready, as in CrashLoopBackOff). Talos sees
+// either only at its next refresh.
+func (n *Node) startPod(component string) {
+	p := n.pods
+	n.mu.Lock()
+	pod := p.pods[component]
+	pod.ready = false
+	gen := pod.generation
+	n.mu.Unlock()
+	n.scheduleRefresh()
+	time.AfterFunc(p.podStart(), func() {
+		n.mu.Lock()
+		pod := p.pods[component]
+		current := pod != nil && pod.generation == gen && !p.fails[component]
+		if current {
+			pod.ready = true
+		}
+		n.mu.Unlock()
+		if current {
+			n.scheduleRefresh()
+			n.trust.settle()
+		}
+	})
+}
+
+// scheduleRefresh makes Talos' view catch up at its next refresh, lag from now.
+func (n *Node) scheduleRefresh() {
+	p := n.pods
+	n.mu.Lock()
+	if p.refresh {
+		n.mu.Unlock()
+		return
+	}
+	p.refresh = true
+	n.mu.Unlock()
+	time.AfterFunc(p.lag, func() {
+		n.mu.Lock()
+		p.refresh = false
+		for c, pod := range p.pods {
+			p.seen[c] = pod.ready
+		}
+		n.mu.Unlock()
+		ctx := context.Background()
+		n.writeStaticPodStatus(ctx)
+		n.refreshMachineStatus(ctx)
+	})
+}
+
+// staticPodID is StaticPodStatus' id: the mirror pod's namespace and name.
+func (n *Node) staticPodID(component string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return "kube-system/" + component + "-" + nodeName(n.state.Hostname)
+}
+
+// writeStaticPodStatus shows Talos' view of the pods as StaticPodStatus resources.
+func (n *Node) writeStaticPodStatus(ctx context.Context) {
+	n.mu.Lock()
+	seen := maps.Clone(n.pods.seen)
+	n.mu.Unlock()
+	for _, c := range slices.Sorted(maps.Keys(seen)) {
+		res := k8s.NewStaticPodStatus(k8s.NamespaceName, n.staticPodID(c))
+		status := "False"
+		if seen[c] {
+			status = "True"
+		}
+		res.TypedSpec().PodStatus = map[string]any{
+			"phase":      "Running",
+			"conditions": []any{map[string]any{"type": "Ready", "status": status}},
+		}
+		if err := put(ctx, n.cosi, res); err != nil {
+			log.Printf("node %s: static pod status: %v", n.address, err)
+		}
+	}
+}
+
+// unmetConditions is MachineStatus' readiness checks the simulation models: services (the kubelet
+// while it restarts) at once, static pods as of Talos' last refresh.
+func (n *Node) unmetConditions() []runtime.UnmetCondition {
+	n.mu.Lock()
+	p := n.pods
+	var notReady []string
+	for _, c := range slices.Sorted(maps.Keys(p.seen)) {
+		if !p.seen[c] {
+			notReady = append(notReady, fmt.Sprintf("kube-system/%s-%s not ready", c, nodeName(n.state.Hostname)))
+		}
+	}
+	restarting := p.kubeletRestarting
+	n.mu.Unlock()
+	var unmet []runtime.UnmetCondition
+	if restarting {
+		unmet = append(unmet, runtime.UnmetCondition{Name: "services", Reason: "kubelet not healthy"})
+	}
+	if len(notReady) > 0 {
+		unmet = append(unmet, runtime.UnmetCondition{Name: "staticPods", Reason: strings.Join(notReady, ", ")})
+	}
+	return unmet
+}
+
+// refreshMachineStatus re-runs MachineStatus' checks in the running stage.
+func (n *Node) refreshMachineStatus(ctx context.Context) {
+	n.mu.Lock()
+	running := n.state.Stage == runtime.MachineStageRunning.String() && n.cfg != nil
+	n.mu.Unlock()
+	if running {
+		n.setStage(ctx, runtime.MachineStageRunning, true)
+	}
+}
+
+// kubeletRestarting is true while the kubelet service restarts after a machine.kubelet change.
+func (n *Node) kubeletRestarting() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pods.kubeletRestarting
+}
+
+// runningKubeletVersion is the version of the kubelet that runs: the config's until a change
+// restarts it.
+func (n *Node) runningKubeletVersion() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pods.kubeletVersion
+}
+
+// mirrorPod is a static pod as the kubelet mirrors it into the API server.
+type mirrorPod struct {
+	component string
+	version   string
+	image     string
+	ready     bool
+}
+
+// mirrorPods are the node's static pods as they run now (not as Talos last saw them).
+func (n *Node) mirrorPods() []mirrorPod {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []mirrorPod
+	for _, c := range components {
+		if pod, ok := n.pods.pods[c]; ok {
+			out = append(out, mirrorPod{component: c, version: pod.version.String(), image: pod.image, ready: pod.ready})
+		}
+	}
+	return out
+}
+
+// apiServerReady is true while the node's kube-apiserver pod runs and is Ready.
+func (n *Node) apiServerReady() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	pod, ok := n.pods.pods[KubeAPIServer]
+	return ok && pod.ready && n.state.Up
+}
+
+// SetStaticPodFails is the fault "the component refuses its configuration" (as a kube-apiserver
+// given a flag it does not know exits at once): while set, the component's pod never turns Ready
+// when it (re)starts, which happens when its config changes or the machine boots. Clearing it
+// lets a pod that is failing start (the kubelet keeps restarting it).
+func (n *Node) SetStaticPodFails(component string, fails bool) error {
+	if !slices.Contains(components, component) {
+		return fmt.Errorf("component %q is not one of %s", component, strings.Join(components, ", "))
+	}
+	n.mu.Lock()
+	n.pods.fails[component] = fails
+	pod := n.pods.pods[component]
+	restart := !fails && pod != nil && !pod.ready
+	n.mu.Unlock()
+	if restart {
+		n.startPod(component)
+	}
+	return nil
+}
