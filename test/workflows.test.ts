@@ -1,0 +1,392 @@
+// The GitHub workflows as a security reviewer reads them: what a pull request can make the site's
+// runner do, what CI takes from outside (actions, Go, Node), and where secrets go. Pure YAML
+// reading; actionlint (in .ci/run) checks the syntax and expressions.
+import { readdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { describe, expect, it } from "vitest";
+import { isPair, isScalar, parseDocument, visit } from "yaml";
+
+const root = join(__dirname, "..");
+const workflowsDir = join(root, ".github", "workflows");
+const workflowFiles = readdirSync(workflowsDir)
+  .filter((name) => /\.ya?ml$/.test(name))
+  .sort();
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonMap = { [key: string]: Json };
+
+const isJsonMap = (value: Json | undefined): value is JsonMap => typeof value === "object" && value !== null && !Array.isArray(value);
+const asMap = (value: Json | undefined): JsonMap => (isJsonMap(value) ? value : {});
+const asList = (value: Json | undefined): Json[] => (Array.isArray(value) ? value : []);
+
+// Events whose runs a fork's pull request can start or feed.
+const FORK_REACHABLE_EVENTS = [
+  "pull_request",
+  "pull_request_target",
+  "pull_request_review",
+  "pull_request_review_comment",
+  "issue_comment",
+  "workflow_run",
+];
+
+// The one `if:` that keeps a job away from forks: the pull request's head is a branch of this repository.
+const SAME_REPOSITORY_GUARD = "github.event.pull_request.head.repo.full_name == github.repository";
+
+// `owner/repo[/path]@<40 hex>`: a commit cannot move; a tag or branch can.
+const PINNED_ACTION = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+(\/[^@\s]+)?@[0-9a-f]{40}$/;
+const PINNED_IMAGE = /^docker:\/\/[^@\s]+@sha256:[0-9a-f]{64}$/;
+const VERSION_COMMENT = /^v?\d+(\.\d+)*\S*$/;
+
+function triggers(on: Json | undefined): string[] {
+  if (typeof on === "string") return [on];
+  if (Array.isArray(on)) return on.filter((event): event is string => typeof event === "string");
+  return Object.keys(asMap(on));
+}
+
+// GitHub-hosted only when every label names a hosted image; anything else (a custom label, a
+// runner group, an expression) may pick a self-hosted runner, so it counts as one.
+function mayRunSelfHosted(runsOn: Json | undefined): boolean {
+  const labels = typeof runsOn === "string" ? [runsOn] : Array.isArray(runsOn) ? runsOn : null;
+  if (labels === null || labels.length === 0) return true;
+  return !labels.every((label) => typeof label === "string" && /^(ubuntu|windows|macos)-[A-Za-z0-9.-]+$/.test(label));
+}
+
+// Splits an expression at a top-level operator (outside parentheses and string literals).
+function splitTopLevel(expression: string, operator: "&&" | "||"): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < expression.length; i++) {
+    const c = expression[i];
+    if (c === "'") quoted = !quoted;
+    else if (!quoted && c === "(") depth++;
+    else if (!quoted && c === ")") depth--;
+    else if (!quoted && depth === 0 && expression.startsWith(operator, i)) {
+      parts.push(expression.slice(start, i));
+      start = i + operator.length;
+      i++;
+    }
+  }
+  parts.push(expression.slice(start));
+  return parts.map((part) => part.trim());
+}
+
+// Drops parentheses that enclose the whole term: "(a == b)" is "a == b", "(a) && (b)" stays.
+const stripParens = (term: string): string => {
+  const t = term.trim();
+  if (!t.startsWith("(") || !t.endsWith(")")) return t;
+  let depth = 0;
+  for (let i = 0; i < t.length - 1; i++) {
+    if (t[i] === "(") depth++;
+    else if (t[i] === ")") depth--;
+    if (depth === 0) return t;
+  }
+  return stripParens(t.slice(1, -1));
+};
+
+// True when the job runs only if the same-repository guard holds: the guard is one of the
+// conjuncts of the whole condition, with no top-level `||` that could bypass it.
+function guardsAgainstForks(condition: Json | undefined): boolean {
+  if (typeof condition !== "string") return false;
+  const expression = condition
+    .trim()
+    .replace(/^\$\{\{([\s\S]*)\}\}$/, "$1")
+    .trim();
+  if (splitTopLevel(expression, "||").length !== 1) return false;
+  const wanted = new Set([
+    SAME_REPOSITORY_GUARD.replace(/\s+/g, ""),
+    SAME_REPOSITORY_GUARD.split("==")
+      .reverse()
+      .map((side) => side.trim())
+      .join("==")
+      .replace(/\s+/g, ""),
+  ]);
+  return splitTopLevel(expression, "&&").some((term) => wanted.has(stripParens(term).replace(/\s+/g, "")));
+}
+
+type Uses = { where: string; value: string; comment: string | undefined };
+
+// Every `uses:` in a workflow (steps and reusable-workflow jobs) with its trailing comment.
+function usesOf(text: string): Uses[] {
+  const found: Uses[] = [];
+  const doc = parseDocument(text);
+  visit(doc, {
+    Pair(_, pair, path) {
+      if (!isPair(pair) || !isScalar(pair.key) || pair.key.value !== "uses" || !isScalar(pair.value)) return;
+      const jobsAt = path.findIndex((node) => isPair(node) && isScalar(node.key) && node.key.value === "jobs");
+      if (jobsAt < 0) return;
+      const job = path[jobsAt + 2];
+      const jobName = isPair(job) && isScalar(job.key) ? String(job.key.value) : "?";
+      found.push({ where: `job ${jobName}`, value: String(pair.value.value), comment: pair.value.comment?.trim() });
+    },
+  });
+  return found;
+}
+
+// Everything this file refuses in one workflow, one line per finding, naming the job and the fix.
+function workflowFindings(text: string): string[] {
+  const findings: string[] = [];
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) return doc.errors.map((e) => `not YAML: ${e.message}`);
+  const workflow = asMap(doc.toJS() as Json);
+  // YAML 1.2 (the `yaml` package's default) keeps a bare `on` key as the string "on".
+  const events = triggers(workflow.on);
+  const forkReachable = events.filter((event) => FORK_REACHABLE_EVENTS.includes(event));
+
+  const topPermissions = workflow.permissions;
+  if (!isJsonMap(topPermissions) || Object.keys(topPermissions).length > 0) {
+    findings.push("workflow: top-level `permissions:` must be `{}` (each job grants what it needs)");
+  }
+
+  for (const use of usesOf(text)) {
+    if (use.value.startsWith("./")) continue;
+    if (!(PINNED_ACTION.test(use.value) || PINNED_IMAGE.test(use.value))) {
+      findings.push(`${use.where}: \`uses: ${use.value}\` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)`);
+    } else if (!use.value.startsWith("docker://") && (use.comment === undefined || !VERSION_COMMENT.test(use.comment))) {
+      findings.push(`${use.where}: \`uses: ${use.value}\` needs the version it stands for in a trailing comment (# vX.Y.Z)`);
+    }
+  }
+
+  for (const [name, jobValue] of Object.entries(asMap(workflow.jobs))) {
+    const job = asMap(jobValue);
+    const permissions = job.permissions;
+    if (!isJsonMap(permissions)) {
+      findings.push(`job ${name}: no \`permissions:\` map (grant the least it needs, e.g. \`contents: read\`)`);
+    }
+
+    if (forkReachable.length > 0 && mayRunSelfHosted(job["runs-on"]) && !guardsAgainstForks(job.if)) {
+      findings.push(
+        `job ${name}: runs on a self-hosted runner on ${forkReachable.join(", ")} without \`if: ${SAME_REPOSITORY_GUARD}\`, so a fork's pull request can run code on it`,
+      );
+    }
+
+    const jobEnv = JSON.stringify(job.env ?? {});
+    if (/secrets\./.test(jobEnv)) {
+      findings.push(`job ${name}: secrets in the job's \`env:\`; give them only to the step that needs them`);
+    }
+    const secretNames = [...JSON.stringify(job).matchAll(/secrets\.([A-Za-z0-9_]+)/g)].map((m) => m[1]);
+    if (secretNames.some((secret) => secret !== "GITHUB_TOKEN") && job.environment === undefined) {
+      findings.push(`job ${name}: reads repository secrets without an \`environment:\`; scope the stack's secrets to an environment`);
+    }
+
+    asList(job.steps).forEach((stepValue, index) => {
+      const step = asMap(stepValue);
+      const label = `job ${name}, step ${typeof step.name === "string" ? `"${step.name}"` : index + 1}`;
+      const uses = typeof step.uses === "string" ? step.uses : "";
+      const withs = asMap(step.with);
+      if (uses.startsWith("actions/checkout@") && withs["persist-credentials"] !== false && withs["persist-credentials"] !== "false") {
+        findings.push(`${label}: actions/checkout without \`persist-credentials: false\` leaves the token in .git/config`);
+      }
+      if (uses.startsWith("actions/setup-go@") && (withs["go-version"] !== undefined || withs["go-version-file"] === undefined)) {
+        findings.push(`${label}: setup-go takes Go from a module (\`go-version-file:\`), not \`go-version:\``);
+      }
+      if (uses.startsWith("actions/setup-node@") && (withs["node-version"] !== undefined || withs["node-version-file"] !== ".nvmrc")) {
+        findings.push(`${label}: setup-node takes Node from \`node-version-file: .nvmrc\`, not \`node-version:\``);
+      }
+      if (typeof step.run === "string" && step.run.includes("${{")) {
+        findings.push(`${label}: \`\${{ }}\` inside \`run:\` is pasted into the script; pass it through \`env:\``);
+      }
+    });
+  }
+  return findings;
+}
+
+const read = (name: string) => readFileSync(join(workflowsDir, name), "utf8");
+const workflow = (name: string) => asMap(parseDocument(read(name)).toJS() as Json);
+
+// The environment each matrix entry of a job runs in (`environment: ${{ matrix.environment }}` with
+// `strategy.matrix.include`), keyed by the entry's stack.
+function environmentsByStack(job: JsonMap): Record<string, string> {
+  const environment = typeof job.environment === "string" ? job.environment : JSON.stringify(job.environment);
+  const byStack: Record<string, string> = {};
+  for (const entryValue of asList(asMap(asMap(job.strategy).matrix).include)) {
+    const entry = asMap(entryValue);
+    const resolved = environment.replace(/\$\{\{\s*matrix\.([A-Za-z0-9_-]+)\s*\}\}/g, (_, key: string) => String(entry[key]));
+    byStack[String(entry.stack)] = resolved;
+  }
+  return byStack;
+}
+
+function goModules(dir: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (["node_modules", "sdks", ".git", ".pulumi-state"].includes(entry.name)) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...goModules(path));
+    else if (entry.name === "go.mod") found.push(relative(root, path));
+  }
+  return found;
+}
+
+const goDirective = (file: string): number[] => {
+  const match = /^go (\d+(?:\.\d+)*)\s*$/m.exec(readFileSync(join(root, file), "utf8"));
+  if (!match?.[1]) throw new Error(`${file}: no go directive`);
+  return match[1].split(".").map(Number);
+};
+const compareVersions = (a: number[], b: number[]): number => {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+};
+
+describe("the workflow rules", () => {
+  it("refuse an action by tag or branch, and a pin without its version", () => {
+    const findings = workflowFindings(`on: push
+permissions: {}
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    permissions: {}
+    steps:
+      - uses: actions/cache@v4
+      - uses: actions/cache@main
+      - uses: actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830
+      - uses: actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830 # v4.3.0
+      - uses: ./.github/actions/local
+  b:
+    permissions: {}
+    uses: someone/workflows/.github/workflows/x.yml@v1
+`);
+    expect(findings).toEqual([
+      "job a: `uses: actions/cache@v4` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)",
+      "job a: `uses: actions/cache@main` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)",
+      "job a: `uses: actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830` needs the version it stands for in a trailing comment (# vX.Y.Z)",
+      "job b: `uses: someone/workflows/.github/workflows/x.yml@v1` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)",
+    ]);
+  });
+
+  it("refuse a self-hosted job a fork's pull request can reach, whatever the runner is called", () => {
+    const job = (runsOn: string, condition = "") => `on:
+  pull_request_target: {}
+permissions: {}
+jobs:
+  j:
+    runs-on: ${runsOn}
+    permissions: {}
+${condition ? `    if: ${condition}\n` : ""}    steps: []
+`;
+    const refused = (runsOn: string, condition = "") => workflowFindings(job(runsOn, condition)).length > 0;
+    expect(refused("[self-hosted, talos-site]")).toBe(true);
+    expect(refused("talos-site")).toBe(true);
+    expect(refused(`\${{ matrix.runner }}`)).toBe(true);
+    expect(refused("{ group: site }")).toBe(true);
+    expect(refused("ubuntu-latest")).toBe(false);
+    expect(refused("[self-hosted]", SAME_REPOSITORY_GUARD)).toBe(false);
+    expect(refused("[self-hosted]", `\${{ github.repository == github.event.pull_request.head.repo.full_name && !cancelled() }}`)).toBe(
+      false,
+    );
+    expect(refused("[self-hosted]", `\${{ ${SAME_REPOSITORY_GUARD} || github.actor == 'x' }}`)).toBe(true);
+    expect(refused("[self-hosted]", `${SAME_REPOSITORY_GUARD} && true || true`)).toBe(true);
+    expect(refused("[self-hosted]", "github.event.pull_request.head.repo.full_name != github.repository")).toBe(true);
+    expect(workflowFindings(job("[self-hosted]"))).toEqual([
+      `job j: runs on a self-hosted runner on pull_request_target without \`if: ${SAME_REPOSITORY_GUARD}\`, so a fork's pull request can run code on it`,
+    ]);
+  });
+
+  it("refuse checkouts that keep the token, jobs without permissions, secrets outside an environment or in the job's env, expressions in scripts", () => {
+    const findings = workflowFindings(`on: push
+permissions:
+  contents: write
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    env:
+      TOKEN: \${{ secrets.TOKEN }}
+    steps:
+      - uses: actions/checkout@11d5960a326750d5838078e36cf38b85af677262 # v4.4.0
+      - uses: actions/setup-go@40f1582b2485089dde7abd97c1529aa768e1baff # v5.6.0
+        with:
+          go-version: stable
+      - uses: actions/setup-node@49933ea5288caeca8642d1e84afbd3f7d6820020 # v4.4.0
+        with:
+          node-version: 20
+      - run: echo "\${{ github.event.pull_request.title }}"
+`);
+    expect(findings).toEqual([
+      "workflow: top-level `permissions:` must be `{}` (each job grants what it needs)",
+      "job a: no `permissions:` map (grant the least it needs, e.g. `contents: read`)",
+      "job a: secrets in the job's `env:`; give them only to the step that needs them",
+      "job a: reads repository secrets without an `environment:`; scope the stack's secrets to an environment",
+      "job a, step 1: actions/checkout without `persist-credentials: false` leaves the token in .git/config",
+      "job a, step 2: setup-go takes Go from a module (`go-version-file:`), not `go-version:`",
+      "job a, step 3: setup-node takes Node from `node-version-file: .nvmrc`, not `node-version:`",
+      "job a, step 4: `$" + "{{ }}` inside `run:` is pasted into the script; pass it through `env:`",
+    ]);
+  });
+});
+
+describe("the workflows", () => {
+  it("exist", () => {
+    expect(workflowFiles).toEqual(["deploy.yml", "drift.yml", "pull-request.yml"]);
+  });
+
+  for (const name of workflowFiles) {
+    it(`${name} pins every action, keeps forks off the site runner, and grants each job the least`, () => {
+      expect(workflowFindings(read(name))).toEqual([]);
+    });
+  }
+
+  it("a fork's pull request gets the checks only, on a GitHub-hosted runner, without secrets", () => {
+    const jobs = asMap(workflow("pull-request.yml").jobs);
+    const checks = asMap(jobs.checks);
+    expect(checks["runs-on"]).toBe("ubuntu-latest");
+    expect(checks.if).toBeUndefined();
+    expect(JSON.stringify(checks)).not.toMatch(/secrets\./);
+    expect(checks.environment).toBeUndefined();
+    expect(checks.permissions).toEqual({ contents: "read" });
+    const preview = asMap(jobs.preview);
+    expect(preview.if).toBe(SAME_REPOSITORY_GUARD);
+    expect(preview.needs).toBe("checks");
+  });
+
+  it("prod's preview waits for a reviewer (its own environment); dev's runs at once", () => {
+    const preview = asMap(asMap(workflow("pull-request.yml").jobs).preview);
+    expect(environmentsByStack(preview)).toEqual({ dev: "development", prod: "production-preview" });
+    const deploy = asMap(asMap(workflow("deploy.yml").jobs).up);
+    expect(environmentsByStack(deploy)).toEqual({ dev: "development", prod: "production" });
+    // Scheduled drift runs unattended: prod's secrets come from an environment open to main only.
+    const drift = asMap(asMap(workflow("drift.yml").jobs).drift);
+    expect(environmentsByStack(drift)).toEqual({ dev: "development", prod: "production-drift" });
+  });
+
+  it("write only where a job writes: PR comments from the preview, issues from drift", () => {
+    const permissions = (file: string, job: string) => asMap(asMap(workflow(file).jobs)[job]).permissions;
+    expect(permissions("pull-request.yml", "preview")).toEqual({ contents: "read", "pull-requests": "write" });
+    expect(permissions("drift.yml", "drift")).toEqual({ contents: "read", issues: "write" });
+    expect(permissions("deploy.yml", "up")).toEqual({ contents: "read" });
+  });
+
+  it("take Go from the module that needs the newest Go, and Node from .nvmrc", () => {
+    const modules = goModules(root);
+    expect(modules.length).toBeGreaterThan(3);
+    const newest = modules.reduce((a, b) => (compareVersions(goDirective(b), goDirective(a)) > 0 ? b : a));
+    const goFiles = new Set<string>();
+    const nodeFiles = new Set<string>();
+    for (const name of workflowFiles) {
+      for (const jobValue of Object.values(asMap(workflow(name).jobs))) {
+        for (const stepValue of asList(asMap(jobValue).steps)) {
+          const step = asMap(stepValue);
+          if (typeof step.uses !== "string") continue;
+          if (step.uses.startsWith("actions/setup-go@")) goFiles.add(String(asMap(step.with)["go-version-file"]));
+          if (step.uses.startsWith("actions/setup-node@")) nodeFiles.add(String(asMap(step.with)["node-version-file"]));
+        }
+      }
+    }
+    expect([...goFiles]).toEqual([newest]);
+    expect([...nodeFiles]).toEqual([".nvmrc"]);
+    // One exact Node version, of the major the project is typed for.
+    const nvmrc = readFileSync(join(root, ".nvmrc"), "utf8").trim();
+    expect(nvmrc).toMatch(/^\d+\.\d+\.\d+$/);
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { devDependencies: Record<string, string> };
+    const typesMajor = /(\d+)/.exec(pkg.devDependencies["@types/node"] ?? "")?.[1];
+    expect(nvmrc.split(".")[0]).toBe(typesMajor);
+  });
+
+  it("Renovate keeps the pinned action digests current", () => {
+    const renovate = JSON.parse(readFileSync(join(root, "renovate.json"), "utf8")) as { extends: string[] };
+    expect(renovate.extends).toContain("helpers:pinGitHubActionDigests");
+  });
+});
