@@ -106,8 +106,10 @@ func (t *Trust) settle() {
 	for i := range members {
 		members[i] = members[i].node.member()
 	}
+	t.electLeaders(members)
 	for _, m := range members {
 		c, ok := etcdView(members, m.cluster)
+		c.leaderID = t.etcdLeaders[m.cluster]
 		m.node.showServices(context.Background(), c, ok)
 	}
 }

@@ -106,7 +106,7 @@ func waitBoot(t *testing.T, n *Node, before string) State {
 func kinds(s sim, node string) []string {
 	var out []string
 	for _, e := range s.trust.Timeline() {
-		if e.Node == node && e.Event != TimelineApply {
+		if e.Node == node && e.Event != TimelineApply && e.Event != TimelineEtcdLeader && e.Event != TimelineEtcdLeaderLost {
 			out = append(out, e.Event+" "+e.Detail)
 		}
 	}
