@@ -572,3 +572,51 @@ func TestAnAbortedUpgradeIsReportedAsAbortedWithTheRemedies(t *testing.T) {
 		t.Errorf("worker-1 runs %s after an aborted upgrade", s.TalosVersion)
 	}
 }
+
+// TestAControlPlaneRebootsOnlyOnceItNoLongerLeadsEtcd: before a control plane reboots (an upgrade,
+// a config change Talos applies with a reboot), the etcd leader hands its leadership to another
+// member: over a whole rollout of 3 control planes no leader goes down while leader.
+func TestAControlPlaneRebootsOnlyOnceItNoLongerLeadsEtcd(t *testing.T) {
+	c := newCluster(t, 12)
+	opts := c.options(t, 3)
+	lost := func(mark int) []string {
+		var out []string
+		for _, e := range c.lab.Trust.Timeline()[mark:] {
+			if e.Event == simnode.TimelineEtcdLeaderLost {
+				out = append(out, c.name(e.Node)+" ("+e.Detail+")")
+			}
+		}
+		return out
+	}
+	start := len(c.lab.Trust.Timeline())
+	// A config change that needs a reboot, in reboot mode.
+	target := slices.Clone(c.nodes)
+	for i := range target {
+		target[i].Config = declaredConfig(t, c.lab, target[i].ControlPlane, "1.34.1", lab.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	}
+	opts.ApplyMode = machine.ApplyConfigurationRequest_REBOOT
+	if _, err := rollout.Run(context.Background(), target, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(start, simnode.TimelineDown); len(got) != 6 {
+		t.Fatalf("reboots %v, want every node once", got)
+	}
+	if got := lost(start); len(got) > 0 {
+		t.Errorf("config reboots took the etcd leader down: %v", got)
+	}
+	// An upgrade.
+	mark := len(c.lab.Trust.Timeline())
+	opts.ApplyMode = machine.ApplyConfigurationRequest_AUTO
+	if _, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(mark, simnode.TimelineUpgrade); len(got) != 6 {
+		t.Fatalf("upgrades %v, want every node once", got)
+	}
+	if got := lost(mark); len(got) > 0 {
+		t.Errorf("upgrades took the etcd leader down: %v", got)
+	}
+	if got := c.events(start, simnode.TimelineEtcdLeader); len(got) < 2 {
+		t.Errorf("leadership handed over %v; want at least once per run", got)
+	}
+}
