@@ -34,6 +34,8 @@ type etcdMember struct {
 	serving bool
 	healthy bool
 	founder bool
+	// joining: the machine booted and runs, its member has not rejoined yet (WithEtcdJoinTime).
+	joining bool
 }
 
 // etcdCluster is a bootstrapped cluster's etcd: every configured control plane of it is a
@@ -107,7 +109,9 @@ func etcdView(members []member, cluster string) (etcdCluster, bool) {
 			continue
 		}
 		addr := m.node.address.String()
-		em := etcdMember{node: m.node, id: memberID(addr), address: addr, serving: m.up && !m.servicesStopped, founder: m.bootstrapped}
+		em := etcdMember{node: m.node, id: memberID(addr), address: addr, founder: m.bootstrapped}
+		em.joining = m.up && !m.servicesStopped && m.etcdJoining
+		em.serving = m.up && !m.servicesStopped && !m.etcdJoining
 		if m.etcdStarted || em.serving {
 			em.name = m.hostname
 		}
@@ -208,11 +212,18 @@ func (n *Node) localEtcd() (etcdCluster, etcdMember, error) {
 		return c, etcdMember{}, errEtcdNotRunning
 	}
 	m, ok := c.member(n)
+	if ok && m.joining {
+		return c, m, errEtcdJoining
+	}
 	if !ok || !m.serving {
 		return c, m, errEtcdNotRunning
 	}
 	return c, m, nil
 }
+
+// errEtcdJoining is what a client of a member that has not rejoined since the boot sees: etcd's
+// client port does not answer yet.
+var errEtcdJoining = status.Error(codes.Unavailable, "etcd is starting: the member has not rejoined the cluster since the boot (dial tcp 127.0.0.1:2379: connect: connection refused)")
 
 var errNoLeader = status.Error(codes.Unavailable, "etcdserver: no leader")
 
@@ -539,6 +550,9 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 		case m.servicesStopped:
 		case !bootstrapped:
 			etcd = service{id: "etcd", state: "Preparing", unknown: true, message: "Running pre state"}
+		case mem.joining:
+			// Running, its first health check still to come: MachineStatus counts it as fine.
+			etcd = service{id: "etcd", state: "Running", unknown: true, message: "Started task etcd"}
 		case !mem.healthy:
 			etcd.healthy, etcd.message = false, "context deadline exceeded"
 		}

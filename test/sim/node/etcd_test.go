@@ -3,8 +3,10 @@ package node
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -120,5 +122,59 @@ func TestEtcdLeadershipStaysUntilTheLeaderGoesOrForfeits(t *testing.T) {
 	// On a worker the API is not served.
 	if _, err := forfeit(t, s, w); status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "etcd forfeit leadership is only available on control plane nodes") {
 		t.Fatalf("forfeit on a worker: %v", err)
+	}
+}
+
+// TestARebootedControlPlaneIsReadyBeforeItsEtcdMemberRejoins: with a join time, a control plane
+// that booted runs and is ready while its etcd member does not answer yet: its EtcdStatus fails,
+// the others' upgrade check finds it unhealthy, and once it rejoined ("etcd-joined" on the
+// timeline) everything answers again.
+func TestARebootedControlPlaneIsReadyBeforeItsEtcdMemberRejoins(t *testing.T) {
+	s := newSimWith(t, 16, 3, 0, WithEtcdJoinTime(time.Second))
+	cp1, cp2 := s.nodes[0], s.nodes[1]
+	// The cluster settles first: every member rejoined after the installs' boots.
+	waitJoined := func(n *Node, from int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			for _, e := range s.trust.Timeline()[from:] {
+				if e.Node == n.address.String() && e.Event == TimelineEtcdJoined {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no %s on the timeline within 10s", n.address, TimelineEtcdJoined)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.nodes[2].member().etcdJoining || cp2.member().etcdJoining || cp1.member().etcdJoining {
+		if time.Now().After(deadline) {
+			t.Fatal("the cluster did not settle within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	mark := len(s.trust.Timeline())
+	c := s.client(t, cp2)
+	before := bootID(t, c, cp2)
+	if err := c.Reboot(ctx(t, cp2)); err != nil {
+		t.Fatal(err)
+	}
+	st := waitBoot(t, cp2, strings.TrimSpace(before))
+	if st.Stage != "running" {
+		t.Fatalf("after the boot: %+v", st)
+	}
+	c = s.client(t, cp2)
+	if _, err := c.EtcdStatus(ctx(t, cp2)); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "has not rejoined the cluster") {
+		t.Fatalf("etcd status right after the boot: %v; want Unavailable, not rejoined", err)
+	}
+	if _, err := s.client(t, cp1).UpgradeWithOptions(ctx(t, cp1), client.WithUpgradeImage(goodImage)); err == nil || !strings.Contains(err.Error(), "etcd member "+formatID(cp2)+" is not healthy") {
+		t.Fatalf("an upgrade of cp-1 while cp-2 rejoins: %v", err)
+	}
+	waitJoined(cp2, mark)
+	if _, err := c.EtcdStatus(ctx(t, cp2)); err != nil {
+		t.Fatalf("etcd status once rejoined: %v", err)
 	}
 }

@@ -26,6 +26,8 @@ const (
 	// was leader (its machine or its etcd went down, or quorum was lost).
 	TimelineEtcdLeader     = "etcd-leader"
 	TimelineEtcdLeaderLost = "etcd-leader-lost"
+	// TimelineEtcdJoined: a control plane's etcd member answers again after a boot (WithEtcdJoinTime).
+	TimelineEtcdJoined = "etcd-joined"
 )
 
 func (t *Trust) record(node, event, detail string) {
