@@ -46,7 +46,7 @@ func leaderEvents(s sim, from int) []string {
 // and names it, on another member it does nothing; a leader that goes down is a "leader lost"
 // event and the others elect a new one while they have quorum.
 func TestEtcdLeadershipStaysUntilTheLeaderGoesOrForfeits(t *testing.T) {
-	s := newSim(t, 15, 3, 1)
+	s := newSim(t, 22, 3, 1)
 	cp1, cp2, cp3, w := s.nodes[0], s.nodes[1], s.nodes[2], s.nodes[3]
 	id := func(n *Node) uint64 { return memberID(n.address.String()) }
 	if l := leaderSeenBy(t, s, cp2); l != id(cp1) {
@@ -130,7 +130,7 @@ func TestEtcdLeadershipStaysUntilTheLeaderGoesOrForfeits(t *testing.T) {
 // the others' upgrade check finds it unhealthy, and once it rejoined ("etcd-joined" on the
 // timeline) everything answers again.
 func TestARebootedControlPlaneIsReadyBeforeItsEtcdMemberRejoins(t *testing.T) {
-	s := newSimWith(t, 16, 3, 0, WithEtcdJoinTime(time.Second))
+	s := newSimWith(t, 23, 3, 0, WithEtcdJoinTime(time.Second))
 	cp1, cp2 := s.nodes[0], s.nodes[1]
 	// The cluster settles first: every member rejoined after the installs' boots.
 	waitJoined := func(n *Node, from int) {
