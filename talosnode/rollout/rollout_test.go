@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ type cluster struct {
 	nodes []rollout.Node
 }
 
-func newCluster(t *testing.T, net int) *cluster {
+func newCluster(t *testing.T, net int, opts ...simnode.Option) *cluster {
 	t.Helper()
 	l := lab.New(t)
 	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0"}})
@@ -38,7 +39,7 @@ func newCluster(t *testing.T, net int) *cluster {
 		}
 		address := fmt.Sprintf("127.0.17.%d", net*10+i+1)
 		cfg := declaredConfig(t, l, cp, "1.34.1", lab.Installer, "")
-		n := l.Configured(t, address, cfg, simnode.WithRebootTime(150*time.Millisecond))
+		n := l.Configured(t, address, cfg, append([]simnode.Option{simnode.WithRebootTime(150 * time.Millisecond)}, opts...)...)
 		c.sim = append(c.sim, n)
 		c.nodes = append(c.nodes, rollout.Node{
 			Target:       node.Target{Name: name, Address: n.Addr()},
@@ -571,4 +572,102 @@ func TestAnAbortedUpgradeIsReportedAsAbortedWithTheRemedies(t *testing.T) {
 	if s := c.sim[3].State(); s.TalosVersion != lab.TalosVersion {
 		t.Errorf("worker-1 runs %s after an aborted upgrade", s.TalosVersion)
 	}
+}
+
+// TestAControlPlaneRebootsOnlyOnceItNoLongerLeadsEtcd: before a control plane reboots (an upgrade,
+// a config change Talos applies with a reboot), the etcd leader hands its leadership to another
+// member: over a whole rollout of 3 control planes no leader goes down while leader.
+func TestAControlPlaneRebootsOnlyOnceItNoLongerLeadsEtcd(t *testing.T) {
+	c := newCluster(t, 12)
+	opts := c.options(t, 3)
+	lost := func(mark int) []string {
+		var out []string
+		for _, e := range c.lab.Trust.Timeline()[mark:] {
+			if e.Event == simnode.TimelineEtcdLeaderLost {
+				out = append(out, c.name(e.Node)+" ("+e.Detail+")")
+			}
+		}
+		return out
+	}
+	start := len(c.lab.Trust.Timeline())
+	// A config change that needs a reboot, in reboot mode.
+	target := slices.Clone(c.nodes)
+	for i := range target {
+		target[i].Config = declaredConfig(t, c.lab, target[i].ControlPlane, "1.34.1", lab.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	}
+	opts.ApplyMode = machine.ApplyConfigurationRequest_REBOOT
+	if _, err := rollout.Run(context.Background(), target, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(start, simnode.TimelineDown); len(got) != 6 {
+		t.Fatalf("reboots %v, want every node once", got)
+	}
+	if got := lost(start); len(got) > 0 {
+		t.Errorf("config reboots took the etcd leader down: %v", got)
+	}
+	// An upgrade.
+	mark := len(c.lab.Trust.Timeline())
+	opts.ApplyMode = machine.ApplyConfigurationRequest_AUTO
+	if _, err := rollout.Run(context.Background(), c.target(t, "v1.11.6"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(mark, simnode.TimelineUpgrade); len(got) != 6 {
+		t.Fatalf("upgrades %v, want every node once", got)
+	}
+	if got := lost(mark); len(got) > 0 {
+		t.Errorf("upgrades took the etcd leader down: %v", got)
+	}
+	if got := c.events(start, simnode.TimelineEtcdLeader); len(got) < 2 {
+		t.Errorf("leadership handed over %v; want at least once per run", got)
+	}
+}
+
+// TestAfterEveryRebootTheRolloutWaitsForEtcdBeforeItsNextCall: a control plane is running and
+// ready a moment before its etcd member has rejoined. After every reboot the rollout waits for
+// every member before it calls the node again (here: the config applied after the upgrade) and
+// before the next node's turn (its snapshot, its calls).
+func TestAfterEveryRebootTheRolloutWaitsForEtcdBeforeItsNextCall(t *testing.T) {
+	c := newCluster(t, 13, simnode.WithEtcdJoinTime(600*time.Millisecond))
+	check := func(mark int, what string) {
+		t.Helper()
+		rejoining := map[string]bool{}
+		for _, e := range c.lab.Trust.Timeline()[mark:] {
+			name := c.name(e.Node)
+			switch e.Event {
+			case simnode.TimelineUp:
+				if !isWorker(name) {
+					rejoining[name] = true
+				}
+			case simnode.TimelineEtcdJoined:
+				delete(rejoining, name)
+			case simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineSnapshot:
+				if len(rejoining) > 0 {
+					t.Errorf("%s: %s on %s while the etcd member of %v had not rejoined since its boot", what, e.Event, name, slices.Sorted(maps.Keys(rejoining)))
+				}
+			}
+		}
+	}
+	// Talos 1.11 does not support Kubernetes 1.35: each node upgrades, reboots, then takes the config.
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), c.targetWith(t, "v1.12.0", "1.35.0", ""), c.options(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for name, events := range c.perNode(mark, simnode.TimelineUpgrade, simnode.TimelineApply, simnode.TimelineEtcdJoined) {
+		// (The members' rejoin after the lab's installs may come first.)
+		if want := "upgrade,etcd-joined,apply"; !isWorker(name) && strings.TrimPrefix(strings.Join(events, ","), "etcd-joined,") != want {
+			t.Errorf("%s: %s, want %s", name, strings.Join(events, ","), want)
+		}
+	}
+	check(mark, "upgrade then config")
+	// A config change Talos applies with a reboot: the next node waits for this one's member.
+	mark = len(c.lab.Trust.Timeline())
+	opts := c.options(t, 1)
+	opts.ApplyMode = machine.ApplyConfigurationRequest_REBOOT
+	if _, err := rollout.Run(context.Background(), c.targetWith(t, "v1.12.0", "1.35.0", "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.events(mark, simnode.TimelineEtcdJoined); strings.Join(got, ",") != "cp-1,cp-2,cp-3" {
+		t.Errorf("members rejoined after the config reboots: %v", got)
+	}
+	check(mark, "reboot-class config")
 }

@@ -202,6 +202,55 @@ func (r *runner) settle(ctx context.Context, n Node, phase Phase) (node.State, e
 	return state, nil
 }
 
+// forfeitLeadership moves etcd's leadership off a control plane that is about to reboot, so the
+// cluster does not lose its leader with it (a leader that goes down stalls every write for an
+// election timeout, and the API server's with them). Talos' EtcdForfeitLeadership hands it to
+// another member only when this one leads (v1alpha1_server.go, internal/pkg/etcd/etcd.go
+// ForfeitLeadership); the rollout then checks that this member no longer leads.
+func (r *runner) forfeitLeadership(ctx context.Context, n Node, phase Phase) error {
+	if !n.ControlPlane || len(r.members) < 2 {
+		return nil
+	}
+	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: phase, Expected: "a client for the node", Seen: err.Error()}
+	}
+	defer c.Close() //nolint:errcheck
+	leads := func(ctx context.Context) (bool, string, error) {
+		st, err := c.EtcdStatus(ctx)
+		if err != nil || len(st.GetMessages()) == 0 {
+			return false, "", fmt.Errorf("etcd status: %s", node.Describe(err))
+		}
+		ms := st.GetMessages()[0].GetMemberStatus()
+		return ms.GetLeader() == ms.GetMemberId(), fmt.Sprintf("member %x, leader %x", ms.GetMemberId(), ms.GetLeader()), nil
+	}
+	callCtx, cancel := context.WithTimeout(ctx, attempt)
+	defer cancel()
+	leader, seen, err := leads(callCtx)
+	if err != nil {
+		return &Error{Node: n.Target, Phase: phase, Expected: "the etcd status of the member before its reboot", Seen: err.Error()}
+	}
+	if !leader {
+		return nil
+	}
+	resp, err := c.EtcdForfeitLeadership(callCtx, &machine.EtcdForfeitLeadershipRequest{})
+	if err != nil {
+		return &Error{Node: n.Target, Phase: phase, Expected: "etcd leadership handed to another member before the reboot", Seen: node.Describe(err)}
+	}
+	if leader, seen, err = leads(callCtx); err != nil || leader {
+		if err != nil {
+			seen = err.Error()
+		}
+		return &Error{Node: n.Target, Phase: phase, Expected: "etcd leadership handed to another member before the reboot", Seen: "still the leader after EtcdForfeitLeadership (" + seen + ")"}
+	}
+	to := "another member"
+	if msgs := resp.GetMessages(); len(msgs) > 0 && msgs[0].GetMember() != "" {
+		to = msgs[0].GetMember()
+	}
+	r.log("%s: etcd leader: handed the leadership to %s before the reboot", n.Target, to)
+	return nil
+}
+
 // applyConfig sends the declared config in the given mode; when Talos reboots to apply it, the
 // node's turn waits for it to come back healthy.
 func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) error {
@@ -218,6 +267,11 @@ func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConf
 		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "a client for the node", Seen: err.Error()}
 	}
 	defer c.Close() //nolint:errcheck
+	if mode != machine.ApplyConfigurationRequest_NO_REBOOT && mode != machine.ApplyConfigurationRequest_STAGED {
+		if err := r.forfeitLeadership(ctx, n, ConfigApply); err != nil {
+			return err
+		}
+	}
 	callCtx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
 	defer cancel()
 	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: mode})
@@ -253,6 +307,9 @@ func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "a client for the node", Seen: err.Error()}
 	}
 	defer c.Close() //nolint:errcheck
+	if err := r.forfeitLeadership(ctx, n, UpgradeCall); err != nil {
+		return err
+	}
 	// Talos pulls and checks the image inside the call: it can take minutes on a slow registry.
 	callCtx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
 	defer cancel()

@@ -24,6 +24,8 @@ type member struct {
 	etcdStarted     bool
 	etcdUnhealthy   bool
 	servicesStopped bool
+	// etcdJoining: booted, its member not yet back in the cluster (WithEtcdJoinTime).
+	etcdJoining bool
 }
 
 func (m member) controlPlane() bool { return m.cfg != nil && m.cfg.Machine().Type().IsControlPlane() }
@@ -39,7 +41,7 @@ func (n *Node) member() member {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	m := member{node: n, up: n.state.Up, cfg: n.cfg, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped,
-		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped}
+		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped, etcdJoining: n.etcdJoining}
 	if n.cfg != nil {
 		m.cluster = clusterKey(n.cfg)
 	}
@@ -107,8 +109,10 @@ func (t *Trust) settle() {
 	for i := range members {
 		members[i] = members[i].node.member()
 	}
+	t.electLeaders(members)
 	for _, m := range members {
 		c, ok := etcdView(members, m.cluster)
+		c.leaderID = t.etcdLeaders[m.cluster]
 		m.node.showServices(context.Background(), c, ok)
 	}
 }

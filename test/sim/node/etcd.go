@@ -34,12 +34,17 @@ type etcdMember struct {
 	serving bool
 	healthy bool
 	founder bool
+	// joining: the machine booted and runs, its member has not rejoined yet (WithEtcdJoinTime).
+	joining bool
 }
 
 // etcdCluster is a bootstrapped cluster's etcd: every configured control plane of it is a
 // member, the bootstrap node first, the others in the simulation's node order.
 type etcdCluster struct {
 	members []etcdMember
+	// leaderID is the member raft elected: it stays leader until it stops answering or forfeits
+	// (Trust.electLeaders); 0 before the first election and while there is none.
+	leaderID uint64
 }
 
 func (c etcdCluster) quorum() bool {
@@ -52,18 +57,24 @@ func (c etcdCluster) quorum() bool {
 	return healthy*2 > len(c.members)
 }
 
-// leader is the lowest id among the healthy members while there is quorum; 0 without.
+// leader is the elected member while it is healthy and there is quorum; 0 otherwise.
 func (c etcdCluster) leader() uint64 {
 	if !c.quorum() {
 		return 0
 	}
-	var leader uint64
+	if m, ok := c.byID(c.leaderID); ok && m.healthy {
+		return m.id
+	}
+	return 0
+}
+
+func (c etcdCluster) byID(id uint64) (etcdMember, bool) {
 	for _, m := range c.members {
-		if m.healthy && (leader == 0 || m.id < leader) {
-			leader = m.id
+		if id != 0 && m.id == id {
+			return m, true
 		}
 	}
-	return leader
+	return etcdMember{}, false
 }
 
 func (c etcdCluster) member(n *Node) (etcdMember, bool) {
@@ -98,7 +109,9 @@ func etcdView(members []member, cluster string) (etcdCluster, bool) {
 			continue
 		}
 		addr := m.node.address.String()
-		em := etcdMember{node: m.node, id: memberID(addr), address: addr, serving: m.up && !m.servicesStopped, founder: m.bootstrapped}
+		em := etcdMember{node: m.node, id: memberID(addr), address: addr, founder: m.bootstrapped}
+		em.joining = m.up && !m.servicesStopped && m.etcdJoining
+		em.serving = m.up && !m.servicesStopped && !m.etcdJoining
 		if m.etcdStarted || em.serving {
 			em.name = m.hostname
 		}
@@ -129,7 +142,53 @@ func (n *Node) etcd() (etcdCluster, bool) {
 	for i, o := range nodes {
 		members[i] = o.member()
 	}
-	return etcdView(members, n.member().cluster)
+	cluster := n.member().cluster
+	c, ok := etcdView(members, cluster)
+	t.clusterMu.Lock()
+	c.leaderID = t.etcdLeaders[cluster]
+	t.clusterMu.Unlock()
+	return c, ok
+}
+
+// electLeaders keeps each cluster's etcd leader as raft does; the caller holds clusterMu. A leader
+// stays leader while it answers and its cluster has quorum, whoever else comes and goes; when it
+// stops (its machine goes down, an upgrade stops its etcd, it fails) the loss is recorded on the
+// timeline and, while a quorum remains, the healthy members elect another (here the first in
+// member-list order: in etcd the first whose election timeout fires).
+func (t *Trust) electLeaders(members []member) {
+	done := map[string]bool{}
+	for _, m := range members {
+		if !m.controlPlane() || done[m.cluster] {
+			continue
+		}
+		done[m.cluster] = true
+		c, ok := etcdView(members, m.cluster)
+		if !ok {
+			continue
+		}
+		leader := t.etcdLeaders[m.cluster]
+		if lm, ok := c.byID(leader); leader != 0 && (!ok || !lm.healthy || !c.quorum()) {
+			why := "its etcd stopped answering"
+			switch {
+			case !ok:
+				why = "no longer a member"
+			case !c.quorum() && lm.healthy:
+				why = "the cluster lost quorum"
+			}
+			t.record(lm.address, TimelineEtcdLeaderLost, fmt.Sprintf("member %016x was leader: %s", leader, why))
+			leader = 0
+		}
+		if leader == 0 && c.quorum() {
+			for _, em := range c.members {
+				if em.healthy {
+					leader = em.id
+					t.record(em.address, TimelineEtcdLeader, fmt.Sprintf("member %016x elected", leader))
+					break
+				}
+			}
+		}
+		t.etcdLeaders[m.cluster] = leader
+	}
 }
 
 // checkControlplane is machined's guard on the etcd APIs.
@@ -153,11 +212,18 @@ func (n *Node) localEtcd() (etcdCluster, etcdMember, error) {
 		return c, etcdMember{}, errEtcdNotRunning
 	}
 	m, ok := c.member(n)
+	if ok && m.joining {
+		return c, m, errEtcdJoining
+	}
 	if !ok || !m.serving {
 		return c, m, errEtcdNotRunning
 	}
 	return c, m, nil
 }
+
+// errEtcdJoining is what a client of a member that has not rejoined since the boot sees: etcd's
+// client port does not answer yet.
+var errEtcdJoining = status.Error(codes.Unavailable, "etcd is starting: the member has not rejoined the cluster since the boot (dial tcp 127.0.0.1:2379: connect: connection refused)")
 
 var errNoLeader = status.Error(codes.Unavailable, "etcdserver: no leader")
 
@@ -217,6 +283,67 @@ func (n *Node) EtcdStatus(ctx context.Context, _ *emptypb.Empty) (*machine.EtcdS
 		st.Errors = []string{"etcdserver: no leader"}
 	}
 	return &machine.EtcdStatusResponse{Messages: []*machine.EtcdStatus{{MemberStatus: st}}}, nil
+}
+
+// EtcdForfeitLeadership is machined's (Talos v1.11.5, internal/app/machined/internal/server/
+// v1alpha1/v1alpha1_server.go EtcdForfeitLeadership, and internal/pkg/etcd/etcd.go
+// ForfeitLeadership): with a leader required, it lists the members (refused with only one),
+// asks this member's status, and when this member is the leader it moves the leadership to the
+// first other member in the list, answering that member's name; when it is not the leader it
+// does nothing and answers no name. The transferee is not chosen for its health: a leader
+// transfer to a member that does not answer times out, as etcd's MoveLeader does. os:admin
+// only (authz.go).
+func (n *Node) EtcdForfeitLeadership(ctx context.Context, _ *machine.EtcdForfeitLeadershipRequest) (*machine.EtcdForfeitLeadershipResponse, error) {
+	if err := n.checkControlplane("etcd forfeit leadership", "EtcdForfeitLeadership"); err != nil {
+		return nil, err
+	}
+	c, ok := n.etcd()
+	if !ok {
+		return nil, fmt.Errorf("failed to create etcd client: %w", errEtcdNotRunning)
+	}
+	self, ok := c.member(n)
+	if !ok || self.name == "" {
+		// GetLocalMemberID reads the EtcdMember resource the member writes once it ran.
+		return nil, status.Error(codes.NotFound, "resource EtcdMembers.etcd.talos.dev(etcd/local@undefined) doesn't exist")
+	}
+	if !c.quorum() {
+		return nil, fmt.Errorf("failed to forfeit leadership: failed to list etcd members: %w", errNoLeader)
+	}
+	if len(c.members) == 1 {
+		return nil, errors.New("failed to forfeit leadership: cannot forfeit leadership, only one member")
+	}
+	if !self.serving {
+		return nil, fmt.Errorf("failed to forfeit leadership: %w", errEtcdNotRunning)
+	}
+	empty := &machine.EtcdForfeitLeadershipResponse{Messages: []*machine.EtcdForfeitLeadership{{}}}
+	if c.leader() != self.id {
+		return empty, nil
+	}
+	for _, m := range c.members {
+		if m.id == self.id {
+			continue
+		}
+		if !m.healthy {
+			return nil, errors.New("failed to forfeit leadership: etcdserver: request timed out, leader transfer took too long")
+		}
+		if !n.trust.moveLeader(n.member().cluster, self.id, m.id) {
+			return empty, nil // no longer the leader: nothing to do (etcd's ErrNotLeader)
+		}
+		n.trust.record(m.address, TimelineEtcdLeader, fmt.Sprintf("member %016x handed the leadership by %016x (forfeit)", m.id, self.id))
+		return &machine.EtcdForfeitLeadershipResponse{Messages: []*machine.EtcdForfeitLeadership{{Member: m.name}}}, nil
+	}
+	return empty, nil
+}
+
+// moveLeader hands cluster's leadership from one member to another if from still leads.
+func (t *Trust) moveLeader(cluster string, from, to uint64) bool {
+	t.clusterMu.Lock()
+	defer t.clusterMu.Unlock()
+	if t.etcdLeaders[cluster] != from {
+		return false
+	}
+	t.etcdLeaders[cluster] = to
+	return true
 }
 
 // raftIndex grows with everything that happened in the simulation.
@@ -423,6 +550,9 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 		case m.servicesStopped:
 		case !bootstrapped:
 			etcd = service{id: "etcd", state: "Preparing", unknown: true, message: "Running pre state"}
+		case mem.joining:
+			// Running, its first health check still to come: MachineStatus counts it as fine.
+			etcd = service{id: "etcd", state: "Running", unknown: true, message: "Started task etcd"}
 		case !mem.healthy:
 			etcd.healthy, etcd.message = false, "context deadline exceeded"
 		}

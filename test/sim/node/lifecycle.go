@@ -27,6 +27,16 @@ func WithRebootTime(d time.Duration) Option {
 	return func(o *options) { o.rebootTime = d }
 }
 
+// WithEtcdJoinTime sets how long a control plane's etcd member takes, after each boot, to rejoin
+// its cluster (default 0: at once). Meanwhile the member does not answer (EtcdStatus on it fails,
+// it counts against quorum and the others list it unhealthy) while the machine is already running
+// and ready: Talos' MachineStatus counts a running service whose health is not known yet as fine
+// (controllers/runtime/machine_status.go servicesCheck), and the etcd service's first health check
+// comes 5 s after its start (system/services/etcd.go HealthSettings: InitialDelay 5 s, Period 20 s).
+func WithEtcdJoinTime(d time.Duration) Option {
+	return func(o *options) { o.etcdJoinTime = d }
+}
+
 // bootImage is what the bootloader boots: a Talos release from an Image Factory schematic.
 type bootImage struct{ version, schematic string }
 
@@ -154,6 +164,8 @@ func (n *Node) boot() error {
 	n.bootedAt = time.Now()
 	n.bootID = uuid.NewString()
 	n.state.BootID = n.bootID
+	n.etcdJoining = n.etcdJoin > 0
+	joinAfter, bootID := n.etcdJoin, n.bootID
 	n.events = newEventLog()
 	n.sequence = ""
 	schematic := n.state.Schematic
@@ -203,7 +215,25 @@ func (n *Node) boot() error {
 	n.trust.record(n.address.String(), TimelineUp, detail)
 	// A machine that comes back may take the VIP, register its Node, start its etcd member.
 	n.trust.settle()
+	if joinAfter > 0 {
+		time.AfterFunc(joinAfter, func() { n.etcdJoined(bootID) })
+	}
 	return nil
+}
+
+// etcdJoined ends the etcd member's rejoin after the boot bootID, if the machine still runs it.
+func (n *Node) etcdJoined(bootID string) {
+	n.mu.Lock()
+	if n.bootID != bootID || !n.etcdJoining {
+		n.mu.Unlock()
+		return
+	}
+	n.etcdJoining = false
+	n.mu.Unlock()
+	if m := n.member(); m.controlPlane() && m.etcdStarted {
+		n.trust.record(n.address.String(), TimelineEtcdJoined, "member rejoined after boot")
+	}
+	n.trust.settle()
 }
 
 // setStage is machined's MachineStatus controller: the resource and its event.

@@ -125,6 +125,10 @@ type Node struct {
 	etcdStarted bool
 	// servicesStopped: an upgrade stopped etcd, kubelet and the rest before its reboot.
 	servicesStopped bool
+	// etcdJoin is how long the etcd member takes to rejoin after a boot; etcdJoining is true
+	// meanwhile.
+	etcdJoin    time.Duration
+	etcdJoining bool
 	// stagedInstall: a staged upgrade installs at the next boot and reboots once more.
 	stagedInstall bool
 	bootedAt      time.Time
@@ -141,6 +145,7 @@ type options struct {
 	links        []string
 	rebootTime   time.Duration
 	staticPodLag time.Duration
+	etcdJoinTime time.Duration
 }
 
 // DefaultLinks is what a node has unless WithLinks says otherwise: one virtio NIC with the
@@ -186,6 +191,7 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 			Schematic: schematicID, Stage: runtime.MachineStageMaintenance.String(), EtcdHealthy: true,
 			NodeAddress: NodeAddress{Link: links[0].name, Source: "dhcp"}},
 		rebootTime: o.rebootTime,
+		etcdJoin:   o.etcdJoinTime,
 		events:     newEventLog(),
 		pods:       newPodModel(o.staticPodLag),
 	}

@@ -22,6 +22,12 @@ const (
 	TimelineDown           = "down"
 	TimelineUp             = "up"
 	TimelineSnapshot       = "snapshot"
+	// etcd's leadership: a member elected or handed the leadership, and a leader lost while it
+	// was leader (its machine or its etcd went down, or quorum was lost).
+	TimelineEtcdLeader     = "etcd-leader"
+	TimelineEtcdLeaderLost = "etcd-leader-lost"
+	// TimelineEtcdJoined: a control plane's etcd member answers again after a boot (WithEtcdJoinTime).
+	TimelineEtcdJoined = "etcd-joined"
 )
 
 func (t *Trust) record(node, event, detail string) {

@@ -30,6 +30,8 @@ type Trust struct {
 	controlPlane *ControlPlane
 	realAPIs     map[string]*realAPI
 	closed       bool
+	// etcdLeaders is each cluster's etcd leader (member id), by cluster key.
+	etcdLeaders map[string]uint64
 
 	timelineMu sync.Mutex
 	timeline   []TimelineEntry
@@ -40,10 +42,11 @@ type Trust struct {
 // NewTrust returns an empty trust registry.
 func NewTrust() *Trust {
 	return &Trust{
-		cas:        map[[32]byte]*talosx509.CertificateAuthority{},
-		apiServers: map[string]*apiServer{},
-		nodeApply:  map[*Node]string{},
-		realAPIs:   map[string]*realAPI{},
+		cas:         map[[32]byte]*talosx509.CertificateAuthority{},
+		apiServers:  map[string]*apiServer{},
+		nodeApply:   map[*Node]string{},
+		realAPIs:    map[string]*realAPI{},
+		etcdLeaders: map[string]uint64{},
 	}
 }
 

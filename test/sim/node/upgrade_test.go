@@ -40,13 +40,19 @@ type sim struct {
 
 func newSim(t *testing.T, subnet, controlPlanes, workers int) sim {
 	t.Helper()
+	return newSimWith(t, subnet, controlPlanes, workers)
+}
+
+// newSimWith is newSim with further node options.
+func newSimWith(t *testing.T, subnet, controlPlanes, workers int, opts ...Option) sim {
+	t.Helper()
 	trust := NewTrust()
 	f := factory.New([]string{"v1.11.5", upgradedVersion}, nil)
 	f.Host = factoryHost
 	trust.SetInstallers(f)
 	s := sim{trust: trust, cl: newCluster(t, "up"+strconv.Itoa(subnet))}
 	for i := range controlPlanes + workers {
-		n, err := New("127.0."+strconv.Itoa(subnet)+"."+strconv.Itoa(11+i), APIPort, "v1.11.5", bootedSchematic, trust, WithRebootTime(testRebootTime))
+		n, err := New("127.0."+strconv.Itoa(subnet)+"."+strconv.Itoa(11+i), APIPort, "v1.11.5", bootedSchematic, trust, append([]Option{WithRebootTime(testRebootTime)}, opts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +112,7 @@ func waitBoot(t *testing.T, n *Node, before string) State {
 func kinds(s sim, node string) []string {
 	var out []string
 	for _, e := range s.trust.Timeline() {
-		if e.Node == node && e.Event != TimelineApply {
+		if e.Node == node && e.Event != TimelineApply && e.Event != TimelineEtcdLeader && e.Event != TimelineEtcdLeaderLost {
 			out = append(out, e.Event+" "+e.Detail)
 		}
 	}

@@ -431,6 +431,57 @@ func TestTalosctl(t *testing.T) {
 		}
 	})
 
+	t.Run("etcd forfeit-leadership", func(t *testing.T) {
+		// `etcd status` names each member and the leader it sees (LEADER is a member id).
+		leader := func() (string, map[string]string) {
+			t.Helper()
+			members := map[string]string{}
+			seen := ""
+			for _, n := range cps {
+				out, err := c.on(n, "etcd", "status")
+				if err != nil {
+					t.Fatalf("etcd status on %s: %v", n.ip, err)
+				}
+				rows := table(out)
+				if len(rows) != 1 {
+					t.Fatalf("etcd status on %s:\n%s", n.ip, out)
+				}
+				members[n.ip] = rows[0]["MEMBER"]
+				if seen != "" && rows[0]["LEADER"] != seen {
+					t.Fatalf("members see different leaders: %s and %s", seen, rows[0]["LEADER"])
+				}
+				seen = rows[0]["LEADER"]
+			}
+			return seen, members
+		}
+		before, members := leader()
+		var follower, lead simNode
+		for _, n := range cps {
+			if members[n.ip] == before {
+				lead = n
+			} else {
+				follower = n
+			}
+		}
+		if lead.Node == nil {
+			t.Fatalf("no control plane is the leader %s: %v", before, members)
+		}
+		// On a follower it does nothing.
+		if _, err := c.on(follower, "etcd", "forfeit-leadership"); err != nil {
+			t.Fatal(err)
+		}
+		if now, _ := leader(); now != before {
+			t.Fatalf("a follower's forfeit moved the leadership from %s to %s", before, now)
+		}
+		// On the leader it hands the leadership to another member.
+		if _, err := c.on(lead, "etcd", "forfeit-leadership"); err != nil {
+			t.Fatal(err)
+		}
+		if now, _ := leader(); now == before || now == "" {
+			t.Fatalf("after the leader's forfeit the leader is %q (was %s)", now, before)
+		}
+	})
+
 	t.Run("service", func(t *testing.T) {
 		for _, n := range all {
 			out, err := c.on(n, "service")

@@ -42,6 +42,7 @@ func main() {
 	readyFile := flag.String("ready-file", "", "written once every listener is up")
 	rebootTime := flag.Duration("reboot-time", node.DefaultRebootTime, "how long a reboot (upgrade, apply, reboot) keeps a node down")
 	staticPodLag := flag.Duration("static-pod-lag", node.DefaultStaticPodLag, "how often a node refreshes its view of its static pods (Talos: 15s); MachineStatus lags them by up to this")
+	etcdJoinTime := flag.Duration("etcd-join-time", 0, "how long a control plane's etcd member takes to rejoin after a boot (the node is ready before)")
 	etcd := flag.String("etcd", "", "etcd binary: with -kube-apiserver, each bootstrapped cluster runs a real etcd and API server")
 	apiServer := flag.String("kube-apiserver", "", "kube-apiserver binary, listening on the bootstrapped control plane's address, port 6443 (needs -etcd)")
 	apiServerDelay := flag.Duration("apiserver-delay", node.DefaultAPIServerDelay, "how long after the bootstrap etcd and the API server start")
@@ -58,7 +59,7 @@ func main() {
 	case *etcd != "" || *apiServer != "":
 		log.Fatal("-etcd and -kube-apiserver go together")
 	}
-	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, *rebootTime, *staticPodLag, controlPlane); err != nil {
+	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, []node.Option{node.WithRebootTime(*rebootTime), node.WithEtcdJoinTime(*etcdJoinTime), node.WithStaticPodLag(*staticPodLag)}, controlPlane); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -87,7 +88,7 @@ func loopbackListen(addr string) (net.Listener, error) {
 // IntelUcodeSchematic is the factory's id for a schematic holding only siderolabs/intel-ucode.
 const IntelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 
-func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, rebootTime, staticPodLag time.Duration, controlPlane *node.ControlPlane) error {
+func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, nodeOpts []node.Option, controlPlane *node.ControlPlane) error {
 	trust := node.NewTrust()
 	// Stops the etcd and kube-apiserver processes (their process groups) and removes their folders;
 	// should this process die without it, the kernel kills them (Pdeathsig).
@@ -103,7 +104,7 @@ func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion
 	nodes := map[string]*node.Node{}
 	var order []string
 	for _, addr := range split(nodeList) {
-		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust, node.WithLinks(links...), node.WithRebootTime(rebootTime), node.WithStaticPodLag(staticPodLag))
+		n, err := node.New(addr, node.APIPort, talosVersion, schematicID, trust, append([]node.Option{node.WithLinks(links...)}, nodeOpts...)...)
 		if err != nil {
 			return err
 		}
