@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -291,6 +292,18 @@ func TestARebootClassConfigChangeDrainsTheNodeHonouringItsPodDisruptionBudget(t 
 		cctx, stop := context.WithCancel(ctx)
 		wait := app.controllers(cctx)
 		defer func() { stop(); wait() }()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			pdb := app.send(t, ctx, http.MethodGet, pdbPath, nil)
+			status, _ := pdb["status"].(map[string]any)
+			if status["observedGeneration"] == pdb["metadata"].(map[string]any)["generation"] && status["disruptionsAllowed"] == float64(1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the stand-in disruption controller did not observe the new budget within a minute: %v", status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		applies, mark := len(worker.State().KubeAtApply), len(c.lab.Trust.Timeline())
 		var log logLines
 		if _, err := rollout.Run(ctx, declared, c.options(t, log.add)); err != nil {
@@ -315,7 +328,7 @@ func TestARebootClassConfigChangeDrainsTheNodeHonouringItsPodDisruptionBudget(t 
 			}
 		}
 		// The second eviction waits for the first pod's replacement: the budget allows one at a time.
-		if !strings.Contains(log.text(), "eviction of default/web-2 refused by PodDisruptionBudget default/web") {
+		if !regexp.MustCompile(`eviction of default/web-[12] refused by PodDisruptionBudget default/web \(The disruption budget web needs 1 healthy pods`).MatchString(log.text()) {
 			t.Errorf("the log does not show the budget holding the second eviction:\n%s", log.text())
 		}
 		if got := app.pods(t, ctx); len(got["worker-1"]) != 0 || len(got["cp-2"]) != 2 {
