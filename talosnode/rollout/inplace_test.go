@@ -19,7 +19,7 @@ import (
 	"talos-cluster/talosnode/rollout"
 )
 
-// realCluster is 3 control planes and a worker on 127.0.42.x with a real API server; Talos
+// realCluster is 3 control planes and a worker on 127.0.<subnet>.x with a real API server; Talos
 // refreshes their static pods' status only every 3 s, longer than a node's turn here, as its
 // 15 s are on real machines.
 type realCluster struct {
@@ -29,7 +29,7 @@ type realCluster struct {
 	patches []string
 }
 
-func newRealCluster(t *testing.T) *realCluster {
+func newRealCluster(t *testing.T, subnet int) *realCluster {
 	t.Helper()
 	l := lab.New(t)
 	l.RealControlPlane(t)
@@ -38,7 +38,7 @@ func newRealCluster(t *testing.T) *realCluster {
 		cp := i < 3
 		hostname := "apiVersion: v1alpha1\nkind: HostnameConfig\nauto: off\nhostname: " + name + "\n"
 		cfg := declaredConfig(t, l, cp, lab.KubernetesVersion, lab.Installer, hostname)
-		n := l.Configured(t, fmt.Sprintf("127.0.42.%d", 11+i), cfg, simnode.WithStaticPodLag(3*time.Second), simnode.WithRebootTime(150*time.Millisecond))
+		n := l.Configured(t, fmt.Sprintf("127.0.%d.%d", subnet, 11+i), cfg, simnode.WithStaticPodLag(3*time.Second), simnode.WithRebootTime(150*time.Millisecond))
 		c.sim = append(c.sim, n)
 		c.patches = append(c.patches, hostname)
 		c.nodes = append(c.nodes, rollout.Node{
@@ -116,7 +116,7 @@ func (l *logLines) text() string {
 }
 
 func TestInPlaceChangesAreAwaitedAndABadAPIServerFlagStopsAtTheFirstControlPlane(t *testing.T) {
-	c := newRealCluster(t)
+	c := newRealCluster(t, 42)
 	c.waitKubernetes(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

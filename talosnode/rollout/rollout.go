@@ -62,8 +62,12 @@ type Options struct {
 	Poll time.Duration
 	// Kubernetes makes the rollout wait, after each in-place change, until it has landed in the
 	// cluster's Kubernetes API (inplace.go), and re-check the nodes done before each turn. It
-	// needs a bootstrapped cluster whose control planes answer on :6443.
+	// needs a bootstrapped cluster whose control planes answer on :6443. With it, a config apply
+	// that reboots the node is preceded by a cordon and a drain that honours PodDisruptionBudgets,
+	// and followed by an uncordon (drain.go).
 	Kubernetes bool
+	// DrainTimeout bounds one node's drain; 0 means HealthTimeout.
+	DrainTimeout time.Duration
 }
 
 // Phase names the step a node was in when a rollout stopped.

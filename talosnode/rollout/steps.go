@@ -253,18 +253,55 @@ func (r *runner) forfeitLeadership(ctx context.Context, n Node, phase Phase) err
 
 // applyConfig sends the declared config in the given mode; when Talos reboots to apply it, the
 // node's turn waits for it to come back healthy.
+//
+// With Kubernetes access, an apply that may reboot (AUTO, REBOOT) is first asked of the node as a
+// dry run; when Talos would reboot, the Node is cordoned and drained before the apply and
+// uncordoned once the node is back and healthy (drain.go).
 func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) error {
+	var drained *cordoned
+	if r.opts.Kubernetes && (mode == machine.ApplyConfigurationRequest_AUTO || mode == machine.ApplyConfigurationRequest_REBOOT) {
+		resolved, err := r.resolveMode(ctx, n, mode)
+		if err != nil {
+			return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + mode.String() + " (dry run)", Seen: node.Describe(err)}
+		}
+		if resolved == machine.ApplyConfigurationRequest_REBOOT {
+			if drained, err = r.cordonAndDrain(ctx, n); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.sendConfig(ctx, n, mode, drained); err != nil {
+		return err
+	}
+	if err := r.uncordon(ctx, n, drained); err != nil {
+		return &Error{Node: n.Target, Phase: Uncordon, Expected: "Node " + drained.name + " schedulable again after the node's reboot", Seen: err.Error()}
+	}
+	return nil
+}
+
+// sendConfig sends the config and waits for its reboot or its in-place change to land. A Node
+// drained for it is uncordoned again when Talos refuses the config (nothing changed) and left
+// cordoned when the node does not come back healthy.
+func (r *runner) sendConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode, drained *cordoned) error {
+	refused := func(err error) error {
+		if drained != nil {
+			if uerr := r.uncordon(ctx, n, drained); uerr != nil {
+				r.log("%s: Node %s left cordoned: %s", n.Target, drained.name, uerr)
+			}
+		}
+		return err
+	}
 	versionsBefore, moved, wait, err := r.inPlaceBefore(ctx, n)
 	if err != nil {
-		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's config and its components' config versions", Seen: node.Describe(err)}
+		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's config and its components' config versions", Seen: node.Describe(err)})
 	}
 	before, err := r.bootID(ctx, n)
 	if err != nil {
-		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)}
+		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)})
 	}
 	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
 	if err != nil {
-		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "a client for the node", Seen: err.Error()}
+		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "a client for the node", Seen: err.Error()})
 	}
 	defer c.Close() //nolint:errcheck
 	if mode != machine.ApplyConfigurationRequest_NO_REBOOT && mode != machine.ApplyConfigurationRequest_STAGED {
@@ -276,7 +313,7 @@ func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConf
 	defer cancel()
 	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: mode})
 	if err != nil {
-		return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + mode.String(), Seen: node.Describe(err)}
+		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + mode.String(), Seen: node.Describe(err)})
 	}
 	applied := mode
 	if msgs := resp.GetMessages(); len(msgs) > 0 {
@@ -290,9 +327,19 @@ func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConf
 		return nil
 	}
 	if err := r.waitReboot(ctx, n, before, "that applies the config"); err != nil {
-		return err
+		return leftCordoned(err, drained)
 	}
 	_, err = r.settle(ctx, n, Reboot)
+	return leftCordoned(err, drained)
+}
+
+// leftCordoned adds to the error of a node that did not come back healthy that its Node stays
+// cordoned: no pods should land on it until someone has looked.
+func leftCordoned(err error, drained *cordoned) error {
+	var rerr *Error
+	if err != nil && drained != nil && drained.byUs && errors.As(err, &rerr) {
+		rerr.Seen += fmt.Sprintf("; Node %s left cordoned (kubectl uncordon %s once it is healthy)", drained.name, drained.name)
+	}
 	return err
 }
 

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -17,8 +18,11 @@ import (
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -257,6 +261,88 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 		if err != nil || !k.Spec.Unschedulable {
 			t.Fatalf("worker-1 uncordoned by the simulation: %v", err)
 		}
+	})
+	t.Run("the kubelet runs the pods bound to its node, evictions honour a PDB, and a node that is down does nothing", func(t *testing.T) {
+		// No scheduler, no controllers: the pods are bound by spec.nodeName, and the test plays
+		// the disruption controller by setting the PDB's status (observedGeneration = generation),
+		// without which every eviction is refused as "still being processed".
+		ns := "default"
+		pod := func(name string) *corev1.Pod {
+			return &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{NodeName: "worker-1", Containers: []corev1.Container{{Name: "web", Image: "nginx"}}},
+			}
+		}
+		for _, name := range []string{"web-1", "web-2"} {
+			if _, err := admin.CoreV1().Pods(ns).Create(ctx, pod(name), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range []string{"web-1", "web-2"} {
+			within(t, name+" Running and Ready", func() (bool, string) {
+				p, err := admin.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return false, err.Error()
+				}
+				return p.Status.Phase == corev1.PodRunning && podReady(p) && p.Status.HostIP == "127.0.41.21", string(p.Status.Phase)
+			})
+		}
+		one := intstr.FromInt32(1)
+		pdb, err := admin.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+			Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pdb.Status = policyv1.PodDisruptionBudgetStatus{ObservedGeneration: pdb.Generation, DisruptionsAllowed: 1, CurrentHealthy: 2, DesiredHealthy: 1, ExpectedPods: 2}
+		if _, err := admin.PolicyV1().PodDisruptionBudgets(ns).UpdateStatus(ctx, pdb, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		evict := func(name string) error {
+			return admin.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
+		}
+		if err := evict("web-1"); err != nil {
+			t.Fatalf("evicting web-1 with one disruption allowed: %v", err)
+		}
+		within(t, "web-1 deleted by worker-1's kubelet", func() (bool, string) {
+			_, err := admin.CoreV1().Pods(ns).Get(ctx, "web-1", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), errText(err)
+		})
+		err = evict("web-2")
+		if !apierrors.IsTooManyRequests(err) || !strings.Contains(fmt.Sprint(err.(apierrors.APIStatus).Status().Details), "The disruption budget web needs") {
+			t.Fatalf("evicting web-2 with no disruption left: %v, want 429 naming the budget", err)
+		}
+
+		// worker-1 goes down: a pod deleted meanwhile stays terminating until it is back.
+		if err := admin.CoreV1().Pods(ns).Delete(ctx, "web-2", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		nodes[3].Stop()
+		if _, err := admin.CoreV1().Pods(ns).Create(ctx, pod("web-3"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Ten of the kubelets' pod rounds pass with the machine down.
+		rounds := trust.PodRounds()
+		within(t, "ten pod rounds", func() (bool, string) { return trust.PodRounds() >= rounds+10, fmt.Sprint(trust.PodRounds()) })
+		p, err := admin.CoreV1().Pods(ns).Get(ctx, "web-2", metav1.GetOptions{})
+		if err != nil || p.DeletionTimestamp == nil {
+			t.Fatalf("web-2 while worker-1 is down: %v, want terminating", err)
+		}
+		if p, err := admin.CoreV1().Pods(ns).Get(ctx, "web-3", metav1.GetOptions{}); err != nil || p.Status.Phase == corev1.PodRunning {
+			t.Fatalf("web-3 started on a machine that is down: %v %s", err, p.Status.Phase)
+		}
+		if err := nodes[3].Start(); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "web-2 gone and web-3 Running once worker-1 is back", func() (bool, string) {
+			_, gone := admin.CoreV1().Pods(ns).Get(ctx, "web-2", metav1.GetOptions{})
+			p, err := admin.CoreV1().Pods(ns).Get(ctx, "web-3", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return apierrors.IsNotFound(gone) && p.Status.Phase == corev1.PodRunning, errText(gone) + " " + string(p.Status.Phase)
+		})
 	})
 }
 

@@ -167,8 +167,9 @@ func (t *Trust) startRealAPI(m member) {
 			return
 		}
 		log.Printf("cluster %s: kube-apiserver ready at %s, answering on each control plane's :%d", m.cluster, api.url, KubernetesAPIPort)
-		// The kubelets register as soon as the API server answers.
+		// The kubelets register as soon as the API server answers, and look after their pods.
 		t.settle()
+		go t.runPods(api)
 	}()
 }
 

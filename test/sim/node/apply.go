@@ -74,6 +74,12 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 		}}}, nil
 	}
 
+	if k := n.trust.kubeAtApply(n); k != nil {
+		k.Mode = mode.String()
+		n.mu.Lock()
+		n.state.KubeAtApply = append(n.state.KubeAtApply, *k)
+		n.mu.Unlock()
+	}
 	changed := "changed"
 	if string(act.data) == currentData {
 		changed = "unchanged"

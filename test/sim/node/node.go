@@ -77,6 +77,9 @@ type State struct {
 	EtcdHealthy bool `json:"etcdHealthy"`
 	// NodeAddress is how the machine's address reaches its first link, or why it does not.
 	NodeAddress NodeAddress `json:"nodeAddress"`
+	// KubeAtApply is, per config apply on the configured machine (not dry runs), its Node and
+	// pods as the real API server showed them then; empty without a real API server.
+	KubeAtApply []KubeAtApply `json:"kubeAtApply,omitempty"`
 }
 
 // Node is one simulated machine. Its state survives Stop/Start, as a powered-off disk would.
@@ -224,6 +227,7 @@ func (n *Node) State() State {
 	defer n.mu.Unlock()
 	s := n.state
 	s.ApplyModes = slices.Clone(n.state.ApplyModes)
+	s.KubeAtApply = slices.Clone(n.state.KubeAtApply)
 	return s
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	talosx509 "github.com/siderolabs/crypto/x509"
 )
@@ -29,7 +30,9 @@ type Trust struct {
 	// (realAPIs, by cluster key) instead of the in-memory apiServers; closed once Close ran.
 	controlPlane *ControlPlane
 	realAPIs     map[string]*realAPI
-	closed       bool
+	// podRounds counts the kubelets' pod rounds (pods.go).
+	podRounds atomic.Int64
+	closed    bool
 	// etcdLeaders is each cluster's etcd leader (member id), by cluster key.
 	etcdLeaders map[string]uint64
 
