@@ -499,7 +499,12 @@ function checkVipAddressing(raw: Record<string, unknown>, problems: string[]): v
   const net = isRecord(raw.network) ? raw.network : {};
   const vip = isRecord(net.vip) ? net.vip : undefined;
   if (vip === undefined || vip.dhcp !== false || !Array.isArray(raw.nodes)) return;
-  const link = vip.interface !== undefined ? { interface: vip.interface } : isRecord(vip.deviceSelector) ? { deviceSelector: vip.deviceSelector } : undefined;
+  const link =
+    vip.interface !== undefined
+      ? { interface: vip.interface }
+      : isRecord(vip.deviceSelector)
+        ? { deviceSelector: vip.deviceSelector }
+        : undefined;
   if (link === undefined) return;
   const sameLink = (entry: Record<string, unknown>) =>
     "interface" in link ? entry.interface === link.interface : canonical(entry.deviceSelector) === canonical(link.deviceSelector);
