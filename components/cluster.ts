@@ -165,6 +165,8 @@ export class TalosCluster extends pulumi.ComponentResource {
         maxUnavailableWorkers: config.upgrade.maxUnavailableWorkers,
         healthTimeout: config.upgrade.healthTimeout,
         rebootMode: config.upgrade.rebootMode,
+        kubernetesChecks: config.upgrade.kubernetesChecks,
+        drainTimeout: config.upgrade.drainTimeout,
         snapshotDir: args.snapshots.dir,
         snapshotPrefix: args.snapshots.prefix,
       },

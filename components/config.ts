@@ -101,12 +101,12 @@ const addonSchema = (defaults: { version: string; repository: string }) =>
     })
     .default(addonDefault(defaults));
 
-const duration = (fallback: string) =>
+const anyDuration = (example: string) =>
   z
     .string()
-    .regex(DURATION, { error: `must be a duration such as ${fallback}, 90s or 1h30m` })
-    .refine((d) => d !== "" && !/^(0+[hms])+$/.test(d), { error: `must be longer than zero, e.g. ${fallback}` })
-    .default(fallback);
+    .regex(DURATION, { error: `must be a duration such as ${example}, 90s or 1h30m` })
+    .refine((d) => d !== "" && !/^(0+[hms])+$/.test(d), { error: `must be longer than zero, e.g. ${example}` });
+const duration = (fallback: string) => anyDuration(fallback).default(fallback);
 
 // How Talos finds the VIP's link: by name, or by what the hardware reports (Talos' deviceSelector).
 // Metal and VMs use predictable names (eno1, enp1s0, ens18), rarely eth0; an entry naming a link
@@ -207,8 +207,12 @@ const stackSchema = z.strictObject({
       rebootMode: z
         .enum(["default", "powercycle"], { error: 'must be "default" (kexec) or "powercycle" (through the firmware)' })
         .default("default"),
+      // Through the cluster's Kubernetes API: in-place changes awaited, reboot-class applies drained.
+      kubernetesChecks: z.boolean({ error: "must be true or false" }).default(true),
+      // Unset: the drain gets healthTimeout.
+      drainTimeout: anyDuration("15m").optional(),
     })
-    .default({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" }),
+    .default({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default", kubernetesChecks: true }),
   addons: z
     .strictObject({
       cilium: addonSchema(ADDON_DEFAULTS.cilium),

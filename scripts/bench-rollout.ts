@@ -3,9 +3,19 @@
 // v1.11.5 to v1.11.6 (workers one at a time unless --workers says more); the simulator's timeline
 // gives each node's turn (from its upgrade call to the next node's, or the end of the up). Prints
 // seconds per node, the simulated reboot time, and the overhead: the gates, the snapshot, the
-// polls that notice the node is back, and the engine around it. Not a test: the numbers depend on
-// the machine; it exits 1 only when a step fails.
-import { downtimes, missingToolchain, Simulator, simNodes, simStackConfig, type TimelineEvent, Workspace } from "./engine";
+// polls that notice the node is back, the checks through the cluster's real API server (the
+// simulator runs etcd and kube-apiserver) and the engine around it. Not a test: the numbers depend
+// on the machine; it exits 1 only when a step fails.
+import {
+  controlPlaneFlags,
+  downtimes,
+  missingToolchain,
+  Simulator,
+  simNodes,
+  simStackConfig,
+  type TimelineEvent,
+  Workspace,
+} from "./engine";
 
 const USAGE = "usage: npm run bench:rollout [-- --reboot 3s] [--workers N]";
 const NET = 30;
@@ -34,7 +44,7 @@ function parseArgs(argv: string[]): { reboot: number; workers: number } {
 
 async function main(): Promise<void> {
   const { reboot, workers } = parseArgs(process.argv.slice(2));
-  const missing = missingToolchain();
+  const missing = missingToolchain({ controlPlane: true });
   if (missing !== undefined) {
     console.error(`${missing}: run npm run setup first`);
     process.exit(1);
@@ -44,7 +54,7 @@ async function main(): Promise<void> {
     nodes.map((n) => n.address),
     FACTORY_PORT,
     FACTORY_PORT + 1,
-    ["-reboot-time", `${reboot}s`, "-factory-versions", "v1.11.5,v1.11.6"],
+    ["-reboot-time", `${reboot}s`, "-factory-versions", "v1.11.5,v1.11.6", ...controlPlaneFlags()],
   );
   const config = simStackConfig(sim, "bench-rollout", nodes, {
     "talos-cluster:imageFactoryHost": `127.0.0.1:${FACTORY_PORT}`,

@@ -203,6 +203,11 @@ export interface SimNode {
   nodeAddress: { link: string; source?: string; lost?: string };
   /** The Kubernetes Node its kubelet registered, as NodeRestriction let Talos shape it. */
   kubernetesNode?: { labels: Record<string, string>; taints: { key: string; value?: string; effect: string }[]; error: string } | null;
+  /**
+   * With a real control plane, per config apply (not dry runs): the mode, whether the Node was
+   * cordoned then, and the pods still bound to it (not mirror pods).
+   */
+  kubeAtApply?: { mode: string; unschedulable: boolean; pods: string[] }[];
 }
 
 /**

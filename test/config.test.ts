@@ -454,24 +454,57 @@ describe("stack config: apply mode", () => {
 });
 
 describe("stack config: upgrades", () => {
-  it("changes one worker at a time, waits 15 minutes per node and reboots through kexec unless the stack says otherwise", () => {
-    expect(parseConfig(validStack()).config.upgrade).toEqual({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" });
+  it("changes one worker at a time, waits 15 minutes per node, reboots through kexec and checks through Kubernetes unless the stack says otherwise", () => {
+    expect(parseConfig(validStack()).config.upgrade).toEqual({
+      maxUnavailableWorkers: 1,
+      healthTimeout: "15m",
+      rebootMode: "default",
+      kubernetesChecks: true,
+    });
     const { config } = parseConfig(
-      stackWith({ upgrade: { maxUnavailableWorkers: 3, snapshotDir: "/srv/etcd", healthTimeout: "30m", rebootMode: "powercycle" } }),
+      stackWith({
+        upgrade: {
+          maxUnavailableWorkers: 3,
+          snapshotDir: "/srv/etcd",
+          healthTimeout: "30m",
+          rebootMode: "powercycle",
+          kubernetesChecks: false,
+          drainTimeout: "45m",
+        },
+      }),
     );
-    expect(config.upgrade).toEqual({ maxUnavailableWorkers: 3, snapshotDir: "/srv/etcd", healthTimeout: "30m", rebootMode: "powercycle" });
+    expect(config.upgrade).toEqual({
+      maxUnavailableWorkers: 3,
+      snapshotDir: "/srv/etcd",
+      healthTimeout: "30m",
+      rebootMode: "powercycle",
+      kubernetesChecks: false,
+      drainTimeout: "45m",
+    });
   });
 
   it("names every bad upgrade key at once, with what it takes", () => {
     expect(
       problemsOf(
-        stackWith({ upgrade: { maxUnavailableWorkers: 0, snapshotDir: "", healthTimeout: "soon", rebootMode: "kexec", wait: true } }),
+        stackWith({
+          upgrade: {
+            maxUnavailableWorkers: 0,
+            snapshotDir: "",
+            healthTimeout: "soon",
+            rebootMode: "kexec",
+            kubernetesChecks: "yes",
+            drainTimeout: "0m",
+            wait: true,
+          },
+        }),
       ),
     ).toEqual([
       "talos-cluster:upgrade.maxUnavailableWorkers: must be at least 1: workers are changed this many at a time",
       "talos-cluster:upgrade.snapshotDir: must be a folder, e.g. .snapshots/prod or /var/backups/etcd",
       "talos-cluster:upgrade.healthTimeout: must be a duration such as 15m, 90s or 1h30m",
       'talos-cluster:upgrade.rebootMode: must be "default" (kexec) or "powercycle" (through the firmware)',
+      "talos-cluster:upgrade.kubernetesChecks: must be true or false",
+      "talos-cluster:upgrade.drainTimeout: must be longer than zero, e.g. 15m",
       "talos-cluster:upgrade.wait: unknown key; check its spelling against the README's config table",
     ]);
     expect(problemsOf(stackWith({ upgrade: { maxUnavailableWorkers: 1.5 } }))).toEqual([

@@ -49,6 +49,8 @@ type RolloutArgs struct {
 	MaxUnavailableWorkers int                 `pulumi:"maxUnavailableWorkers,optional"`
 	HealthTimeout         string              `pulumi:"healthTimeout,optional"`
 	RebootMode            string              `pulumi:"rebootMode,optional"`
+	KubernetesChecks      *bool               `pulumi:"kubernetesChecks,optional"`
+	DrainTimeout          string              `pulumi:"drainTimeout,optional"`
 	SnapshotDir           string              `pulumi:"snapshotDir"`
 	SnapshotPrefix        string              `pulumi:"snapshotPrefix"`
 }
@@ -95,6 +97,15 @@ func (a *RolloutArgs) Annotate(an infer.Annotator) {
 	an.SetDefault(&a.HealthTimeout, DefaultHealthTimeout)
 	an.Describe(&a.RebootMode, "How an upgrade reboots: default (kexec) or powercycle (through the firmware).")
 	an.SetDefault(&a.RebootMode, "default")
+	an.Describe(&a.KubernetesChecks, "Whether the rollout works through the cluster's Kubernetes API, with an admin kubeconfig it fetches from a control plane "+
+		"(as talosctl upgrade-k8s does); the machine running the update must reach every control plane's :6443. After a change Talos applies in place, "+
+		"it waits until the static pods run their new config version and are Ready, the Node reports the declared kubelet and is Ready, and every control plane's "+
+		"/readyz answers, and before each node's turn it checks the nodes done so far again; before a config apply that reboots a node, it cordons the Node and "+
+		"drains it through the Eviction API (PodDisruptionBudgets honoured), and uncordons it after. Default true; false leaves Kubernetes alone "+
+		"(Talos' own health and etcd gates only).")
+	an.SetDefault(&a.KubernetesChecks, true)
+	an.Describe(&a.DrainTimeout, "How long the drain of one node before a config apply that reboots it may take (a Go duration); when it passes, the Node is "+
+		"uncordoned, nothing is applied and the rollout stops naming the pods left and the budgets that blocked. Default: healthTimeout.")
 	an.Describe(&a.SnapshotDir, "Where etcd snapshots are written on the machine that runs the update (absolute path).")
 	an.Describe(&a.SnapshotPrefix, "What snapshot file names start with (the stack): <prefix>-<node>-<time>.db.")
 }
@@ -126,6 +137,11 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	if timeout, ok := req.NewInputs.GetOk("healthTimeout"); !ok || !timeout.IsComputed() {
 		if d, err := time.ParseDuration(args.HealthTimeout); err != nil || d <= 0 {
 			fail("healthTimeout", fmt.Sprintf("%q is not a positive Go duration such as 15m", args.HealthTimeout))
+		}
+	}
+	if timeout, ok := req.NewInputs.GetOk("drainTimeout"); (!ok || !timeout.IsComputed()) && args.DrainTimeout != "" {
+		if d, err := time.ParseDuration(args.DrainTimeout); err != nil || d <= 0 {
+			fail("drainTimeout", fmt.Sprintf("%q is not a positive Go duration such as 10m (or leave it out: the drain then gets healthTimeout)", args.DrainTimeout))
 		}
 	}
 	if dir, ok := req.NewInputs.GetOk("snapshotDir"); (!ok || !dir.IsComputed()) && !filepath.IsAbs(args.SnapshotDir) {
@@ -303,6 +319,12 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 	if err != nil || timeout <= 0 {
 		return rollout.Options{}, fmt.Errorf("healthTimeout %q is not a positive Go duration", a.HealthTimeout)
 	}
+	var drain time.Duration
+	if a.DrainTimeout != "" {
+		if drain, err = time.ParseDuration(a.DrainTimeout); err != nil || drain <= 0 {
+			return rollout.Options{}, fmt.Errorf("drainTimeout %q is not a positive Go duration", a.DrainTimeout)
+		}
+	}
 	return rollout.Options{
 		Credentials:           credentials(a.ClientConfiguration),
 		ApplyMode:             apply,
@@ -310,6 +332,9 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 		MaxUnavailableWorkers: a.MaxUnavailableWorkers,
 		HealthTimeout:         timeout,
 		Snapshots:             rollout.Snapshots{Dir: a.SnapshotDir, Prefix: a.SnapshotPrefix},
+		// Absent (a state recorded before the input existed) is the default: on.
+		Kubernetes:   a.KubernetesChecks == nil || *a.KubernetesChecks,
+		DrainTimeout: drain,
 	}, nil
 }
 

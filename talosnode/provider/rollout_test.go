@@ -12,8 +12,12 @@ import (
 	presource "github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
 
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
+
 	simnode "talos-cluster/sim/node"
 	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/talosnode/kube"
+	"talos-cluster/talosnode/node"
 )
 
 func rolloutURN(name string) presource.URN {
@@ -65,11 +69,14 @@ func (rl *rolloutLab) inputs(t *testing.T, applyMode string) property.Map {
 			"clientCertificate": property.New(rl.lab.Credentials.ClientCertificate),
 			"clientKey":         property.New(rl.lab.Credentials.ClientKey).WithSecret(true),
 		}),
-		"nodes":          property.New(nodes),
-		"applyMode":      property.New(applyMode),
-		"healthTimeout":  property.New("10s"),
-		"snapshotDir":    property.New(t.TempDir()),
-		"snapshotPrefix": property.New("lab"),
+		"nodes":         property.New(nodes),
+		"applyMode":     property.New(applyMode),
+		"healthTimeout": property.New("10s"),
+		// The lab runs no API server: Talos' own gates only (the checks through Kubernetes are
+		// tested with a real one in TestTheRolloutDrainsThroughKubernetesUnlessTheStackTurnsItOff).
+		"kubernetesChecks": property.New(false),
+		"snapshotDir":      property.New(t.TempDir()),
+		"snapshotPrefix":   property.New("lab"),
 	})
 }
 
@@ -309,5 +316,116 @@ func TestAnUpgradeOfAStackWithTwoControlPlanesIsRefusedAtCheck(t *testing.T) {
 		if err != nil || len(resp.Failures) > 0 {
 			t.Errorf("check: %v %v", resp.Failures, err)
 		}
+	}
+}
+
+func TestTheRolloutDrainsThroughKubernetesUnlessTheStackTurnsItOff(t *testing.T) {
+	l := lab.New(t)
+	l.RealControlPlane(t)
+	l.Trust.SetInstallers(lab.Factory{Versions: []string{lab.TalosVersion}})
+	hostname := func(name string) string {
+		return "apiVersion: v1alpha1\nkind: HostnameConfig\nauto: off\nhostname: " + name + "\n"
+	}
+	cpConfig := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, hostname("cp-1"))
+	cp := l.Configured(t, "127.0.47.11", cpConfig, simnode.WithRebootTime(100*time.Millisecond))
+	w := l.Configured(t, "127.0.47.21", l.Worker(t, lab.KubernetesVersion, lab.Installer, hostname("worker-1")), simnode.WithRebootTime(100*time.Millisecond))
+	l.Bootstrap(t, cp)
+	deadline := time.Now().Add(time.Minute)
+	for cp.State().KubernetesNode == nil || w.State().KubernetesNode == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no Nodes a minute after the bootstrap")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// machine.env cannot change in place: Talos reboots the worker to apply it.
+	workerWith := func(proxy string) string {
+		return string(addPatch(t, l.Worker(t, lab.KubernetesVersion, lab.Installer, hostname("worker-1")), "machine:\n  env:\n    HTTPS_PROXY: "+proxy+"\n"))
+	}
+	inputs := func(workerConfig string, checks *bool) property.Map {
+		m := rolloutInputs(l,
+			[5]string{"cp-1", cp.Addr(), "controlplane", lab.TalosVersion, string(cpConfig)},
+			[5]string{"worker-1", w.Addr(), "worker", lab.TalosVersion, workerConfig}).AsMap()
+		m["healthTimeout"] = property.New("30s")
+		m["snapshotDir"] = property.New(t.TempDir())
+		if checks != nil {
+			m["kubernetesChecks"] = property.New(*checks)
+		}
+		return property.NewMap(m)
+	}
+	lc := createRollout(t, inputs(string(l.Worker(t, lab.KubernetesVersion, lab.Installer, hostname("worker-1"))), nil))
+	if got := lc.program.Get("kubernetesChecks"); !got.IsBool() || !got.AsBool() {
+		t.Fatalf("kubernetesChecks after check: %v, want the default true", got)
+	}
+	// at updates the Rollout to the program and returns the worker's Node at each config apply.
+	at := func(program property.Map) []simnode.KubeAtApply {
+		t.Helper()
+		checked, err := lc.s.Check(p.CheckRequest{Urn: rolloutURN("lab-rollout"), Inputs: program, State: lc.state})
+		if err != nil || len(checked.Failures) > 0 {
+			t.Fatalf("check: %v %v", err, checked.Failures)
+		}
+		lc.program = checked.Inputs
+		applies := len(w.State().KubeAtApply)
+		changes := lc.update(t)
+		if !slices.Equal(changes, []string{"worker-1: config"}) {
+			t.Errorf("changes %q, want the worker's config", changes)
+		}
+		return w.State().KubeAtApply[applies:]
+	}
+
+	off := false
+	got := at(inputs(workerWith("http://proxy-a:3128"), &off))
+	if len(got) != 1 || got[0].Unschedulable {
+		t.Errorf("with kubernetesChecks false, worker-1 at its applies: %+v; want one apply, its Node left schedulable", got)
+	}
+
+	// The default: the Node is cordoned and drained before the apply that reboots it, then uncordoned.
+	got = at(inputs(workerWith("http://proxy-b:3128"), nil))
+	if len(got) != 1 || !got[0].Unschedulable || len(got[0].Pods) != 0 {
+		t.Errorf("by default, worker-1 at its applies: %+v; want one apply with its Node cordoned and drained", got)
+	}
+	tc, err := node.Dial(t.Context(), node.Target{Name: "cp-1", Address: cp.Addr()}, l.Credentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close() //nolint:errcheck
+	kubeconfig, err := tc.Kubeconfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kube.New(string(kubeconfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := k.Node(t.Context(), []string{"https://127.0.47.11:6443"}, "worker-1"); err != nil || info.Unschedulable {
+		t.Errorf("worker-1's Node after its turn: %+v %v, want it uncordoned", info, err)
+	}
+}
+
+func addPatch(t *testing.T, data []byte, patch string) []byte {
+	t.Helper()
+	p, err := configpatcher.LoadPatch([]byte(patch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := configpatcher.Apply(configpatcher.WithBytes(data), []configpatcher.Patch{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err = out.Bytes(); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestADrainTimeoutThatIsNoDurationIsRefusedAtCheck(t *testing.T) {
+	l := lab.New(t)
+	inputs := rolloutInputs(l, [5]string{"cp-1", "127.0.10.71", "controlplane", lab.TalosVersion, "config"}).AsMap()
+	inputs["drainTimeout"] = property.New("soon")
+	resp, err := server(t).Check(p.CheckRequest{Urn: rolloutURN("rollout"), Inputs: property.NewMap(inputs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Failures) != 1 || resp.Failures[0].Property != "drainTimeout" || !strings.Contains(resp.Failures[0].Reason, `"soon" is not a positive Go duration`) {
+		t.Fatalf("failures %v, want drainTimeout named", resp.Failures)
 	}
 }
