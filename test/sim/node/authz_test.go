@@ -16,6 +16,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
@@ -323,5 +324,36 @@ func TestMethodRolesNameServedMethods(t *testing.T) {
 		if _, ok := services[service]; ok && !served[method] {
 			t.Errorf("%s: the service serves no such method", method)
 		}
+	}
+}
+
+// TestAReaderGetsTheKubeletImageFromKubeletConfig: the KubeletConfig (not Sensitive, Talos'
+// controllers/k8s/kubelet_config.go) carries machine.kubelet.image of the active config, so an
+// os:reader learns the Kubernetes version a node runs although the MachineConfig is refused.
+func TestAReaderGetsTheKubeletImageFromKubeletConfig(t *testing.T) {
+	n, cl := startNode(t), newCluster(t, "lab")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	reader := withRoles(t, n, cl, string(role.Reader))
+	image := func() string {
+		t.Helper()
+		kc, err := safe.StateGetByID[*k8s.KubeletConfig](ctx(t, n), reader.COSI, k8s.KubeletID)
+		if err != nil {
+			t.Fatalf("reader: get KubeletConfig: %v", err)
+		}
+		return kc.TypedSpec().Image
+	}
+	if got, want := image(), "ghcr.io/siderolabs/kubelet:v1.34.1"; got != want {
+		t.Errorf("after the apply: image %q, want %q", got, want)
+	}
+	if _, err := safe.StateGetByID[*configres.MachineConfig](ctx(t, n), reader.COSI, configres.ActiveID); !refusal(err) {
+		t.Errorf("reader: MachineConfig: got %v, want PermissionDenied \"not authorized\"", err)
+	}
+	if err := n.Set(ctx(t, n), Change{ConfigPatch: "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.2\n"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := image(); got != "ghcr.io/siderolabs/kubelet:v1.34.2" {
+		t.Errorf("after a change by hand: image %q, want ghcr.io/siderolabs/kubelet:v1.34.2", got)
 	}
 }

@@ -64,6 +64,7 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&k8s.SchedulerConfig{},
 		&k8s.StaticPodStatus{},
 		&k8s.Nodename{},
+		&k8s.KubeletConfig{},
 	} {
 		if err := definitions.Register(ctx, r); err != nil {
 			return nil, err

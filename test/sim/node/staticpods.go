@@ -168,6 +168,14 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 	if err := put(ctx, n.cosi, nodename); err != nil {
 		log.Printf("node %s: nodename: %v", n.address, err)
 	}
+	// Talos' KubeletConfig (controllers/k8s/kubelet_config.go): the kubelet's source settings from
+	// the active config, machine.kubelet.image among them. Not Sensitive: os:reader may get it.
+	kubeletConfig := k8s.NewKubeletConfig(k8s.NamespaceName, k8s.KubeletID)
+	kubeletConfig.TypedSpec().Image = cfg.Machine().Kubelet().Image()
+	kubeletConfig.TypedSpec().ClusterDomain = cfg.Cluster().Network().DNSDomain()
+	if err := put(ctx, n.cosi, kubeletConfig); err != nil {
+		log.Printf("node %s: kubelet config: %v", n.address, err)
+	}
 	controlPlane := cfg.Machine().Type().IsControlPlane()
 	var started []string
 	for _, c := range components {
