@@ -19,6 +19,7 @@ import (
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"google.golang.org/grpc/codes"
@@ -74,6 +75,11 @@ type State struct {
 	Stage string
 	// Ready is the MachineStatus readiness.
 	Ready bool
+	// ConfigDenied is set by ReadAvailable when the credential may not read the MachineConfig
+	// (Talos serves the Sensitive type to os:admin only, internal/app/resources/access.go): then
+	// Config, Persisted, InstallerImage and VIP are not known, and KubernetesVersion comes from
+	// the non-sensitive KubeletConfig (its image tag; "" when the node has none).
+	ConfigDenied bool
 }
 
 // Error is a failed read of one node: which node, in which phase, what was seen.
@@ -122,18 +128,33 @@ func Dial(ctx context.Context, t Target, creds Credentials) (*client.Client, err
 	return c, nil
 }
 
-// Read asks the node once. Its errors are *Error.
+// Read asks the node once. Its errors are *Error; a credential that may not read the
+// MachineConfig (not os:admin) is one.
 func Read(ctx context.Context, t Target, creds Credentials) (State, error) {
+	return read(ctx, t, creds, false)
+}
+
+// ReadAvailable is Read with what the credential may read: a MachineConfig Talos refuses it
+// (PermissionDenied, an os:reader or os:operator certificate) is no error but State.ConfigDenied.
+func ReadAvailable(ctx context.Context, t Target, creds Credentials) (State, error) {
+	return read(ctx, t, creds, true)
+}
+
+func read(ctx context.Context, t Target, creds Credentials, configOptional bool) (State, error) {
 	c, err := Dial(ctx, t, creds)
 	if err != nil {
 		return State{}, err
 	}
 	defer c.Close() //nolint:errcheck
-	return ReadWith(ctx, c, t)
+	return readWith(ctx, c, t, configOptional)
 }
 
 // ReadWith is Read on a client of the node (Dial). Its errors are *Error.
 func ReadWith(ctx context.Context, c *client.Client, t Target) (State, error) {
+	return readWith(ctx, c, t, false)
+}
+
+func readWith(ctx context.Context, c *client.Client, t Target, configOptional bool) (State, error) {
 	fail := func(phase string, err error) (State, error) {
 		return State{}, &Error{Target: t, Phase: phase, Err: err}
 	}
@@ -159,6 +180,10 @@ func ReadWith(ctx context.Context, c *client.Client, t Target) (State, error) {
 	}
 
 	mc, err := safe.StateGetByID[*configres.MachineConfig](ctx, c.COSI, configres.ActiveID)
+	if configOptional && status.Code(err) == codes.PermissionDenied {
+		s.ConfigDenied = true
+		return readWithoutConfig(ctx, c, t, s)
+	}
 	if err != nil {
 		if _, isStatus := status.FromError(err); !isStatus {
 			// A config the client cannot decode: machinery's message quotes it, secrets and all.
@@ -184,21 +209,52 @@ func ReadWith(ctx context.Context, c *client.Client, t Target) (State, error) {
 	s.InstallerImage = s.Config.Machine().Install().Image()
 	s.KubernetesVersion = strings.TrimPrefix(ImageTag(s.Config.Machine().Kubelet().Image()), "v")
 
+	linkList, perr := readStatus(ctx, c, &s)
+	if perr != nil {
+		return State{}, &Error{Target: t, Phase: perr.phase, Err: perr.err}
+	}
+	s.VIP = ResolveVIP(s.Config, linkList)
+	return s, nil
+}
+
+// readWithoutConfig reads what an os:reader may after the MachineConfig was refused: the
+// Kubernetes version from the KubeletConfig (Talos' KubeletConfigController copies
+// machine.kubelet.image of the active config into it), the links and the MachineStatus.
+func readWithoutConfig(ctx context.Context, c *client.Client, t Target, s State) (State, error) {
+	kc, err := safe.StateGetByID[*k8s.KubeletConfig](ctx, c.COSI, k8s.KubeletID)
+	switch {
+	case err == nil:
+		s.KubernetesVersion = strings.TrimPrefix(ImageTag(kc.TypedSpec().Image), "v")
+	case !state.IsNotFoundError(err):
+		return State{}, &Error{Target: t, Phase: "kubelet config", Err: err}
+	}
+	if _, perr := readStatus(ctx, c, &s); perr != nil {
+		return State{}, &Error{Target: t, Phase: perr.phase, Err: perr.err}
+	}
+	return s, nil
+}
+
+type phaseError struct {
+	phase string
+	err   error
+}
+
+// readStatus reads the links and the MachineStatus into s; it returns the links.
+func readStatus(ctx context.Context, c *client.Client, s *State) ([]*network.LinkStatus, *phaseError) {
 	links, err := safe.StateListAll[*network.LinkStatus](ctx, c.COSI)
 	if err != nil {
-		return fail("links", err)
+		return nil, &phaseError{"links", err}
 	}
 	linkList := slices.Collect(links.All())
 	s.Links = LinkNames(linkList)
-	s.VIP = ResolveVIP(s.Config, linkList)
 
 	ms, err := safe.StateGetByID[*runtime.MachineStatus](ctx, c.COSI, runtime.MachineStatusID)
 	if err != nil {
-		return fail("machine status", err)
+		return nil, &phaseError{"machine status", err}
 	}
 	s.Stage = ms.TypedSpec().Stage.String()
 	s.Ready = ms.TypedSpec().Status.Ready
-	return s, nil
+	return linkList, nil
 }
 
 // ImageTag is the tag of an image reference: ghcr.io/siderolabs/kubelet:v1.34.1 gives v1.34.1.
@@ -215,13 +271,25 @@ func ImageTag(image string) string {
 // may be nil) with what was seen, e.g. "version: unavailable: connection refused". An answer that
 // is an error (a refused credential, a config that does not decode) ends the wait at once.
 func Wait(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string)) (State, error) {
+	return wait(ctx, t, creds, timeout, progress, Read)
+}
+
+// WaitAvailable is Wait with ReadAvailable: a MachineConfig the credential may not read is
+// State.ConfigDenied, not an error.
+func WaitAvailable(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string)) (State, error) {
+	return wait(ctx, t, creds, timeout, progress, ReadAvailable)
+}
+
+func wait(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string),
+	read func(context.Context, Target, Credentials) (State, error),
+) (State, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	interval := 500 * time.Millisecond
 	seen := ""
 	for attempt := 1; ; attempt++ {
-		s, err := Read(ctx, t, creds)
+		s, err := read(ctx, t, creds)
 		if err == nil {
 			return s, nil
 		}

@@ -274,3 +274,37 @@ func TestImageTag(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAvailableReadsWhatAReaderMayAndSaysTheConfigWasNotRead: with an os:reader certificate
+// the release, schematic, links, stage and the Kubernetes version (from the KubeletConfig) are
+// read; the MachineConfig Talos refuses is ConfigDenied, not an error. With os:admin nothing is
+// denied and the Kubernetes version is the applied config's.
+func TestReadAvailableReadsWhatAReaderMayAndSaysTheConfigWasNotRead(t *testing.T) {
+	l := lab.New(t)
+	sim := l.Configured(t, "127.0.9.52", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	if err := sim.Set(context.Background(), simnode.Change{
+		TalosVersion: "v1.11.4", Schematic: lab.OtherSchematic,
+		ConfigPatch: "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.2\n",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	target := node.Target{Name: "cp-6", Address: "127.0.9.52"}
+	for _, tc := range []struct {
+		role   role.Role
+		denied bool
+	}{{role.Reader, true}, {role.Admin, false}} {
+		t.Run(string(tc.role), func(t *testing.T) {
+			s, err := node.ReadAvailable(testCtx(t), target, l.CredentialsWith(t, tc.role))
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if s.TalosVersion != "v1.11.4" || s.SchematicID != lab.OtherSchematic || s.KubernetesVersion != "1.34.2" ||
+				s.Stage != "running" || !s.Ready || len(s.Links) == 0 {
+				t.Errorf("read %+v", s)
+			}
+			if s.ConfigDenied != tc.denied || (s.Config == nil) != tc.denied || (s.InstallerImage == "") != tc.denied {
+				t.Errorf("ConfigDenied %t, config read %t, installer %q; want denied %t", s.ConfigDenied, s.Config != nil, s.InstallerImage, tc.denied)
+			}
+		})
+	}
+}

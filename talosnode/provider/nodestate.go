@@ -168,7 +168,7 @@ func (NodeState) Create(ctx context.Context, req infer.CreateRequest[NodeStateAr
 	if req.DryRun {
 		return infer.CreateResponse[NodeStateState]{Output: state}, nil
 	}
-	live, err := observe(ctx, "create", node.Target{Name: req.Name, Address: req.Inputs.Node}, req.Inputs)
+	live, err := observe(ctx, "create", node.Target{Name: req.Name, Address: req.Inputs.Node}, req.Inputs, nil)
 	if err != nil {
 		return infer.CreateResponse[NodeStateState]{}, err
 	}
@@ -182,7 +182,16 @@ func (NodeState) Create(ctx context.Context, req infer.CreateRequest[NodeStateAr
 // does not answer fails the refresh; it is never dropped from the state.
 func (NodeState) Read(ctx context.Context, req infer.ReadRequest[NodeStateArgs, NodeStateState]) (infer.ReadResponse[NodeStateArgs, NodeStateState], error) {
 	declared := req.State.NodeStateArgs
-	live, err := observe(ctx, "refresh", node.Target{Name: req.ID, Address: declared.Node}, declared)
+	t := node.Target{Name: req.ID, Address: declared.Node}
+	reader, useReader, err := readCredentials()
+	if err != nil {
+		return infer.ReadResponse[NodeStateArgs, NodeStateState]{}, fmt.Errorf("refresh %s: %w", t, err)
+	}
+	var override *node.Credentials
+	if useReader {
+		override = &reader
+	}
+	live, err := observe(ctx, "refresh", t, declared, override)
 	if err != nil {
 		return infer.ReadResponse[NodeStateArgs, NodeStateState]{}, err
 	}
@@ -204,7 +213,7 @@ func (NodeState) Update(ctx context.Context, req infer.UpdateRequest[NodeStateAr
 		return infer.UpdateResponse[NodeStateState]{Output: state}, nil
 	}
 	state := NodeStateState{NodeStateArgs: req.Inputs}
-	live, err := observe(ctx, "update", node.Target{Name: req.ID, Address: req.Inputs.Node}, req.Inputs)
+	live, err := observe(ctx, "update", node.Target{Name: req.ID, Address: req.Inputs.Node}, req.Inputs, nil)
 	if err != nil {
 		return infer.UpdateResponse[NodeStateState]{}, err
 	}
@@ -225,11 +234,16 @@ type observed struct {
 	ready                                                        bool
 	vip                                                          node.VIP
 	links                                                        []string
+	// configDenied: the credential could not read the MachineConfig, so config, installerImage
+	// and vip are not known, and kubernetesVersion is the KubeletConfig's ("" when it has none).
+	configDenied bool
 }
 
 // observe waits for the node (up to the declared timeout) and reads it. op names the operation
 // in messages: "refresh cp-1 (10.0.0.11): not answering over mutual TLS within 10m0s: ...".
-func observe(ctx context.Context, op string, t node.Target, declared NodeStateArgs) (observed, error) {
+// reader, when not nil, is the refresh's own credential (ReadTalosconfigEnv), used instead of the
+// declared one: a MachineConfig it may not read is then observed.configDenied, not an error.
+func observe(ctx context.Context, op string, t node.Target, declared NodeStateArgs, reader *node.Credentials) (observed, error) {
 	timeout, err := time.ParseDuration(declared.Timeout)
 	if declared.Timeout == "" {
 		timeout, err = time.ParseDuration(DefaultTimeout)
@@ -253,9 +267,25 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 		ClientCertificate: declared.ClientConfiguration.ClientCertificate,
 		ClientKey:         declared.ClientConfiguration.ClientKey,
 	}
-	s, err := node.Wait(ctx, t, creds, timeout, progress)
+	wait := node.Wait
+	if reader != nil {
+		creds, wait = *reader, node.WaitAvailable
+	}
+	s, err := wait(ctx, t, creds, timeout, progress)
 	if err != nil {
 		return observed{}, fmt.Errorf("%s %w", op, err)
+	}
+	if s.ConfigDenied {
+		warnConfigNotCompared(t, logger.Warning)
+		return observed{
+			talosVersion:      s.TalosVersion,
+			schematicID:       s.SchematicID,
+			kubernetesVersion: s.KubernetesVersion,
+			stage:             s.Stage,
+			ready:             s.Ready,
+			links:             s.Links,
+			configDenied:      true,
+		}, nil
 	}
 	cfg, err := redact.FromProvider(s.Config)
 	if err != nil {
@@ -274,10 +304,17 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 	}, nil
 }
 
-// setLive puts what the node runs where the stack declares what it should run.
+// setLive puts what the node runs where the stack declares what it should run. What was not
+// read (the config, under os:reader) stays as recorded: no drift is made up.
 func (a *NodeStateArgs) setLive(o observed) {
 	a.TalosVersion = o.talosVersion
 	a.SchematicID = o.schematicID
+	if o.configDenied {
+		if o.kubernetesVersion != "" {
+			a.KubernetesVersion = o.kubernetesVersion
+		}
+		return
+	}
 	a.InstallerImage = o.installerImage
 	a.KubernetesVersion = o.kubernetesVersion
 	a.Config = o.config.Redacted
@@ -285,10 +322,20 @@ func (a *NodeStateArgs) setLive(o observed) {
 	a.VIP = o.vip.Live()
 }
 
-// record sets the outputs from a read.
+// record sets the outputs from a read; what was not read (the config, under os:reader) keeps
+// its recorded value.
 func (s *NodeStateState) record(o observed) {
 	s.RunningTalosVersion = o.talosVersion
 	s.BootedSchematicID = o.schematicID
+	s.Stage = o.stage
+	s.Ready = o.ready
+	s.Links = o.links
+	if o.configDenied {
+		if o.kubernetesVersion != "" {
+			s.AppliedKubernetesVersion = o.kubernetesVersion
+		}
+		return
+	}
 	s.AppliedInstallerImage = o.installerImage
 	s.AppliedKubernetesVersion = o.kubernetesVersion
 	s.AppliedConfig = o.config.Redacted

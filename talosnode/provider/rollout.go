@@ -186,6 +186,13 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 	if err != nil {
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
 	}
+	reader, useReader, err := readCredentials()
+	if err != nil {
+		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
+	}
+	if useReader {
+		opts.Credentials = reader
+	}
 	logger := p.GetLogger(ctx)
 	nodes := slices.Clone(req.State.Nodes)
 	errs := make([]error, len(nodes))
@@ -197,7 +204,7 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = readLive(ctx, &nodes[i], opts, func(msg string) { logger.Warning(msg) })
+			errs[i] = readLive(ctx, &nodes[i], opts, useReader, func(msg string) { logger.Warning(msg) })
 		}()
 	}
 	wg.Wait()
@@ -216,8 +223,10 @@ const (
 )
 
 // readLive reads one node and writes what differs from its recorded declaration into it. A node
-// that does not answer is left as recorded and reported to warn.
-func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, warn func(string)) error {
+// that does not answer is left as recorded and reported to warn. With reader (opts.Credentials is
+// the refresh credential of ReadTalosconfigEnv) a MachineConfig Talos refuses is not compared:
+// the recorded config stays, and the release and schematic are judged.
+func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, reader bool, warn func(string)) error {
 	t := node.Target{Name: n.Name, Address: n.Address}
 	declared, err := redact.FromYAML([]byte(n.MachineConfiguration))
 	if err != nil {
@@ -226,7 +235,11 @@ func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, warn fu
 	}
 	callCtx, cancel := context.WithTimeout(ctx, min(opts.HealthTimeout, refreshAttempt))
 	defer cancel()
-	live, err := node.Read(callCtx, t, opts.Credentials)
+	read := node.Read
+	if reader {
+		read = node.ReadAvailable
+	}
+	live, err := read(callCtx, t, opts.Credentials)
 	var rerr *node.Error
 	switch {
 	case errors.As(err, &rerr) && rerr.NotAnswering():
@@ -234,6 +247,11 @@ func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, warn fu
 		return nil
 	case err != nil:
 		return fmt.Errorf("refresh %w", err)
+	}
+	if live.ConfigDenied {
+		warnConfigNotCompared(t, warn)
+		n.TalosVersion, n.SchematicID = live.TalosVersion, live.SchematicID
+		return nil
 	}
 	drift, err := rollout.Compare(rollout.Node{Target: t, TalosVersion: n.TalosVersion, SchematicID: n.SchematicID}, declared.Hash, live, opts.ApplyMode)
 	if err != nil {
@@ -277,8 +295,16 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 	}
 	if req.DryRun {
 		// The preview reads each node's running release: a config it would refuse fails here.
-		if req.Inputs.ClientConfiguration.ClientKey != "" {
+		reader, useReader, err := readCredentials()
+		if err != nil {
+			return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight: %w", err)
+		}
+		if useReader || req.Inputs.ClientConfiguration.ClientKey != "" {
+			// A preview only reads: with the refresh credential when one is given.
 			creds := credentials(req.Inputs.ClientConfiguration)
+			if useReader {
+				creds = reader
+			}
 			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log}); err != nil {
 				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
 			}

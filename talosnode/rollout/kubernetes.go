@@ -102,7 +102,8 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 			continue // the node's turn reports it
 		}
 		callCtx, cancel := context.WithTimeout(ctx, attempt)
-		live, err := node.Read(callCtx, n.Target, opts.Credentials)
+		// What the credential may read: a preview's os:reader gets the release, not the config.
+		live, err := node.ReadAvailable(callCtx, n.Target, opts.Credentials)
 		cancel()
 		if err != nil {
 			if opts.Log != nil {
@@ -128,6 +129,11 @@ func orderProblem(n Node, declared config.Provider, live node.State) string {
 	if live.TalosVersion == n.TalosVersion {
 		return fmt.Sprintf("%s runs Talos %s, which refuses the declared config: %s; declare a Kubernetes version in that range or a Talos release that supports it",
 			n.Target.Name, live.TalosVersion, running)
+	}
+	if live.ConfigDenied {
+		// The config the node carries was not read (os:reader): the update's own pre-flight,
+		// with os:admin, judges the order.
+		return ""
 	}
 	after := CheckKubernetes(live.Config, n.TalosVersion)
 	if after == nil || errors.Is(after, errUnknownRelease) {
