@@ -192,6 +192,8 @@ function workflowFindings(text: string): string[] {
   return findings;
 }
 
+// `${{ inner }}`, written so that no string of this file looks like a template placeholder.
+const expression = (inner: string) => `$${"{{"} ${inner} }}`;
 const read = (name: string) => readFileSync(join(workflowsDir, name), "utf8");
 const workflow = (name: string) => asMap(parseDocument(read(name)).toJS() as Json);
 
@@ -350,6 +352,42 @@ describe("the workflows", () => {
     // Scheduled drift runs unattended: prod's secrets come from an environment open to main only.
     const drift = asMap(asMap(workflow("drift.yml").jobs).drift);
     expect(environmentsByStack(drift)).toEqual({ dev: "development", prod: "production-drift" });
+  });
+
+  it("the preview's refresh reads the nodes with the environment's os:reader talosconfig, never the admin one; deploy and drift compare in full", () => {
+    const preview = asMap(asMap(workflow("pull-request.yml").jobs).preview);
+    const steps = asList(preview.steps).map(asMap);
+    const writes = steps.findIndex((step) => asMap(step.env).TALOS_READER_TALOSCONFIG !== undefined);
+    const pulumi = steps.findIndex((step) => typeof step.uses === "string" && step.uses.startsWith("pulumi/actions@"));
+    const removes = steps.findIndex((step) => typeof step.run === "string" && step.run.includes('rm -f "$RUNNER_TEMP/reader.talosconfig"'));
+    expect(writes).toBeGreaterThanOrEqual(0);
+    expect(pulumi).toBeGreaterThan(writes);
+    expect(removes).toBeGreaterThan(pulumi);
+    // The talosconfig's content only in the step that writes it, to a file only its user reads.
+    expect(asMap(steps[writes]).env).toEqual({ TALOS_READER_TALOSCONFIG: expression("secrets.TALOS_READER_TALOSCONFIG") });
+    expect(String(asMap(steps[writes]).run)).toMatch(/umask 077\n.*> "\$RUNNER_TEMP\/reader\.talosconfig"/);
+    expect(asMap(steps[removes]).if).toBe("always()");
+    // The Pulumi step gets the file's path, not the secret, and no other talosconfig.
+    const pulumiEnv = asMap(asMap(steps[pulumi]).env);
+    expect(pulumiEnv.TALOSNODE_READ_TALOSCONFIG).toBe(`${expression("runner.temp")}/reader.talosconfig`);
+    expect(Object.keys(pulumiEnv).sort()).toEqual([
+      "PULUMI_ACCESS_TOKEN",
+      "PULUMI_BACKEND_URL",
+      "PULUMI_CONFIG_PASSPHRASE",
+      "TALOSNODE_READ_TALOSCONFIG",
+    ]);
+    // The job's secrets: the stack's backend and passphrase, the reader talosconfig, the PR token.
+    const secretNames = new Set([...JSON.stringify(preview).matchAll(/secrets\.([A-Za-z0-9_]+)/g)].map((m) => m[1]));
+    expect([...secretNames].sort()).toEqual([
+      "GITHUB_TOKEN",
+      "PULUMI_ACCESS_TOKEN",
+      "PULUMI_CONFIG_PASSPHRASE",
+      "TALOS_READER_TALOSCONFIG",
+    ]);
+    // A deploy's refresh must put a changed config back, and drift must see it: both read as admin.
+    for (const name of ["deploy.yml", "drift.yml"]) {
+      expect(read(name)).not.toMatch(/TALOSNODE_READ_TALOSCONFIG|TALOS_READER_TALOSCONFIG/);
+    }
   });
 
   it("write only where a job writes: PR comments from the preview, issues from drift", () => {
