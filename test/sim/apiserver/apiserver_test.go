@@ -318,7 +318,12 @@ func TestRealAPIServer(t *testing.T) {
 
 	t.Run("Close stops the control plane and removes its folder", func(t *testing.T) {
 		after, _ := filepath.Glob(filepath.Join(os.TempDir(), "talos-sim-apiserver-*"))
-		ours := slices.DeleteFunc(after, func(dir string) bool { return slices.Contains(before, dir) })
+		// Only this process's folders: another test run on the machine may be making its own.
+		self := strconv.Itoa(os.Getpid())
+		ours := slices.DeleteFunc(after, func(dir string) bool {
+			owner, err := os.ReadFile(filepath.Join(dir, "owner"))
+			return slices.Contains(before, dir) || err != nil || strings.TrimSpace(string(owner)) != self
+		})
 		if len(ours) == 0 {
 			t.Fatal("no talos-sim-apiserver-* folder while the control plane runs")
 		}
