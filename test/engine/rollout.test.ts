@@ -3,7 +3,7 @@
 // planes first behind etcd gates with a snapshot each, then workers in batches. The simulator's
 // timeline says when each node was down; the tests read the order and overlaps from it.
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
@@ -64,7 +64,7 @@ describeEngine("rolling upgrades and config changes against simulated nodes", ()
     return downs;
   };
 
-  const snapshotFolder = () => join(ws.dir, ".snapshots", STACK);
+  const snapshotFolder = () => ws.snapshotFolder();
   const snapshotFiles = () => readdirSync(snapshotFolder()).filter((f) => f.endsWith(".db"));
 
   beforeAll(async () => {
@@ -106,6 +106,10 @@ describeEngine("rolling upgrades and config changes against simulated nodes", ()
       expect(snap, `snapshot of ${names.get(cp)}`).toBeGreaterThanOrEqual(0);
       expect(snap).toBeLessThan(upgrade);
     }
+    // In the user's state folder (the workspace's XDG_STATE_HOME), not in the project's folder
+    // that a CI checkout cleans; readable by the user alone: they hold every secret in etcd.
+    expect(existsSync(join(ws.dir, ".snapshots"))).toBe(false);
+    expect(statSync(snapshotFolder()).mode & 0o777).toBe(0o700);
     const files = snapshotFiles();
     expect(files.map((f) => f.replace(/-\d{8}T[\d.]+Z\.db$/, "")).sort()).toEqual(["roll-cp-1", "roll-cp-2", "roll-cp-3"]);
     for (const f of files) {
