@@ -5,10 +5,10 @@ import { ConfigError, configFromPulumi } from "./components/config";
 import { deployCluster } from "./components/program";
 import { checkStack } from "./components/talos-validator";
 
-function loadConfig() {
+/** Runs `step`; a stack config problem stops the program with its message alone. */
+function refusing<T>(step: () => T): T {
   try {
-    // Talos judges every node's config (patches included) too, before anything is declared.
-    return checkStack(configFromPulumi(pulumi.runtime.allConfig()));
+    return step();
   } catch (err) {
     // A RunError prints its message alone: every problem, without a stack trace in the way.
     if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
@@ -16,10 +16,13 @@ function loadConfig() {
   }
 }
 
-const { config, warnings } = loadConfig();
+// Talos judges every node's config (patches included) too, before anything is declared.
+const { config, warnings } = refusing(() => checkStack(configFromPulumi(pulumi.runtime.allConfig())));
 for (const warning of warnings) pulumi.log.warn(warning);
 
-const out = deployCluster(config);
+// The program refuses what needs its surroundings (e.g. a snapshot folder inside the checkout in CI)
+// before it declares the first resource.
+const out = refusing(() => deployCluster(config));
 
 export const schematicId = out.schematicId;
 export const talosVersion = out.talosVersion;

@@ -7,6 +7,7 @@ import * as talosnode from "@talos-cluster/talosnode";
 import { nodeConfigPatches, operationTimeouts, planCluster } from "./cluster-plan";
 import type { ClusterConfig } from "./config";
 import { resourceNames } from "./naming";
+import { talosDowngrade } from "./versions";
 
 export interface TalosClusterArgs {
   /** The validated stack config (components/config.ts parseConfig). */
@@ -76,6 +77,14 @@ export class TalosCluster extends pulumi.ComponentResource {
         additionalSecretOutputs: SECRET_OUTPUTS.secrets,
       },
     );
+    // The config contract: the release the cluster was created with. A declared release a minor
+    // below it is a downgrade every node would take: every node's config waits on this check, so
+    // no apply, rollout or node read is registered, and the program stops with the reason alone.
+    const downgradeCheck = this.secrets.talosVersion.apply((contract) => {
+      const refusal = talosDowngrade(config.talosVersion, contract);
+      if (refusal !== undefined) throw new pulumi.RunError(refusal);
+      return contract;
+    });
     // Secret here as well as in state, so every resource that takes the client key holds it as one.
     const clientConfiguration = pulumi.secret(this.secrets.clientConfiguration);
 
@@ -84,27 +93,32 @@ export class TalosCluster extends pulumi.ComponentResource {
     // Secret: it holds the machine secrets, and every resource it reaches must keep it so.
     const nodeConfig = plan.nodes.map((p) =>
       pulumi.secret(
-        talos.machine.getConfigurationOutput(
-          {
-            clusterName: config.clusterName,
-            clusterEndpoint: config.endpoint,
-            machineType: p.role,
-            machineSecrets: this.secrets.machineSecrets,
-            // The config contract stays at the release the cluster was created with (the secrets
-            // keep it: ignoreChanges), while the installer image moves on; raising the contract
-            // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
-            talosVersion: this.secrets.talosVersion,
-            kubernetesVersion: config.kubernetesVersion,
-            configPatches: this.secrets.talosVersion.apply((contract) => [
-              ...plan.roleConfigPatches[p.role],
-              ...nodeConfigPatches(p.node, args.installerImage, contract),
-            ]),
-            // Examples and docs bloat every apply's diff and state with comments.
-            docs: false,
-            examples: false,
-          },
-          { parent: this },
-        ).machineConfiguration,
+        pulumi
+          .all([
+            downgradeCheck,
+            talos.machine.getConfigurationOutput(
+              {
+                clusterName: config.clusterName,
+                clusterEndpoint: config.endpoint,
+                machineType: p.role,
+                machineSecrets: this.secrets.machineSecrets,
+                // The config contract stays at the release the cluster was created with (the secrets
+                // keep it: ignoreChanges), while the installer image moves on; raising the contract
+                // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
+                talosVersion: this.secrets.talosVersion,
+                kubernetesVersion: config.kubernetesVersion,
+                configPatches: this.secrets.talosVersion.apply((contract) => [
+                  ...plan.roleConfigPatches[p.role],
+                  ...nodeConfigPatches(p.node, args.installerImage, contract),
+                ]),
+                // Examples and docs bloat every apply's diff and state with comments.
+                docs: false,
+                examples: false,
+              },
+              { parent: this },
+            ).machineConfiguration,
+          ])
+          .apply(([, rendered]) => rendered),
       ),
     );
 

@@ -201,7 +201,10 @@ const stackSchema = z.strictObject({
         .int({ error: "must be a whole number of workers, at least 1" })
         .min(1, { error: "must be at least 1: workers are changed this many at a time" })
         .default(1),
-      snapshotDir: z.string().min(1, { error: "must be a folder, e.g. .snapshots/prod or /var/backups/etcd" }).optional(),
+      snapshotDir: z
+        .string()
+        .min(1, { error: "must be a folder outside the checkout, e.g. /var/lib/talos-cluster/snapshots/prod" })
+        .optional(),
       // A bare-metal reboot (firmware POST, image pull, etcd catching up) per node, with room to spare.
       healthTimeout: duration("15m"),
       rebootMode: z
@@ -480,6 +483,12 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
   if (Array.isArray(raw.nodes)) {
     if (controlPlanes === 0) {
       problems.push(`${PROJECT}:nodes: no node has role "controlplane"; a cluster needs at least one (three for HA)`);
+    } else if (controlPlanes === 2) {
+      // Talos refuses to upgrade either control plane of a 2-member etcd (etcd.go ValidateForUpgrade,
+      // no way around it but talosctl's --force), and a config reboot of either stops etcd's quorum.
+      problems.push(
+        `${PROJECT}:nodes: 2 control planes cannot be upgraded: Talos refuses with "etcd member count(2) is insufficient to maintain quorum if upgrade commences", and a reboot of either loses etcd's quorum; declare 1 or 3 (add two at once when growing from 1)`,
+      );
     } else if (controlPlanes % 2 === 0) {
       warnings.push(
         `${PROJECT}:nodes: ${controlPlanes} control planes is an even etcd member count: it tolerates no more failures than ${controlPlanes - 1}; use an odd number`,

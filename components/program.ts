@@ -1,10 +1,12 @@
 // The whole stack, wired: image, then cluster, then addons through the cluster's kubeconfig.
 // index.ts calls this with the stack config; tests call it under mocks.
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { BaseAddons } from "./addons";
 import { type NodeStatus, TalosCluster } from "./cluster";
-import type { ClusterConfig } from "./config";
+import { type ClusterConfig, ConfigError, PROJECT } from "./config";
 import { TalosImage } from "./image";
 
 export interface StackOutputs {
@@ -28,6 +30,8 @@ export interface StackOutputs {
 export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentResourceOptions): StackOutputs {
   const name = config.clusterName;
   const stack = pulumi.getStack();
+  // First: a refused snapshot folder stops the program before it declares anything.
+  const snapshots = snapshotFolder(config, stack);
   const image = new TalosImage(
     name,
     { talosVersion: config.talosVersion, extensions: config.extensions, factoryHost: config.imageFactoryHost },
@@ -39,7 +43,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
       config,
       installerImage: image.installerImage,
       schematicId: image.schematicId,
-      snapshots: snapshotFolder(config, stack),
+      snapshots,
       dependsOn: [image.schematic],
     },
     opts,
@@ -80,12 +84,66 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
   };
 }
 
+/** What decides where snapshots go: the environment, the user's home and the program's folder. */
+export interface SnapshotPlace {
+  env: Readonly<Record<string, string | undefined>>;
+  home: string;
+  cwd: string;
+}
+
+const HERE: SnapshotPlace = { env: process.env, home: os.homedir(), cwd: process.cwd() };
+
 /**
- * Where etcd snapshots go: upgrade.snapshotDir, or .snapshots/<stack> beside the program (git
- * ignores it), as an absolute path so the provider does not depend on its working directory.
+ * Where etcd snapshots go, as an absolute path so the provider does not depend on its working
+ * directory: upgrade.snapshotDir (relative to the program), or by default the user's state folder,
+ * `$XDG_STATE_HOME/talos-cluster/snapshots/<stack>` (`~/.local/state/...` without it), outside
+ * any checkout: CI's `actions/checkout` cleans the workspace (`git clean -ffdx`) before each job,
+ * ignored files included. With `CI` set, a folder inside the repository is refused for that reason.
  */
-export function snapshotFolder(config: Pick<ClusterConfig, "upgrade">, stack: string): { dir: string; prefix: string } {
-  return { dir: path.resolve(config.upgrade.snapshotDir ?? path.join(".snapshots", stack)), prefix: stack };
+export function snapshotFolder(
+  config: Pick<ClusterConfig, "upgrade">,
+  stack: string,
+  place: SnapshotPlace = HERE,
+): { dir: string; prefix: string } {
+  const set = config.upgrade.snapshotDir;
+  const stateHome = place.env.XDG_STATE_HOME;
+  // The XDG spec: a relative XDG_STATE_HOME is invalid and ignored.
+  const base = stateHome !== undefined && path.isAbsolute(stateHome) ? stateHome : path.join(place.home, ".local", "state");
+  const dir = set === undefined ? path.join(base, "talos-cluster", "snapshots", stack) : path.resolve(place.cwd, set);
+  if (place.env.CI !== undefined && place.env.CI !== "" && place.env.CI !== "false") {
+    const repo = repositoryHolding(dir, place.cwd);
+    if (repo !== undefined) {
+      const where = set === undefined ? `unset, so snapshots would go to ${dir} (under XDG_STATE_HOME or HOME), which` : `${dir}`;
+      throw new ConfigError([
+        `${PROJECT}:upgrade.snapshotDir: ${where} is inside the repository (${repo}) and CI is set: the next job's checkout cleans the workspace and would delete the snapshots; set upgrade.snapshotDir to an absolute folder outside any checkout, e.g. /var/lib/talos-cluster/snapshots/${stack}`,
+      ]);
+    }
+  }
+  return { dir, prefix: stack };
+}
+
+/**
+ * The repository folder `dir` lies in (it or below), if any: the folder holding Pulumi.yaml, or
+ * the git work tree, found upwards from the program's folder.
+ */
+function repositoryHolding(dir: string, cwd: string): string | undefined {
+  const roots = [upwards(cwd, "Pulumi.yaml"), upwards(cwd, ".git")].filter((r): r is string => r !== undefined);
+  const inside = (root: string) => {
+    const rel = path.relative(root, dir);
+    return rel === "" || (rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+  };
+  return roots.find(inside);
+}
+
+/** The nearest folder, from `start` up, that holds `entry`. */
+function upwards(start: string, entry: string): string | undefined {
+  let at = path.resolve(start);
+  for (;;) {
+    if (fs.existsSync(path.join(at, entry))) return at;
+    const parent = path.dirname(at);
+    if (parent === at) return undefined;
+    at = parent;
+  }
 }
 
 /** Addresses of the API server to check besides the kubeconfig's (the endpoint): the VIP, when the endpoint is another name. */

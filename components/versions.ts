@@ -134,6 +134,21 @@ const minorNumber = (minor: string) => Number(minor.split(".")[1]);
 export const minorAtLeast = (a: string, b: string) => minorNumber(a) >= minorNumber(b);
 
 /**
+ * Why a declared Talos release is refused as a downgrade across minors from the cluster's config
+ * contract (the release the cluster was created with, which its machine secrets keep), or
+ * undefined. Every node has run at least the contract's minor since it was installed; Talos does
+ * not support going back a minor, and its etcd may not start on the newer etcd's data (1.11 runs
+ * etcd 3.6, 1.10 etcd 3.5). Patch releases within a minor may go back. Which release each node
+ * *runs* now (a cluster upgraded since its creation) only the nodes can say.
+ */
+export function talosDowngrade(declared: string, contract: string): string | undefined {
+  const to = talosMinor(declared);
+  const from = talosMinor(contract);
+  if (to === undefined || from === undefined || minorAtLeast(to, from)) return undefined;
+  return `talos-cluster:talosVersion: ${declared} is a downgrade from Talos ${from}, the release the cluster was created with (its machine secrets' config contract, ${contract}): Talos does not go back a minor release, and its etcd may not start on the data of a newer one (1.11's etcd 3.6 data does not start on 1.10's etcd 3.5); declare a ${from} release or later`;
+}
+
+/**
  * The Talos config library (pkg/machinery) inside the talos plugin: terraform-provider-talos
  * v0.7.1 pins v1.9.2. It generates, patches and validates every machine config the plugin
  * handles, so a config document it does not know fails there, whatever the nodes run.

@@ -3,6 +3,7 @@ import { PolicyPack, type PolicyResource, type ResourceValidationArgs } from "@p
 import {
   credentialsSecret,
   installImagesFromSchematic,
+  knownValues,
   type PlannedResource,
   prodControlPlaneQuorum,
   schematicHasIntelUcode,
@@ -14,7 +15,7 @@ function planned(r: ResourceValidationArgs | PolicyResource): PlannedResource {
     type: r.type,
     name: r.name,
     urn: r.urn,
-    props: r.props,
+    props: knownValues(r.props) as Record<string, unknown>,
     protect: r.opts.protect,
     additionalSecretOutputs: r.opts.additionalSecretOutputs,
   };

@@ -1,6 +1,6 @@
 // The guard rails of every stack, as pure functions over the resources of a plan. The policy pack
 // (index.ts) feeds them; the tests feed them fixtures.
-import { parse as parseYaml } from "yaml";
+import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { schematicId } from "../components/schematic-id";
 import { REQUIRED_EXTENSION } from "../components/versions";
 
@@ -18,6 +18,8 @@ export const TYPES = {
   schematic: "talos:imagefactory/schematic:Schematic",
   secrets: "talos:machine/secrets:Secrets",
   configApply: "talos:machine/configurationApply:ConfigurationApply",
+  rollout: "talosnode:index:Rollout",
+  nodeState: "talosnode:index:NodeState",
   kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
   cluster: "talos-cluster:index:TalosCluster",
 } as const;
@@ -27,6 +29,31 @@ export const CREDENTIAL_OUTPUTS: Record<string, string[]> = {
   [TYPES.secrets]: ["machineSecrets", "clientConfiguration"],
   [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
 };
+
+/**
+ * A plain copy of a resource's properties with the values not known yet (preview) left out. The
+ * pack hands them over in a proxy that throws on reading an unknown value, which would turn the
+ * rule into an advisory "can't run during preview" instead of judging what is known.
+ */
+export function knownValues(value: unknown): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  const read = (key: string | number): unknown => {
+    try {
+      return knownValues((value as Record<string | number, unknown>)[key]);
+    } catch (err) {
+      // The pack's UnknownValueError (not exported) carries the sentinel of the unknown value.
+      if (err instanceof Error && "unknownTypeSentinel" in err) return undefined;
+      throw err;
+    }
+  };
+  if (Array.isArray(value)) return Array.from({ length: value.length }, (_, i) => read(i));
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const v = read(key);
+    if (v !== undefined) copy[key] = v;
+  }
+  return copy;
+}
 
 function asRecord(v: unknown): Record<string, unknown> | undefined {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
@@ -86,39 +113,95 @@ export function credentialsSecret(r: PlannedResource): string | undefined {
   return `${r.name} must list ${missing.join(", ")} in additionalSecretOutputs: they carry cluster credentials`;
 }
 
-/** The install image a config apply's patches set, "unknown" while the patches are not known. */
-function installImage(r: PlannedResource): string | "unknown" | undefined {
+/** machine.install.image of a machine-config document, patch or whole (multi-document) config. */
+function installImageIn(doc: unknown): string | undefined {
+  const image = asRecord(asRecord(asRecord(doc)?.machine)?.install)?.image;
+  return typeof image === "string" ? image : undefined;
+}
+
+/** The documents of a multi-document YAML text; undefined when it is not text or does not parse. */
+function parseDocs(text: unknown): unknown[] | undefined {
+  if (typeof text !== "string") return undefined;
+  const docs = parseAllDocuments(text);
+  if (!Array.isArray(docs) || docs.some((d) => d.errors.length > 0)) return undefined;
+  return docs.map((d) => d.toJS());
+}
+
+/**
+ * The install image a config apply gives its node: machine.install.image of the rendered config
+ * it installs (machineConfigurationInput, the program's way), then of its configPatches, which
+ * the provider applies on top. "unknown" while what decides it is not known (a first preview).
+ */
+function applyInstallImage(r: PlannedResource): string | "unknown" | undefined {
   const patches = r.props.configPatches;
-  if (!Array.isArray(patches) || patches.some((p) => typeof p !== "string")) return "unknown";
-  let image: string | undefined;
-  for (const p of patches) {
-    const found = asRecord(asRecord(asRecord(parseDoc(p))?.machine)?.install)?.image;
-    if (typeof found === "string") image = found; // later patches win, as in Talos
+  let patched: string | undefined;
+  if (Array.isArray(patches)) {
+    for (const p of patches) patched = installImageIn(parseDoc(p)) ?? patched; // later patches win, as in Talos
   }
+  if (patched !== undefined) return patched;
+  const docs = parseDocs(r.props.machineConfigurationInput);
+  if (docs === undefined) return "unknown";
+  let image: string | undefined;
+  for (const d of docs) image = installImageIn(d) ?? image;
   return image;
 }
 
-/** Stack rule: every node installs from the factory installer of this stack's schematic. */
+/** An image a resource declares for a node: what a config apply installs, or what an upgrade installs. */
+interface DeclaredImage {
+  /** The resource, and the node when one resource declares several. */
+  who: string;
+  /** Undefined: declared with no image at all. */
+  image: string | undefined;
+  /** The schematic the same resource says the node should boot, when known. */
+  schematicId?: string;
+}
+
+/**
+ * Every install image the plan declares: each config apply's (a new node installs it), each
+ * node's in the Rollout (an upgrade installs it), each NodeState's (what the node should run).
+ * Values not known yet (preview) are left out.
+ */
+function declaredImages(resources: PlannedResource[]): DeclaredImage[] {
+  const found: DeclaredImage[] = [];
+  const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+  for (const r of resources) {
+    if (r.type === TYPES.configApply) {
+      const image = applyInstallImage(r);
+      if (image !== "unknown") found.push({ who: r.name, image });
+    } else if (r.type === TYPES.nodeState) {
+      const image = str(r.props.installerImage);
+      if (image !== undefined) found.push({ who: r.name, image, schematicId: str(r.props.schematicId) });
+    } else if (r.type === TYPES.rollout && Array.isArray(r.props.nodes)) {
+      for (const n of r.props.nodes) {
+        const node = asRecord(n);
+        const image = str(node?.installerImage);
+        if (node === undefined || image === undefined) continue;
+        found.push({ who: `${r.name} node ${str(node.name) ?? "?"}`, image, schematicId: str(node.schematicId) });
+      }
+    }
+  }
+  return found;
+}
+
+/** Stack rule: every node installs, and is upgraded to, the factory installer of this stack's schematic. */
 export function installImagesFromSchematic(resources: PlannedResource[]): string[] {
   const knownIds = resources
     .filter((r) => r.type === TYPES.schematic)
     .map((r) => schematicIdOf(r.props.schematic))
     .filter((id): id is string => id !== undefined);
   const violations: string[] = [];
-  for (const r of resources.filter((x) => x.type === TYPES.configApply)) {
-    const image = installImage(r);
-    if (image === "unknown") continue;
+  for (const { who, image, schematicId } of declaredImages(resources)) {
     if (image === undefined) {
-      violations.push(`${r.name} sets no machine.install.image: the node would install an image without the schematic's extensions`);
+      violations.push(`${who} sets no machine.install.image: the node would install an image without the schematic's extensions`);
       continue;
     }
     const match = /\/installer\/([0-9a-f]{64}):v\d+\.\d+\.\d+/.exec(image);
     if (!match) {
-      violations.push(
-        `${r.name} installs ${image}, which is not an Image Factory installer (<factory>/installer/<schematic id>:<version>)`,
-      );
+      violations.push(`${who} installs ${image}, which is not an Image Factory installer (<factory>/installer/<schematic id>:<version>)`);
     } else if (knownIds.length > 0 && !knownIds.includes(match[1] as string)) {
-      violations.push(`${r.name} installs schematic ${match[1]}, not this stack's schematic ${knownIds.join(", ")}`);
+      violations.push(`${who} installs schematic ${match[1]}, not this stack's schematic ${knownIds.join(", ")}`);
+    } else if (schematicId !== undefined && schematicId !== match[1]) {
+      violations.push(`${who} installs schematic ${match[1]}, but expects the node to boot schematic ${schematicId}`);
     }
   }
   return violations;

@@ -60,6 +60,11 @@ export class Workspace {
   readonly dir: string;
   /** The environment every command in the workspace runs with: its backend and passphrase. */
   readonly env: NodeJS.ProcessEnv;
+  /**
+   * The workspace's XDG_STATE_HOME, where the program puts etcd snapshots by default
+   * (talos-cluster/snapshots/<stack>): its own, and outside the project folder, as in CI.
+   */
+  readonly stateHome: string;
 
   /**
    * `program`: a folder with its own Pulumi.yaml and index.ts to run instead of the project's.
@@ -83,6 +88,7 @@ export class Workspace {
     }
     this.writeConfig(config);
     mkdirSync(join(this.dir, ".state"));
+    this.stateHome = mkdtempSync(join(tmpdir(), `talos-cluster-${stack}-xdg-state-`));
     this.env = {
       ...process.env,
       PULUMI_BACKEND_URL: `file://${join(this.dir, ".state")}`,
@@ -94,6 +100,7 @@ export class Workspace {
       HELM_CACHE_HOME: join(this.dir, ".helm", "cache"),
       HELM_CONFIG_HOME: join(this.dir, ".helm", "config"),
       HELM_DATA_HOME: join(this.dir, ".helm", "data"),
+      XDG_STATE_HOME: this.stateHome,
     };
     this.must(["stack", "init", stack]);
   }
@@ -165,8 +172,14 @@ export class Workspace {
     return { resources: doc.deployment.resources ?? [], text };
   }
 
+  /** Where the stack's etcd snapshots go by default. */
+  snapshotFolder(): string {
+    return join(this.stateHome, "talos-cluster", "snapshots", this.stack);
+  }
+
   dispose(): void {
     rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.stateHome, { recursive: true, force: true });
   }
 }
 

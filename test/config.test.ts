@@ -140,6 +140,15 @@ describe("stack config: addresses, names and versions", () => {
     expect(problemsOf(raw)).toEqual(['talos-cluster:nodes: no node has role "controlplane"; a cluster needs at least one (three for HA)']);
   });
 
+  it("refuses exactly 2 control planes with Talos' reason: neither can ever be upgraded", () => {
+    const raw = validStack();
+    const nodes = raw.nodes as Record<string, unknown>[];
+    raw.nodes = nodes.filter((n) => n.name !== "cp-3");
+    expect(problemsOf(raw)).toEqual([
+      'talos-cluster:nodes: 2 control planes cannot be upgraded: Talos refuses with "etcd member count(2) is insufficient to maintain quorum if upgrade commences", and a reboot of either loses etcd\'s quorum; declare 1 or 3 (add two at once when growing from 1)',
+    ]);
+  });
+
   it("warns, without refusing, about an even number of control planes", () => {
     const raw = validStack();
     const nodes = raw.nodes as Record<string, unknown>[];
@@ -500,7 +509,7 @@ describe("stack config: upgrades", () => {
       ),
     ).toEqual([
       "talos-cluster:upgrade.maxUnavailableWorkers: must be at least 1: workers are changed this many at a time",
-      "talos-cluster:upgrade.snapshotDir: must be a folder, e.g. .snapshots/prod or /var/backups/etcd",
+      "talos-cluster:upgrade.snapshotDir: must be a folder outside the checkout, e.g. /var/lib/talos-cluster/snapshots/prod",
       "talos-cluster:upgrade.healthTimeout: must be a duration such as 15m, 90s or 1h30m",
       'talos-cluster:upgrade.rebootMode: must be "default" (kexec) or "powercycle" (through the firmware)',
       "talos-cluster:upgrade.kubernetesChecks: must be true or false",

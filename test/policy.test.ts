@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   credentialsSecret,
   installImagesFromSchematic,
+  knownValues,
   type PlannedResource,
   prodControlPlaneQuorum,
   schematicHasIntelUcode,
@@ -90,10 +91,18 @@ describe("policy: install-image-from-schematic", () => {
     ]);
   });
 
-  it("rejects a node with no install image", () => {
-    expect(installImagesFromSchematic([apply("cp-1")])).toEqual([
+  it("rejects a node with no install image, neither in its config nor in its patches", () => {
+    const noImage = resource(TYPES.configApply, "cp-1", {
+      ...apply("cp-1").props,
+      machineConfigurationInput: "machine:\n  type: worker\n",
+    });
+    expect(installImagesFromSchematic([noImage])).toEqual([
       "cp-1 sets no machine.install.image: the node would install an image without the schematic's extensions",
     ]);
+  });
+
+  it("does not judge patches without an image over a config not known yet", () => {
+    expect(installImagesFromSchematic([apply("cp-1")])).toEqual([]);
   });
 
   it("derives the schematic's id from its text, since a policy sees no resource ids", () => {
@@ -103,6 +112,137 @@ describe("policy: install-image-from-schematic", () => {
 
   it("skips a node whose patches are not known yet (first preview)", () => {
     expect(installImagesFromSchematic([resource(TYPES.configApply, "cp-1", {})])).toEqual([]);
+  });
+});
+
+// The shapes components/cluster.ts declares: a rendered config per node (no patches), the
+// Rollout's per-node installer image (what an upgrade installs), each NodeState's.
+describe("policy: install-image-from-schematic, on what the program declares", () => {
+  const image = (id: string) => `factory.talos.dev/installer/${id}:v1.11.5`;
+  // A 1.12 contract renders a HostnameConfig document after the v1alpha1 one.
+  const rendered = (installImage?: string) =>
+    [
+      "version: v1alpha1",
+      "machine:",
+      "  type: controlplane",
+      "  install:",
+      "    disk: /dev/sda",
+      ...(installImage === undefined ? [] : [`    image: ${installImage}`]),
+      "cluster:",
+      "  clusterName: lab",
+      "---",
+      "apiVersion: v1alpha1",
+      "kind: HostnameConfig",
+      "auto: off",
+      "hostname: cp-1",
+      "",
+    ].join("\n");
+  const apply = (installImage?: string) =>
+    resource(TYPES.configApply, "lab-cp-1", { node: "10.0.0.11", applyMode: "auto", machineConfigurationInput: rendered(installImage) });
+  const rolloutNode = (name: string, installerImage: string | undefined, schematicId: string | undefined = ID) => ({
+    name,
+    address: "10.0.0.11",
+    role: "controlplane",
+    talosVersion: "v1.11.5",
+    ...(schematicId === undefined ? {} : { schematicId }),
+    ...(installerImage === undefined ? {} : { installerImage }),
+    machineConfiguration: rendered(installerImage),
+  });
+  const rollout = (...nodes: ReturnType<typeof rolloutNode>[]) =>
+    resource(TYPES.rollout, "lab-rollout", { nodes, applyMode: "auto", maxUnavailableWorkers: 1, snapshotDir: "/var/lib/snap" });
+  const nodeState = (installerImage: string, schematicId: string = ID) =>
+    resource(TYPES.nodeState, "lab-cp-1-state", {
+      node: "10.0.0.11",
+      talosVersion: "v1.11.5",
+      schematicId,
+      installerImage,
+      kubernetesVersion: "1.34.1",
+      machineConfiguration: rendered(installerImage),
+      timeout: "10m",
+    });
+  const intelOnly = () => schematic(["siderolabs/intel-ucode"]);
+
+  it("passes a plan whose applies, rollout and node states all carry the stack's factory installer", () => {
+    expect(
+      installImagesFromSchematic([intelOnly(), apply(image(ID)), rollout(rolloutNode("cp-1", image(ID))), nodeState(image(ID))]),
+    ).toEqual([]);
+  });
+
+  it("rejects a rendered config that installs a stock image", () => {
+    expect(installImagesFromSchematic([intelOnly(), apply("ghcr.io/siderolabs/installer:v1.11.5")])).toEqual([
+      "lab-cp-1 installs ghcr.io/siderolabs/installer:v1.11.5, which is not an Image Factory installer (<factory>/installer/<schematic id>:<version>)",
+    ]);
+  });
+
+  it("rejects a rendered config without an install image", () => {
+    expect(installImagesFromSchematic([intelOnly(), apply()])).toEqual([
+      "lab-cp-1 sets no machine.install.image: the node would install an image without the schematic's extensions",
+    ]);
+  });
+
+  it("rejects a rollout that would upgrade a node to a stock image or another schematic", () => {
+    expect(
+      installImagesFromSchematic([
+        intelOnly(),
+        rollout(rolloutNode("cp-1", "ghcr.io/siderolabs/installer:v1.11.5"), rolloutNode("cp-2", image(OTHER_ID))),
+      ]),
+    ).toEqual([
+      "lab-rollout node cp-1 installs ghcr.io/siderolabs/installer:v1.11.5, which is not an Image Factory installer (<factory>/installer/<schematic id>:<version>)",
+      `lab-rollout node cp-2 installs schematic ${OTHER_ID}, not this stack's schematic ${ID}`,
+    ]);
+  });
+
+  it("rejects a node state whose image is not of the schematic the node should boot", () => {
+    expect(installImagesFromSchematic([nodeState(image(OTHER_ID), ID)])).toEqual([
+      `lab-cp-1-state installs schematic ${OTHER_ID}, but expects the node to boot schematic ${ID}`,
+    ]);
+    expect(installImagesFromSchematic([intelOnly(), nodeState("registry.local/talos/installer:v1.11.5")])).toEqual([
+      "lab-cp-1-state installs registry.local/talos/installer:v1.11.5, which is not an Image Factory installer (<factory>/installer/<schematic id>:<version>)",
+    ]);
+  });
+
+  it("judges what is known on a first preview: the images, not the rendered configs or the schematic id", () => {
+    const firstPreview = [
+      intelOnly(),
+      resource(TYPES.configApply, "lab-cp-1", { node: "10.0.0.11", applyMode: "auto" }),
+      rollout(rolloutNode("cp-1", "ghcr.io/siderolabs/installer:v1.11.5", undefined)),
+    ];
+    expect(installImagesFromSchematic(firstPreview)).toEqual([
+      "lab-rollout node cp-1 installs ghcr.io/siderolabs/installer:v1.11.5, which is not an Image Factory installer (<factory>/installer/<schematic id>:<version>)",
+    ]);
+  });
+});
+
+describe("policy: the values a preview does not know yet", () => {
+  // As the pack hands properties over: reading an unknown value throws its UnknownValueError.
+  class UnknownValueError extends Error {
+    readonly unknownTypeSentinel = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+  }
+  const unknownAt = <T extends object>(target: T, keys: string[]): T =>
+    new Proxy(target, {
+      get: (obj, key) => {
+        if (typeof key === "string" && keys.includes(key))
+          throw new UnknownValueError(`string value at .${key} can't be known during preview`);
+        return Reflect.get(obj, key);
+      },
+    });
+
+  it("leaves unknown values out, keeping everything known around them", () => {
+    const node = unknownAt({ name: "cp-1", schematicId: "x", installerImage: "img" }, ["schematicId"]);
+    const props = unknownAt({ nodes: [node], applyMode: "auto", machineConfigurationInput: "x" }, ["machineConfigurationInput"]);
+    expect(knownValues(props)).toEqual({ nodes: [{ name: "cp-1", installerImage: "img" }], applyMode: "auto" });
+  });
+
+  it("passes on any other error", () => {
+    const broken = new Proxy(
+      { a: 1 },
+      {
+        get: () => {
+          throw new TypeError("boom");
+        },
+      },
+    );
+    expect(() => knownValues(broken)).toThrow("boom");
   });
 });
 

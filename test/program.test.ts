@@ -1,11 +1,13 @@
 // The whole stack under Pulumi mocks: what the plan holds, with which inputs, in which order.
 import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
-import { describe, expect, it } from "vitest";
-import { parseConfig } from "../components/config";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConfigError, PROJECT, parseConfig } from "../components/config";
 import { verifiedSchematicId } from "../components/image";
-import { deployCluster, readyEndpoints, type StackOutputs } from "../components/program";
+import { deployCluster, readyEndpoints, type StackOutputs, snapshotFolder } from "../components/program";
 import { schematicFor } from "../components/schematic-id";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
@@ -22,6 +24,9 @@ const T = {
   nodeState: "talosnode:index:NodeState",
   rollout: "talosnode:index:Rollout",
 };
+
+/** This checkout. */
+const REPO = path.resolve(__dirname, "..");
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -281,7 +286,11 @@ describe("changes to running nodes", () => {
     );
     const inputs = p.ofType(T.rollout)[0]?.inputs;
     expect(inputs).toMatchObject({ applyMode: "reboot", maxUnavailableWorkers: 2, healthTimeout: "5m", rebootMode: "powercycle" });
-    expect(inputs?.snapshotDir).toBe(path.resolve(".snapshots", "test"));
+    // By default in the user's state folder, outside the checkout CI cleans before each job.
+    const dir = String(inputs?.snapshotDir);
+    expect(path.isAbsolute(dir)).toBe(true);
+    expect(dir.endsWith(path.join("talos-cluster", "snapshots", "test"))).toBe(true);
+    expect(path.relative(REPO, dir).startsWith(`..${path.sep}`)).toBe(true);
     expect(inputs?.snapshotPrefix).toBe("test");
     const defaults = (await planStack()).plan.ofType(T.rollout)[0]?.inputs;
     expect(defaults).toMatchObject({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" });
@@ -290,6 +299,79 @@ describe("changes to running nodes", () => {
   it("writes snapshots to upgrade.snapshotDir when the stack sets it", async () => {
     const { plan: p } = await planStack(stackWith({ upgrade: { snapshotDir: "/var/backups/etcd" } }));
     expect(p.ofType(T.rollout)[0]?.inputs.snapshotDir).toBe("/var/backups/etcd");
+  });
+});
+
+describe("where etcd snapshots go", () => {
+  const upgrade = (snapshotDir?: string) => ({
+    upgrade: { maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" as const, kubernetesChecks: true, snapshotDir },
+  });
+  let repo: string;
+  beforeEach(() => {
+    // A checkout: a git work tree with the project (Pulumi.yaml) in a subfolder.
+    repo = mkdtempSync(path.join(tmpdir(), "snapshots-repo-"));
+    mkdirSync(path.join(repo, ".git"));
+    mkdirSync(path.join(repo, "infra"));
+    writeFileSync(path.join(repo, "infra", "Pulumi.yaml"), "name: talos-cluster\n");
+  });
+  afterEach(() => rmSync(repo, { recursive: true, force: true }));
+  const at = (env: Record<string, string>) => ({ env, home: "/home/op", cwd: path.join(repo, "infra") });
+
+  it("defaults to the user's state folder per stack: $XDG_STATE_HOME, else ~/.local/state", () => {
+    expect(snapshotFolder(upgrade(), "prod", at({}))).toEqual({
+      dir: "/home/op/.local/state/talos-cluster/snapshots/prod",
+      prefix: "prod",
+    });
+    expect(snapshotFolder(upgrade(), "prod", at({ XDG_STATE_HOME: "/srv/state" })).dir).toBe("/srv/state/talos-cluster/snapshots/prod");
+    // The XDG spec: a relative XDG_STATE_HOME is invalid and ignored.
+    expect(snapshotFolder(upgrade(), "prod", at({ XDG_STATE_HOME: "state" })).dir).toBe(
+      "/home/op/.local/state/talos-cluster/snapshots/prod",
+    );
+  });
+
+  it("resolves a relative upgrade.snapshotDir against the program's folder", () => {
+    expect(snapshotFolder(upgrade("../backups"), "prod", at({})).dir).toBe(path.join(repo, "backups"));
+  });
+
+  it("refuses a folder inside the repository when CI is set, since the next job's checkout cleans it", () => {
+    const refusal = (dir: string, root = repo) =>
+      `${PROJECT}:upgrade.snapshotDir: ${dir} is inside the repository (${root}) and CI is set: the next job's checkout cleans the workspace and would delete the snapshots; set upgrade.snapshotDir to an absolute folder outside any checkout, e.g. /var/lib/talos-cluster/snapshots/prod`;
+    // Beside the project, and anywhere in the git work tree around it.
+    expect(() => snapshotFolder(upgrade(".snapshots/prod"), "prod", at({ CI: "true" }))).toThrow(
+      new ConfigError([refusal(path.join(repo, "infra", ".snapshots", "prod"), path.join(repo, "infra"))]),
+    );
+    expect(() => snapshotFolder(upgrade("../backups"), "prod", at({ CI: "1" }))).toThrow(
+      new ConfigError([refusal(path.join(repo, "backups"))]),
+    );
+    // The default, when the state folder itself is in the checkout.
+    expect(() => snapshotFolder(upgrade(), "prod", at({ CI: "true", XDG_STATE_HOME: path.join(repo, "state") }))).toThrow(
+      /upgrade\.snapshotDir: unset, so snapshots would go to .*state\/talos-cluster\/snapshots\/prod \(under XDG_STATE_HOME or HOME\), which is inside the repository/,
+    );
+  });
+
+  it("accepts a folder inside the repository without CI, and one outside it with CI", () => {
+    expect(snapshotFolder(upgrade(".snapshots/prod"), "prod", at({})).dir).toBe(path.join(repo, "infra", ".snapshots", "prod"));
+    expect(snapshotFolder(upgrade(".snapshots/prod"), "prod", at({ CI: "false" })).dir).toBe(
+      path.join(repo, "infra", ".snapshots", "prod"),
+    );
+    expect(snapshotFolder(upgrade("/var/lib/talos-cluster/snapshots"), "prod", at({ CI: "true" })).dir).toBe(
+      "/var/lib/talos-cluster/snapshots",
+    );
+    expect(snapshotFolder(upgrade(`${repo}-backups`), "prod", at({ CI: "true" })).dir).toBe(`${repo}-backups`);
+    expect(snapshotFolder(upgrade(), "prod", at({ CI: "true" })).dir).toBe("/home/op/.local/state/talos-cluster/snapshots/prod");
+  });
+
+  it("stops the program before it declares anything when the folder is refused", async () => {
+    const saved = process.env.CI;
+    process.env.CI = "true";
+    try {
+      await expect(planStack(stackWith({ upgrade: { snapshotDir: ".snapshots/test" } }))).rejects.toThrow(
+        /upgrade\.snapshotDir: .* is inside the repository/,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.CI;
+      else process.env.CI = saved;
+    }
   });
 });
 

@@ -56,6 +56,7 @@ describe("a broken stack file", () => {
       'talos-cluster:extensions[0]: "intel-ucode" is not an official Image Factory extension (did you mean siderolabs/intel-ucode?); see components/versions.ts for the list',
       'talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique',
       "talos-cluster:nodes[1]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
+      'talos-cluster:nodes: 2 control planes cannot be upgraded: Talos refuses with "etcd member count(2) is insufficient to maintain quorum if upgrade commences", and a reboot of either loses etcd\'s quorum; declare 1 or 3 (add two at once when growing from 1)',
       "talos-cluster:network.vip.address: 10.30.0.10 is outside the nodes' subnet 10.20.0.0/24; a Talos VIP must share the control planes' L2 network",
       "talos-cluster:endpoint: 10.20.0.10 differs from network.vip.address 10.30.0.10; with a VIP the endpoint should be the VIP",
     ]);

@@ -17,7 +17,7 @@ describe("npm run validate", () => {
   it("lists every problem of a broken stack file and exits 1", () => {
     const result = validate("test/fixtures/Pulumi.broken.yaml");
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain("The stack config has 9 problems; nothing was created or changed:");
+    expect(result.stderr).toContain("The stack config has 10 problems; nothing was created or changed:");
     expect(result.stderr).toContain('  - talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address');
   });
 

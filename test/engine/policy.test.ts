@@ -56,6 +56,18 @@ describeEngine("the policy pack in a real preview", () => {
     );
   });
 
+  it("refuses the program's own cluster when it would install or upgrade to a stock installer", () => {
+    // What the program declares that a first preview knows: each NodeState's image (the Rollout's
+    // node list and the rendered configs are not known until the secrets exist).
+    for (const node of ["cp-1", "cp-2", "cp-3"]) {
+      expect(refused.output).toContain(
+        `stock-installer-${node}-state installs ghcr.io/siderolabs/installer:v1.11.5, which is not an Image Factory installer`,
+      );
+    }
+    // Unknown values (the rendered configs) are left out, not reported as a rule that cannot run.
+    expect(refused.output).not.toContain("can't run policy");
+  });
+
   it("refuses a prod stack with an even number of control planes", () => {
     expect(refused.output).toContain("two-control-planes has 2 control planes; a production stack needs an odd number, at least 3");
   });

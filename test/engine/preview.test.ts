@@ -42,11 +42,16 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
   it("previews a stack with a warning, such as an even number of control planes, and shows the warning", () => {
     const dev = stackFileConfig("Pulumi.dev.yaml");
     const nodes = dev["talos-cluster:nodes"] as Record<string, unknown>[];
-    const cp2 = { name: "dev-cp-2", address: "192.168.50.12", role: "controlplane", installDisk: "/dev/vda" };
-    const ws = new Workspace("even", { ...dev, "talos-cluster:nodes": [...nodes, cp2] });
+    const more = [2, 3, 4].map((i) => ({
+      name: `dev-cp-${i}`,
+      address: `192.168.50.${10 + i}`,
+      role: "controlplane",
+      installDisk: "/dev/vda",
+    }));
+    const ws = new Workspace("even", { ...dev, "talos-cluster:nodes": [...nodes, ...more] });
     workspaces.push(ws);
     const preview = ws.must(["preview"]);
-    expect(preview.output).toMatch(/warning: .*2 control planes/);
+    expect(preview.output).toMatch(/warning: .*4 control planes/);
   });
 
   it("stops before any resource and lists every problem of a broken stack config", () => {
@@ -54,7 +59,7 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
     workspaces.push(ws);
     const preview = ws.run(["preview"]);
     expect(preview.code).not.toBe(0);
-    expect(preview.output).toContain("The stack config has 9 problems; nothing was created or changed:");
+    expect(preview.output).toContain("The stack config has 10 problems; nothing was created or changed:");
     expect(preview.output).toContain('talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address');
     expect(preview.output).not.toMatch(/talos:machine|talos:imagefactory/);
     // The message is the whole story: no stack trace of the program in the way.

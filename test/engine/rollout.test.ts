@@ -5,7 +5,7 @@
 // simulator runs a real etcd and kube-apiserver, so the rollout's checks through Kubernetes (on by
 // default) run as on a real cluster: in-place changes awaited, reboot-class applies drained.
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import {
@@ -69,7 +69,7 @@ describeEngine(
       return downs;
     };
 
-    const snapshotFolder = () => join(ws.dir, ".snapshots", STACK);
+    const snapshotFolder = () => ws.snapshotFolder();
     const snapshotFiles = () => readdirSync(snapshotFolder()).filter((f) => f.endsWith(".db"));
 
     beforeAll(async () => {
@@ -111,6 +111,10 @@ describeEngine(
         expect(snap, `snapshot of ${names.get(cp)}`).toBeGreaterThanOrEqual(0);
         expect(snap).toBeLessThan(upgrade);
       }
+      // In the user's state folder (the workspace's XDG_STATE_HOME), not in the project's folder
+      // that a CI checkout cleans; readable by the user alone: they hold every secret in etcd.
+      expect(existsSync(join(ws.dir, ".snapshots"))).toBe(false);
+      expect(statSync(snapshotFolder()).mode & 0o777).toBe(0o700);
       const files = snapshotFiles();
       expect(files.map((f) => f.replace(/-\d{8}T[\d.]+Z\.db$/, "")).sort()).toEqual(["roll-cp-1", "roll-cp-2", "roll-cp-3"]);
       for (const f of files) {
