@@ -111,7 +111,9 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 			}
 			continue
 		}
-		if p := orderProblem(n, declared, live); p != "" {
+		if p := downgradeProblem(n, live); p != "" {
+			problems = append(problems, p)
+		} else if p := orderProblem(n, declared, live); p != "" {
 			problems = append(problems, p)
 		}
 	}
@@ -119,6 +121,30 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
+}
+
+// downgradeProblem refuses a Talos release a minor below the one the node runs. Each minor moves
+// etcd forward (Talos 1.11 runs etcd 3.6, 1.10 ran 3.5: constants.DefaultEtcdVersion), and an
+// older etcd does not start on the newer one's data, so a control plane would not come back and a
+// worker would run an unsupported kubelet skew. Within a minor, going back is a patch rollback.
+func downgradeProblem(n Node, live node.State) string {
+	running, okRunning := minorOf(live.TalosVersion)
+	declared, okDeclared := minorOf(n.TalosVersion)
+	if !okRunning || !okDeclared || declared >= running {
+		return ""
+	}
+	return fmt.Sprintf("%s runs Talos %s and the stack declares %s, an older minor: a Talos downgrade across minors is refused "+
+		"(the older release's etcd does not start on the newer one's data); declare %s or a later release",
+		n.Target.Name, live.TalosVersion, n.TalosVersion, live.TalosVersion)
+}
+
+// minorOf is major*1000+minor of a release tag such as v1.11.5.
+func minorOf(version string) (int, bool) {
+	var major, minor, patch int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(version, "v"), "%d.%d.%d", &major, &minor, &patch); err != nil {
+		return 0, false
+	}
+	return major*1000 + minor, true
 }
 
 func orderProblem(n Node, declared config.Provider, live node.State) string {

@@ -483,6 +483,9 @@ func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T)
 		// Staged on 1.11, or applied after the upgrade: both fine.
 		{"v1.12.0", "1.34.1", nil},
 		{"v1.11.5", "1.34.1", nil},
+		// A minor below the running one: refused whatever the config; a patch below is a rollback.
+		{"v1.10.7", "1.33.0", []string{"cp-1 runs Talos v1.11.5 and the stack declares v1.10.7, an older minor", "etcd"}},
+		{"v1.11.4", "1.34.1", nil},
 	} {
 		err := rollout.Preflight(context.Background(), declare(tc.version, tc.kubernetes), opts)
 		if len(tc.want) == 0 {
