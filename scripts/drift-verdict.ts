@@ -48,6 +48,9 @@ function urnTail(urn: string): string {
 /** One line a person and a workflow read alike. */
 export function verdictLine(v: DriftVerdict): string {
   if (v.drifted.length === 0) return `${v.stack}: no drift`;
-  const items = v.drifted.map((d) => `${d.op} ${d.resource}${d.properties.length > 0 ? ` (${d.properties.join(", ")})` : ""}`);
+  // The engine refreshes in parallel: sorted, the same drift always reads the same.
+  const items = [...v.drifted]
+    .sort((a, b) => a.resource.localeCompare(b.resource))
+    .map((d) => `${d.op} ${d.resource}${d.properties.length > 0 ? ` (${[...d.properties].sort().join(", ")})` : ""}`);
   return `${v.stack}: drift: ${v.drifted.length} resource${v.drifted.length === 1 ? "" : "s"}: ${items.join("; ")}`;
 }

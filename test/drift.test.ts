@@ -28,8 +28,21 @@ describe("drift verdict", () => {
       ],
     });
     expect(verdictLine(v)).toBe(
-      "prod: drift: 2 resources: update talos:machine/configurationApply:ConfigurationApply::prod-cp-1 (configPatches); " +
-        "replace talos:machine/bootstrap:Bootstrap::prod-bootstrap (node)",
+      "prod: drift: 2 resources: replace talos:machine/bootstrap:Bootstrap::prod-bootstrap (node); " +
+        "update talos:machine/configurationApply:ConfigurationApply::prod-cp-1 (configPatches)",
+    );
+  });
+
+  it("prints the same line for the same drift whatever order the engine reported it in", () => {
+    const steps = [
+      { op: "update", urn: urn("talosnode:index:NodeState", "prod-cp-2-state"), diffReasons: ["talosVersion", "config"] },
+      { op: "update", urn: urn("talosnode:index:NodeState", "prod-cp-1-state"), diffReasons: ["schematicId"] },
+    ];
+    const line = verdictLine(driftVerdict("prod", { steps }));
+    expect(verdictLine(driftVerdict("prod", { steps: [...steps].reverse() }))).toBe(line);
+    expect(line).toBe(
+      "prod: drift: 2 resources: update talosnode:index:NodeState::prod-cp-1-state (schematicId); " +
+        "update talosnode:index:NodeState::prod-cp-2-state (config, talosVersion)",
     );
   });
 

@@ -45,7 +45,7 @@ describeEngine("npm run drift against a real stack", () => {
     const r = drift("-s", STACK, ...TARGETS.flatMap((t) => ["--target", t]));
     expect(r.stdout.trim()).toMatch(
       new RegExp(
-        `^${STACK}: drift: 1 resource: (update|replace) talos:imagefactory/schematic:Schematic::dev-schematic \\(schematic, id\\)$`,
+        `^${STACK}: drift: 1 resource: (update|replace) talos:imagefactory/schematic:Schematic::dev-schematic \\(id, schematic\\)$`,
       ),
     );
     expect(r.code).toBe(1);
