@@ -1,6 +1,6 @@
 // Stack config: types, defaults and validation. Pure: takes the raw key/value map Pulumi holds for
 // the project and returns one typed object, or throws with every problem listed at once.
-import { parse as parseYaml } from "yaml";
+import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { kubeletLabelRefusal } from "./kubelet-labels";
 import { closest } from "./naming";
@@ -344,9 +344,10 @@ function parseMaybeJson(value: string): unknown {
 }
 
 /** Validates the raw stack config; throws ConfigError listing every problem at once. */
-export function parseConfig(raw: Record<string, unknown>): ParsedConfig {
+export function parseConfig(given: Record<string, unknown>): ParsedConfig {
   const problems: string[] = [];
   const warnings: string[] = [];
+  const raw = withPatchTexts(given, problems);
   const result = stackSchema.safeParse(raw);
   if (!result.success) {
     for (const issue of result.error.issues) {
@@ -380,6 +381,46 @@ export function parseConfig(raw: Record<string, unknown>): ParsedConfig {
     },
     warnings,
   };
+}
+
+/**
+ * A patch may be given as YAML text (`- |` in a stack file), as `talosctl --config-patch` takes it:
+ * each such text becomes the mapping it holds, so every later check sees it as any other patch.
+ * Text with several documents, or that is not a mapping, is refused with the form to use.
+ */
+function withPatchTexts(raw: Record<string, unknown>, problems: string[]): Record<string, unknown> {
+  const parse = (list: unknown, key: string): unknown => {
+    if (!Array.isArray(list)) return list;
+    return list.map((patch, i) => {
+      if (typeof patch !== "string") return patch;
+      const docs = parseAllDocuments(patch);
+      const doc = docs[0];
+      if (docs.length !== 1 || doc === undefined || doc.errors.length > 0) {
+        problems.push(
+          `${PROJECT}:${key}[${i}]: ${docs.length > 1 ? `holds ${docs.length} YAML documents; give each its own list entry` : `is not valid YAML${doc?.errors[0] ? ` (${doc.errors[0].message.split("\n")[0]})` : ""}`}`,
+        );
+        return {}; // refused above; the schema need not say it again
+      }
+      const value: unknown = doc.toJS();
+      if (!isRecord(value)) {
+        problems.push(
+          `${PROJECT}:${key}[${i}]: must be a machine-config patch: a mapping such as "machine: {sysctls: {...}}", as YAML text or nested YAML`,
+        );
+        return {};
+      }
+      return value;
+    });
+  };
+  const out: Record<string, unknown> = { ...raw };
+  if (isRecord(raw.patches)) {
+    const groups: Record<string, unknown> = { ...raw.patches };
+    for (const group of ["all", "controlplane", "worker"]) groups[group] = parse(groups[group], `patches.${group}`);
+    out.patches = groups;
+  }
+  if (Array.isArray(raw.nodes)) {
+    out.nodes = raw.nodes.map((node, i) => (isRecord(node) ? { ...node, patches: parse(node.patches, `nodes[${i}].patches`) } : node));
+  }
+  return out;
 }
 
 /** Accepts `host`, `host:port` or `https://host[:port]`; the API server port defaults to 6443. */

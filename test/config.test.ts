@@ -419,8 +419,8 @@ describe("stack config: extensions and addons", () => {
     ]);
   });
 
-  it("refuses a role patch that is not an object", () => {
-    expect(problemsOf(stackWith({ patches: { worker: ["machine: {}"] } }))).toEqual([
+  it("refuses a role patch that is neither a mapping nor YAML text", () => {
+    expect(problemsOf(stackWith({ patches: { worker: [42] } }))).toEqual([
       "talos-cluster:patches.worker[0]: must be a machine-config patch object (a YAML/JSON mapping)",
     ]);
   });
@@ -543,6 +543,24 @@ describe("stack config: config documents in patches", () => {
     expect(parseConfig(stackWith({ patches: { all: [volume] } })).config.patches.all).toEqual([volume]);
     expect(problemsOf(stackWith({ patches: { all: [{ kind: "VolumeConfig", name: "EPHEMERAL" }] } }))).toEqual([
       "talos-cluster:patches.all[0].apiVersion: a VolumeConfig document needs apiVersion: v1alpha1",
+    ]);
+  });
+});
+
+describe("stack config: patches given as YAML text", () => {
+  it("takes a patch written as YAML text (`- |`) as the mapping it holds, as talosctl --config-patch does", () => {
+    const raw = stackWith({ patches: { all: ['machine:\n  sysctls:\n    vm.max_map_count: "262144"\n'] } });
+    expect(parseConfig(raw).config.patches.all).toEqual([{ machine: { sysctls: { "vm.max_map_count": "262144" } } }]);
+  });
+
+  it("checks a patch in YAML text like any other, and refuses text that is not one mapping with the form to use", () => {
+    const nodes = (validStack().nodes as Record<string, unknown>[]).map((n, i) =>
+      i === 0 ? { ...n, patches: ["machine:\n  install:\n    image: ghcr.io/siderolabs/installer:v1.11.5\n"] } : n,
+    );
+    expect(problemsOf(stackWith({ nodes, patches: { all: ["machine: {}\n---\nkind: HostnameConfig\n", "just text"] } }))).toEqual([
+      "talos-cluster:patches.all[0]: holds 2 YAML documents; give each its own list entry",
+      'talos-cluster:patches.all[1]: must be a machine-config patch: a mapping such as "machine: {sysctls: {...}}", as YAML text or nested YAML',
+      "talos-cluster:nodes[0].patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
     ]);
   });
 });
