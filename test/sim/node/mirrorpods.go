@@ -23,26 +23,9 @@ type mirrorKey struct {
 	ready   bool
 }
 
-// nodePods are the pods bound to a node, as its kubelet lists them (the Node authorizer lets a
-// kubelet list pods only with that field selector, and get only pods bound to it).
-type nodePods struct {
-	Items []struct {
-		Metadata struct {
-			Name              string            `json:"name"`
-			Namespace         string            `json:"namespace"`
-			UID               string            `json:"uid"`
-			Annotations       map[string]string `json:"annotations"`
-			DeletionTimestamp *string           `json:"deletionTimestamp"`
-		} `json:"metadata"`
-		Status struct {
-			Phase string `json:"phase"`
-		} `json:"status"`
-	} `json:"items"`
-}
-
 // syncMirrorPods brings the node's mirror pods to its static pods as they run now.
 func (api *realAPI) syncMirrorPods(kubelet *kubeClient, name, nodeUID string, m member) error {
-	var listed *nodePods
+	var listed *boundPods
 	for _, pod := range m.node.mirrorPods() {
 		podName := pod.component + "-" + name
 		want := mirrorKey{version: pod.version, ready: pod.ready}
@@ -53,7 +36,7 @@ func (api *realAPI) syncMirrorPods(kubelet *kubeClient, name, nodeUID string, m 
 			continue
 		}
 		if listed == nil {
-			listed = &nodePods{}
+			listed = &boundPods{}
 			if err := kubelet.do(http.MethodGet, "/api/v1/pods?fieldSelector=spec.nodeName%3D"+name, nil, listed); err != nil {
 				return fmt.Errorf("listing the pods of %s: %w", name, err)
 			}

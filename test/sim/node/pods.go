@@ -69,7 +69,9 @@ func (t *Trust) runPods(api *realAPI) {
 // real API server), for a test to let rounds pass without a clock.
 func (t *Trust) PodRounds() int64 { return t.podRounds.Load() }
 
-// boundPods are the pods bound to a node as its kubelet lists them.
+// boundPods are the pods bound to a node as its kubelet lists them (the Node authorizer lets a
+// kubelet list pods only with that field selector, and get only pods bound to it); the mirror-pod
+// sync and the pod rounds both read them.
 type boundPods struct {
 	Items []struct {
 		Metadata struct {
