@@ -79,14 +79,16 @@ use_supported_node() {
     echo "Node.js ${have:+v$have on PATH }is older than $min: installing $package@$pinned (.nvmrc) into $dir"
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     # npm pack checks the tarball against the registry's integrity hash.
-    (cd "$dir.tmp" && npm pack --silent "$package@$pinned" >/dev/null) || {
-      echo "npm pack $package@$pinned failed: is $pinned (.nvmrc) a Node.js release the registry serves? (npm view $package versions)" >&2
+    (cd "$dir.tmp" && npm pack --loglevel=error "$package@$pinned" >/dev/null) || {
+      rm -rf "$dir.tmp"
+      echo "npm pack $package@$pinned failed (above): is $pinned (.nvmrc) a Node.js release the registry serves? (npm view $package versions)" >&2
       return 1
     }
     tgz=$(find "$dir.tmp" -maxdepth 1 -name '*.tgz' | head -n 1)
     tar -xzf "$tgz" -C "$dir.tmp"
     got=$("$dir.tmp/package/bin/node" --version 2>&1 || true)
     [ "$got" = "v$pinned" ] || {
+      rm -rf "$dir.tmp"
       echo "$package@$pinned installed, but its node reports \"$got\", not v$pinned" >&2
       return 1
     }

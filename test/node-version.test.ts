@@ -65,7 +65,20 @@ describe("the Node.js version", () => {
 
 // setup's Node.js step on a machine whose `node` is a fake of the given version, with a fake `npm`
 // that records its arguments and packs a `node` reporting the version asked for (or FAKE_REPORTS).
-function nodeStep(opts: { pathNode?: string; mode: "install" | "installed"; cache: string; reports?: string; linkCached?: boolean }) {
+// The project is a copy of package.json and .nvmrc (either replaceable), the step this checkout's.
+function nodeStep(opts: {
+  pathNode?: string;
+  mode: "install" | "installed";
+  cache: string;
+  reports?: string;
+  npmFails?: boolean;
+  linkCached?: boolean;
+  nvmrc?: string;
+  packageJson?: string;
+}) {
+  const project = mkdtempSync(join(tmpdir(), "node-step-project-"));
+  writeFileSync(join(project, "package.json"), opts.packageJson ?? read("package.json"));
+  writeFileSync(join(project, ".nvmrc"), opts.nvmrc ?? read(".nvmrc"));
   const bin = mkdtempSync(join(tmpdir(), "node-step-bin-"));
   if (opts.pathNode !== undefined) {
     writeFileSync(join(bin, "node"), `#!/bin/sh\necho v${opts.pathNode}\n`);
@@ -77,6 +90,7 @@ function nodeStep(opts: { pathNode?: string; mode: "install" | "installed"; cach
     join(bin, "npm"),
     `#!/bin/sh
 echo "$*" >> "${log}"
+[ -z "\${FAKE_NPM_FAILS:-}" ] || { echo "npm error 404 No match found" >&2; exit 1; }
 for a; do spec=$a; done
 mkdir -p package/bin
 printf '#!/bin/sh\\necho v%s\\n' "\${FAKE_REPORTS:-\${spec##*@}}" > package/bin/node
@@ -87,15 +101,19 @@ tar -czf "\${spec%@*}-\${spec##*@}.tgz" package && rm -rf package
   chmodSync(join(bin, "npm"), 0o755);
   const r = spawnSync(
     "bash",
-    ["-c", `set -euo pipefail; source scripts/node.sh; use_supported_node ${opts.mode}; echo "NODE_BIN_DIR=$NODE_BIN_DIR"; node --version`],
+    [
+      "-c",
+      `set -euo pipefail; source "${root}/scripts/node.sh"; use_supported_node ${opts.mode}; echo "NODE_BIN_DIR=$NODE_BIN_DIR"; node --version`,
+    ],
     {
-      cwd: root,
+      cwd: project,
       encoding: "utf8",
       env: {
         PATH: `${bin}:/usr/bin:/bin`,
         HOME: opts.cache,
         XDG_CACHE_HOME: opts.cache,
         ...(opts.reports ? { FAKE_REPORTS: opts.reports } : {}),
+        ...(opts.npmFails ? { FAKE_NPM_FAILS: "1" } : {}),
       },
     },
   );
@@ -120,7 +138,7 @@ describe.runIf(process.platform === "linux")("setup's Node.js step (scripts/node
     const dir = join(cache, "talos-cluster", `node-v${nvmrc}`);
     const first = nodeStep({ pathNode: `${minMajor - 1}.9.0`, mode: "install", cache });
     expect(first.code, first.stderr).toBe(0);
-    expect(first.npm).toEqual([`pack --silent ${linuxPackage}@${nvmrc}`]);
+    expect(first.npm).toEqual([`pack --loglevel=error ${linuxPackage}@${nvmrc}`]);
     expect(first.stdout).toContain(`is older than ${minMajor}: installing ${linuxPackage}@${nvmrc} (.nvmrc) into ${dir}`);
     expect(first.stdout).toMatch(new RegExp(`NODE_BIN_DIR=${dir}/bin\nv${nvmrc.replaceAll(".", "\\.")}\n$`));
     expect(readdirSync(join(cache, "talos-cluster"))).toEqual([`node-v${nvmrc}`]);
@@ -153,6 +171,34 @@ describe.runIf(process.platform === "linux")("setup's Node.js step (scripts/node
     const r = nodeStep({ pathNode: "20.20.2", mode: "install", cache, reports: "23.0.0" });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`${linuxPackage}@${nvmrc} installed, but its node reports "v23.0.0", not v${nvmrc}`);
-    expect(existsSync(join(cache, "talos-cluster", `node-v${nvmrc}`))).toBe(false);
+    expect(readdirSync(join(cache, "talos-cluster"))).toEqual([]);
+  });
+
+  it("says what went wrong when the registry does not serve the release, and keeps nothing", () => {
+    const cache = mkdtempSync(join(tmpdir(), "node-step-cache-"));
+    mkdirSync(join(cache, "talos-cluster"));
+    const r = nodeStep({ pathNode: "20.20.2", mode: "install", cache, npmFails: true, nvmrc: "24.99.0\n" });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("npm error 404");
+    expect(r.stderr).toContain(
+      `npm pack ${linuxPackage}@24.99.0 failed (above): is 24.99.0 (.nvmrc) a Node.js release the registry serves? (npm view ${linuxPackage} versions)`,
+    );
+    expect(readdirSync(join(cache, "talos-cluster"))).toEqual([]);
+  });
+
+  it("refuses an .nvmrc that is not one exact release, and engines that are not >=N, naming the file and the form", () => {
+    const cache = mkdtempSync(join(tmpdir(), "node-step-cache-"));
+    for (const nvmrc of ["24\n", "lts/*\n", "v24.1\n"]) {
+      const r = nodeStep({ pathNode: "20.20.2", mode: "install", cache, nvmrc });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toBe(`.nvmrc: "${nvmrc.trim().replace(/^v/, "")}" is not an exact Node.js version (write one such as 24.11.1)\n`);
+      expect(r.npm).toEqual([]);
+    }
+    const r = nodeStep({ pathNode: "20.20.2", mode: "install", cache, packageJson: '{ "engines": { "node": "^22" } }\n' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toBe('package.json: engines.node must read ">=N" (N: the least Node.js major the project runs on)\n');
+    // A valid .nvmrc with a "v" is fine, as nvm reads it.
+    const v = nodeStep({ pathNode: `${minMajor}.1.0`, mode: "install", cache, nvmrc: `v${nvmrc}\n` });
+    expect(v.code, v.stderr).toBe(0);
   });
 });
