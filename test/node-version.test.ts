@@ -17,11 +17,15 @@ const pinnedMajor = Number(nvmrc.split(".")[0]);
 const major = (version: string) => Number(version.replace(/^v/, "").split(".")[0]);
 
 describe("the Node.js version", () => {
-  it("is one: engines' least major, .nvmrc's exact release of a major at least that, @types/node of that major", () => {
+  it("is one: engines' least major, .nvmrc's exact release of a major at least that, @types/node of that major, in the project and its policy pack", () => {
     expect(pkg.engines.node).toMatch(/^>=\d+$/);
     expect(nvmrc).toMatch(/^\d+\.\d+\.\d+$/);
     expect(pinnedMajor).toBeGreaterThanOrEqual(minMajor);
     expect(/^\^(\d+)\./.exec(pkg.devDependencies["@types/node"] ?? "")?.[1]).toBe(String(pinnedMajor));
+    // The policy pack, a package of its own that the analyzer runs on the same node.
+    const policy = JSON.parse(read("policy/package.json")) as typeof pkg;
+    expect(policy.engines.node).toBe(pkg.engines.node);
+    expect(/^(\d+)\./.exec(policy.devDependencies["@types/node"] ?? "")?.[1]).toBe(String(pinnedMajor));
   });
 
   it("engines accept no Node.js the project's dependencies refuse", () => {
