@@ -18,7 +18,13 @@ build_all() { [ "${TALOS_CLUSTER_BUILD_TOOLCHAIN:-}" = 1 ]; }
 # version_at_least A B: dotted version A >= B.
 version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
 
-step "Node.js $(node --version), npm $(npm --version 2>/dev/null)"
+# Node.js: the one on PATH when package.json's engines accept it, or else the one .nvmrc pins,
+# installed into the cache; everything below, and every `npm run` and `npx` after (through
+# node_modules/.bin/node, linked at the end), runs on it.
+# shellcheck source=scripts/node.sh
+source scripts/node.sh
+use_supported_node install
+step "Node.js $(node --version)${NODE_BIN_DIR:+ (installed in $NODE_BIN_DIR, as .nvmrc pins)}, npm $(npm --version 2>/dev/null)"
 if ! command -v go >/dev/null 2>&1; then
   [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
 fi
@@ -318,11 +324,25 @@ ln -sf "$ETCD" node_modules/.bin/etcd
 ln -sf "$KUBE_APISERVER" node_modules/.bin/kube-apiserver
 ln -sf "$KUBECTL" node_modules/.bin/kubectl
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
+# `npm run` and `npx` put node_modules/.bin first on PATH: scripts, tests and the Pulumi language
+# host they start find the installed Node.js there. A PATH's own supported node needs no link.
+if [ -n "$NODE_BIN_DIR" ]; then
+  ln -sf "$NODE_BIN_DIR/node" node_modules/.bin/node
+  echo "node_modules/.bin/node -> $NODE_BIN_DIR/node ($(node --version))"
+else
+  case "$(readlink node_modules/.bin/node 2>/dev/null)" in "$CACHE"/node-v*) rm -f node_modules/.bin/node ;; esac
+fi
 
 # Builds for pins no longer in use only take disk space.
 for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-* "$CACHE"/talosnode-*; do
   case "$dir" in "$ENGINE" | "$(dirname "$PULUMI")" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
 done
+# Node.js releases other than the pinned one, once that is the one in use.
+if [ -n "$NODE_BIN_DIR" ]; then
+  for dir in "$CACHE"/node-v*; do
+    case "$dir" in "${NODE_BIN_DIR%/bin}" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
+  done
+fi
 for file in "$CACHE"/bin/talosctl-* "$CACHE"/bin/etcd-* "$CACHE"/bin/kube-apiserver-* "$CACHE"/bin/kubectl-*; do
   case "$file" in "$TALOSCTL" | "$ETCD" | "$KUBE_APISERVER" | "$KUBECTL") ;; *) rm -f "$file" ;; esac
 done
