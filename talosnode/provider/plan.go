@@ -130,7 +130,7 @@ func (p nodePlan) effect(mode machine.ApplyConfigurationRequest_Mode, answer mac
 	case p.removed:
 		return "no longer declared: left as it is"
 	case p.image && p.config:
-		return "reboots once: the config is staged, the upgrade reboots into it"
+		return "reboots once (upgrade): the config is staged for it, or applied after it when the running release refuses it"
 	case p.image:
 		return "reboots (upgrade)"
 	case mode == machine.ApplyConfigurationRequest_STAGED:

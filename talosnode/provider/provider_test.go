@@ -535,3 +535,28 @@ func TestAStateWrittenBeforeTheVIPCheckStillPreviewsAndUpdates(t *testing.T) {
 		}
 	}
 }
+
+// TestAStateWrittenWhenConfigWasTextStillPreviewsAndRefreshes: a provider before config held key
+// paths stored the redacted config as one text. That state reads as its keys: a preview of the
+// same config shows no change, and a refresh stores the keys.
+func TestAStateWrittenWhenConfigWasTextStillPreviewsAndRefreshes(t *testing.T) {
+	l := lab.New(t)
+	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l.Configured(t, "127.0.10.49", config)
+	lc := create(t, l, "127.0.10.49", config, "20s")
+	redacted, err := redact.FromYAML(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.state = lc.state.Set("config", property.New(redacted.Redacted))
+	if d := lc.diff(t); d.HasChanges {
+		t.Errorf("the same config previews as a change: %v", d.DetailedDiff)
+	}
+	read, err := lc.refresh(t)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if got := read.Properties.Get("config"); !got.IsMap() || got.AsMap().Get("machine.type").AsString() != "controlplane" {
+		t.Errorf("refreshed config = %v", got)
+	}
+}
