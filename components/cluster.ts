@@ -125,6 +125,16 @@ export class TalosCluster extends pulumi.ComponentResource {
     // The plugin's apply installs a new node (all of them at once on a first up). Later changes
     // of a running node's config are the rollout's, one node at a time: an update here would
     // reach every node at once, and a change Talos applies by rebooting would take etcd's quorum.
+    // The talos provider's first apply retries a node that does not answer without a word until
+    // its timeout; this waits first, showing the node, its address and the last error meanwhile.
+    const reachable = plan.nodes.map(
+      (p) =>
+        new talosnode.Reachable(
+          resourceNames.reachable(name, p.name),
+          { node: p.name, address: p.address, timeout: config.nodeTimeout },
+          { parent: this, dependsOn: args.dependsOn ?? [] },
+        ),
+    );
     this.applies = plan.nodes.map(
       (p, i) =>
         new talos.machine.ConfigurationApply(
@@ -138,7 +148,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           },
           {
             parent: this,
-            dependsOn: args.dependsOn ?? [],
+            dependsOn: [...(args.dependsOn ?? []), ...reachable.slice(i, i + 1)],
             additionalSecretOutputs: SECRET_OUTPUTS.apply,
             ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
           },

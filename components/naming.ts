@@ -5,6 +5,7 @@ import { REQUIRED_EXTENSION } from "./versions";
 export const resourceNames = {
   schematic: (cluster: string) => `${cluster}-schematic`,
   secrets: (cluster: string) => `${cluster}-secrets`,
+  reachable: (cluster: string, node: string) => `${cluster}-${node}-reachable`,
   configApply: (cluster: string, node: string) => `${cluster}-${node}`,
   nodeState: (cluster: string, node: string) => `${cluster}-${node}-state`,
   bootstrap: (cluster: string) => `${cluster}-bootstrap`,

@@ -23,6 +23,7 @@ const T = {
   k8sProvider: "pulumi:providers:kubernetes",
   nodeState: "talosnode:index:NodeState",
   rollout: "talosnode:index:Rollout",
+  reachable: "talosnode:index:Reachable",
 };
 
 /** This checkout. */
@@ -231,6 +232,17 @@ describe("node configuration", () => {
     );
     expect(byRole.controlplane).toContain('\\"vip\\":{\\"ip\\":\\"10.0.0.10\\"}');
     expect(byRole.worker).not.toContain("vip");
+  });
+});
+
+describe("a node that does not answer", () => {
+  it("is waited for, with its name, address and the node timeout, before its first config apply, so the wait shows while it lasts", async () => {
+    const { plan: p, config } = await planStack(stackWith({ nodeTimeout: "45s" }));
+    const reachable = p.ofType(T.reachable);
+    expect(reachable.map((r) => [r.name, r.inputs.node, r.inputs.address, r.inputs.timeout])).toEqual(
+      config.nodes.map((n) => [`lab-${n.name}-reachable`, n.name, n.address, "45s"]),
+    );
+    for (const [i, apply] of p.ofType(T.apply).entries()) expect(apply.dependsOn).toContain(`lab-${config.nodes[i]?.name}-reachable`);
   });
 });
 

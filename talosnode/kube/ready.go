@@ -217,7 +217,9 @@ func Wait(ctx context.Context, timeout, interval time.Duration, check func(conte
 		if problems == "" {
 			return nil
 		}
-		if seen == "" || ctx.Err() == nil {
+		// An attempt cut by the deadline itself saw only that (a dial reports "i/o timeout" at
+		// the deadline, before ctx.Err() is set): the answer before it says more.
+		if deadline, _ := ctx.Deadline(); seen == "" || (ctx.Err() == nil && time.Now().Before(deadline)) {
 			seen = problems
 		}
 		if progress != nil {

@@ -25,7 +25,7 @@ func New() (p.Provider, error) {
 		// The Node.js SDK's package is @talos-cluster/talosnode.
 		WithNamespace("talos-cluster").
 		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
-		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{})).
+		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{}), infer.Resource(&Reachable{})).
 		// Types live in this Go package; their tokens are talosnode:index:*.
 		WithModuleMap(map[tokens.ModuleName]tokens.ModuleName{"provider": "index"}).
 		Build()

@@ -42,6 +42,9 @@ describeEngine("faults: a dead node, a node of another cluster, nodes on an old 
     expect(up.output).toContain(`faults-${dead.name}`);
     console.log(errorLine(up.output));
     expect(up.output).toMatch(new RegExp(`dial tcp ${dead.address.replaceAll(".", "\\.")}:50000: connect: connection refused`));
+    // Not only `creating (Ns)` until the timeout: the wait before the first apply shows where it is.
+    const waiting = up.output.split("\n").find((l) => l.includes(`waiting for ${dead.name} at ${dead.address}:50000 to accept a connection`));
+    expect(waiting, up.output).toMatch(/last attempt: dial tcp .*connection refused; \d+s left of 15s/);
 
     const state = await sim.nodes();
     for (const n of nodes.slice(0, 2)) expect(state.find((s) => s.address === n.address)).toMatchObject({ configured: true, applies: 1 });
