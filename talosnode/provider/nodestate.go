@@ -47,9 +47,10 @@ type NodeStateArgs struct {
 	// that matches no link: the address would never come up and nothing would say so.
 	VIP string `pulumi:"vip,optional"`
 	// Config and ConfigHash are computed by Check from MachineConfiguration and kept as plain
-	// inputs: the diff of a redacted config is what a review reads.
-	Config     string `pulumi:"config,optional"`
-	ConfigHash string `pulumi:"configHash,optional"`
+	// inputs: the diff of a redacted config is what a review reads. Config holds one entry per
+	// value, keyed by its path, so a diff names the keys that change (redact.Keys).
+	Config     map[string]string `pulumi:"config,optional"`
+	ConfigHash string            `pulumi:"configHash,optional"`
 }
 
 // NodeStateState is the declared state and what the node reported at the last read.
@@ -98,7 +99,9 @@ func (a *NodeStateArgs) Annotate(an infer.Annotator) {
 	an.Describe(&a.VIP, "The shared (VIP) address the node's config should carry (machine.network.interfaces[].vip.ip); empty for none, as on workers. "+
 		"A refresh stores the applied one here, followed by why it cannot come up when its interfaces entry matches none of the node's links (or has ignore: true): "+
 		`10.20.0.10 (no link matches interface "eth0"; links: enp1s0).`)
-	an.Describe(&a.Config, "Computed from machineConfiguration: the config with every secret replaced by (redacted). A refresh stores the applied one here. A value given is replaced.")
+	an.Describe(&a.Config, "Computed from machineConfiguration: the config with every secret replaced by (redacted), one entry per value keyed by its path "+
+		`(machine.sysctls["net.core.somaxconn"], machine.certSANs[0]; another document's paths start with its kind), so a diff names the keys that change. `+
+		"A refresh stores the applied one here. A value given is replaced.")
 	an.Describe(&a.ConfigHash, "Computed from machineConfiguration: sha256 of the unredacted config in canonical form. A refresh stores the applied one's here. A value given is replaced.")
 }
 
@@ -154,8 +157,10 @@ func (NodeState) Check(ctx context.Context, req infer.CheckRequest) (infer.Check
 		if err != nil {
 			// The reason must not quote the config: it is a secret.
 			fail("machineConfiguration", redact.ErrorText(err))
+		} else if keys, err := redact.Keys(cfg.Redacted); err != nil {
+			fail("machineConfiguration", "list the redacted config's keys: "+redact.ErrorText(err))
 		} else {
-			args.Config, args.ConfigHash = cfg.Redacted, cfg.Hash
+			args.Config, args.ConfigHash = keys, cfg.Hash
 		}
 	}
 	return infer.CheckResponse[NodeStateArgs]{Inputs: args, Failures: failures}, nil
@@ -231,6 +236,7 @@ func (NodeState) Delete(context.Context, infer.DeleteRequest[NodeStateState]) (i
 type observed struct {
 	talosVersion, schematicID, installerImage, kubernetesVersion string
 	config                                                       redact.Config
+	configKeys                                                   map[string]string
 	stage                                                        string
 	ready                                                        bool
 	vip                                                          node.VIP
@@ -286,12 +292,17 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 	if err != nil {
 		return observed{}, fmt.Errorf("%s %s: applied config: %s", op, t, redact.ErrorText(err))
 	}
+	keys, err := redact.Keys(cfg.Redacted)
+	if err != nil {
+		return observed{}, fmt.Errorf("%s %s: applied config's keys: %s", op, t, redact.ErrorText(err))
+	}
 	return observed{
 		talosVersion:      s.TalosVersion,
 		schematicID:       s.SchematicID,
 		installerImage:    s.InstallerImage,
 		kubernetesVersion: s.KubernetesVersion,
 		config:            cfg,
+		configKeys:        keys,
 		stage:             s.Stage,
 		ready:             s.Ready,
 		vip:               s.VIP,
@@ -321,7 +332,7 @@ func (a *NodeStateArgs) setLive(o observed) {
 	}
 	a.InstallerImage = o.installerImage
 	a.KubernetesVersion = o.kubernetesVersion
-	a.Config = o.config.Redacted
+	a.Config = o.configKeys
 	a.ConfigHash = o.config.Hash
 	a.VIP = o.vip.Live()
 }

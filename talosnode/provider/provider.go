@@ -10,6 +10,8 @@ import (
 	"github.com/pulumi/pulumi-go-provider/infer"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
+
+	"talos-cluster/talosnode/redact"
 )
 
 // Name is the plugin's name: pulumi-resource-talosnode, tokens talosnode:index:*.
@@ -38,7 +40,57 @@ func New() (p.Provider, error) {
 		}
 		return resp, err
 	}
+	diff, read, update, del := prov.Diff, prov.Read, prov.Update, prov.Delete
+	prov.Diff = func(ctx context.Context, req p.DiffRequest) (p.DiffResponse, error) {
+		if req.Urn.Type() == nodeStateType {
+			req.State = configKeysState(req.State)
+		}
+		return diff(ctx, req)
+	}
+	prov.Read = func(ctx context.Context, req p.ReadRequest) (p.ReadResponse, error) {
+		if req.Urn.Type() == nodeStateType {
+			req.Properties, req.Inputs = configKeysState(req.Properties), configKeysState(req.Inputs)
+		}
+		return read(ctx, req)
+	}
+	prov.Update = func(ctx context.Context, req p.UpdateRequest) (p.UpdateResponse, error) {
+		if req.Urn.Type() == nodeStateType {
+			req.State = configKeysState(req.State)
+		}
+		return update(ctx, req)
+	}
+	prov.Delete = func(ctx context.Context, req p.DeleteRequest) error {
+		if req.Urn.Type() == nodeStateType {
+			req.Properties = configKeysState(req.Properties)
+		}
+		return del(ctx, req)
+	}
 	return prov, nil
+}
+
+// The resources' type tokens.
+const (
+	nodeStateType tokens.Type = "talosnode:index:NodeState"
+	rolloutType   tokens.Type = "talosnode:index:Rollout"
+)
+
+// configKeysState reads a NodeState recorded before config held keys: its config, the redacted
+// YAML text, becomes the keys of that text (redact.Keys), so the state decodes and the next diff
+// names the keys that change. A text that does not parse is dropped: the next update records it.
+func configKeysState(m property.Map) property.Map {
+	v, ok := m.GetOk("config")
+	if !ok || !v.IsString() {
+		return m
+	}
+	keys, err := redact.Keys(v.AsString())
+	if err != nil {
+		return m.Delete("config")
+	}
+	entries := make(map[string]property.Value, len(keys))
+	for k, val := range keys {
+		entries[k] = property.New(val)
+	}
+	return m.Set("config", property.New(entries))
 }
 
 // keepUnknowns makes every value that was unknown in the program's inputs unknown in the checked

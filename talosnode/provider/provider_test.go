@@ -76,7 +76,7 @@ func TestCheckComputesThePlainRedactedConfigAndKeepsSecretsSecret(t *testing.T) 
 	inputs := declared(l, "127.0.10.1", config, "").
 		Set("talosVersion", property.New("1.11.5")).
 		Set("kubernetesVersion", property.New("v1.34.1")).
-		Set("config", property.New("a value given by the program"))
+		Set("config", property.New(map[string]property.Value{"machine.type": property.New("a value given by the program")}))
 	resp := check(t, server(t), "cp-1", inputs)
 	if len(resp.Failures) != 0 {
 		t.Fatalf("failures: %v", resp.Failures)
@@ -87,7 +87,6 @@ func TestCheckComputesThePlainRedactedConfigAndKeepsSecretsSecret(t *testing.T) 
 		value  any
 		secret bool
 	}{
-		{"config", want.Redacted, false},
 		{"configHash", want.Hash, false},
 		{"machineConfiguration", string(config), true},
 		{"talosVersion", "v1.11.5", false},
@@ -98,6 +97,24 @@ func TestCheckComputesThePlainRedactedConfigAndKeepsSecretsSecret(t *testing.T) 
 		if v.IsComputed() || !v.IsString() || v.AsString() != tc.value || v.Secret() != tc.secret {
 			t.Errorf("%s: got %v (secret %t), want %.40q (secret %t)", tc.key, v, v.Secret(), tc.value, tc.secret)
 		}
+	}
+	// config is the redacted config, one entry per value keyed by its path.
+	keys, err := redact.Keys(want.Redacted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantConfig := map[string]property.Value{}
+	for k, v := range keys {
+		wantConfig[k] = property.New(v)
+	}
+	if c := got.Get("config"); c.Secret() || !c.IsMap() || !c.Equals(property.New(wantConfig)) {
+		t.Errorf("config: got %v (secret %t), want the %d keys of the redacted config", c, c.Secret(), len(keys))
+	}
+	if got := keys["machine.ca.key"]; got != "(redacted)" {
+		t.Errorf(`config["machine.ca.key"] = %q, want (redacted)`, got)
+	}
+	if got := keys["machine.type"]; got != "controlplane" {
+		t.Errorf(`config["machine.type"] = %q, want controlplane`, got)
 	}
 	if !got.Get("clientConfiguration").Secret() {
 		t.Errorf("clientConfiguration is not secret: %v", got.Get("clientConfiguration"))
@@ -224,6 +241,10 @@ func (lc *lifecycle) diff(t *testing.T) p.DiffResponse {
 func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
 	l := lab.New(t)
 	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	redacted, err := redact.FromYAML(config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		address string
@@ -263,7 +284,7 @@ func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
 			for key, want := range map[string]any{
 				"runningTalosVersion": lab.TalosVersion, "bootedSchematicId": lab.Schematic,
 				"appliedInstallerImage": lab.Installer, "appliedKubernetesVersion": lab.KubernetesVersion,
-				"appliedConfigHash": lc.program.Get("configHash").AsString(), "appliedConfig": lc.program.Get("config").AsString(),
+				"appliedConfigHash": lc.program.Get("configHash").AsString(), "appliedConfig": redacted.Redacted,
 				"stage": "running", "ready": true,
 			} {
 				if got := lc.state.Get(key); got.Secret() || got.IsComputed() || (got.IsString() && got.AsString() != want) || (got.IsBool() && got.AsBool() != want) {
@@ -301,13 +322,12 @@ func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
 			}
 
 			d := lc.diff(t)
-			var fields []string
 			for k, v := range d.DetailedDiff {
-				if v.Kind != p.Update {
+				if v.Kind != p.Update && !strings.HasPrefix(k, "config[") {
 					t.Errorf("%s: %s, want an update (never a replace)", k, v.Kind)
 				}
-				fields = append(fields, k)
 			}
+			fields := diffFields(d)
 			if d.HasChanges != (len(tc.drifted) > 0) || !sameSet(fields, tc.drifted) {
 				t.Errorf("diff: changes %t, fields %v; want %v", d.HasChanges, fields, tc.drifted)
 			}
@@ -513,5 +533,30 @@ func TestAStateWrittenBeforeTheVIPCheckStillPreviewsAndUpdates(t *testing.T) {
 		if got := resp.Properties.Get("vipLink"); !dryRun && (!got.IsString() || got.AsString() != "enp1s0") {
 			t.Errorf("update: vipLink = %#v, want enp1s0", got)
 		}
+	}
+}
+
+// TestAStateWrittenWhenConfigWasTextStillPreviewsAndRefreshes: a provider before config held key
+// paths stored the redacted config as one text. That state reads as its keys: a preview of the
+// same config shows no change, and a refresh stores the keys.
+func TestAStateWrittenWhenConfigWasTextStillPreviewsAndRefreshes(t *testing.T) {
+	l := lab.New(t)
+	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l.Configured(t, "127.0.10.49", config)
+	lc := create(t, l, "127.0.10.49", config, "20s")
+	redacted, err := redact.FromYAML(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.state = lc.state.Set("config", property.New(redacted.Redacted))
+	if d := lc.diff(t); d.HasChanges {
+		t.Errorf("the same config previews as a change: %v", d.DetailedDiff)
+	}
+	read, err := lc.refresh(t)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if got := read.Properties.Get("config"); !got.IsMap() || got.AsMap().Get("machine.type").AsString() != "controlplane" {
+		t.Errorf("refreshed config = %v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	p "github.com/pulumi/pulumi-go-provider"
+	presource "github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 
@@ -32,10 +33,17 @@ func useTalosconfig(t *testing.T, l *lab.Lab, roles ...role.Role) {
 	t.Setenv(provider.ReadTalosconfigEnv, path)
 }
 
+// diffFields are the top-level properties a diff changes: config for config["machine.type"].
 func diffFields(d p.DiffResponse) []string {
 	var fields []string
 	for k := range d.DetailedDiff {
-		fields = append(fields, k)
+		path, err := presource.ParsePropertyPath(k)
+		if err != nil {
+			panic(err)
+		}
+		if top := path[0].(string); !slices.Contains(fields, top) {
+			fields = append(fields, top)
+		}
 	}
 	slices.Sort(fields)
 	return fields

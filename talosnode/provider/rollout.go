@@ -13,6 +13,7 @@ import (
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/encoder"
 
 	"talos-cluster/talosnode/node"
@@ -299,7 +300,8 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 		if err != nil {
 			return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight: %w", err)
 		}
-		if useReader || req.Inputs.ClientConfiguration.ClientKey != "" {
+		admin := !useReader && req.Inputs.ClientConfiguration.ClientKey != ""
+		if useReader || admin {
 			// A preview only reads: with the refresh credential when one is given.
 			creds := credentials(req.Inputs.ClientConfiguration)
 			if useReader {
@@ -308,6 +310,9 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log}); err != nil {
 				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
 			}
+		}
+		if lines := previewPlan(ctx, req.State.Nodes, req.Inputs, admin); len(lines) > 0 {
+			logger.Info("plan, in the rollout's order:\n  " + strings.Join(lines, "\n  "))
 		}
 		return infer.UpdateResponse[RolloutState]{Output: state}, nil
 	}
@@ -330,6 +335,27 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 // Delete leaves the nodes as they are.
 func (Rollout) Delete(context.Context, infer.DeleteRequest[RolloutState]) (infer.DeleteResponse, error) {
 	return infer.DeleteResponse{}, nil
+}
+
+// previewPlan is the plan a preview logs. With the admin credential (not a refresh's os:reader)
+// Talos is asked, with a dry run, whether a node's config change reboots it.
+func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutArgs, admin bool) []string {
+	mode, err := rollout.ApplyMode(declared.ApplyMode)
+	if err != nil {
+		mode = machine.ApplyConfigurationRequest_AUTO
+	}
+	var ask func(context.Context, RolloutNode) (machine.ApplyConfigurationRequest_Mode, error)
+	if admin {
+		creds := credentials(declared.ClientConfiguration)
+		ask = func(ctx context.Context, n RolloutNode) (machine.ApplyConfigurationRequest_Mode, error) {
+			answer, err := rollout.DryRun(ctx, rollout.Node{Target: node.Target{Name: n.Name, Address: n.Address}, Config: []byte(n.MachineConfiguration)}, creds, mode)
+			if err != nil {
+				return 0, errors.New(node.Describe(err))
+			}
+			return answer, nil
+		}
+	}
+	return planLines(ctx, recorded, declared.Nodes, mode, ask)
 }
 
 func rolloutOptions(a RolloutArgs) (rollout.Options, error) {

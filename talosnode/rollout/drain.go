@@ -49,7 +49,14 @@ func (r *runner) drainTimeout() time.Duration {
 // Talos validates the config in the dry run too, so a config it refuses stops the turn before any
 // drain.
 func (r *runner) resolveMode(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) (machine.ApplyConfigurationRequest_Mode, error) {
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	return DryRun(ctx, n, r.opts.Credentials, mode)
+}
+
+// DryRun asks the node which mode an apply of its declared config in mode would use
+// (ApplyConfiguration with dry_run: Talos validates the config and changes nothing). A preview
+// uses it to say whether a node's change reboots it; it needs os:admin.
+func DryRun(ctx context.Context, n Node, creds node.Credentials, mode machine.ApplyConfigurationRequest_Mode) (machine.ApplyConfigurationRequest_Mode, error) {
+	c, err := node.Dial(ctx, n.Target, creds)
 	if err != nil {
 		return 0, err
 	}

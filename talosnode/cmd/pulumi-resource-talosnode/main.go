@@ -18,7 +18,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "talosnode: %v\n", err)
 		os.Exit(1)
 	}
-	if err := prov.Run(context.Background(), provider.Name, Version); err != nil {
+	if err := provider.Serve(context.Background(), prov, Version); err != nil {
 		fmt.Fprintf(os.Stderr, "talosnode: %v\n", err)
 		os.Exit(1)
 	}

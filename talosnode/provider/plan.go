@@ -1,0 +1,181 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+
+	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/redact"
+	"talos-cluster/talosnode/rollout"
+)
+
+// planKeys is how many changed config keys a plan line names before it counts the rest.
+const planKeys = 5
+
+// nodePlan is what an update does to one node, read from the recorded declaration and the new one.
+type nodePlan struct {
+	node    RolloutNode
+	new     bool
+	removed bool
+	// steps name the changes: "Talos v1.11.5 -> v1.11.6", "schematic 2d61dd07b200 -> 376567988ad3",
+	// `config + machine.sysctls["net.core.somaxconn"]`.
+	steps  []string
+	config bool
+	image  bool
+}
+
+// planOf compares the recorded nodes with the declared ones: the nodes that change, in the order
+// the rollout takes them (control planes in the stack's order, then workers), then those no
+// longer declared.
+func planOf(recorded, declared []RolloutNode) []nodePlan {
+	before := map[string]RolloutNode{}
+	for _, n := range recorded {
+		before[n.Name] = n
+	}
+	ordered := make([]rollout.Node, len(declared))
+	byName := map[string]RolloutNode{}
+	for i, n := range declared {
+		ordered[i] = rollout.Node{Target: node.Target{Name: n.Name}, ControlPlane: n.Role == "controlplane"}
+		byName[n.Name] = n
+	}
+	cps, workers := rollout.Split(ordered)
+	var plans []nodePlan
+	for _, o := range append(cps, workers...) {
+		n := byName[o.Target.Name]
+		was, ok := before[n.Name]
+		if !ok {
+			plans = append(plans, nodePlan{node: n, new: true})
+			continue
+		}
+		delete(before, n.Name)
+		p := nodePlan{node: n}
+		if was.TalosVersion != n.TalosVersion {
+			p.image = true
+			p.steps = append(p.steps, fmt.Sprintf("Talos %s -> %s", was.TalosVersion, n.TalosVersion))
+		}
+		if was.SchematicID != n.SchematicID {
+			p.image = true
+			p.steps = append(p.steps, fmt.Sprintf("schematic %s -> %s", shortID(was.SchematicID), shortID(n.SchematicID)))
+		}
+		if was.MachineConfiguration != n.MachineConfiguration {
+			if step := configStep(was.MachineConfiguration, n.MachineConfiguration); step != "" {
+				p.config = true
+				p.steps = append(p.steps, step)
+			}
+		}
+		if len(p.steps) > 0 {
+			plans = append(plans, p)
+		}
+	}
+	for _, n := range recorded {
+		if _, gone := before[n.Name]; gone {
+			plans = append(plans, nodePlan{node: n, removed: true})
+		}
+	}
+	return plans
+}
+
+// configStep names the config keys that change between two machine configs, "" when they are
+// the same config in canonical form (a new key order or comment changes nothing on the node).
+// It never quotes a value: the configs hold secrets.
+func configStep(before, after string) string {
+	if after == "" {
+		return "config (not known until the update)"
+	}
+	was, errWas := redact.FromYAML([]byte(before))
+	now, errNow := redact.FromYAML([]byte(after))
+	if errWas != nil || errNow != nil {
+		return "config"
+	}
+	if was.Hash == now.Hash {
+		return ""
+	}
+	wasKeys, errWas := redact.Keys(was.Redacted)
+	nowKeys, errNow := redact.Keys(now.Redacted)
+	if errWas != nil || errNow != nil {
+		return "config"
+	}
+	changes := redact.ChangedKeys(wasKeys, nowKeys)
+	if len(changes) == 0 {
+		return "config: a secret value"
+	}
+	names := make([]string, 0, planKeys+1)
+	for i, c := range changes {
+		if i == planKeys {
+			names = append(names, fmt.Sprintf("and %d more", len(changes)-planKeys))
+			break
+		}
+		names = append(names, c.String())
+	}
+	return "config " + strings.Join(names, ", ")
+}
+
+func shortID(id string) string {
+	if id == "" {
+		return `""`
+	}
+	return id[:min(len(id), 12)]
+}
+
+// effect says whether the node reboots. answer is Talos' dry run of the config apply in the
+// stack's mode (auto), asked only when the config alone changes; 0 with askErr nil when it was not
+// asked.
+func (p nodePlan) effect(mode machine.ApplyConfigurationRequest_Mode, answer machine.ApplyConfigurationRequest_Mode, asked bool, askErr error) string {
+	switch {
+	case p.new:
+		return "new node: its own config apply installs it"
+	case p.removed:
+		return "no longer declared: left as it is"
+	case p.image && p.config:
+		return "reboots once (upgrade): the config is staged for it, or applied after it when the running release refuses it"
+	case p.image:
+		return "reboots (upgrade)"
+	case mode == machine.ApplyConfigurationRequest_STAGED:
+		return "staged, active after its next reboot"
+	case mode == machine.ApplyConfigurationRequest_NO_REBOOT:
+		return "in place (apply mode no_reboot)"
+	case mode == machine.ApplyConfigurationRequest_REBOOT:
+		return "reboots (apply mode reboot)"
+	case askErr != nil:
+		return "in place or a reboot, as Talos answers at the update (its dry run failed: " + askErr.Error() + ")"
+	case !asked:
+		return "in place or a reboot, as Talos answers at the update (a dry run needs os:admin)"
+	case answer == machine.ApplyConfigurationRequest_NO_REBOOT:
+		return "in place (Talos' dry run: no reboot)"
+	case answer == machine.ApplyConfigurationRequest_REBOOT:
+		return "reboots (Talos' dry run: it cannot apply this in place)"
+	default:
+		return "Talos' dry run answers " + strings.ToLower(answer.String())
+	}
+}
+
+// line is the plan's line for the node: "cp-1: config + machine.sysctls[...]: in place (...)".
+func (p nodePlan) line(effect string) string {
+	if len(p.steps) == 0 {
+		return p.node.Name + ": " + effect
+	}
+	return fmt.Sprintf("%s: %s; %s", p.node.Name, strings.Join(p.steps, ", "), effect)
+}
+
+// planLines is a preview's plan of the update, one line per node it changes, each with how Talos
+// would take the change. ask, when not nil, is Talos' dry run of a node's config apply; it is asked
+// only for a node whose config alone changes in apply mode auto.
+func planLines(ctx context.Context, recorded, declared []RolloutNode, mode machine.ApplyConfigurationRequest_Mode,
+	ask func(context.Context, RolloutNode) (machine.ApplyConfigurationRequest_Mode, error),
+) []string {
+	var lines []string
+	for _, p := range planOf(recorded, declared) {
+		var answer machine.ApplyConfigurationRequest_Mode
+		var err error
+		asked := false
+		if ask != nil && p.config && !p.image && !p.new && mode == machine.ApplyConfigurationRequest_AUTO {
+			answer, err = ask(ctx, p.node)
+			asked = err == nil
+		}
+		lines = append(lines, p.line(p.effect(mode, answer, asked, err)))
+	}
+	return lines
+}
