@@ -1,7 +1,9 @@
 // The loopback plan (test/addresses.ts) holds: no two suites share a net, a port or a file, and
 // every loopback address, net and test port written in the test code (TypeScript and Go) is one its
 // file's suite owns. Pure file reading.
-import { readdirSync, readFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { addressBase, SUITES, type Suite } from "./addresses";
@@ -138,5 +140,32 @@ describe("the loopback plan", () => {
   it("gives every suite nets and ports of its own, and every address in the test code is its file's suite's", () => {
     const texts = Object.fromEntries(files.map((file) => [file, readFileSync(join(root, file), "utf8")]));
     expect(addressFindings(SUITES, texts)).toEqual([]);
+  });
+});
+
+describe("the base .ci/run takes (scripts/test-address-base.sh)", () => {
+  // A shell that sources the script, prints the base it took and holds it until its stdin closes.
+  const script = 'source scripts/test-address-base.sh && echo "$TALOS_TEST_ADDRESS_BASE" && read -r _ || true';
+  const env = (dir: string, extra: Record<string, string> = {}) => {
+    const { TALOS_TEST_ADDRESS_BASE: _, ...rest } = process.env;
+    return { ...rest, TMPDIR: dir, ...extra };
+  };
+  const once = (dir: string, extra: Record<string, string> = {}) =>
+    spawnSync("bash", ["-c", script], { cwd: root, env: env(dir, extra), input: "", encoding: "utf8" }).stdout.trim();
+
+  it("is one no other run holds, free again when that run ends, and the one set by hand if any", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "address-base-"));
+    try {
+      const holder = spawn("bash", ["-c", script], { cwd: root, env: env(dir), stdio: ["pipe", "pipe", "inherit"] });
+      const held = await new Promise<string>((resolve) => holder.stdout.once("data", (d: Buffer) => resolve(d.toString().trim())));
+      expect(held).toBe("1");
+      expect(once(dir)).toBe("2");
+      holder.stdin.end();
+      await new Promise((resolve) => holder.once("exit", resolve));
+      expect(once(dir)).toBe("1");
+      expect(once(dir, { TALOS_TEST_ADDRESS_BASE: "9" })).toBe("9");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
