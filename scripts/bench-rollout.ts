@@ -6,6 +6,8 @@
 // polls that notice the node is back, the checks through the cluster's real API server (the
 // simulator runs etcd and kube-apiserver) and the engine around it. Not a test: the numbers depend
 // on the machine; it exits 1 only when a step fails.
+
+import { SERVER_HOST, SUITES } from "../test/addresses";
 import {
   controlPlaneFlags,
   downtimes,
@@ -20,8 +22,10 @@ import {
 /** How often a simulated node refreshes its static pods' status (Talos: 15 s). */
 const STATIC_POD_LAG = "1s";
 const USAGE = "usage: npm run bench:rollout [-- --reboot 3s] [--workers N]";
-const NET = 30;
-const FACTORY_PORT = 18990;
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.benchRollout;
 
 function parseArgs(argv: string[]): { reboot: number; workers: number } {
   let reboot = 3;
@@ -55,11 +59,11 @@ async function main(): Promise<void> {
   const sim = await Simulator.start(
     nodes.map((n) => n.address),
     FACTORY_PORT,
-    FACTORY_PORT + 1,
+    CONTROL_PORT,
     ["-reboot-time", `${reboot}s`, "-factory-versions", "v1.11.5,v1.11.6", "-static-pod-lag", STATIC_POD_LAG, ...controlPlaneFlags()],
   );
   const config = simStackConfig(sim, "bench-rollout", nodes, {
-    "talos-cluster:imageFactoryHost": `127.0.0.1:${FACTORY_PORT}`,
+    "talos-cluster:imageFactoryHost": `${SERVER_HOST}:${FACTORY_PORT}`,
     "talos-cluster:upgrade": { maxUnavailableWorkers: workers, healthTimeout: "2m" },
   });
   const ws = new Workspace("bench-rollout", config);

@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { netPrefix, SUITES } from "../test/addresses";
 import {
   BIN,
   missingToolchain,
@@ -38,9 +39,8 @@ const SUITE = [
   "test/engine/addons.test.ts",
 ];
 const BENCH_FIXTURES = join(ROOT, "test", "fixtures", "bench");
-// Loopback nets and ports of the bench's simulators; the engine tests use 127.0.1-4.x and 18180-18481.
-const FIRST_NET = 20;
-const FIRST_PORT = 18900;
+// Loopback nets and ports of the bench's simulators (test/addresses.ts).
+const { nets: NETS, ports: PORTS } = SUITES.bench;
 const GIB = 1024 ** 3;
 
 function parseArgs(argv: string[]): { runs: number; quick: boolean } {
@@ -126,22 +126,25 @@ function disposeWorkspace(ws: Workspace): void {
   workspaces.delete(ws);
 }
 
-let nextNet = FIRST_NET;
-let nextPort = FIRST_PORT;
+let started = 0;
 
 /** A simulator on a loopback net and ports of its own (never reused within a run, so no port waits on a dying process). */
 async function simulator(counts: {
   controlPlanes: number;
   workers: number;
 }): Promise<{ sim: Simulator; nodes: SimNodeConfig[]; net: number }> {
-  const net = nextNet++;
-  const port = nextPort;
-  nextPort += 2;
+  const i = started++;
+  const [net, factoryPort, controlPort] = [NETS[i], PORTS[2 * i], PORTS[2 * i + 1]];
+  if (net === undefined || factoryPort === undefined || controlPort === undefined) {
+    throw new Error(
+      `the bench starts at most ${NETS.length} simulators (SUITES.bench in test/addresses.ts): give it more nets and ports there, or fewer runs`,
+    );
+  }
   const nodes = simNodes(net, counts);
   const sim = await Simulator.start(
     nodes.map((n) => n.address),
-    port,
-    port + 1,
+    factoryPort,
+    controlPort,
   );
   simulators.add(sim);
   return { sim, nodes, net };
@@ -316,13 +319,13 @@ function scaledProdConfig(size: number): Record<string, unknown> {
 /** Stack config for simulated nodes, addons off (no Kubernetes runs there); with three control planes, a VIP as prod has. */
 function simConfig(sim: Simulator, name: string, nodes: SimNodeConfig[], net: number): Record<string, unknown> {
   const controlPlanes = nodes.filter((n) => n.role === "controlplane").length;
-  const vip = `127.0.${net}.100`;
+  const vip = `${netPrefix(net)}.100`;
   const ha =
     controlPlanes > 1
       ? {
           "talos-cluster:endpoint": vip,
           // The simulated nodes have one link, enp1s0, as predictable naming gives a VM.
-          "talos-cluster:network": { nodeSubnet: `127.0.${net}.0/24`, vip: { address: vip, interface: "enp1s0" } },
+          "talos-cluster:network": { nodeSubnet: `${netPrefix(net)}.0/24`, vip: { address: vip, interface: "enp1s0" } },
         }
       : {};
   return simStackConfig(sim, name, nodes, { "talos-cluster:nodeTimeout": "60s", ...ha });

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { SERVER_HOST } from "../test/addresses";
 
 /** A chart the repository serves: one name, each of its versions. */
 export interface FixtureChart {
@@ -109,7 +110,7 @@ export class ChartRepo {
 
   /**
    * Builds the charts (with the system tar) and the approver manifests, and serves them on
-   * <host>:<port> (host 127.0.0.1 unless told). `keep`: build into that folder and let the server
+   * <host>:<port> (host SERVER_HOST of test/addresses.ts unless told). `keep`: build into that folder and let the server
    * outlive this process (the lab), with its log there; otherwise a throwaway folder, and the
    * server dies with this process.
    */
@@ -119,7 +120,7 @@ export class ChartRepo {
     approver: { versions: string[]; image: string },
     options: { host?: string; keep?: string } = {},
   ): Promise<ChartRepo> {
-    const host = options.host ?? "127.0.0.1";
+    const host = options.host ?? SERVER_HOST;
     const baseUrl = `http://${host}:${port}`;
     let dir: string;
     if (options.keep === undefined) dir = mkdtempSync(join(tmpdir(), "fixture-charts-"));

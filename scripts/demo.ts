@@ -6,11 +6,12 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { SUITES } from "../test/addresses";
 import { missingToolchain, ROOT, type SimNodeConfig, Simulator, simStackConfig, Workspace } from "./engine";
 
 const DIR = join(ROOT, ".demo");
 const PID_FILE = join(DIR, "sim.pid");
-const NET = "127.0.77";
+const NET = `127.0.${SUITES.demo.nets[0]}`;
 const VIP = `${NET}.10`;
 const PASSPHRASE = "engine-tests";
 const NODES: SimNodeConfig[] = [
@@ -85,6 +86,7 @@ async function main(): Promise<void> {
     await freePort(),
     [],
     keep ? join(DIR, "sim.log") : undefined,
+    "127.0.0.1",
   );
   const stop = () => sim.dispose();
   process.on("exit", () => {

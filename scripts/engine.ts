@@ -8,6 +8,7 @@ import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
+import { netPrefix, SERVER_HOST } from "../test/addresses";
 
 export const ROOT = resolve(__dirname, "..");
 export const BIN = join(ROOT, "node_modules", ".bin");
@@ -244,7 +245,7 @@ export class Simulator {
    * `extra`: further talos-sim flags, e.g. `-talos-version v1.11.4` for nodes left on an old
    * release. `logFile`: write the simulator's log there and let it outlive this process (the
    * demo's --keep, the lab); otherwise it dies with its pipe. `host`: the loopback address the
-   * factory and the control endpoint listen on.
+   * factory and the control endpoint listen on (test/addresses.ts).
    */
   static async start(
     nodes: string[],
@@ -252,7 +253,7 @@ export class Simulator {
     controlPort: number,
     extra: string[] = [],
     logFile?: string,
-    host = "127.0.0.1",
+    host = SERVER_HOST,
   ): Promise<Simulator> {
     const dir = mkdtempSync(join(tmpdir(), "talos-sim-"));
     const ready = join(dir, "ready");
@@ -406,11 +407,11 @@ export interface SimNodeConfig {
   taints?: { key: string; value?: string; effect: string }[];
 }
 
-/** Control planes and workers on 127.0.<net>.x: each test file takes its own <net>. */
+/** Control planes and workers on 127.<base>.<net>.x: each test file takes its own <net> (test/addresses.ts). */
 export function simNodes(net: number, counts: { controlPlanes: number; workers: number }): SimNodeConfig[] {
   const node = (role: SimNodeConfig["role"], i: number): SimNodeConfig => ({
     name: `${role === "controlplane" ? "cp" : "worker"}-${i}`,
-    address: `127.0.${net}.${role === "controlplane" ? 10 + i : 20 + i}`,
+    address: `${netPrefix(net)}.${role === "controlplane" ? 10 + i : 20 + i}`,
     role,
     installDisk: "/dev/vda",
   });

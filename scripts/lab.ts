@@ -10,13 +10,18 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { ADDON_DEFAULTS } from "../components/versions";
+import { SUITES } from "../test/addresses";
 import { ChartRepo } from "./chart-repo";
 import { controlPlaneFlags, missingToolchain, PULUMI, ROOT, type SimNode, Simulator } from "./engine";
 
-const NET = "127.0.66";
+const {
+  nets: [LAB_NET],
+  ports: [FACTORY_PORT, CONTROL_PORT, CHARTS_PORT],
+} = SUITES.lab;
+const NET = `127.0.${LAB_NET}`;
 /** The factory, the simulator's control endpoint and the chart repository listen here. */
 const HOST = `${NET}.1`;
-const PORTS = { factory: 8080, control: 8081, charts: 8082 };
+const PORTS = { factory: FACTORY_PORT, control: CONTROL_PORT, charts: CHARTS_PORT };
 const FACTORY = `${HOST}:${PORTS.factory}`;
 const CHARTS = `http://${HOST}:${PORTS.charts}`;
 const DIR = join(ROOT, ".lab");

@@ -11,6 +11,10 @@ const workflowsDir = join(root, ".github", "workflows");
 const workflowFiles = readdirSync(workflowsDir)
   .filter((name) => /\.ya?ml$/.test(name))
   .sort();
+// The repository's own composite actions (`uses: ./.github/actions/<name>`).
+const actionsDir = join(root, ".github", "actions");
+const actionNames = readdirSync(actionsDir).sort();
+const SETUP_ACTION = "./.github/actions/setup";
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonMap = { [key: string]: Json };
@@ -107,21 +111,43 @@ function guardsAgainstForks(condition: Json | undefined): boolean {
 
 type Uses = { where: string; value: string; comment: string | undefined };
 
-// Every `uses:` in a workflow (steps and reusable-workflow jobs) with its trailing comment.
-function usesOf(text: string): Uses[] {
+// Every `uses:` with its trailing comment: in a workflow (steps and reusable-workflow jobs), named
+// by its job; in a composite action (`action`: the action's label), under `runs.steps`.
+function usesOf(text: string, action?: string): Uses[] {
   const found: Uses[] = [];
   const doc = parseDocument(text);
   visit(doc, {
     Pair(_, pair, path) {
       if (!isPair(pair) || !isScalar(pair.key) || pair.key.value !== "uses" || !isScalar(pair.value)) return;
-      const jobsAt = path.findIndex((node) => isPair(node) && isScalar(node.key) && node.key.value === "jobs");
-      if (jobsAt < 0) return;
-      const job = path[jobsAt + 2];
-      const jobName = isPair(job) && isScalar(job.key) ? String(job.key.value) : "?";
-      found.push({ where: `job ${jobName}`, value: String(pair.value.value), comment: pair.value.comment?.trim() });
+      const at = (key: string) => path.findIndex((node) => isPair(node) && isScalar(node.key) && node.key.value === key);
+      let where: string;
+      if (action !== undefined) {
+        if (at("runs") < 0) return;
+        where = action;
+      } else {
+        const jobsAt = at("jobs");
+        if (jobsAt < 0) return;
+        const job = path[jobsAt + 2];
+        where = `job ${isPair(job) && isScalar(job.key) ? String(job.key.value) : "?"}`;
+      }
+      found.push({ where, value: String(pair.value.value), comment: pair.value.comment?.trim() });
     },
   });
   return found;
+}
+
+// An action by tag or branch can change under the workflow; a pin needs the version it stands for.
+function pinFindings(uses: Uses[]): string[] {
+  const findings: string[] = [];
+  for (const use of uses) {
+    if (use.value.startsWith("./")) continue;
+    if (!(PINNED_ACTION.test(use.value) || PINNED_IMAGE.test(use.value))) {
+      findings.push(`${use.where}: \`uses: ${use.value}\` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)`);
+    } else if (!use.value.startsWith("docker://") && (use.comment === undefined || !VERSION_COMMENT.test(use.comment))) {
+      findings.push(`${use.where}: \`uses: ${use.value}\` needs the version it stands for in a trailing comment (# vX.Y.Z)`);
+    }
+  }
+  return findings;
 }
 
 // Everything this file refuses in one workflow, one line per finding, naming the job and the fix.
@@ -139,14 +165,7 @@ function workflowFindings(text: string): string[] {
     findings.push("workflow: top-level `permissions:` must be `{}` (each job grants what it needs)");
   }
 
-  for (const use of usesOf(text)) {
-    if (use.value.startsWith("./")) continue;
-    if (!(PINNED_ACTION.test(use.value) || PINNED_IMAGE.test(use.value))) {
-      findings.push(`${use.where}: \`uses: ${use.value}\` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)`);
-    } else if (!use.value.startsWith("docker://") && (use.comment === undefined || !VERSION_COMMENT.test(use.comment))) {
-      findings.push(`${use.where}: \`uses: ${use.value}\` needs the version it stands for in a trailing comment (# vX.Y.Z)`);
-    }
-  }
+  findings.push(...pinFindings(usesOf(text)));
 
   for (const [name, jobValue] of Object.entries(asMap(workflow.jobs))) {
     const job = asMap(jobValue);
@@ -170,25 +189,45 @@ function workflowFindings(text: string): string[] {
       findings.push(`job ${name}: reads repository secrets without an \`environment:\`; scope the stack's secrets to an environment`);
     }
 
-    asList(job.steps).forEach((stepValue, index) => {
-      const step = asMap(stepValue);
-      const label = `job ${name}, step ${typeof step.name === "string" ? `"${step.name}"` : index + 1}`;
-      const uses = typeof step.uses === "string" ? step.uses : "";
-      const withs = asMap(step.with);
-      if (uses.startsWith("actions/checkout@") && withs["persist-credentials"] !== false && withs["persist-credentials"] !== "false") {
-        findings.push(`${label}: actions/checkout without \`persist-credentials: false\` leaves the token in .git/config`);
-      }
-      if (uses.startsWith("actions/setup-go@") && (withs["go-version"] !== undefined || withs["go-version-file"] === undefined)) {
-        findings.push(`${label}: setup-go takes Go from a module (\`go-version-file:\`), not \`go-version:\``);
-      }
-      if (uses.startsWith("actions/setup-node@") && (withs["node-version"] !== undefined || withs["node-version-file"] !== ".nvmrc")) {
-        findings.push(`${label}: setup-node takes Node from \`node-version-file: .nvmrc\`, not \`node-version:\``);
-      }
-      if (typeof step.run === "string" && step.run.includes("${{")) {
-        findings.push(`${label}: \`\${{ }}\` inside \`run:\` is pasted into the script; pass it through \`env:\``);
-      }
-    });
+    findings.push(...stepFindings(`job ${name}`, job.steps));
   }
+  return findings;
+}
+
+// The rules every step is held to, in a workflow's job or in one of the repository's actions.
+function stepFindings(where: string, steps: Json | undefined): string[] {
+  const findings: string[] = [];
+  asList(steps).forEach((stepValue, index) => {
+    const step = asMap(stepValue);
+    const label = `${where}, step ${typeof step.name === "string" ? `"${step.name}"` : index + 1}`;
+    const uses = typeof step.uses === "string" ? step.uses : "";
+    const withs = asMap(step.with);
+    if (uses.startsWith("actions/checkout@") && withs["persist-credentials"] !== false && withs["persist-credentials"] !== "false") {
+      findings.push(`${label}: actions/checkout without \`persist-credentials: false\` leaves the token in .git/config`);
+    }
+    if (uses.startsWith("actions/setup-go@") && (withs["go-version"] !== undefined || withs["go-version-file"] === undefined)) {
+      findings.push(`${label}: setup-go takes Go from a module (\`go-version-file:\`), not \`go-version:\``);
+    }
+    if (uses.startsWith("actions/setup-node@") && (withs["node-version"] !== undefined || withs["node-version-file"] !== ".nvmrc")) {
+      findings.push(`${label}: setup-node takes Node from \`node-version-file: .nvmrc\`, not \`node-version:\``);
+    }
+    if (typeof step.run === "string" && step.run.includes("${{")) {
+      findings.push(`${label}: \`\${{ }}\` inside \`run:\` is pasted into the script; pass it through \`env:\``);
+    }
+  });
+  return findings;
+}
+
+// Everything this file refuses in one of the repository's composite actions: every action it uses
+// pinned as in a workflow, and the step rules.
+function actionFindings(name: string, text: string): string[] {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) return doc.errors.map((e) => `not YAML: ${e.message}`);
+  const runs = asMap(asMap(doc.toJS() as Json).runs);
+  const findings: string[] = [];
+  if (runs.using !== "composite") findings.push(`action ${name}: \`runs.using\` must be \`composite\``);
+  findings.push(...pinFindings(usesOf(text, `action ${name}`)));
+  findings.push(...stepFindings(`action ${name}`, runs.steps));
   return findings;
 }
 
@@ -196,6 +235,19 @@ function workflowFindings(text: string): string[] {
 const expression = (inner: string) => `$${"{{"} ${inner} }}`;
 const read = (name: string) => readFileSync(join(workflowsDir, name), "utf8");
 const workflow = (name: string) => asMap(parseDocument(read(name)).toJS() as Json);
+const readAction = (name: string) => readFileSync(join(actionsDir, name, "action.yml"), "utf8");
+const action = (name: string) => asMap(parseDocument(readAction(name)).toJS() as Json);
+
+// A job's steps as the runner runs them: each of the repository's own actions replaced by its steps.
+function stepsRun(job: JsonMap): JsonMap[] {
+  return asList(job.steps)
+    .map(asMap)
+    .flatMap((step) => {
+      const uses = typeof step.uses === "string" ? step.uses : "";
+      if (!uses.startsWith("./.github/actions/")) return [step];
+      return stepsRun(asMap(action(uses.slice("./.github/actions/".length)).runs));
+    });
+}
 
 // The environment each matrix entry of a job runs in (`environment: ${{ matrix.environment }}` with
 // `strategy.matrix.include`), keyed by the entry's stack.
@@ -320,6 +372,33 @@ jobs:
   });
 });
 
+describe("the composite action rules", () => {
+  it("refuse an action by tag, Node by version, an expression in a script, and anything but a composite action", () => {
+    expect(
+      actionFindings(
+        "bad",
+        `name: bad
+description: x
+runs:
+  using: node20
+  steps:
+    - uses: actions/setup-node@v4
+      with:
+        node-version: 20
+    - uses: actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830 # v4.3.0
+    - run: echo "\${{ inputs.x }}"
+      shell: bash
+`,
+      ),
+    ).toEqual([
+      "action bad: `runs.using` must be `composite`",
+      "action bad: `uses: actions/setup-node@v4` is not pinned to a full commit SHA (owner/repo@<40 hex> # vX.Y.Z)",
+      "action bad, step 1: setup-node takes Node from `node-version-file: .nvmrc`, not `node-version:`",
+      "action bad, step 3: `$" + "{{ }}` inside `run:` is pasted into the script; pass it through `env:`",
+    ]);
+  });
+});
+
 describe("the workflows", () => {
   it("exist", () => {
     expect(workflowFiles).toEqual(["deploy.yml", "drift.yml", "pull-request.yml"]);
@@ -330,6 +409,48 @@ describe("the workflows", () => {
       expect(workflowFindings(read(name))).toEqual([]);
     });
   }
+
+  it("share one setup: every job checks out, then runs the setup action, and none sets up Node, Go or the toolchain itself", () => {
+    expect(actionNames).toEqual(["setup"]);
+    expect(actionFindings("setup", readAction("setup"))).toEqual([]);
+    const ownSetup = (step: JsonMap) =>
+      (typeof step.uses === "string" && /^actions\/(setup-node|setup-go|cache)@/.test(step.uses)) ||
+      (typeof step.run === "string" && /npm (ci|install|run setup)\b/.test(step.run));
+    const jobs: string[] = [];
+    for (const name of workflowFiles) {
+      for (const [jobName, jobValue] of Object.entries(asMap(workflow(name).jobs))) {
+        const steps = asList(asMap(jobValue).steps).map(asMap);
+        jobs.push(`${name} ${jobName}`);
+        expect(String(steps[0]?.uses), `${name} ${jobName}: step 1`).toMatch(/^actions\/checkout@/);
+        expect(steps[1]?.uses, `${name} ${jobName}: step 2`).toBe(SETUP_ACTION);
+        expect(steps.filter(ownSetup), `${name} ${jobName}: its own setup steps`).toEqual([]);
+      }
+    }
+    expect(jobs.sort()).toEqual(["deploy.yml up", "drift.yml drift", "pull-request.yml checks", "pull-request.yml preview"]);
+  });
+
+  it("a pull request's checks are CI's: `.ci/run`, which runs the setup, the Go checks and npm test itself", () => {
+    const checks = asMap(asMap(workflow("pull-request.yml").jobs).checks);
+    const steps = asList(checks.steps).map(asMap);
+    expect(steps.slice(1)).toEqual([{ uses: SETUP_ACTION, with: { "run-setup": "false" } }, { run: "bash .ci/run" }]);
+    const ci = readFileSync(join(root, ".ci", "run"), "utf8");
+    for (const command of [
+      "npm run setup",
+      "npx tsc --noEmit",
+      "npx biome ci",
+      "npm run validate -- dev prod",
+      "gofmt -l",
+      "go vet",
+      "go test",
+      "npm test",
+    ]) {
+      expect(ci, command).toContain(command);
+    }
+    // Where setup runs, the action runs it; where it does not, `.ci/run` does.
+    const setupStep = stepsRun({ steps: [{ uses: SETUP_ACTION }] }).find((step) => step.run === "npm run setup");
+    expect(setupStep?.if).toBe("inputs.run-setup == 'true'");
+    expect(asMap(asMap(asMap(action("setup").inputs)["run-setup"])).default).toBe("true");
+  });
 
   it("a fork's pull request gets the checks only, on a GitHub-hosted runner, without secrets", () => {
     const jobs = asMap(workflow("pull-request.yml").jobs);
@@ -405,8 +526,7 @@ describe("the workflows", () => {
     const nodeFiles = new Set<string>();
     for (const name of workflowFiles) {
       for (const jobValue of Object.values(asMap(workflow(name).jobs))) {
-        for (const stepValue of asList(asMap(jobValue).steps)) {
-          const step = asMap(stepValue);
+        for (const step of stepsRun(asMap(jobValue))) {
           if (typeof step.uses !== "string") continue;
           if (step.uses.startsWith("actions/setup-go@")) goFiles.add(String(asMap(step.with)["go-version-file"]));
           if (step.uses.startsWith("actions/setup-node@")) nodeFiles.add(String(asMap(step.with)["node-version-file"]));
@@ -430,7 +550,7 @@ describe("the workflows", () => {
     const jobsRunningNode: string[] = [];
     for (const name of workflowFiles) {
       for (const [jobName, jobValue] of Object.entries(asMap(workflow(name).jobs))) {
-        const steps = asList(asMap(jobValue).steps).map(asMap);
+        const steps = stepsRun(asMap(jobValue));
         const first = steps.findIndex(runsNode);
         if (first < 0) continue;
         jobsRunningNode.push(`${name} ${jobName}`);

@@ -1,7 +1,7 @@
 // End to end with the addons on: the real CLI, engine, talos, talosnode and Kubernetes plugins and
 // program, against simulated Talos nodes whose cluster runs a real etcd and kube-apiserver
 // (talos-sim -etcd -kube-apiserver). The charts and the approver's manifest are fixtures served
-// from 127.0.0.1 (scripts/chart-repo.ts): each renders only objects that need no controller, and the
+// from loopback (scripts/chart-repo.ts): each renders only objects that need no controller, and the
 // charts' ConfigMap carries the values Helm got. One cluster of 3 control planes and 2 workers
 // for the steps, in order; a second, small simulator for an API server that starts late or never.
 import { spawnSync } from "node:child_process";
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { ciliumValues, metricsServerValues } from "../../components/addons";
 import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../components/versions";
 import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "../../scripts/chart-repo";
+import { SUITES } from "../addresses";
 import {
   controlPlaneFlags,
   describeEngine,
@@ -24,7 +25,12 @@ import {
   Workspace,
 } from "./workspace";
 
-const CHART_PORT = 18882;
+// Nets: the main cluster, the late API server's, the never-ready one's. Ports: the main simulator's
+// factory and control, the charts, then factory and control of the late and the never-ready one.
+const {
+  nets: [NET, LATE_NET, NEVER_NET],
+  ports: [FACTORY_PORT, CONTROL_PORT, CHART_PORT, LATE_FACTORY, LATE_CONTROL, NEVER_FACTORY, NEVER_CONTROL],
+} = SUITES.addons;
 /** Versions the fixture repository has besides the pinned ones: newer, so a chart left unpinned would get them. */
 const OTHER_VERSIONS = { cilium: "1.18.5", metricsServer: "3.13.1", approver: "0.11.1" };
 const MISSING_VERSION = "3.99.0";
@@ -128,8 +134,9 @@ describeEngine(
       // the bootstrap and is waited for (the gate's default timeout); "never" is an hour late, and
       // its gate gives up after 10 s.
       for (const [i, name] of ["late", "never"].entries()) {
-        const [node] = simNodes(i === 0 ? 19 : 28, { controlPlanes: 1, workers: 0 }) as [SimNodeConfig];
-        const small = await Simulator.start([node.address], 18883 + 2 * i, 18884 + 2 * i, controlPlaneFlags(i === 0 ? "30s" : "1h"));
+        const [node] = simNodes(i === 0 ? LATE_NET : NEVER_NET, { controlPlanes: 1, workers: 0 }) as [SimNodeConfig];
+        const [factoryPort, controlPort] = i === 0 ? [LATE_FACTORY, LATE_CONTROL] : [NEVER_FACTORY, NEVER_CONTROL];
+        const small = await Simulator.start([node.address], factoryPort, controlPort, controlPlaneFlags(i === 0 ? "30s" : "1h"));
         smallSims.push(small);
         const w = new Workspace(name, {
           ...simStackConfig(small, name, [{ ...node, name: `${name}-cp` }]),
@@ -141,11 +148,11 @@ describeEngine(
         late.push({ ws: w, up: w.runAsync(["up", "--yes"]).then((r) => ({ ...r, seconds: (Date.now() - started) / 1000 })) });
       }
 
-      nodes = simNodes(8, { controlPlanes: 3, workers: 2 });
+      nodes = simNodes(NET, { controlPlanes: 3, workers: 2 });
       sim = await Simulator.start(
         nodes.map((n) => n.address),
-        18880,
-        18881,
+        FACTORY_PORT,
+        CONTROL_PORT,
         controlPlaneFlags(),
       );
       config = {

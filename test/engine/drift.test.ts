@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { netPrefix, SUITES } from "../addresses";
 import { describeEngine, type RunResult, runDrift, Simulator, stackFileConfig, Workspace } from "./workspace";
+
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.drift;
 
 const STACK = "drift";
 const urn = (typeChain: string, name: string) => `urn:pulumi:${STACK}::talos-cluster::${typeChain}::${name}`;
@@ -18,7 +24,7 @@ describeEngine("npm run drift against a real stack", () => {
   const drift = (...args: string[]): RunResult => runDrift(ws, ...args);
 
   beforeAll(async () => {
-    sim = await Simulator.start(["127.0.3.10"], 18380, 18381);
+    sim = await Simulator.start([`${netPrefix(NET)}.10`], FACTORY_PORT, CONTROL_PORT);
     // Addons off: a targeted up still registers the Kubernetes provider, whose parent it would not create.
     const off = { enabled: false };
     config = {

@@ -2,10 +2,15 @@
 // factory: 3 control planes behind a VIP and 2 workers (one tainted), addons off, config changes
 // in no_reboot mode. Steps run in order on one stack.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { netPrefix, SUITES } from "../addresses";
 import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
 const INTEL_UCODE_SCHEMATIC = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
-const VIP = "127.0.1.100";
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.e2e;
+const VIP = `${netPrefix(NET)}.100`;
 
 interface Step {
   op: string;
@@ -27,11 +32,11 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
   let config: Record<string, unknown>;
 
   beforeAll(async () => {
-    nodes = simNodes(1, { controlPlanes: 3, workers: 2 });
+    nodes = simNodes(NET, { controlPlanes: 3, workers: 2 });
     sim = await Simulator.start(
       nodes.map((n) => n.address),
-      18180,
-      18181,
+      FACTORY_PORT,
+      CONTROL_PORT,
     );
     // worker-1 is a storage node: a pool label and a taint, as prod's storage workers have.
     nodes = nodes.map((n) =>
@@ -44,7 +49,7 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
       "talos-cluster:applyMode": "no_reboot",
       // The simulated nodes have one link, enp1s0, as predictable naming gives a VM.
       "talos-cluster:endpoint": VIP,
-      "talos-cluster:network": { nodeSubnet: "127.0.1.0/24", vip: { address: VIP, interface: "enp1s0" } },
+      "talos-cluster:network": { nodeSubnet: `${netPrefix(NET)}.0/24`, vip: { address: VIP, interface: "enp1s0" } },
       // No API server runs here (the rollout test has one): the stack's opt-out, as for a cluster
       // whose :6443 the deploy machine cannot reach. Talos' own gates only; with the checks on,
       // the first in-place change would wait for a /readyz that never answers.

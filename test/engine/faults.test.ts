@@ -1,7 +1,13 @@
 // Faults with the real engine and provider against simulated nodes: a node that is down during the
 // first up, and a node that belongs to another cluster.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SUITES } from "../addresses";
 import { describeEngine, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
+
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.faults;
 
 // Short, so a dead node fails the run in seconds; the provider retries until this runs out.
 const NODE_TIMEOUT = "15s";
@@ -16,11 +22,11 @@ describeEngine("faults: a dead node, a node of another cluster, nodes on an old 
   const workspaces: Workspace[] = [];
 
   beforeAll(async () => {
-    nodes = simNodes(2, { controlPlanes: 1, workers: 2 });
+    nodes = simNodes(NET, { controlPlanes: 1, workers: 2 });
     sim = await Simulator.start(
       nodes.map((n) => n.address),
-      18280,
-      18281,
+      FACTORY_PORT,
+      CONTROL_PORT,
       // Nodes that booted an older release than the stack declares: drift only a node read shows.
       ["-talos-version", "v1.11.4"],
     );

@@ -2,7 +2,13 @@
 // change made on a node itself (another release, another image, an edited config) shows as that
 // node's NodeState drifting, in `preview --refresh` and in `npm run drift`.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SUITES } from "../addresses";
 import { describeEngine, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
+
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.nodestate;
 
 const STACK = "ns";
 const NODE_TIMEOUT = "10s";
@@ -28,12 +34,12 @@ describeEngine("live node state: talosnode.NodeState against simulated nodes", (
   let worker: SimNodeConfig;
 
   beforeAll(async () => {
-    nodes = simNodes(4, { controlPlanes: 3, workers: 1 });
+    nodes = simNodes(NET, { controlPlanes: 3, workers: 1 });
     [cp1, cp2, , worker] = nodes as [SimNodeConfig, SimNodeConfig, SimNodeConfig, SimNodeConfig];
     sim = await Simulator.start(
       nodes.map((n) => n.address),
-      18480,
-      18481,
+      FACTORY_PORT,
+      CONTROL_PORT,
     );
     config = simStackConfig(sim, STACK, nodes, { "talos-cluster:nodeTimeout": NODE_TIMEOUT });
     ws = new Workspace(STACK, config);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ADDON_DEFAULTS } from "../../components/versions";
 import { ChartRepo } from "../../scripts/chart-repo";
+import { SUITES } from "../addresses";
 import {
   controlPlaneFlags,
   describeEngine,
@@ -20,10 +21,10 @@ import {
 } from "./workspace";
 
 const STACK = "leak";
-const NET = 41;
-const FACTORY_PORT = 18780;
-const CONTROL_PORT = 18781;
-const CHART_PORT = 18782;
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT, CHART_PORT],
+} = SUITES.previewSecrets;
 const POLICY = join(ROOT, "policy", "run-pack");
 
 type StateJson = null | boolean | number | string | StateJson[] | { [key: string]: StateJson };

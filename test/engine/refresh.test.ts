@@ -1,13 +1,19 @@
 // `pulumi up --refresh` corrects what `preview --refresh` shows: a node upgraded and another
 // re-configured behind the stack's back with the real talosctl (a client nobody here wrote) are
 // brought back to the declared release and config by the Rollout, through its gates, and the next
-// up changes nothing. Nodes 127.0.46.x, factory and control on 18860/18861.
+// up changes nothing. Nodes, factory and control: SUITES.refresh (test/addresses.ts).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SUITES } from "../addresses";
 import { controlPlaneFlags, describeEngine, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
+
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.refresh;
 
 const STACK = "fix";
 const ROOT = join(__dirname, "..", "..");
@@ -32,12 +38,12 @@ describeEngine(
     };
 
     beforeAll(async () => {
-      const nodes = simNodes(46, { controlPlanes: 1, workers: 1 });
+      const nodes = simNodes(NET, { controlPlanes: 1, workers: 1 });
       [cp, worker] = nodes as [SimNodeConfig, SimNodeConfig];
       sim = await Simulator.start(
         nodes.map((n) => n.address),
-        18860,
-        18861,
+        FACTORY_PORT,
+        CONTROL_PORT,
         ["-reboot-time", "1s", "-factory-versions", "v1.11.5,v1.11.6", ...controlPlaneFlags()],
       );
       ws = new Workspace(STACK, simStackConfig(sim, STACK, nodes));

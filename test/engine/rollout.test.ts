@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SERVER_HOST, SUITES } from "../addresses";
 import {
   controlPlaneFlags,
   describeEngine,
@@ -22,7 +23,10 @@ import {
 } from "./workspace";
 
 const STACK = "roll";
-const FACTORY_PORT = 18580;
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.rollout;
 
 describeEngine(
   "rolling upgrades and config changes against simulated nodes",
@@ -73,20 +77,20 @@ describeEngine(
     const snapshotFiles = () => readdirSync(snapshotFolder()).filter((f) => f.endsWith(".db"));
 
     beforeAll(async () => {
-      nodes = simNodes(5, { controlPlanes: 3, workers: 4 });
+      nodes = simNodes(NET, { controlPlanes: 3, workers: 4 });
       controlPlanes = nodes.filter((n) => n.role === "controlplane").map((n) => n.address);
       workers = nodes.filter((n) => n.role === "worker").map((n) => n.address);
       for (const n of nodes) names.set(n.address, n.name);
       sim = await Simulator.start(
         nodes.map((n) => n.address),
         FACTORY_PORT,
-        FACTORY_PORT + 1,
+        CONTROL_PORT,
         ["-reboot-time", "1s", "-factory-versions", "v1.11.5,v1.11.6,v1.11.7", ...controlPlaneFlags()],
       );
       config = simStackConfig(sim, STACK, nodes, {
         "talos-cluster:nodeTimeout": "30s",
         // Installer images point at the simulated factory, which an Upgrade pulls from.
-        "talos-cluster:imageFactoryHost": `127.0.0.1:${FACTORY_PORT}`,
+        "talos-cluster:imageFactoryHost": `${SERVER_HOST}:${FACTORY_PORT}`,
         "talos-cluster:upgrade": { healthTimeout: "30s" },
       });
       ws = new Workspace(STACK, config);

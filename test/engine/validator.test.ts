@@ -2,7 +2,13 @@
 // is created or changed, on a new stack and on one already deployed, with the stack key and the
 // unknown Talos key named and no stack trace.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SUITES } from "../addresses";
 import { describeEngine, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
+
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.validator;
 
 const TYPOS: { where: string; key: string; set: (config: Record<string, unknown>, nodes: SimNodeConfig[]) => Record<string, unknown> }[] = [
   {
@@ -33,11 +39,11 @@ describeEngine("Talos' validator before any resource", () => {
   const applies = async () => (await sim.nodes()).reduce((sum, n) => sum + n.applies, 0);
 
   beforeAll(async () => {
-    nodes = simNodes(6, { controlPlanes: 1, workers: 2 });
+    nodes = simNodes(NET, { controlPlanes: 1, workers: 2 });
     sim = await Simulator.start(
       nodes.map((n) => n.address),
-      18680,
-      18681,
+      FACTORY_PORT,
+      CONTROL_PORT,
     );
   });
   afterAll(() => {

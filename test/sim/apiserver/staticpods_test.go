@@ -55,10 +55,10 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 	}
 	t.Cleanup(trust.Close)
 	nodes := []*simNode{
-		{address: "127.0.41.11", hostname: "cp-1", controlPlane: true},
-		{address: "127.0.41.12", hostname: "cp-2", controlPlane: true},
-		{address: "127.0.41.13", hostname: "cp-3", controlPlane: true},
-		{address: "127.0.41.21", hostname: "worker-1"},
+		{address: "127.0.38.11", hostname: "cp-1", controlPlane: true},
+		{address: "127.0.38.12", hostname: "cp-2", controlPlane: true},
+		{address: "127.0.38.13", hostname: "cp-3", controlPlane: true},
+		{address: "127.0.38.21", hostname: "worker-1"},
 	}
 	for _, n := range nodes {
 		var err error
@@ -284,7 +284,7 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 				if err != nil {
 					return false, err.Error()
 				}
-				return p.Status.Phase == corev1.PodRunning && podReady(p) && p.Status.HostIP == "127.0.41.21", string(p.Status.Phase)
+				return p.Status.Phase == corev1.PodRunning && podReady(p) && p.Status.HostIP == "127.0.38.21", string(p.Status.Phase)
 			})
 		}
 		one := intstr.FromInt32(1)

@@ -55,7 +55,7 @@ func sameConfigs(got, want map[string]string) bool {
 // ahead of the active one until the next boot; a boot loads the config from STATE alone and
 // serves no persistent one.
 func TestAStagedConfigIsPersistedAndActiveOnlyAfterTheNextBoot(t *testing.T) {
-	s := newSim(t, 41, 1, 0)
+	s := newSim(t, 23, 1, 0)
 	n := s.nodes[0]
 	c := s.client(t, n)
 	base := n.State().Config

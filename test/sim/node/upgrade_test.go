@@ -23,7 +23,7 @@ import (
 )
 
 const (
-	factoryHost     = "127.0.0.1:18080"
+	factoryHost     = "127.0.0.1:18082"
 	emptySchematic  = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
 	testRebootTime  = 300 * time.Millisecond
 	upgradedVersion = "v1.12.0"

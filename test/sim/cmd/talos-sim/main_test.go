@@ -14,7 +14,7 @@ import (
 )
 
 func TestControlStopsStartsAndReportsNodes(t *testing.T) {
-	n, err := node.New("127.0.6.11", node.APIPort, "v1.11.5", IntelUcodeSchematic, node.NewTrust())
+	n, err := node.New("127.0.36.11", node.APIPort, "v1.11.5", IntelUcodeSchematic, node.NewTrust())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func TestControlStopsStartsAndReportsNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.11": n}, []string{"127.0.6.11"}, factory.New(nil, nil), node.NewTrust()))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.36.11": n}, []string{"127.0.36.11"}, factory.New(nil, nil), node.NewTrust()))
 	t.Cleanup(srv.Close)
 
 	post := func(path string) int {
@@ -49,16 +49,16 @@ func TestControlStopsStartsAndReportsNodes(t *testing.T) {
 	if links := state().Nodes[0].Links; len(links) != 1 || links[0] != "enp1s0" {
 		t.Fatalf("links: %v", links)
 	}
-	if code := post("/nodes/127.0.6.11/stop"); code != http.StatusNoContent || state().Nodes[0].Up {
+	if code := post("/nodes/127.0.36.11/stop"); code != http.StatusNoContent || state().Nodes[0].Up {
 		t.Fatalf("stop: %d %+v", code, state())
 	}
-	if code := post("/nodes/127.0.6.11/start"); code != http.StatusNoContent || !state().Nodes[0].Up {
+	if code := post("/nodes/127.0.36.11/start"); code != http.StatusNoContent || !state().Nodes[0].Up {
 		t.Fatalf("start: %d %+v", code, state())
 	}
-	if code := post("/nodes/127.0.6.99/stop"); code != http.StatusNotFound {
+	if code := post("/nodes/127.0.36.99/stop"); code != http.StatusNotFound {
 		t.Fatalf("unknown node: %d", code)
 	}
-	if code := post("/nodes/127.0.6.11/reboot"); code != http.StatusBadRequest {
+	if code := post("/nodes/127.0.36.11/reboot"); code != http.StatusBadRequest {
 		t.Fatalf("unknown action: %d", code)
 	}
 }
@@ -70,7 +70,7 @@ func TestListenersRefuseNonLoopbackAddresses(t *testing.T) {
 }
 
 func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
-	n, err := node.New("127.0.6.12", node.APIPort, "v1.11.5", IntelUcodeSchematic, node.NewTrust())
+	n, err := node.New("127.0.36.12", node.APIPort, "v1.11.5", IntelUcodeSchematic, node.NewTrust())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.6.12": n}, []string{"127.0.6.12"}, factory.New(nil, nil), node.NewTrust()))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.36.12": n}, []string{"127.0.36.12"}, factory.New(nil, nil), node.NewTrust()))
 	t.Cleanup(srv.Close)
 
 	for _, tc := range []struct {
@@ -93,7 +93,7 @@ func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
 		{"patch in maintenance", `{"configPatch": "machine: {}"}`, http.StatusBadRequest, "has no config to patch (maintenance mode)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.Post(srv.URL+"/nodes/127.0.6.12/set", "application/json", strings.NewReader(tc.body))
+			resp, err := http.Post(srv.URL+"/nodes/127.0.36.12/set", "application/json", strings.NewReader(tc.body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +111,7 @@ func TestControlSetChangesANodeByHandAndRefusesBadInput(t *testing.T) {
 
 func TestControlFaultsAndTimeline(t *testing.T) {
 	trust := node.NewTrust()
-	n, err := node.New("127.0.11.201", node.APIPort, "v1.11.5", IntelUcodeSchematic, trust, node.WithRebootTime(100*time.Millisecond))
+	n, err := node.New("127.0.36.201", node.APIPort, "v1.11.5", IntelUcodeSchematic, trust, node.WithRebootTime(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Stop)
-	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.11.201": n}, []string{"127.0.11.201"}, factory.New(nil, nil), trust))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.36.201": n}, []string{"127.0.36.201"}, factory.New(nil, nil), trust))
 	t.Cleanup(srv.Close)
 	post := func(path, body string) (int, string) {
 		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
@@ -134,12 +134,12 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 		path, body string
 		code       int
 	}{
-		{"/nodes/127.0.11.201/fault", `{"bootFails": true}`, http.StatusNoContent},
-		{"/nodes/127.0.11.201/fault", `{"bootFail": true}`, http.StatusBadRequest},
-		{"/nodes/127.0.11.201/fault", `{}`, http.StatusBadRequest},
-		{"/nodes/127.0.11.201/fault", `{"bootFails": "yes"}`, http.StatusBadRequest},
-		{"/nodes/127.0.11.201/etcd", `{"healthy": false}`, http.StatusNoContent},
-		{"/nodes/127.0.11.201/etcd", `{"healthy": false, "x": 1}`, http.StatusBadRequest},
+		{"/nodes/127.0.36.201/fault", `{"bootFails": true}`, http.StatusNoContent},
+		{"/nodes/127.0.36.201/fault", `{"bootFail": true}`, http.StatusBadRequest},
+		{"/nodes/127.0.36.201/fault", `{}`, http.StatusBadRequest},
+		{"/nodes/127.0.36.201/fault", `{"bootFails": "yes"}`, http.StatusBadRequest},
+		{"/nodes/127.0.36.201/etcd", `{"healthy": false}`, http.StatusNoContent},
+		{"/nodes/127.0.36.201/etcd", `{"healthy": false, "x": 1}`, http.StatusBadRequest},
 	} {
 		code, body := post(tc.path, tc.body)
 		if code != tc.code {
@@ -149,8 +149,8 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 			t.Fatalf("%s %s: %s", tc.path, tc.body, body)
 		}
 	}
-	post("/nodes/127.0.11.201/stop", "")
-	post("/nodes/127.0.11.201/start", "")
+	post("/nodes/127.0.36.201/stop", "")
+	post("/nodes/127.0.36.201/start", "")
 	resp, err := http.Get(srv.URL + "/state")
 	if err != nil {
 		t.Fatal(err)
