@@ -2,10 +2,14 @@
 // plan a person can read, naming the config key by its path on each node's state and each node the
 // Rollout changes and how (Talos' dry run), not every node's whole config (issue 26: 643 lines).
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { SUITES } from "../addresses";
 import { describeEngine, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
 const STACK = "pd";
-const NET = 61;
+const {
+  nets: [NET],
+  ports: [FACTORY_PORT, CONTROL_PORT],
+} = SUITES.previewDiff;
 const KEY = 'machine.sysctls["net.core.somaxconn"]';
 
 describeEngine("preview --diff of a one-line patch on 5 nodes", () => {
@@ -18,8 +22,8 @@ describeEngine("preview --diff of a one-line patch on 5 nodes", () => {
     nodes = simNodes(NET, { controlPlanes: 3, workers: 2 });
     sim = await Simulator.start(
       nodes.map((n) => n.address),
-      18960,
-      18961,
+      FACTORY_PORT,
+      CONTROL_PORT,
     );
     config = simStackConfig(sim, STACK, nodes, { "talos-cluster:nodeTimeout": "30s" });
     ws = new Workspace(STACK, config);
