@@ -3,9 +3,9 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as talosnode from "@talos-cluster/talosnode";
-import type { AddonConfig, ClusterConfig } from "./config";
-import { resourceNames } from "./naming";
-import { ADDON_DEFAULTS } from "./versions";
+import type { AddonConfig, ClusterConfig } from "../lib/config/parse";
+import { resourceNames } from "../lib/naming";
+import { ADDON_DEFAULTS } from "../lib/versions";
 
 export interface BaseAddonsArgs {
   /** Admin kubeconfig of the cluster; kept secret. */

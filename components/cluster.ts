@@ -4,13 +4,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
-import { nodeConfigPatches, operationTimeouts, planCluster } from "./cluster-plan";
-import type { ClusterConfig } from "./config";
-import { resourceNames } from "./naming";
-import { talosDowngrade } from "./versions";
+import type { ClusterConfig } from "../lib/config/parse";
+import { resourceNames } from "../lib/naming";
+import { nodeConfigPatches, operationTimeouts, planCluster } from "../lib/plan";
+import { talosDowngrade } from "../lib/versions";
 
 export interface TalosClusterArgs {
-  /** The validated stack config (components/config.ts parseConfig). */
+  /** The validated stack config (lib/config parseConfig). */
   config: ClusterConfig;
   /** Factory installer image every node installs (TalosImage.installerImage). */
   installerImage: string;

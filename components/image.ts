@@ -2,8 +2,8 @@
 // in it; the stack can add extensions but not remove that one.
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
-import { bootMediaUrls, installerImage, resourceNames } from "./naming";
-import { schematicFor } from "./schematic-id";
+import { bootMediaUrls, installerImage, resourceNames } from "../lib/naming";
+import { schematicFor } from "../lib/schematic";
 
 export interface TalosImageArgs {
   /** Talos release of the installer and boot media, e.g. v1.11.5. */

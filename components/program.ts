@@ -4,9 +4,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { type ClusterConfig, ConfigError, PROJECT } from "../lib/config/parse";
 import { BaseAddons } from "./addons";
 import { type NodeStatus, TalosCluster } from "./cluster";
-import { type ClusterConfig, ConfigError, PROJECT } from "./config";
 import { TalosImage } from "./image";
 
 export interface StackOutputs {

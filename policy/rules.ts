@@ -1,8 +1,8 @@
 // The guard rails of every stack, as pure functions over the resources of a plan. The policy pack
 // (index.ts) feeds them; the tests feed them fixtures.
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { schematicId } from "../components/schematic-id";
-import { REQUIRED_EXTENSION } from "../components/versions";
+import { schematicId } from "../lib/schematic";
+import { REQUIRED_EXTENSION } from "../lib/versions";
 
 /** What a rule needs to know of a planned resource. Unknown (preview-time) values are undefined. */
 export interface PlannedResource {

@@ -2,9 +2,9 @@
 // then Talos' validator on every node's config): `npm run validate -- dev prod`
 // (stack names) or `npm run validate -- path/to/Pulumi.x.yaml` (files).
 import { readFileSync } from "node:fs";
-import { ConfigError, configFromStackFile } from "../components/config";
-import { counted } from "../components/naming";
-import { checkStack } from "../components/talos-validator";
+import { ConfigError, configFromStackFile } from "../lib/config/parse";
+import { counted } from "../lib/naming";
+import { checkStack } from "../lib/validate";
 
 const stacks = process.argv.slice(2);
 if (stacks.length === 0) {

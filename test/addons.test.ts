@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { approverManifestUrl, BaseAddons } from "../components/addons";
-import { parseConfig } from "../components/config";
+import { parseConfig } from "../lib/config/parse";
 import { stackWith } from "./fixtures/stacks";
 import { plan } from "./harness";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, configFromPulumi, parseConfig } from "../components/config";
+import { ConfigError, configFromPulumi, parseConfig } from "../lib/config/parse";
 import { stackWith, validStack } from "./fixtures/stacks";
 
 /** The problems a config is refused with (fails the test if it is accepted). */
@@ -97,7 +97,7 @@ describe("stack config: every problem is reported at once", () => {
 
   it("suggests the official extension a misspelt one most likely meant", () => {
     expect(problemsOf(stackWith({ extensions: ["siderolabs/iscsi-tool"] }))).toEqual([
-      'talos-cluster:extensions[0]: "siderolabs/iscsi-tool" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
+      'talos-cluster:extensions[0]: "siderolabs/iscsi-tool" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see lib/versions.ts for the list',
     ]);
   });
 });
@@ -380,8 +380,8 @@ describe("stack config: networks and the VIP", () => {
 describe("stack config: extensions and addons", () => {
   it("refuses an extension that is not official, with a hint for a missing prefix", () => {
     expect(problemsOf(stackWith({ extensions: ["iscsi-tools", "acme/custom"] }))).toEqual([
-      'talos-cluster:extensions[0]: "iscsi-tools" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
-      'talos-cluster:extensions[1]: "acme/custom" is not an official Image Factory extension; see components/versions.ts for the list',
+      'talos-cluster:extensions[0]: "iscsi-tools" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see lib/versions.ts for the list',
+      'talos-cluster:extensions[1]: "acme/custom" is not an official Image Factory extension; see lib/versions.ts for the list',
     ]);
   });
 

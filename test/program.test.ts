@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ConfigError, PROJECT, parseConfig } from "../components/config";
 import { verifiedSchematicId } from "../components/image";
 import { deployCluster, readyEndpoints, type StackOutputs, snapshotFolder } from "../components/program";
-import { schematicFor } from "../components/schematic-id";
+import { ConfigError, PROJECT, parseConfig } from "../lib/config/parse";
+import { schematicFor } from "../lib/schematic";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
 

@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ciliumValues, metricsServerValues } from "../../components/addons";
-import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../components/versions";
+import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../lib/versions";
 import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "./chart-repo";
 import {
   controlPlaneFlags,

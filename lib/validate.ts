@@ -7,10 +7,10 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type ClusterConfig, ConfigError, type NodeConfig, type ParsedConfig, type Patch, parseConfig } from "./config";
+import { type ClusterConfig, ConfigError, type NodeConfig, type ParsedConfig, type Patch, parseConfig } from "./config/parse";
 import { installerImage } from "./naming";
 import { clusterPatches, nodePatches, rolePatches } from "./patches";
-import { schematicFor } from "./schematic-id";
+import { schematicFor } from "./schematic";
 
 export interface KeyedPatch {
   /** The stack key a user fixes, or what of the program's own it is. */

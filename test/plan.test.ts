@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { nodeConfigPatches, planCluster } from "../components/cluster-plan";
-import { parseConfig } from "../components/config";
+import { parseConfig } from "../lib/config/parse";
+import { nodeConfigPatches, planCluster } from "../lib/plan";
 import { stackWith, validStack } from "./fixtures/stacks";
 
 const CONTRACT = "v1.11.5";

@@ -2,9 +2,9 @@
 // the project and returns one typed object, or throws with every problem listed at once.
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { kubeletLabelRefusal } from "./kubelet-labels";
-import { closest } from "./naming";
-import { cidrContains, cidrsOverlap, isDnsName, isHostnameLabel, parseCidr, parseIPv4 } from "./net";
+import { kubeletLabelRefusal } from "../kubelet-labels";
+import { closest } from "../naming";
+import { cidrContains, cidrsOverlap, isDnsName, isHostnameLabel, parseCidr, parseIPv4 } from "../net";
 import {
   ADDON_DEFAULTS,
   CONFIG_DOCUMENT_KINDS,
@@ -17,7 +17,7 @@ import {
   OFFICIAL_EXTENSIONS,
   PLUGIN_CONFIG_LIBRARY,
   talosMinor,
-} from "./versions";
+} from "../versions";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const PROJECT = "talos-cluster";
@@ -465,9 +465,7 @@ function crossChecks(raw: Record<string, unknown>, problems: string[], warnings:
         const meant =
           extensionReleases(`siderolabs/${ext}`).length > 0 ? `siderolabs/${ext}` : closest(ext, Object.keys(OFFICIAL_EXTENSIONS));
         const hint = meant === undefined ? "" : ` (did you mean ${meant}?)`;
-        problems.push(
-          `${key}: ${JSON.stringify(ext)} is not an official Image Factory extension${hint}; see components/versions.ts for the list`,
-        );
+        problems.push(`${key}: ${JSON.stringify(ext)} is not an official Image Factory extension${hint}; see lib/versions.ts for the list`);
       } else if (minor !== undefined && minor in KUBERNETES_SUPPORT && !releases.includes(minor)) {
         problems.push(
           `${key}: ${ext} is not published for Talos ${minor}, so the factory would fail to build the installer; the releases that have it: ${releases.join(", ")}`,
@@ -691,7 +689,7 @@ function checkVersions(talos: string, kubernetes: string, problems: string[]): v
   const support = KUBERNETES_SUPPORT[talosMinor];
   if (support === undefined) {
     problems.push(
-      `${PROJECT}:talosVersion: Talos ${talosMinor} is not in the support table (${Object.keys(KUBERNETES_SUPPORT).join(", ")}); add its row to components/versions.ts after checking its release notes`,
+      `${PROJECT}:talosVersion: Talos ${talosMinor} is not in the support table (${Object.keys(KUBERNETES_SUPPORT).join(", ")}); add its row to lib/versions.ts after checking its release notes`,
     );
     return;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig } from "../components/config";
-import { validatorInput } from "../components/talos-validator";
+import { parseConfig } from "../lib/config/parse";
+import { validatorInput } from "../lib/validate";
 import { stackWith } from "./fixtures/stacks";
 
 describe("what Talos' validator is asked to judge", () => {
