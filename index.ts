@@ -2,7 +2,8 @@
 // components and export what operators need. Credentials are exported as secrets only.
 import * as pulumi from "@pulumi/pulumi";
 import { deployCluster } from "./components/program";
-import { ConfigError, configFromPulumi } from "./lib/config/parse";
+import { ConfigError } from "./lib/config/parse";
+import { configFromPulumi } from "./lib/config/source";
 import { checkStack } from "./lib/validate";
 
 /** Runs `step`; a stack config problem stops the program with its message alone. */

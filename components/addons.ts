@@ -3,7 +3,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as talosnode from "@talos-cluster/talosnode";
-import type { AddonConfig, ClusterConfig } from "../lib/config/parse";
+import type { AddonConfig, ClusterConfig } from "../lib/config/schema";
 import { resourceNames } from "../lib/naming";
 import { ADDON_DEFAULTS } from "../lib/versions";
 

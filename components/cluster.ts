@@ -4,7 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
-import type { ClusterConfig } from "../lib/config/parse";
+import type { ClusterConfig } from "../lib/config/schema";
 import { resourceNames } from "../lib/naming";
 import { nodeConfigPatches, operationTimeouts, planCluster } from "../lib/plan";
 import { talosDowngrade } from "../lib/versions";

@@ -1,6 +1,6 @@
 // What the TalosCluster component declares, computed from the validated config as plain data:
 // which node gets which patches, who bootstraps, which endpoints the talosconfig lists.
-import type { ClusterConfig, NodeConfig, Role } from "./config/parse";
+import type { ClusterConfig, NodeConfig, Role } from "./config/schema";
 import { resourceNames } from "./naming";
 import { clusterPatches, nodePatches, rolePatches, serialisePatches } from "./patches";
 

@@ -7,7 +7,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type ClusterConfig, ConfigError, type NodeConfig, type ParsedConfig, type Patch, parseConfig } from "./config/parse";
+import { ConfigError, parseConfig } from "./config/parse";
+import type { ClusterConfig, NodeConfig, ParsedConfig, Patch } from "./config/schema";
 import { installerImage } from "./naming";
 import { clusterPatches, nodePatches, rolePatches } from "./patches";
 import { schematicFor } from "./schematic";

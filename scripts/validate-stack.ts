@@ -2,7 +2,8 @@
 // then Talos' validator on every node's config): `npm run validate -- dev prod`
 // (stack names) or `npm run validate -- path/to/Pulumi.x.yaml` (files).
 import { readFileSync } from "node:fs";
-import { ConfigError, configFromStackFile } from "../lib/config/parse";
+import { ConfigError } from "../lib/config/parse";
+import { configFromStackFile } from "../lib/config/source";
 import { counted } from "../lib/naming";
 import { checkStack } from "../lib/validate";
 

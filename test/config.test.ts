@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, configFromPulumi, parseConfig } from "../lib/config/parse";
+import { ConfigError, parseConfig } from "../lib/config/parse";
+import { configFromPulumi } from "../lib/config/source";
 import { stackWith, validStack } from "./fixtures/stacks";
 
 /** The problems a config is refused with (fails the test if it is accepted). */

@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, configFromStackFile, parseConfig } from "../lib/config/parse";
+import { ConfigError, parseConfig } from "../lib/config/parse";
+import { configFromStackFile } from "../lib/config/source";
 
 const root = join(__dirname, "..");
 const stackFile = (name: string) => readFileSync(join(root, `Pulumi.${name}.yaml`), "utf8");
