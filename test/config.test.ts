@@ -71,7 +71,7 @@ describe("stack config: every problem is reported at once", () => {
     const problems = problemsOf({ ...raw, clusterName: "Lab_1", kubernetesVersion: "1.20.0" });
     expect(problems).toHaveLength(3);
     expect(problems.join("\n")).toContain("talos-cluster:clusterName:");
-    expect(problems.join("\n")).toContain("talos-cluster:nodes[1].address:");
+    expect(problems.join("\n")).toContain("talos-cluster:nodes[1] (cp-2).address:");
     expect(problems.join("\n")).toContain("talos-cluster:kubernetesVersion:");
   });
 
@@ -90,7 +90,7 @@ describe("stack config: every problem is reported at once", () => {
       problemsOf(stackWith({ nodes, network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.10", interfce: "enp1s0" } } })),
     ).toEqual(
       expect.arrayContaining([
-        "talos-cluster:nodes[3].lables: unknown key; did you mean labels?",
+        "talos-cluster:nodes[3] (worker-1).lables: unknown key; did you mean labels?",
         "talos-cluster:network.vip.interfce: unknown key; did you mean interface?",
       ]),
     );
@@ -104,10 +104,20 @@ describe("stack config: every problem is reported at once", () => {
 });
 
 describe("stack config: addresses, names and versions", () => {
+  it("names a node by its place in the list and by its name, so a long list needs no counting", () => {
+    const raw = validStack();
+    const nodes = raw.nodes as Record<string, unknown>[];
+    nodes.push({ name: "wk-2", address: "10.0.0.22", role: "worker", installDisk: "sda", patches: ["a: b\n---\nc: d\n"] });
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[4] (wk-2).patches[0]: holds 2 YAML documents; give each its own list entry",
+      "talos-cluster:nodes[4] (wk-2).installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
+    ]);
+  });
+
   it("refuses a malformed node address with the value and the key", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[2] = { name: "cp-3", address: "10.0.0.300", role: "controlplane", installDisk: "/dev/sda" };
-    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[2].address: "10.0.0.300" is not an IPv4 address']);
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[2] (cp-3).address: "10.0.0.300" is not an IPv4 address']);
   });
 
   it("refuses a node name that is not a hostname", () => {
@@ -119,7 +129,7 @@ describe("stack config: addresses, names and versions", () => {
   it("refuses an unknown role", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "w", address: "10.0.0.21", role: "master", installDisk: "/dev/sda" };
-    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[3].role: must be "controlplane" or "worker"']);
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[3] (w).role: must be "controlplane" or "worker"']);
   });
 
   it("refuses duplicate node names", () => {
@@ -132,7 +142,7 @@ describe("stack config: addresses, names and versions", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.0.11", role: "worker", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[3].address: 10.0.0.11 is already used by nodes[0]; each node needs its own address",
+      "talos-cluster:nodes[3] (worker-1).address: 10.0.0.11 is already used by nodes[0] (cp-1); each node needs its own address",
     ]);
   });
 
@@ -199,14 +209,14 @@ describe("stack config: addresses, names and versions", () => {
       installDisk: "/dev/sda",
       installDiskSelector: { type: "nvme" },
     };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0]: set either installDisk or installDiskSelector, not both"]);
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0] (cp-1): set either installDisk or installDiskSelector, not both"]);
   });
 
   it("refuses a node that names no install disk, since Talos would otherwise wipe /dev/sda", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[1] = { name: "cp-2", address: "10.0.0.12", role: "controlplane" };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[1]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
+      "talos-cluster:nodes[1] (cp-2): set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
     ]);
   });
 
@@ -214,7 +224,7 @@ describe("stack config: addresses, names and versions", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[0] = { name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk: "sda" };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[0].installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
+      "talos-cluster:nodes[0] (cp-1).installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
     ]);
   });
 
@@ -234,7 +244,7 @@ describe("stack config: addresses, names and versions", () => {
       labels: { "node-role.kubernetes.io/storage": "", "node.kubernetes.io/pool": "storage", "example.com/rack": "r1" },
     };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[3].labels: \"node-role.kubernetes.io/storage\" cannot be set on a worker: Talos labels a worker with its kubelet's credentials, and Kubernetes' NodeRestriction refuses this key (a kubelet may set kubernetes.io and k8s.io labels only under node.kubernetes.io/ or kubelet.kubernetes.io/ (or the topology and os/arch keys)), and with it every other label of the node; use a key under node.kubernetes.io/ or a domain of your own",
+      "talos-cluster:nodes[3] (worker-1).labels: \"node-role.kubernetes.io/storage\" cannot be set on a worker: Talos labels a worker with its kubelet's credentials, and Kubernetes' NodeRestriction refuses this key (a kubelet may set kubernetes.io and k8s.io labels only under node.kubernetes.io/ or kubelet.kubernetes.io/ (or the topology and os/arch keys)), and with it every other label of the node; use a key under node.kubernetes.io/ or a domain of your own",
     ]);
   });
 
@@ -254,7 +264,9 @@ describe("stack config: addresses, names and versions", () => {
       installDisk: "/dev/sda",
       taints: [{ key: "gpu", effect: "NoWay" }],
     };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute"]);
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[3] (worker-1).taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute",
+    ]);
   });
 });
 
@@ -296,13 +308,15 @@ describe("stack config: networks and the VIP", () => {
     const problems = problemsOf(
       stackWith({ endpoint: "10.0.0.11", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.11", interface: "enp1s0" } } }),
     );
-    expect(problems).toEqual(["talos-cluster:network.vip.address: 10.0.0.11 is also nodes[0].address; the VIP must be a free address"]);
+    expect(problems).toEqual([
+      "talos-cluster:network.vip.address: 10.0.0.11 is also nodes[0] (cp-1).address; the VIP must be a free address",
+    ]);
   });
 
   it("refuses a node outside the declared node subnet", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.1.21", role: "worker", installDisk: "/dev/sda" };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3] (worker-1).address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
   });
 
   it("refuses a VIP without its link, saying how to find the link's name", () => {
@@ -529,7 +543,7 @@ describe("stack config: config documents in patches", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [volume] };
     expect(problemsOf(raw)).toEqual([
-      'talos-cluster:nodes[3].patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see the README\'s toolchain table',
+      'talos-cluster:nodes[3] (worker-1).patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see the README\'s toolchain table',
     ]);
   });
 
@@ -561,7 +575,7 @@ describe("stack config: patches given as YAML text", () => {
     expect(problemsOf(stackWith({ nodes, patches: { all: ["machine: {}\n---\nkind: HostnameConfig\n", "just text"] } }))).toEqual([
       "talos-cluster:patches.all[0]: holds 2 YAML documents; give each its own list entry",
       'talos-cluster:patches.all[1]: must be a machine-config patch: a mapping such as "machine: {sysctls: {...}}", as YAML text or nested YAML',
-      "talos-cluster:nodes[0].patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
     ]);
   });
 });
@@ -575,8 +589,8 @@ describe("stack config: patches that fight the program", () => {
     };
     expect(problemsOf({ ...raw, patches: { all: [{ cluster: { network: { cni: { name: "flannel" } } } }] } })).toEqual([
       "talos-cluster:patches.all[0]: cluster.network.cni is set by the program; Cilium is the CNI: set addons.cilium.enabled to false to choose Talos' own",
-      "talos-cluster:nodes[0].patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
-      "talos-cluster:nodes[0].patches[0]: machine.network.hostname is set by the program; the node's name is its hostname: use nodes[].name",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: machine.network.hostname is set by the program; the node's name is its hostname: use nodes[].name",
     ]);
   });
 

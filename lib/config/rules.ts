@@ -38,7 +38,7 @@ export interface Sections extends Partial<Omit<StackInput, "nodes">> {
 
 /** `nodes[3] (wk-2)`: a node by its place in the list and by its name, as a user looks for it. */
 export function nodeRef(index: number, name: string | undefined): string {
-  return `nodes[${index}]`;
+  return name === undefined || name === "" ? `nodes[${index}]` : `nodes[${index}] (${name})`;
 }
 
 /** Every cross-field rule; problems refuse the stack, warnings do not. */
@@ -244,7 +244,7 @@ function checkVipAddressing(s: Sections, problems: string[]): void {
     const entries = [...shared, ...node.patches].flatMap((patch) => interfacesOf(patch));
     if (entries.some((e) => sameLink(e) && addressed(e))) continue;
     problems.push(
-      `${PROJECT}:network.vip.dhcp: false leaves nodes[${i}] (${node.name}) without an address on the VIP's link (${described}): an interfaces entry that names a link turns off Talos' default DHCP on it. Give that link static addresses for the same ${"interface" in link ? "interface" : "deviceSelector"} in patches.controlplane or nodes[${i}].patches (machine.network.interfaces[].addresses), or leave network.vip.dhcp at its default, true`,
+      `${PROJECT}:network.vip.dhcp: false leaves ${nodeRef(i, node.name)} without an address on the VIP's link (${described}): an interfaces entry that names a link turns off Talos' default DHCP on it. Give that link static addresses for the same ${"interface" in link ? "interface" : "deviceSelector"} in patches.controlplane or nodes[${i}].patches (machine.network.interfaces[].addresses), or leave network.vip.dhcp at its default, true`,
     );
   }
 }
