@@ -6,7 +6,7 @@ import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
 import type { ClusterConfig } from "../lib/config/schema";
 import { resourceNames } from "../lib/naming";
-import { nodeConfigPatches, operationTimeouts, planCluster } from "../lib/plan";
+import { operationTimeouts, planCluster } from "../lib/plan";
 import { talosDowngrade } from "../lib/versions";
 
 export interface TalosClusterArgs {
@@ -61,7 +61,7 @@ export class TalosCluster extends pulumi.ComponentResource {
   constructor(name: string, args: TalosClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("talos-cluster:index:TalosCluster", name, {}, opts);
     const { config } = args;
-    const plan = planCluster(name, config);
+    const plan = planCluster(name, config, args.installerImage);
     const timeouts = operationTimeouts(config);
 
     // Losing these loses the cluster's PKI: protect them, keep them on destroy, and never let a
@@ -107,10 +107,8 @@ export class TalosCluster extends pulumi.ComponentResource {
                 // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
                 talosVersion: this.secrets.talosVersion,
                 kubernetesVersion: config.kubernetesVersion,
-                configPatches: this.secrets.talosVersion.apply((contract) => [
-                  ...plan.roleConfigPatches[p.role],
-                  ...nodeConfigPatches(p.node, args.installerImage, contract),
-                ]),
+                // Every patch in the plan's order: the ones the validator judged before the run.
+                configPatches: this.secrets.talosVersion.apply((contract) => p.patches(contract).map((k) => k.patch)),
                 // Examples and docs bloat every apply's diff and state with comments.
                 docs: false,
                 examples: false,
@@ -172,7 +170,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           role: p.role,
           talosVersion: config.talosVersion,
           schematicId: args.schematicId,
-          installerImage: args.installerImage,
+          installerImage: p.installerImage,
           machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
         })),
         applyMode: config.applyMode,
@@ -200,7 +198,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           clientConfiguration,
           talosVersion: config.talosVersion,
           schematicId: args.schematicId,
-          installerImage: args.installerImage,
+          installerImage: p.installerImage,
           kubernetesVersion: config.kubernetesVersion,
           machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
           timeout: config.nodeTimeout,

@@ -1,22 +1,39 @@
-// What the TalosCluster component declares, computed from the validated config as plain data:
-// which node gets which patches, who bootstraps, which endpoints the talosconfig lists.
-import type { ClusterConfig, NodeConfig, Role } from "./config/schema";
+// One plan of the cluster, read by TalosCluster (what it declares), the validator (what Talos
+// judges) and the tests: per node its role, address, installer image and every patch in the
+// order the program applies it, each with the stack key it came from; who bootstraps; which
+// endpoints the talosconfig lists. Plain data computed from the validated config.
+import type { ClusterConfig, NodeConfig, Patch, Role } from "./config/schema";
+import { nodeRef, PROJECT } from "./config/source";
+import { imageSource, planImage } from "./image";
 import { resourceNames } from "./naming";
-import { clusterPatches, nodePatches, rolePatches, serialisePatches } from "./patches";
+import { clusterPatches, nodePatches, rolePatches } from "./patches";
+
+export interface KeyedPatch {
+  /** The stack key a user fixes, or, in parentheses, what of the program's own it is. */
+  key: string;
+  /** One patch object as JSON text, exactly as the program hands it to the config library. */
+  patch: string;
+}
 
 export interface NodePlan {
-  /** The node as the stack declares it, for its own patches. */
+  /** The node as the stack declares it. */
   node: NodeConfig;
   name: string;
   address: string;
   role: Role;
   /** Name of the node's ConfigurationApply; changes only when the node is renamed. */
   resourceName: string;
+  /** The installer image the node installs and is upgraded to. */
+  installerImage: string;
+  /**
+   * Every patch of the node's config in apply order: cluster-wide, the role's, then the node's,
+   * the program's own before the stack's at each level. The node's part depends on the cluster's
+   * config contract (the Talos release it was created with), known to TalosCluster only as an output.
+   */
+  patches(contract: string): KeyedPatch[];
 }
 
 export interface ClusterPlan {
-  /** Patches per role for machine.getConfiguration: cluster-wide first, then the role's. */
-  roleConfigPatches: Record<Role, string[]>;
   nodes: NodePlan[];
   /**
    * The node that bootstraps etcd: the first control plane in the stack's order. It must stay
@@ -30,34 +47,57 @@ export interface ClusterPlan {
   talosconfig: { endpoints: string[] };
 }
 
-export function planCluster(name: string, config: ClusterConfig): ClusterPlan {
-  const nodes = config.nodes.map((n) => ({
-    node: n,
-    name: n.name,
-    address: n.address,
-    role: n.role,
-    resourceName: resourceNames.configApply(name, n.name),
-  }));
+/**
+ * The program's patches (built-ins first) with the stack key of each: the last `user.length` come
+ * from the stack under `userKey`, the ones before are the program's own.
+ */
+function keyed(patches: Patch[], user: Patch[], userKey: string, builtin: string): KeyedPatch[] {
+  const own = patches.length - user.length;
+  return patches.map((p, i) => ({ key: i < own ? builtin : `${userKey}[${i - own}]`, patch: JSON.stringify(p) }));
+}
+
+/**
+ * The cluster `name` as the program declares it. `installerImage` is the stack's factory installer
+ * (lib/image.ts) unless given: TalosCluster passes the one TalosImage declared, from the same derivation.
+ */
+export function planCluster(
+  name: string,
+  config: ClusterConfig,
+  installerImage = planImage(imageSource(config)).installerImage,
+): ClusterPlan {
+  const cluster = keyed(clusterPatches(config), config.patches.all, `${PROJECT}:patches.all`, "(program: cluster settings)");
+  const role = (r: Role) => keyed(rolePatches(config, r), config.patches[r], `${PROJECT}:patches.${r}`, `(program: ${r} settings)`);
+  const byRole = { controlplane: role("controlplane"), worker: role("worker") };
+  const nodes = config.nodes.map(
+    (n, i): NodePlan => ({
+      node: n,
+      name: n.name,
+      address: n.address,
+      role: n.role,
+      resourceName: resourceNames.configApply(name, n.name),
+      installerImage,
+      patches: (contract) => [
+        ...cluster,
+        ...byRole[n.role],
+        ...keyed(
+          nodePatches(n, installerImage, contract),
+          n.patches,
+          `${PROJECT}:${nodeRef(i, n.name)}.patches`,
+          `(program: node ${n.name})`,
+        ),
+      ],
+    }),
+  );
   const bootstrapNode = nodes.find((n) => n.role === "controlplane");
   // parseConfig refuses a cluster without a control plane; this guards direct callers.
   if (bootstrapNode === undefined) throw new Error(`cluster ${name} has no control plane to bootstrap`);
-  const base = clusterPatches(config);
   return {
-    roleConfigPatches: {
-      controlplane: serialisePatches([...base, ...rolePatches(config, "controlplane")]),
-      worker: serialisePatches([...base, ...rolePatches(config, "worker")]),
-    },
     nodes,
     bootstrapNode,
     talosconfig: {
       endpoints: nodes.filter((n) => n.role === "controlplane").map((n) => n.address),
     },
   };
-}
-
-/** The patches a node's ConfigurationApply carries, for the installer image and config contract. */
-export function nodeConfigPatches(node: NodeConfig, installerImage: string, contract: string): string[] {
-  return serialisePatches(nodePatches(node, installerImage, contract));
 }
 
 /**

@@ -5,11 +5,12 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { verifiedSchematicId } from "../components/image";
 import { deployCluster, readyEndpoints, type StackOutputs, snapshotFolder } from "../components/program";
 import { ConfigError, parseConfig } from "../lib/config/parse";
 import { PROJECT } from "../lib/config/source";
+import { verifiedSchematicId } from "../lib/image";
 import { schematicFor } from "../lib/schematic";
+import { validatorInput } from "../lib/validate";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
 
@@ -169,6 +170,26 @@ describe("node configuration", () => {
         examples: false,
       });
       expect(c.inputs.machineSecrets).toMatchObject({ secrets: { bootstrapToken: "token" } });
+    }
+  });
+
+  it("renders each node's config from byte for byte the patches Talos' validator judged, in the same order", async () => {
+    const nodes = (validStack().nodes as Record<string, unknown>[]).map((n, i) =>
+      i === 3 ? { ...n, patches: [{ machine: { sysctls: { "vm.swappiness": "10" } } }] } : n,
+    );
+    const raw = stackWith({
+      nodes,
+      patches: {
+        all: [{ machine: { time: { servers: ["time.example.com"] } } }],
+        worker: [{ machine: { kubelet: { extraArgs: { v: "2" } } } }],
+      },
+    });
+    const { plan: p, config } = await planStack(raw);
+    const judged = validatorInput(config).nodes;
+    expect(judged.map((n) => n.name)).toEqual(config.nodes.map((n) => n.name));
+    for (const node of judged) {
+      const call = p.calls.find((c) => c.token === T.machineConfig && hostnameIn(c.inputs.configPatches) === node.name);
+      expect(call?.inputs.configPatches).toEqual(node.patches.map((k) => k.patch));
     }
   });
 

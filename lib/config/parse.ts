@@ -3,7 +3,7 @@
 // reports every problem. Returns one typed object, or throws ConfigError listing them all. Pure.
 import { parseAllDocuments } from "yaml";
 import { closest } from "../naming";
-import { crossFieldRules, nodeRef, type ParsedNode, type Sections } from "./rules";
+import { crossFieldRules, type ParsedNode, type Sections } from "./rules";
 import {
   type ClusterConfig,
   keysAt,
@@ -14,7 +14,7 @@ import {
   type StackInput,
   stackSchema,
 } from "./schema";
-import { PROJECT } from "./source";
+import { nodeRef, PROJECT } from "./source";
 
 /** Thrown with every problem in the stack config; its message lists them one per line. */
 export class ConfigError extends Error {

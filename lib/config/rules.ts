@@ -13,7 +13,7 @@ import {
   talosMinor,
 } from "../versions";
 import { KUBERNETES_VERSION, type NodeConfig, normaliseEndpoint, type Patch, type StackInput } from "./schema";
-import { PROJECT } from "./source";
+import { nodeRef, PROJECT } from "./source";
 
 /**
  * A node of the stack's list with the fields that parsed: a node the schema refused in part still
@@ -34,11 +34,6 @@ export interface Sections extends Partial<Omit<StackInput, "nodes">> {
   nodes: ParsedNode[];
   /** Whether `nodes` is a list at all. */
   nodeList: boolean;
-}
-
-/** `nodes[3] (wk-2)`: a node by its place in the list and by its name, as a user looks for it. */
-export function nodeRef(index: number, name: string | undefined): string {
-  return name === undefined || name === "" ? `nodes[${index}]` : `nodes[${index}] (${name})`;
 }
 
 /** Every cross-field rule; problems refuse the stack, warnings do not. */

@@ -5,6 +5,11 @@ import { parse as parseYaml } from "yaml";
 /** Config namespace: the project name in Pulumi.yaml. */
 export const PROJECT = "talos-cluster";
 
+/** `nodes[3] (wk-2)`: a node by its place in the list and by its name, as a user looks for it. */
+export function nodeRef(index: number, name: string | undefined): string {
+  return name === undefined || name === "" ? `nodes[${index}]` : `nodes[${index}] (${name})`;
+}
+
 /**
  * Pulumi hands every config value to the program as a string; structured values (lists, maps)
  * arrive as JSON text. Keys come as "project:key".
