@@ -240,10 +240,11 @@ export class Simulator {
     private readonly controlUrl: string,
   ) {}
 
-  /** `extra`: further talos-sim flags, e.g. `-talos-version v1.11.4` for nodes left on an old release. */
   /**
-   * `extra`: further talos-sim flags. `logFile`: write the simulator's log there and let it outlive
-   * this process (the demo's --keep); otherwise it dies with its pipe.
+   * `extra`: further talos-sim flags, e.g. `-talos-version v1.11.4` for nodes left on an old
+   * release. `logFile`: write the simulator's log there and let it outlive this process (the
+   * demo's --keep, the lab); otherwise it dies with its pipe. `host`: the loopback address the
+   * factory and the control endpoint listen on.
    */
   static async start(
     nodes: string[],
@@ -251,11 +252,12 @@ export class Simulator {
     controlPort: number,
     extra: string[] = [],
     logFile?: string,
+    host = "127.0.0.1",
   ): Promise<Simulator> {
     const dir = mkdtempSync(join(tmpdir(), "talos-sim-"));
     const ready = join(dir, "ready");
-    const factory = `127.0.0.1:${factoryPort}`;
-    const control = `127.0.0.1:${controlPort}`;
+    const factory = `${host}:${factoryPort}`;
+    const control = `${host}:${controlPort}`;
     const args = ["-nodes", nodes.join(","), "-factory", factory, "-control", control, "-ready-file", ready, ...extra];
     const proc =
       logFile === undefined

@@ -10,6 +10,10 @@ if [ ! -x "$cli" ]; then
   echo "The Pulumi CLI is not set up in this checkout yet: run \`npm run setup\` first (it builds the pinned CLI and plugins)." >&2
   exit 1
 fi
+# The language host runs the program on the `node` on PATH: the supported one setup chose.
+# shellcheck source=scripts/node.sh
+source scripts/node.sh
+use_supported_node installed
 backend=""
 if [ "${1:-}" = login ] && [[ "${2:-}" == file://* ]]; then backend=$2; fi
 if [ -z "$backend" ] && [[ "${PULUMI_BACKEND_URL:-}" == file://* ]]; then backend=$PULUMI_BACKEND_URL; fi

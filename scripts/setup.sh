@@ -18,7 +18,13 @@ build_all() { [ "${TALOS_CLUSTER_BUILD_TOOLCHAIN:-}" = 1 ]; }
 # version_at_least A B: dotted version A >= B.
 version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
 
-step "Node.js $(node --version), npm $(npm --version 2>/dev/null)"
+# Node.js: the one on PATH when package.json's engines accept it, or else the one .nvmrc pins,
+# installed into the cache; everything below, and every `npm run` and `npx` after (through
+# node_modules/.bin/node, linked at the end), runs on it.
+# shellcheck source=scripts/node.sh
+source scripts/node.sh
+use_supported_node install
+step "Node.js $(node --version)${NODE_BIN_DIR:+ (installed in $NODE_BIN_DIR, as .nvmrc pins)}, npm $(npm --version 2>/dev/null)"
 if ! command -v go >/dev/null 2>&1; then
   [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
 fi
@@ -84,8 +90,8 @@ wrapper_sum() { # dir: a hash of the wrapper's Go sources and pins
   (cd "$1" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 cat) |
     sha256sum | cut -c1-12
 }
-build_wrapped() { # name version wrapper module package ldflags duration: sets BUILT to the binary
-  local name=$1 version=$2 wrapper=$3 module=$4 package=$5 ldflags=$6 duration=$7 t built
+build_wrapped() { # name version wrapper module package ldflags duration [version-args]: sets BUILT to the binary
+  local name=$1 version=$2 wrapper=$3 module=$4 package=$5 ldflags=$6 duration=$7 version_args=${8:---version} t built
   BUILT="$CACHE/bin/$name-v$version-$(wrapper_sum "$wrapper")"
   if [ -x "$BUILT" ]; then echo "$name v$version: cached"; return; fi
   grep -Eq "(^require|^[[:space:]])[[:space:]]*$module v$version([[:space:]]|$)" "$wrapper/go.mod" ||
@@ -93,7 +99,8 @@ build_wrapped() { # name version wrapper module package ldflags duration: sets B
   echo "$name v$version: building ($duration on a cold cache, 2 cores)"
   t=$(date +%s)
   (cd "$wrapper" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$BUILT.tmp" "$package")
-  built=$("$BUILT.tmp" --version 2>&1 || true)
+  # shellcheck disable=SC2086 # version_args is words: "version --client"
+  built=$("$BUILT.tmp" $version_args 2>&1 || true)
   case "$built" in *"$version"*) ;; *) echo "$name built, but reports \"$built\", not v$version" >&2; exit 1 ;; esac
   mv "$BUILT.tmp" "$BUILT"
   echo "$name: built in $(elapsed "$t")"
@@ -106,6 +113,14 @@ build_wrapped kube-apiserver "$KUBE_APISERVER_VERSION" scripts/toolchain/kube-ap
   "-X k8s.io/component-base/version.gitVersion=v$KUBE_APISERVER_VERSION -X k8s.io/component-base/version.gitMajor=${KUBE_APISERVER_VERSION%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_APISERVER_VERSION" | cut -d. -f2)" \
   "about 8 minutes"
 KUBE_APISERVER="$BUILT"
+# kubectl at the same release, from the same k8s.io/kubernetes module (scripts/toolchain/kubectl):
+# `npx kubectl` works against the lab (npm run lab) without one installed. With kube-apiserver's
+# build cache warm it compiles only kubectl's own packages: about 2.5 minutes, 2 cores.
+build_wrapped kubectl "$KUBE_APISERVER_VERSION" scripts/toolchain/kubectl k8s.io/kubernetes \
+  k8s.io/kubernetes/cmd/kubectl \
+  "-X k8s.io/component-base/version.gitVersion=v$KUBE_APISERVER_VERSION -X k8s.io/component-base/version.gitMajor=${KUBE_APISERVER_VERSION%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_APISERVER_VERSION" | cut -d. -f2)" \
+  "about 3 minutes after kube-apiserver's" "version --client"
+KUBECTL="$BUILT"
 
 # The Pulumi engine: the CLI, the Node.js language host and the Talos plugin are Go modules,
 # built from the wrapper modules in scripts/toolchain (their go.mod/go.sum are the pins). Each
@@ -307,12 +322,27 @@ ln -sf "$CACHE/bin/talosvalidate" node_modules/.bin/talosvalidate
 ln -sf "$TALOSCTL" node_modules/.bin/talosctl
 ln -sf "$ETCD" node_modules/.bin/etcd
 ln -sf "$KUBE_APISERVER" node_modules/.bin/kube-apiserver
+ln -sf "$KUBECTL" node_modules/.bin/kubectl
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
+# `npm run` and `npx` put node_modules/.bin first on PATH: scripts, tests and the Pulumi language
+# host they start find the installed Node.js there. A PATH's own supported node needs no link.
+if [ -n "$NODE_BIN_DIR" ]; then
+  ln -sf "$NODE_BIN_DIR/node" node_modules/.bin/node
+  echo "node_modules/.bin/node -> $NODE_BIN_DIR/node ($(node --version))"
+else
+  case "$(readlink node_modules/.bin/node 2>/dev/null)" in "$CACHE"/node-v*) rm -f node_modules/.bin/node ;; esac
+fi
 
 # Builds for pins no longer in use only take disk space.
 for dir in "$CACHE"/engine-* "$CACHE"/talos-* "$CACHE"/kubernetes-* "$CACHE"/talosnode-*; do
   case "$dir" in "$ENGINE" | "$(dirname "$PULUMI")" | "$TALOS" | "$K8S" | "$TALOSNODE" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
 done
-for file in "$CACHE"/bin/talosctl-* "$CACHE"/bin/etcd-* "$CACHE"/bin/kube-apiserver-*; do
-  case "$file" in "$TALOSCTL" | "$ETCD" | "$KUBE_APISERVER") ;; *) rm -f "$file" ;; esac
+# Node.js releases other than the pinned one, once that is the one in use.
+if [ -n "$NODE_BIN_DIR" ]; then
+  for dir in "$CACHE"/node-v*; do
+    case "$dir" in "${NODE_BIN_DIR%/bin}" | *.tmp) ;; *) [ -d "$dir" ] && rm -rf "$dir" ;; esac
+  done
+fi
+for file in "$CACHE"/bin/talosctl-* "$CACHE"/bin/etcd-* "$CACHE"/bin/kube-apiserver-* "$CACHE"/bin/kubectl-*; do
+  case "$file" in "$TALOSCTL" | "$ETCD" | "$KUBE_APISERVER" | "$KUBECTL") ;; *) rm -f "$file" ;; esac
 done

@@ -38,14 +38,17 @@ describe("npm run credentials", () => {
 });
 
 describe("npm run pulumi", () => {
-  /** A checkout holding only the wrapper, and a CLI stand-in that prints its arguments when given. */
-  function checkout(withCli: boolean): string {
+  /**
+   * A checkout holding only the wrapper and the Node.js pins, and a CLI stand-in that prints its
+   * arguments (or the `node` it would run programs on) when given.
+   */
+  function checkout(withCli: boolean, cli = '#!/bin/sh\necho "cli $*"\n'): string {
     const dir = mkdtempSync(join(tmpdir(), "wrapper-"));
     mkdirSync(join(dir, "scripts"));
-    copyFileSync(join(root, "scripts", "pulumi.sh"), join(dir, "scripts", "pulumi.sh"));
+    for (const file of ["scripts/pulumi.sh", "scripts/node.sh", "package.json", ".nvmrc"]) copyFileSync(join(root, file), join(dir, file));
     if (withCli) {
       mkdirSync(join(dir, "node_modules", ".bin"), { recursive: true });
-      writeFileSync(join(dir, "node_modules", ".bin", "pulumi"), '#!/bin/sh\necho "cli $*"\n', { mode: 0o755 });
+      writeFileSync(join(dir, "node_modules", ".bin", "pulumi"), cli, { mode: 0o755 });
     }
     return dir;
   }
@@ -67,5 +70,23 @@ describe("npm run pulumi", () => {
     const viaEnv = join(dir, "other-state");
     expect(run(dir, ["stack", "ls"], { PULUMI_BACKEND_URL: `file://${viaEnv}` }).status).toBe(0);
     expect(existsSync(viaEnv)).toBe(true);
+  });
+
+  it("runs the CLI, and so the programs its language host starts, on the Node.js setup installed when PATH's is too old", () => {
+    const dir = checkout(true, "#!/bin/sh\nnode --version\n");
+    const pinned = readFileSync(join(root, ".nvmrc"), "utf8").trim();
+    const bin = mkdtempSync(join(tmpdir(), "wrapper-bin-"));
+    writeFileSync(join(bin, "node"), "#!/bin/sh\necho v20.20.2\n", { mode: 0o755 });
+    const cache = mkdtempSync(join(tmpdir(), "wrapper-cache-"));
+    const env = { PATH: `${bin}:/usr/bin:/bin`, XDG_CACHE_HOME: cache };
+    const before = run(dir, ["version"], env);
+    expect(before.status).toBe(1);
+    expect(before.stderr).toContain(`Node.js v${pinned} (.nvmrc) is not installed: run \`npm run setup\``);
+    const installed = join(cache, "talos-cluster", `node-v${pinned}`, "bin");
+    mkdirSync(installed, { recursive: true });
+    writeFileSync(join(installed, "node"), `#!/bin/sh\necho v${pinned}\n`, { mode: 0o755 });
+    const after = run(dir, ["version"], env);
+    expect(after.stderr).toBe("");
+    expect(after.stdout).toBe(`v${pinned}\n`);
   });
 });

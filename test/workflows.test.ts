@@ -423,6 +423,26 @@ describe("the workflows", () => {
     expect(nvmrc.split(".")[0]).toBe(typesMajor);
   });
 
+  it("set Node up from .nvmrc before any step that runs Node.js (npm, npx, node, the Pulumi action)", () => {
+    const runsNode = (step: JsonMap) =>
+      (typeof step.run === "string" && /(^|[\s;&|(])(npm|npx|node)\s/.test(step.run)) ||
+      (typeof step.uses === "string" && step.uses.startsWith("pulumi/actions@"));
+    const jobsRunningNode: string[] = [];
+    for (const name of workflowFiles) {
+      for (const [jobName, jobValue] of Object.entries(asMap(workflow(name).jobs))) {
+        const steps = asList(asMap(jobValue).steps).map(asMap);
+        const first = steps.findIndex(runsNode);
+        if (first < 0) continue;
+        jobsRunningNode.push(`${name} ${jobName}`);
+        const setup = steps.findIndex((step) => typeof step.uses === "string" && step.uses.startsWith("actions/setup-node@"));
+        expect(setup, `${name} ${jobName}: setup-node before step ${first + 1}`).toBeGreaterThanOrEqual(0);
+        expect(setup).toBeLessThan(first);
+        expect(asMap(steps[setup]).with).toMatchObject({ "node-version-file": ".nvmrc" });
+      }
+    }
+    expect(jobsRunningNode.sort()).toEqual(["deploy.yml up", "drift.yml drift", "pull-request.yml checks", "pull-request.yml preview"]);
+  });
+
   it("Renovate keeps the pinned action digests current", () => {
     const renovate = JSON.parse(readFileSync(join(root, "renovate.json"), "utf8")) as { extends: string[] };
     expect(renovate.extends).toContain("helpers:pinGitHubActionDigests");

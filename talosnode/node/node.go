@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/constants"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
@@ -47,6 +50,24 @@ func (t Target) String() string {
 		return t.Address
 	}
 	return fmt.Sprintf("%s (%s)", t.Name, t.Address)
+}
+
+// Endpoint is where the node is asked: its address with the Talos API port (50000, apid) unless
+// the address names one, as the Talos client dials it.
+func (t Target) Endpoint() string {
+	if _, _, err := net.SplitHostPort(t.Address); err == nil {
+		return t.Address
+	}
+	return net.JoinHostPort(strings.Trim(t.Address, "[]"), strconv.Itoa(constants.ApidPort))
+}
+
+// Where names the node and the endpoint it is asked at, for lines about a wait:
+// "cp-1 at 10.0.0.11:50000".
+func (t Target) Where() string {
+	if t.Name == "" || t.Name == t.Address {
+		return t.Endpoint()
+	}
+	return t.Name + " at " + t.Endpoint()
 }
 
 // State is what a node reports about itself.

@@ -308,3 +308,24 @@ func TestReadAvailableReadsWhatAReaderMayAndSaysTheConfigWasNotRead(t *testing.T
 		})
 	}
 }
+
+func TestEndpointIsTheAddressWithTheTalosAPIPortUnlessItNamesOne(t *testing.T) {
+	for _, c := range []struct{ address, endpoint, where string }{
+		{"10.0.0.11", "10.0.0.11:50000", "cp-1 at 10.0.0.11:50000"},
+		{"127.0.9.1:50123", "127.0.9.1:50123", "cp-1 at 127.0.9.1:50123"},
+		{"fd00::11", "[fd00::11]:50000", "cp-1 at [fd00::11]:50000"},
+		{"[fd00::11]:50001", "[fd00::11]:50001", "cp-1 at [fd00::11]:50001"},
+		{"node-1.lan", "node-1.lan:50000", "cp-1 at node-1.lan:50000"},
+	} {
+		tg := node.Target{Name: "cp-1", Address: c.address}
+		if got := tg.Endpoint(); got != c.endpoint {
+			t.Errorf("Endpoint(%q) = %q, want %q", c.address, got, c.endpoint)
+		}
+		if got := tg.Where(); got != c.where {
+			t.Errorf("Where(%q) = %q, want %q", c.address, got, c.where)
+		}
+	}
+	if got := (node.Target{Address: "10.0.0.11"}).Where(); got != "10.0.0.11:50000" {
+		t.Errorf("Where without a name = %q", got)
+	}
+}

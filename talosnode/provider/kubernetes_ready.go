@@ -129,16 +129,8 @@ func waitReady(ctx context.Context, a KubernetesReadyArgs) error {
 		check = func(ctx context.Context) string { return c.NodesReady(ctx, a.Nodes) }
 		what = fmt.Sprintf("%d Kubernetes nodes Ready", len(a.Nodes))
 	}
-	logger := p.GetLogger(ctx)
-	var lastLog time.Time
-	progress := func(seen string) {
-		msg := fmt.Sprintf("%s: waiting for %s: %s", a.Stage, what, seen)
-		logger.InfoStatus(msg)
-		if time.Since(lastLog) >= 30*time.Second {
-			logger.Info(msg)
-			lastLog = time.Now()
-		}
-	}
+	w := progressSink(ctx).Start(fmt.Sprintf("%s: waiting for %s", a.Stage, what), timeout)
+	progress := func(seen string) { w.Seen(seen) }
 	if err := kube.Wait(ctx, timeout, 2*time.Second, check, progress); err != nil {
 		return fmt.Errorf("%s: %s %w", a.Stage, what, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
 
 	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/progress"
 	"talos-cluster/talosnode/redact"
 )
 
@@ -168,7 +169,7 @@ func (NodeState) Create(ctx context.Context, req infer.CreateRequest[NodeStateAr
 	if req.DryRun {
 		return infer.CreateResponse[NodeStateState]{Output: state}, nil
 	}
-	live, err := observe(ctx, "create", node.Target{Name: req.Name, Address: req.Inputs.Node}, req.Inputs, nil)
+	live, err := observe(ctx, "create", node.Target{Name: req.Name, Address: req.Inputs.Node}, req.Inputs, nil, progressSink(ctx))
 	if err != nil {
 		return infer.CreateResponse[NodeStateState]{}, err
 	}
@@ -191,7 +192,7 @@ func (NodeState) Read(ctx context.Context, req infer.ReadRequest[NodeStateArgs, 
 	if useReader {
 		override = &reader
 	}
-	live, err := observe(ctx, "refresh", t, declared, override)
+	live, err := observe(ctx, "refresh", t, declared, override, progressSink(ctx))
 	if err != nil {
 		return infer.ReadResponse[NodeStateArgs, NodeStateState]{}, err
 	}
@@ -213,7 +214,7 @@ func (NodeState) Update(ctx context.Context, req infer.UpdateRequest[NodeStateAr
 		return infer.UpdateResponse[NodeStateState]{Output: state}, nil
 	}
 	state := NodeStateState{NodeStateArgs: req.Inputs}
-	live, err := observe(ctx, "update", node.Target{Name: req.ID, Address: req.Inputs.Node}, req.Inputs, nil)
+	live, err := observe(ctx, "update", node.Target{Name: req.ID, Address: req.Inputs.Node}, req.Inputs, nil, progressSink(ctx))
 	if err != nil {
 		return infer.UpdateResponse[NodeStateState]{}, err
 	}
@@ -243,7 +244,9 @@ type observed struct {
 // in messages: "refresh cp-1 (10.0.0.11): not answering over mutual TLS within 10m0s: ...".
 // reader, when not nil, is the refresh's own credential (ReadTalosconfigEnv), used instead of the
 // declared one: a MachineConfig it may not read is then observed.configDenied, not an error.
-func observe(ctx context.Context, op string, t node.Target, declared NodeStateArgs, reader *node.Credentials) (observed, error) {
+// While the node does not answer, the wait shows in sink where it stands: the node, its address
+// and port, the last attempt's error, the time left.
+func observe(ctx context.Context, op string, t node.Target, declared NodeStateArgs, reader *node.Credentials, sink progress.Sink) (observed, error) {
 	timeout, err := time.ParseDuration(declared.Timeout)
 	if declared.Timeout == "" {
 		timeout, err = time.ParseDuration(DefaultTimeout)
@@ -252,16 +255,8 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 		return observed{}, fmt.Errorf("%s %s: timeout %q is not a positive Go duration", op, t, declared.Timeout)
 	}
 	logger := p.GetLogger(ctx)
-	var lastLog time.Time
-	progress := func(attempt int, seen string) {
-		// Every attempt in the status line; in the log the first and then one every 30 s.
-		msg := fmt.Sprintf("waiting for %s: not answering over mutual TLS yet (%s)", t, seen)
-		logger.InfoStatus(msg)
-		if attempt == 1 || time.Since(lastLog) >= 30*time.Second {
-			logger.Info(msg)
-			lastLog = time.Now()
-		}
-	}
+	w := sink.Start(fmt.Sprintf("%s: waiting for %s to answer over mutual TLS", op, t.Where()), timeout)
+	progress := func(_ int, seen string) { w.Seen("last attempt: " + seen) }
 	creds := node.Credentials{
 		CACertificate:     declared.ClientConfiguration.CACertificate,
 		ClientCertificate: declared.ClientConfiguration.ClientCertificate,
@@ -302,6 +297,15 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 		vip:               s.VIP,
 		links:             s.Links,
 	}, nil
+}
+
+// progressSink is where a wait of this request shows where it stands: the resource's row in
+// `pulumi up` (InfoStatus, shown without -v, every few seconds) and its diagnostics (Info, the
+// first line and then now and then). Info, not Warning: waiting for a node that is installing or
+// rebooting is expected, and a warning count on every first up would cry wolf.
+func progressSink(ctx context.Context) progress.Sink {
+	logger := p.GetLogger(ctx)
+	return progress.Sink{Status: logger.InfoStatus, Log: logger.Info}
 }
 
 // setLive puts what the node runs where the stack declares what it should run. What was not

@@ -315,7 +315,7 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 	if err != nil {
 		return infer.UpdateResponse[RolloutState]{}, err
 	}
-	opts.Log = log
+	opts.Log, opts.Progress = log, progressSink(ctx)
 	if err := rollout.Preflight(ctx, nodes, opts); err != nil {
 		return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases, nothing was changed: %w", err)
 	}

@@ -189,7 +189,7 @@ func (r *runner) uncordon(ctx context.Context, n Node, c *cordoned) error {
 	if c == nil || !c.byUs {
 		return nil
 	}
-	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+	seen, err := r.poll(ctx, fmt.Sprintf("%s: waiting for an API server to uncordon Node %s", n.Target.Where(), c.name), func(ctx context.Context) (bool, string, error) {
 		err := c.client.SetUnschedulable(ctx, r.apiServers(), c.name, false)
 		switch {
 		case err == nil:

@@ -245,7 +245,7 @@ func (r *runner) awaitInPlace(ctx context.Context, n Node, before versions, move
 		r.log("%s: waiting for %s to run the new config and be Ready", n.Target, strings.Join(moved, ", "))
 	}
 	last := ""
-	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+	seen, err := r.poll(ctx, "", func(ctx context.Context) (bool, string, error) {
 		problems := r.landed(ctx, k, n, before, moved)
 		if p := r.readyz(ctx, k); p != "" {
 			problems = strings.Trim(problems+"; "+p, "; ")
@@ -275,7 +275,7 @@ func (r *runner) recheckDone(ctx context.Context, n Node) error {
 	if err != nil {
 		return &Error{Node: n.Target, Phase: ClusterCheck, Expected: "an admin kubeconfig to check the nodes done", Seen: err.Error()}
 	}
-	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+	seen, err := r.poll(ctx, fmt.Sprintf("%s: %s: waiting for the nodes done so far and every control plane's /readyz", n.Target.Where(), ClusterCheck), func(ctx context.Context) (bool, string, error) {
 		var problems []string
 		for _, d := range done {
 			if p := r.landed(ctx, k, d, nil, nil); p != "" {

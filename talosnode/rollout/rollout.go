@@ -21,6 +21,7 @@ import (
 
 	"talos-cluster/talosnode/kube"
 	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/progress"
 	"talos-cluster/talosnode/redact"
 )
 
@@ -58,6 +59,9 @@ type Options struct {
 	Snapshots     Snapshots
 	// Log receives one line per step (may be nil).
 	Log func(string)
+	// Progress receives, while a wait on a node lasts, what it waits for, what the last attempt
+	// saw and the time left, every few seconds (progress.Sink; its fields may be nil).
+	Progress progress.Sink
 	// Poll is how often a wait asks again; default 500ms.
 	Poll time.Duration
 	// Kubernetes makes the rollout wait, after each in-place change, until it has landed in the

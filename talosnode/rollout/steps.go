@@ -24,10 +24,12 @@ const bootIDPath = "/proc/sys/kernel/random/boot_id"
 const attempt = 10 * time.Second
 
 // poll calls try every opts.Poll until it reports done or the health timeout passes; seen is
-// what the last attempt found, for the error.
-func (r *runner) poll(ctx context.Context, try func(ctx context.Context) (done bool, seen string, err error)) (string, error) {
+// what the last attempt found, for the error. While it waits, what it waits for (what, unless
+// "") goes to opts.Progress with what each attempt saw and the time left.
+func (r *runner) poll(ctx context.Context, what string, try func(ctx context.Context) (done bool, seen string, err error)) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
 	defer cancel()
+	w := r.opts.Progress.Start(what, r.opts.HealthTimeout)
 	seen := "nothing yet"
 	for {
 		callCtx, callCancel := context.WithTimeout(ctx, attempt)
@@ -43,6 +45,9 @@ func (r *runner) poll(ctx context.Context, try func(ctx context.Context) (done b
 		if ctx.Err() == nil || seen == "nothing yet" {
 			seen = s
 		}
+		if what != "" && ctx.Err() == nil {
+			w.Seen(s)
+		}
 		select {
 		case <-ctx.Done():
 			return seen, ctx.Err()
@@ -54,7 +59,7 @@ func (r *runner) poll(ctx context.Context, try func(ctx context.Context) (done b
 // waitHealthy waits until the node answers, is running and ready, and returns what it reports.
 func (r *runner) waitHealthy(ctx context.Context, n Node, phase Phase) (node.State, error) {
 	var state node.State
-	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+	seen, err := r.poll(ctx, fmt.Sprintf("%s: %s: waiting for it to answer over mutual TLS, running and ready", n.Target.Where(), phase), func(ctx context.Context) (bool, string, error) {
 		s, err := node.Read(ctx, n.Target, r.opts.Credentials)
 		if err != nil {
 			var rerr *node.Error
@@ -135,7 +140,7 @@ func (r *runner) etcdHealth(ctx context.Context) string {
 // Talos checks this itself only during the Upgrade call and not at all for a config change, and
 // two back-to-back calls can both pass it: the rollout holds the line between nodes.
 func (r *runner) waitEtcd(ctx context.Context, n Node, phase Phase) error {
-	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+	seen, err := r.poll(ctx, fmt.Sprintf("%s: %s: waiting for all %d etcd members listed, started and healthy", n.Target.Where(), phase, len(r.members)), func(ctx context.Context) (bool, string, error) {
 		problems := r.etcdHealth(ctx)
 		return problems == "", problems, nil
 	})
@@ -170,7 +175,7 @@ func (r *runner) bootID(ctx context.Context, n Node) (string, error) {
 
 // waitReboot waits until the node answers with a boot id other than before.
 func (r *runner) waitReboot(ctx context.Context, n Node, before, why string) error {
-	seen, err := r.poll(ctx, func(ctx context.Context) (bool, string, error) {
+	seen, err := r.poll(ctx, fmt.Sprintf("%s: %s: waiting for it to come back from the reboot %s (a new boot id)", n.Target.Where(), Reboot, why), func(ctx context.Context) (bool, string, error) {
 		id, err := r.bootID(ctx, n)
 		switch {
 		case err != nil:

@@ -1,7 +1,7 @@
 // End to end with the addons on: the real CLI, engine, talos, talosnode and Kubernetes plugins and
 // program, against simulated Talos nodes whose cluster runs a real etcd and kube-apiserver
 // (talos-sim -etcd -kube-apiserver). The charts and the approver's manifest are fixtures served
-// from 127.0.0.1 (./chart-repo.ts): each renders only objects that need no controller, and the
+// from 127.0.0.1 (scripts/chart-repo.ts): each renders only objects that need no controller, and the
 // charts' ConfigMap carries the values Helm got. One cluster of 3 control planes and 2 workers
 // for the steps, in order; a second, small simulator for an API server that starts late or never.
 import { spawnSync } from "node:child_process";
@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ciliumValues, metricsServerValues } from "../../components/addons";
 import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../lib/versions";
-import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "./chart-repo";
+import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "../../scripts/chart-repo";
 import {
   controlPlaneFlags,
   describeEngine,

@@ -100,4 +100,24 @@ describeEngine("faults: a dead node, a node of another cluster, nodes on an old 
     expect(after.applies).toBe(before.applies);
     expect(after.hostname).toBe(owned.name);
   });
+
+  it("shows a node that does not answer while it waits: the node, its address and port, the last error, the time left", async () => {
+    const dead = nodes[2];
+    if (dead === undefined) throw new Error("fixture has no third node");
+    await sim.stop(dead.address);
+    try {
+      const up = ws.run(["up", "--yes", "--refresh"]);
+      expect(up.code).not.toBe(0);
+      const lines = up.output.split("\n");
+      const where = `waiting for faults-${dead.name}-state at ${dead.address}:50000 to answer over mutual TLS`;
+      const progress = lines.findIndex((l) => l.includes(where));
+      expect(progress, up.output).toBeGreaterThanOrEqual(0);
+      console.log(lines[progress]);
+      expect(lines[progress]).toMatch(/last attempt: version: Unavailable: .*connection refused.*; \d+s left of 15s/);
+      const failure = lines.findIndex((l) => l.includes("not answering over mutual TLS within 15s"));
+      expect(failure, up.output).toBeGreaterThan(progress);
+    } finally {
+      await sim.start(dead.address);
+    }
+  });
 });

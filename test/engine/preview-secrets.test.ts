@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ADDON_DEFAULTS } from "../../lib/versions";
-import { ChartRepo } from "./chart-repo";
+import { ChartRepo } from "../../scripts/chart-repo";
 import {
   controlPlaneFlags,
   describeEngine,

@@ -1,11 +1,11 @@
 // A local stand-in for the addons' chart repositories and the approver's manifest, for engine tests
-// with the addons on: the real charts cannot be downloaded here, and they would need controllers
-// and containers the simulated cluster does not run. Every chart is a fixture (its description
-// says which chart it stands in for) that renders one ConfigMap carrying the release's values as
-// JSON, so a test reads back from the API server what the program gave Helm.
+// with the addons on and for the lab (npm run lab): the real charts cannot be downloaded here, and
+// they would need controllers and containers the simulated cluster does not run. Every chart is a
+// fixture (its description says which chart it stands in for) that renders one ConfigMap carrying
+// the release's values as JSON, so a test reads back from the API server what the program gave Helm.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -75,7 +75,7 @@ spec:
 
 /**
  * Serves fixture charts (a Helm repository: index.yaml and .tgz files) and approver manifests from
- * a folder, through test/engine/chart-server.mjs in a process of its own (the tests' own event
+ * a folder, through scripts/chart-server.mjs in a process of its own (the tests' own event
  * loop is blocked while the CLI runs).
  */
 export class ChartRepo {
@@ -102,13 +102,32 @@ export class ChartRepo {
       .filter((l) => l !== "");
   }
 
+  /** The server's process id. */
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
   /**
    * Builds the charts (with the system tar) and the approver manifests, and serves them on
-   * 127.0.0.1:<port>.
+   * <host>:<port> (host 127.0.0.1 unless told). `keep`: build into that folder and let the server
+   * outlive this process (the lab), with its log there; otherwise a throwaway folder, and the
+   * server dies with this process.
    */
-  static async start(port: number, charts: FixtureChart[], approver: { versions: string[]; image: string }): Promise<ChartRepo> {
-    const baseUrl = `http://127.0.0.1:${port}`;
-    const dir = mkdtempSync(join(tmpdir(), "fixture-charts-"));
+  static async start(
+    port: number,
+    charts: FixtureChart[],
+    approver: { versions: string[]; image: string },
+    options: { host?: string; keep?: string } = {},
+  ): Promise<ChartRepo> {
+    const host = options.host ?? "127.0.0.1";
+    const baseUrl = `http://${host}:${port}`;
+    let dir: string;
+    if (options.keep === undefined) dir = mkdtempSync(join(tmpdir(), "fixture-charts-"));
+    else {
+      dir = options.keep;
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+    }
     const root = join(dir, "www");
     mkdirSync(join(root, "charts"), { recursive: true });
     const entries: Record<string, unknown[]> = {};
@@ -135,10 +154,16 @@ export class ChartRepo {
     const log = join(dir, "requests.log");
     const ready = join(dir, "ready");
     writeFileSync(log, "");
-    // stdin a pipe: the server exits when this process does.
-    const proc = spawn(process.execPath, [join(__dirname, "chart-server.mjs"), root, String(port), log, ready], {
-      stdio: ["pipe", "ignore", "pipe"],
-    });
+    const args = [join(__dirname, "chart-server.mjs"), root, host, String(port), log, ready];
+    // stdin a pipe: the server exits when this process does; kept, it runs on its own.
+    const proc =
+      options.keep === undefined
+        ? spawn(process.execPath, args, { stdio: ["pipe", "ignore", "pipe"] })
+        : spawn(process.execPath, [...args, "--keep"], {
+            stdio: ["ignore", "ignore", openSync(join(dir, "server.log"), "a")],
+            detached: true,
+          });
+    if (options.keep !== undefined) proc.unref();
     let stderr = "";
     proc.stderr?.on("data", (d: Buffer) => {
       stderr += d.toString();
@@ -147,7 +172,8 @@ export class ChartRepo {
     while (!existsSync(ready)) {
       if (proc.exitCode !== null || Date.now() > deadline) {
         proc.kill();
-        throw new Error(`the fixture chart server did not start on ${baseUrl}: ${stderr}`);
+        const log = options.keep === undefined ? stderr : readFileSync(join(dir, "server.log"), "utf8");
+        throw new Error(`the fixture chart server did not start on ${baseUrl}: ${log}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
