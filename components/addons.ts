@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as talosnode from "@talos-cluster/talosnode";
 import type { AddonConfig, ClusterConfig } from "../lib/config/schema";
 import { resourceNames } from "../lib/naming";
+import { TYPES } from "../lib/tokens";
 import { ADDON_DEFAULTS } from "../lib/versions";
 
 export interface BaseAddonsArgs {
@@ -79,7 +80,7 @@ export class BaseAddons extends pulumi.ComponentResource {
   public readonly installed: pulumi.Resource[];
 
   constructor(name: string, args: BaseAddonsArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("talos-cluster:index:BaseAddons", name, {}, opts);
+    super(TYPES.addons, name, {}, opts);
 
     // The kubeconfig exists seconds after the bootstrap; etcd, the API server and the VIP come
     // minutes later. The Kubernetes provider checks the cluster once when it starts and then

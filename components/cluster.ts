@@ -7,6 +7,7 @@ import * as talosnode from "@talos-cluster/talosnode";
 import type { ClusterConfig } from "../lib/config/schema";
 import { resourceNames } from "../lib/naming";
 import { operationTimeouts, planCluster } from "../lib/plan";
+import { SECRET_OUTPUTS, TYPES } from "../lib/tokens";
 import { talosDowngrade } from "../lib/versions";
 
 export interface TalosClusterArgs {
@@ -21,15 +22,6 @@ export interface TalosClusterArgs {
   /** Resources the config applies wait for: the schematic must exist before a node installs it. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
-
-/** Provider outputs that carry private keys or tokens; they must be encrypted in state and outputs. */
-export const SECRET_OUTPUTS = {
-  apply: ["machineConfiguration", "clientConfiguration"],
-  nodeState: ["machineConfiguration", "clientConfiguration"],
-  rollout: ["clientConfiguration"],
-  secrets: ["machineSecrets", "clientConfiguration"],
-  kubeconfig: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
-};
 
 /** A node as declared, and what it runs as the last up or refresh read it. */
 export interface NodeStatus {
@@ -59,7 +51,7 @@ export class TalosCluster extends pulumi.ComponentResource {
   public readonly kubeconfigResource: talos.cluster.Kubeconfig;
 
   constructor(name: string, args: TalosClusterArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("talos-cluster:index:TalosCluster", name, {}, opts);
+    super(TYPES.cluster, name, {}, opts);
     const { config } = args;
     const plan = planCluster(name, config, args.installerImage);
     const timeouts = operationTimeouts(config);
@@ -74,7 +66,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         protect: true,
         retainOnDelete: true,
         ignoreChanges: ["talosVersion"],
-        additionalSecretOutputs: SECRET_OUTPUTS.secrets,
+        additionalSecretOutputs: SECRET_OUTPUTS[TYPES.secrets],
       },
     );
     // The config contract: the release the cluster was created with. A declared release a minor
@@ -137,7 +129,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           {
             parent: this,
             dependsOn: args.dependsOn ?? [],
-            additionalSecretOutputs: SECRET_OUTPUTS.apply,
+            additionalSecretOutputs: SECRET_OUTPUTS[TYPES.configApply],
             ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
           },
         ),
@@ -182,7 +174,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         snapshotDir: args.snapshots.dir,
         snapshotPrefix: args.snapshots.prefix,
       },
-      { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.rollout },
+      { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.rollout] },
     );
 
     // The talos provider never reads a node back; this does, so a refresh shows a node that was
@@ -205,7 +197,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           // Talos ignores a VIP entry for a link the node lacks without a word; the read says so.
           vip: p.role === "controlplane" ? config.network.vip?.address : undefined,
         },
-        { parent: this, dependsOn: [apply, this.bootstrap, this.rollout], additionalSecretOutputs: SECRET_OUTPUTS.nodeState },
+        { parent: this, dependsOn: [apply, this.bootstrap, this.rollout], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.nodeState] },
       );
       const status = pulumi
         .all([state.runningTalosVersion, state.bootedSchematicId, state.appliedKubernetesVersion])
@@ -225,7 +217,7 @@ export class TalosCluster extends pulumi.ComponentResource {
     this.kubeconfigResource = new talos.cluster.Kubeconfig(
       resourceNames.kubeconfig(name),
       { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.kubeconfig },
-      { parent: this, dependsOn: [this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.kubeconfig },
+      { parent: this, dependsOn: [this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.kubeconfig] },
     );
     this.kubeconfig = pulumi.secret(this.kubeconfigResource.kubeconfigRaw);
 

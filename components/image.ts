@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import { type ImageSource, planImage, verifiedSchematicId } from "../lib/image";
 import { resourceNames } from "../lib/naming";
+import { TYPES } from "../lib/tokens";
 
 /** What the image is made of: release, extensions, factory (lib/image.ts). */
 export type TalosImageArgs = ImageSource;
@@ -19,7 +20,7 @@ export class TalosImage extends pulumi.ComponentResource {
   public readonly schematic: talos.imagefactory.Schematic;
 
   constructor(name: string, args: TalosImageArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("talos-cluster:index:TalosImage", name, {}, opts);
+    super(TYPES.image, name, {}, opts);
     const plan = planImage(args);
     const expected = plan.schematic;
     // The schematic id is the resource's id, and an update cannot change a Pulumi resource's id:
