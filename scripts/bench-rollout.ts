@@ -59,7 +59,6 @@ async function main(): Promise<void> {
     ["-reboot-time", `${reboot}s`, "-factory-versions", "v1.11.5,v1.11.6", "-static-pod-lag", STATIC_POD_LAG, ...controlPlaneFlags()],
   );
   const config = simStackConfig(sim, "bench-rollout", nodes, {
-    "talos-cluster:imageFactoryHost": `127.0.0.1:${FACTORY_PORT}`,
     "talos-cluster:upgrade": { maxUnavailableWorkers: workers, healthTimeout: "2m" },
   });
   const ws = new Workspace("bench-rollout", config);

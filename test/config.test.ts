@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../lib/config/parse";
-import { configFromPulumi } from "../lib/config/source";
+import { configFromPulumi, configFromStackFile } from "../lib/config/source";
 import { stackWith, validStack } from "./fixtures/stacks";
 
 /** The problems a config is refused with (fails the test if it is accepted). */
@@ -51,8 +51,58 @@ describe("stack config: accepted shapes and defaults", () => {
       "talos-cluster:clusterName": "lab",
       "talos-cluster:nodes": JSON.stringify([{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }]),
       "talos:imageFactoryUrl": "http://127.0.0.1:8080",
+      "talos:otherSetting": "x",
     });
-    expect(raw).toEqual({ clusterName: "lab", nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }] });
+    expect(raw).toEqual({
+      clusterName: "lab",
+      nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }],
+      "talos:imageFactoryUrl": "http://127.0.0.1:8080",
+    });
+  });
+
+  it("reads the talos plugin's factory URL from a stack file too, and no other key of its namespace", () => {
+    const raw = configFromStackFile(
+      "config:\n  talos:imageFactoryUrl: https://factory.internal.example\n  talos:otherSetting: x\n  talos-cluster:clusterName: lab\n",
+    );
+    expect(raw).toEqual({ clusterName: "lab", "talos:imageFactoryUrl": "https://factory.internal.example" });
+  });
+});
+
+describe("stack config: one Image Factory for the schematic and the installer", () => {
+  it("installs from the host of talos:imageFactoryUrl when imageFactoryHost is not set", () => {
+    expect(parseConfig(stackWith({ "talos:imageFactoryUrl": "http://10.0.0.5:8080" })).config.imageFactoryHost).toBe("10.0.0.5:8080");
+    expect(parseConfig(stackWith({ "talos:imageFactoryUrl": "https://Factory.Internal.example/" })).config.imageFactoryHost).toBe(
+      "factory.internal.example",
+    );
+  });
+
+  it("keeps imageFactoryHost set on purpose when it names the same factory, with or without the default port", () => {
+    for (const host of ["factory.internal.example", "factory.internal.example:443"]) {
+      const raw = stackWith({ "talos:imageFactoryUrl": "https://factory.internal.example", imageFactoryHost: host });
+      expect(parseConfig(raw).config.imageFactoryHost).toBe(host);
+    }
+  });
+
+  it("keeps the public factory, or imageFactoryHost alone (a registry mirror), when talos:imageFactoryUrl is not set", () => {
+    expect(parseConfig(validStack()).config.imageFactoryHost).toBe("factory.talos.dev");
+    expect(parseConfig(stackWith({ imageFactoryHost: "mirror.example:5000" })).config.imageFactoryHost).toBe("mirror.example:5000");
+  });
+
+  it("refuses an imageFactoryHost that is not the factory of talos:imageFactoryUrl, naming both keys", () => {
+    const problems = problemsOf(stackWith({ "talos:imageFactoryUrl": "http://10.0.0.5:8080", imageFactoryHost: "factory.talos.dev" }));
+    expect(problems).toEqual([
+      'talos-cluster:imageFactoryHost: "factory.talos.dev" is not the factory of talos:imageFactoryUrl ("http://10.0.0.5:8080", host 10.0.0.5:8080): ' +
+        "nodes would install an image from a factory that never registered the schematic. " +
+        "Remove talos-cluster:imageFactoryHost to follow talos:imageFactoryUrl, or set both to the same factory",
+    ]);
+  });
+
+  it("refuses a talos:imageFactoryUrl that is not an http(s) URL of a host", () => {
+    for (const url of ["factory.internal.example", "ftp://factory.internal.example", 8080]) {
+      expect(problemsOf(stackWith({ "talos:imageFactoryUrl": url }))).toEqual([
+        `talos:imageFactoryUrl: ${JSON.stringify(url)} is not the URL of an Image Factory, e.g. https://factory.talos.dev or http://10.0.0.5:8080`,
+      ]);
+    }
   });
 });
 

@@ -115,6 +115,11 @@ describe("the image", () => {
     expect(out.installerImage).toMatch(/^factory\.internal\.example:8080\/installer\/[0-9a-f]{64}:v1\.11\.5$/);
   });
 
+  it("installs from the factory the talos plugin registers the schematic with, when the stack names only that one", async () => {
+    const { out } = await planStack(stackWith({ "talos:imageFactoryUrl": "http://10.0.0.5:8080" }));
+    expect(out.installerImage).toMatch(/^10\.0\.0\.5:8080\/installer\/[0-9a-f]{64}:v1\.11\.5$/);
+  });
+
   it("fails the deployment when the factory's schematic id is not the one the nodes will install", () => {
     const expected = schematicFor([]);
     expect(verifiedSchematicId(INTEL_UCODE_ONLY, expected)).toBe(INTEL_UCODE_ONLY);

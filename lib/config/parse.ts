@@ -3,7 +3,7 @@
 // reports every problem. Returns one typed object, or throws ConfigError listing them all. Pure.
 import { parseAllDocuments } from "yaml";
 import { closest } from "../naming";
-import { crossFieldRules, type ParsedNode, type Sections } from "./rules";
+import { crossFieldRules, factoryHost, type ParsedNode, type Sections } from "./rules";
 import {
   type ClusterConfig,
   keysAt,
@@ -14,7 +14,7 @@ import {
   type StackInput,
   stackSchema,
 } from "./schema";
-import { nodeRef, PROJECT } from "./source";
+import { FACTORY_URL_KEY, nodeRef, PROJECT } from "./source";
 
 /** Thrown with every problem in the stack config; its message lists them one per line. */
 export class ConfigError extends Error {
@@ -85,9 +85,15 @@ function parseSections(raw: Record<string, unknown>, problems: string[]): Sectio
     if (result.success) sections[key] = result.data;
     else describeIssues(result.error.issues, [key], raw, problems);
   }
-  for (const key of Object.keys(raw)) if (!(key in stackSchema.shape)) problems.push(unknownKey([key], raw));
+  for (const key of Object.keys(raw)) if (!(key in stackSchema.shape) && key !== FACTORY_URL_KEY) problems.push(unknownKey([key], raw));
   // Each section was read by its own schema, the stack's shape for that key.
-  return { ...(sections as Partial<Omit<StackInput, "nodes">>), nodes, nodeList: Array.isArray(raw.nodes) };
+  return {
+    ...(sections as Partial<Omit<StackInput, "nodes">>),
+    nodes,
+    nodeList: Array.isArray(raw.nodes),
+    factoryUrl: raw[FACTORY_URL_KEY],
+    factoryHostGiven: raw.imageFactoryHost !== undefined,
+  };
 }
 
 type NodeShape = typeof nodeSchema.shape;
@@ -115,6 +121,7 @@ export function parseConfig(given: Record<string, unknown>): ParsedConfig {
   const warnings: string[] = [];
   const raw = withPatchTexts(given, problems);
   const sections = parseSections(raw, problems);
+  sections.imageFactoryHost = factoryHost(sections, problems);
   crossFieldRules(sections, problems, warnings);
   if (problems.length > 0) throw new ConfigError(problems);
 

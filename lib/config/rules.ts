@@ -12,8 +12,8 @@ import {
   PLUGIN_CONFIG_LIBRARY,
   talosMinor,
 } from "../versions";
-import { KUBERNETES_VERSION, type NodeConfig, normaliseEndpoint, type Patch, type StackInput } from "./schema";
-import { nodeRef, PROJECT } from "./source";
+import { KUBERNETES_VERSION, type NodeConfig, normaliseEndpoint, type Patch, type StackInput, stackSchema } from "./schema";
+import { FACTORY_URL_KEY, nodeRef, PROJECT } from "./source";
 
 /**
  * A node of the stack's list with the fields that parsed: a node the schema refused in part still
@@ -34,6 +34,10 @@ export interface Sections extends Partial<Omit<StackInput, "nodes">> {
   nodes: ParsedNode[];
   /** Whether `nodes` is a list at all. */
   nodeList: boolean;
+  /** The talos plugin's talos:imageFactoryUrl as given, if the stack sets it. */
+  factoryUrl?: unknown;
+  /** Whether the stack sets imageFactoryHost itself (the section holds the default otherwise). */
+  factoryHostGiven: boolean;
 }
 
 /** Every cross-field rule; problems refuse the stack, warnings do not. */
@@ -47,6 +51,35 @@ export function crossFieldRules(s: Sections, problems: string[], warnings: strin
   const patches = patchesWithKeys(s);
   checkPatchDocuments(patches, problems);
   checkOwnedKeys(patches, s.addons, problems);
+}
+
+/**
+ * The Image Factory host nodes install from. The talos plugin registers the schematic with the
+ * factory at talos:imageFactoryUrl; when the stack sets that, the host follows from it, and an
+ * imageFactoryHost set on purpose must name the same factory: otherwise nodes would pull an
+ * installer from a factory that never saw the schematic. Undefined when the section was refused.
+ */
+export function factoryHost(s: Sections, problems: string[]): string | undefined {
+  if (s.factoryUrl === undefined) return s.imageFactoryHost;
+  const url = typeof s.factoryUrl === "string" ? URL.parse(s.factoryUrl) : null;
+  const derived = url?.host ?? "";
+  if (url === null || !["http:", "https:"].includes(url.protocol) || !stackSchema.shape.imageFactoryHost.safeParse(derived).success) {
+    problems.push(
+      `${FACTORY_URL_KEY}: ${JSON.stringify(s.factoryUrl)} is not the URL of an Image Factory, e.g. https://factory.talos.dev or http://10.0.0.5:8080`,
+    );
+    return s.imageFactoryHost;
+  }
+  if (!s.factoryHostGiven) return derived;
+  if (s.imageFactoryHost === undefined) return undefined;
+  // The same host and port however written: case and the scheme's default port do not count.
+  if (URL.parse(`${url.protocol}//${s.imageFactoryHost}`)?.host !== derived) {
+    problems.push(
+      `${PROJECT}:imageFactoryHost: ${JSON.stringify(s.imageFactoryHost)} is not the factory of ${FACTORY_URL_KEY} ` +
+        `(${JSON.stringify(s.factoryUrl)}, host ${derived}): nodes would install an image from a factory that never registered the schematic. ` +
+        `Remove ${PROJECT}:imageFactoryHost to follow ${FACTORY_URL_KEY}, or set both to the same factory`,
+    );
+  }
+  return s.imageFactoryHost;
 }
 
 /** Talos needs the VIP's link: by name or by what the hardware reports, one of the two. */

@@ -5,6 +5,12 @@ import { parse as parseYaml } from "yaml";
 /** Config namespace: the project name in Pulumi.yaml. */
 export const PROJECT = "talos-cluster";
 
+/**
+ * The talos plugin's own setting: the Image Factory it registers the schematic with. The one key
+ * of another namespace the program reads; it rides in the raw map under its full name.
+ */
+export const FACTORY_URL_KEY = "talos:imageFactoryUrl";
+
 /** `nodes[3] (wk-2)`: a node by its place in the list and by its name, as a user looks for it. */
 export function nodeRef(index: number, name: string | undefined): string {
   return name === undefined || name === "" ? `nodes[${index}]` : `nodes[${index}] (${name})`;
@@ -18,13 +24,16 @@ export function configFromPulumi(all: Record<string, string>): Record<string, un
   return projectKeys(all, parseMaybeJson);
 }
 
-/** The entries of a "project:key" map that belong to this project, keyed without the prefix. */
+/**
+ * The entries of a "project:key" map that belong to this project, keyed without the prefix, and
+ * the talos plugin's factory URL under its full key.
+ */
 function projectKeys<T>(all: Record<string, T>, value: (v: T) => unknown): Record<string, unknown> {
   const prefix = `${PROJECT}:`;
   return Object.fromEntries(
     Object.entries(all)
-      .filter(([fullKey]) => fullKey.startsWith(prefix))
-      .map(([fullKey, v]) => [fullKey.slice(prefix.length), value(v)]),
+      .filter(([fullKey]) => fullKey.startsWith(prefix) || fullKey === FACTORY_URL_KEY)
+      .map(([fullKey, v]) => [fullKey === FACTORY_URL_KEY ? fullKey : fullKey.slice(prefix.length), value(v)]),
   );
 }
 

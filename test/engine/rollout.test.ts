@@ -85,8 +85,6 @@ describeEngine(
       );
       config = simStackConfig(sim, STACK, nodes, {
         "talos-cluster:nodeTimeout": "30s",
-        // Installer images point at the simulated factory, which an Upgrade pulls from.
-        "talos-cluster:imageFactoryHost": `127.0.0.1:${FACTORY_PORT}`,
         "talos-cluster:upgrade": { healthTimeout: "30s" },
       });
       ws = new Workspace(STACK, config);
