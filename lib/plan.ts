@@ -115,3 +115,11 @@ export function operationTimeouts(config: Pick<ClusterConfig, "nodeTimeout" | "b
     kubeconfig: { create: node, update: node },
   };
 }
+
+/** Addresses of the API server to check besides the kubeconfig's (the endpoint): the VIP, when the endpoint is another name. */
+export function readyEndpoints(config: Pick<ClusterConfig, "endpoint" | "network">): string[] {
+  const vip = config.network.vip?.address;
+  if (vip === undefined) return [];
+  const url = `https://${vip}:6443`;
+  return url === config.endpoint ? [] : [url];
+}

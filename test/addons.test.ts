@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { approverManifestUrl, BaseAddons } from "../components/addons";
+import { BaseAddons } from "../components/addons";
+import { approverManifestUrl } from "../lib/addons";
 import { parseConfig } from "../lib/config/parse";
 import { TYPES } from "../lib/tokens";
 import { stackWith } from "./fixtures/stacks";

@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ciliumValues, metricsServerValues } from "../../components/addons";
+import { ciliumValues, metricsServerValues } from "../../lib/addons";
 import { TYPES } from "../../lib/tokens";
 import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../lib/versions";
 import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "../../scripts/chart-repo";
