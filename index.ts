@@ -1,9 +1,10 @@
 // Entry point: read and validate the stack config before anything is declared, then wire the
 // components and export what operators need. Credentials are exported as secrets only.
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, configFromPulumi } from "./components/config";
 import { deployCluster } from "./components/program";
-import { checkStack } from "./components/talos-validator";
+import { ConfigError } from "./lib/config/parse";
+import { configFromPulumi } from "./lib/config/source";
+import { checkStack } from "./lib/validate";
 
 /** Runs `step`; a stack config problem stops the program with its message alone. */
 function refusing<T>(step: () => T): T {

@@ -3,9 +3,11 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as talosnode from "@talos-cluster/talosnode";
-import type { AddonConfig, ClusterConfig } from "./config";
-import { resourceNames } from "./naming";
-import { ADDON_DEFAULTS } from "./versions";
+import { approverManifestUrl, CNI_RELEASE_TIMEOUT_SECONDS, ciliumValues, metricsServerValues } from "../lib/addons";
+import type { AddonConfig, ClusterConfig } from "../lib/config/schema";
+import { resourceNames } from "../lib/naming";
+import { TYPES } from "../lib/tokens";
+import { ADDON_DEFAULTS } from "../lib/versions";
 
 export interface BaseAddonsArgs {
   /** Admin kubeconfig of the cluster; kept secret. */
@@ -28,58 +30,13 @@ export interface BaseAddonsArgs {
   ready: { endpoints: string[]; nodes: string[]; timeout: string };
 }
 
-/** Helm's wait for the CNI: image pulls on every node of a fresh bare-metal cluster. */
-export const CNI_RELEASE_TIMEOUT_SECONDS = 900;
-
-/** Cilium values for Talos: KubePrism endpoint, no kube-proxy, Talos' cgroup layout and capabilities. */
-export function ciliumValues(): Record<string, unknown> {
-  return {
-    ipam: { mode: "kubernetes" },
-    kubeProxyReplacement: true,
-    // KubePrism: the API server load balancer Talos runs on every node, so Cilium reaches the
-    // API before any Service (and so before Cilium itself) works.
-    k8sServiceHost: "localhost",
-    k8sServicePort: 7445,
-    // Talos mounts cgroup v2 itself and forbids SYS_MODULE for workloads.
-    cgroup: { autoMount: { enabled: false }, hostRoot: "/sys/fs/cgroup" },
-    securityContext: {
-      capabilities: {
-        ciliumAgent: [
-          "CHOWN",
-          "KILL",
-          "NET_ADMIN",
-          "NET_RAW",
-          "IPC_LOCK",
-          "SYS_ADMIN",
-          "SYS_RESOURCE",
-          "DAC_OVERRIDE",
-          "FOWNER",
-          "SETGID",
-          "SETUID",
-        ],
-        cleanCiliumState: ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"],
-      },
-    },
-  };
-}
-
-/** metrics-server values: verify kubelet certs when the approver signs them, skip TLS checks otherwise. */
-export function metricsServerValues(approverEnabled: boolean): Record<string, unknown> {
-  return approverEnabled ? {} : { args: ["--kubelet-insecure-tls"] };
-}
-
-/** Where the approver's pinned manifest is read from. */
-export function approverManifestUrl(repository: string, version: string): string {
-  return `${repository.replace(/\/+$/, "")}/v${version}/deploy/standalone-install.yaml`;
-}
-
 export class BaseAddons extends pulumi.ComponentResource {
   public readonly provider: k8s.Provider;
   /** Installed addons by name, in install order. */
   public readonly installed: pulumi.Resource[];
 
   constructor(name: string, args: BaseAddonsArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("talos-cluster:index:BaseAddons", name, {}, opts);
+    super(TYPES.addons, name, {}, opts);
 
     // The kubeconfig exists seconds after the bootstrap; etcd, the API server and the VIP come
     // minutes later. The Kubernetes provider checks the cluster once when it starts and then

@@ -4,13 +4,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
-import { nodeConfigPatches, operationTimeouts, planCluster } from "./cluster-plan";
-import type { ClusterConfig } from "./config";
-import { resourceNames } from "./naming";
-import { talosDowngrade } from "./versions";
+import type { ClusterConfig } from "../lib/config/schema";
+import { resourceNames } from "../lib/naming";
+import { operationTimeouts, planCluster } from "../lib/plan";
+import { SECRET_OUTPUTS, TYPES } from "../lib/tokens";
+import { talosDowngrade } from "../lib/versions";
 
 export interface TalosClusterArgs {
-  /** The validated stack config (components/config.ts parseConfig). */
+  /** The validated stack config (lib/config parseConfig). */
   config: ClusterConfig;
   /** Factory installer image every node installs (TalosImage.installerImage). */
   installerImage: string;
@@ -21,15 +22,6 @@ export interface TalosClusterArgs {
   /** Resources the config applies wait for: the schematic must exist before a node installs it. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
-
-/** Provider outputs that carry private keys or tokens; they must be encrypted in state and outputs. */
-export const SECRET_OUTPUTS = {
-  apply: ["machineConfiguration", "clientConfiguration"],
-  nodeState: ["machineConfiguration", "clientConfiguration"],
-  rollout: ["clientConfiguration"],
-  secrets: ["machineSecrets", "clientConfiguration"],
-  kubeconfig: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
-};
 
 /** A node as declared, and what it runs as the last up or refresh read it. */
 export interface NodeStatus {
@@ -59,9 +51,9 @@ export class TalosCluster extends pulumi.ComponentResource {
   public readonly kubeconfigResource: talos.cluster.Kubeconfig;
 
   constructor(name: string, args: TalosClusterArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("talos-cluster:index:TalosCluster", name, {}, opts);
+    super(TYPES.cluster, name, {}, opts);
     const { config } = args;
-    const plan = planCluster(name, config);
+    const plan = planCluster(name, config, args.installerImage);
     const timeouts = operationTimeouts(config);
 
     // Losing these loses the cluster's PKI: protect them, keep them on destroy, and never let a
@@ -74,7 +66,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         protect: true,
         retainOnDelete: true,
         ignoreChanges: ["talosVersion"],
-        additionalSecretOutputs: SECRET_OUTPUTS.secrets,
+        additionalSecretOutputs: SECRET_OUTPUTS[TYPES.secrets],
       },
     );
     // The config contract: the release the cluster was created with. A declared release a minor
@@ -107,10 +99,8 @@ export class TalosCluster extends pulumi.ComponentResource {
                 // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
                 talosVersion: this.secrets.talosVersion,
                 kubernetesVersion: config.kubernetesVersion,
-                configPatches: this.secrets.talosVersion.apply((contract) => [
-                  ...plan.roleConfigPatches[p.role],
-                  ...nodeConfigPatches(p.node, args.installerImage, contract),
-                ]),
+                // Every patch in the plan's order: the ones the validator judged before the run.
+                configPatches: this.secrets.talosVersion.apply((contract) => p.patches(contract).map((k) => k.patch)),
                 // Examples and docs bloat every apply's diff and state with comments.
                 docs: false,
                 examples: false,
@@ -149,7 +139,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           {
             parent: this,
             dependsOn: [...(args.dependsOn ?? []), ...reachable.slice(i, i + 1)],
-            additionalSecretOutputs: SECRET_OUTPUTS.apply,
+            additionalSecretOutputs: SECRET_OUTPUTS[TYPES.configApply],
             ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
           },
         ),
@@ -182,7 +172,7 @@ export class TalosCluster extends pulumi.ComponentResource {
           role: p.role,
           talosVersion: config.talosVersion,
           schematicId: args.schematicId,
-          installerImage: args.installerImage,
+          installerImage: p.installerImage,
           machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
         })),
         applyMode: config.applyMode,
@@ -194,7 +184,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         snapshotDir: args.snapshots.dir,
         snapshotPrefix: args.snapshots.prefix,
       },
-      { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.rollout },
+      { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.rollout] },
     );
 
     // The talos provider never reads a node back; this does, so a refresh shows a node that was
@@ -210,14 +200,14 @@ export class TalosCluster extends pulumi.ComponentResource {
           clientConfiguration,
           talosVersion: config.talosVersion,
           schematicId: args.schematicId,
-          installerImage: args.installerImage,
+          installerImage: p.installerImage,
           kubernetesVersion: config.kubernetesVersion,
           machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
           timeout: config.nodeTimeout,
           // Talos ignores a VIP entry for a link the node lacks without a word; the read says so.
           vip: p.role === "controlplane" ? config.network.vip?.address : undefined,
         },
-        { parent: this, dependsOn: [apply, this.bootstrap, this.rollout], additionalSecretOutputs: SECRET_OUTPUTS.nodeState },
+        { parent: this, dependsOn: [apply, this.bootstrap, this.rollout], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.nodeState] },
       );
       const status = pulumi
         .all([state.runningTalosVersion, state.bootedSchematicId, state.appliedKubernetesVersion])
@@ -237,7 +227,7 @@ export class TalosCluster extends pulumi.ComponentResource {
     this.kubeconfigResource = new talos.cluster.Kubeconfig(
       resourceNames.kubeconfig(name),
       { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.kubeconfig },
-      { parent: this, dependsOn: [this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS.kubeconfig },
+      { parent: this, dependsOn: [this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.kubeconfig] },
     );
     this.kubeconfig = pulumi.secret(this.kubeconfigResource.kubeconfigRaw);
 

@@ -4,9 +4,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { ConfigError } from "../lib/config/parse";
+import type { ClusterConfig } from "../lib/config/schema";
+import { PROJECT } from "../lib/config/source";
+import { imageSource } from "../lib/image";
+import { readyEndpoints } from "../lib/plan";
 import { BaseAddons } from "./addons";
 import { type NodeStatus, TalosCluster } from "./cluster";
-import { type ClusterConfig, ConfigError, PROJECT } from "./config";
 import { TalosImage } from "./image";
 
 export interface StackOutputs {
@@ -32,11 +36,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
   const stack = pulumi.getStack();
   // First: a refused snapshot folder stops the program before it declares anything.
   const snapshots = snapshotFolder(config, stack);
-  const image = new TalosImage(
-    name,
-    { talosVersion: config.talosVersion, extensions: config.extensions, factoryHost: config.imageFactoryHost },
-    opts,
-  );
+  const image = new TalosImage(name, imageSource(config), opts);
   const cluster = new TalosCluster(
     name,
     {
@@ -144,12 +144,4 @@ function upwards(start: string, entry: string): string | undefined {
     if (parent === at) return undefined;
     at = parent;
   }
-}
-
-/** Addresses of the API server to check besides the kubeconfig's (the endpoint): the VIP, when the endpoint is another name. */
-export function readyEndpoints(config: Pick<ClusterConfig, "endpoint" | "network">): string[] {
-  const vip = config.network.vip?.address;
-  if (vip === undefined) return [];
-  const url = `https://${vip}:6443`;
-  return url === config.endpoint ? [] : [url];
 }

@@ -1,8 +1,9 @@
 // The guard rails of every stack, as pure functions over the resources of a plan. The policy pack
 // (index.ts) feeds them; the tests feed them fixtures.
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { schematicId } from "../components/schematic-id";
-import { REQUIRED_EXTENSION } from "../components/versions";
+import { schematicId } from "../lib/schematic";
+import { secretOutputsOf, TYPES } from "../lib/tokens";
+import { REQUIRED_EXTENSION } from "../lib/versions";
 
 /** What a rule needs to know of a planned resource. Unknown (preview-time) values are undefined. */
 export interface PlannedResource {
@@ -13,22 +14,6 @@ export interface PlannedResource {
   protect: boolean;
   additionalSecretOutputs: string[];
 }
-
-export const TYPES = {
-  schematic: "talos:imagefactory/schematic:Schematic",
-  secrets: "talos:machine/secrets:Secrets",
-  configApply: "talos:machine/configurationApply:ConfigurationApply",
-  rollout: "talosnode:index:Rollout",
-  nodeState: "talosnode:index:NodeState",
-  kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
-  cluster: "talos-cluster:index:TalosCluster",
-} as const;
-
-/** Outputs that carry credentials, per resource type. */
-export const CREDENTIAL_OUTPUTS: Record<string, string[]> = {
-  [TYPES.secrets]: ["machineSecrets", "clientConfiguration"],
-  [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
-};
 
 /**
  * A plain copy of a resource's properties with the values not known yet (preview) left out. The
@@ -106,7 +91,7 @@ export function secretsProtected(r: PlannedResource): string | undefined {
 
 /** Rule: outputs that carry credentials are declared secret on the resource. */
 export function credentialsSecret(r: PlannedResource): string | undefined {
-  const expected = CREDENTIAL_OUTPUTS[r.type];
+  const expected = secretOutputsOf(r.type);
   if (expected === undefined) return undefined;
   const missing = expected.filter((o) => !r.additionalSecretOutputs.includes(o));
   if (missing.length === 0) return undefined;

@@ -7,7 +7,7 @@
 // simulator runs etcd and kube-apiserver) and the engine around it. Not a test: the numbers depend
 // on the machine; it exits 1 only when a step fails.
 
-import { SERVER_HOST, SUITES } from "../test/addresses";
+import { SUITES } from "../test/addresses";
 import {
   controlPlaneFlags,
   downtimes,
@@ -63,7 +63,6 @@ async function main(): Promise<void> {
     ["-reboot-time", `${reboot}s`, "-factory-versions", "v1.11.5,v1.11.6", "-static-pod-lag", STATIC_POD_LAG, ...controlPlaneFlags()],
   );
   const config = simStackConfig(sim, "bench-rollout", nodes, {
-    "talos-cluster:imageFactoryHost": `${SERVER_HOST}:${FACTORY_PORT}`,
     "talos-cluster:upgrade": { maxUnavailableWorkers: workers, healthTimeout: "2m" },
   });
   const ws = new Workspace("bench-rollout", config);

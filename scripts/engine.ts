@@ -434,12 +434,11 @@ export function simStackConfig(
 ): Record<string, unknown> {
   const off = { enabled: false };
   return {
+    // Installer images name the simulated factory too, which an upgrade pulls them from.
     "talos:imageFactoryUrl": sim.factoryUrl,
     "talos-cluster:clusterName": clusterName,
     "talos-cluster:endpoint": nodes[0]?.address,
     "talos-cluster:nodes": nodes,
-    // Installer images name the simulated factory, which an upgrade pulls them from.
-    "talos-cluster:imageFactoryHost": new URL(sim.factoryUrl).host,
     "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
     ...extra,
   };

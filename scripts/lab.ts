@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { ADDON_DEFAULTS } from "../components/versions";
+import { ADDON_DEFAULTS } from "../lib/versions";
 import { SUITES } from "../test/addresses";
 import { ChartRepo } from "./chart-repo";
 import { controlPlaneFlags, missingToolchain, PULUMI, ROOT, type SimNode, Simulator } from "./engine";
@@ -68,9 +68,9 @@ function stackFile(): string {
   return `# The lab: machines simulated by \`npm run lab\` (git-ignored). Edit it like any stack, then
 # \`npm run pulumi -- up -s lab\`. The lines marked "lab:" are what differs from real machines.
 config:
-  # lab: the simulated Image Factory; on hardware, leave both out (the public factory).
+  # lab: the simulated Image Factory (installer images name its host too); on hardware, leave it
+  # out (the public factory).
   talos:imageFactoryUrl: http://${FACTORY}
-  talos-cluster:imageFactoryHost: ${FACTORY}
   talos-cluster:clusterName: lab
   # lab: the first control plane's API server; on hardware, a VIP or load balancer (see network.vip).
   talos-cluster:endpoint: ${MACHINES[0]?.address}

@@ -2,9 +2,10 @@
 // then Talos' validator on every node's config): `npm run validate -- dev prod`
 // (stack names) or `npm run validate -- path/to/Pulumi.x.yaml` (files).
 import { readFileSync } from "node:fs";
-import { ConfigError, configFromStackFile } from "../components/config";
-import { counted } from "../components/naming";
-import { checkStack } from "../components/talos-validator";
+import { ConfigError } from "../lib/config/parse";
+import { configFromStackFile } from "../lib/config/source";
+import { counted } from "../lib/naming";
+import { checkStack } from "../lib/validate";
 
 const stacks = process.argv.slice(2);
 if (stacks.length === 0) {

@@ -1,5 +1,5 @@
 // Judges the stack's machine-config patches with Talos' own config library, at the version the
-// talos plugin carries (components/versions.ts PLUGIN_CONFIG_LIBRARY: terraform-provider-talos
+// talos plugin carries (lib/versions.ts PLUGIN_CONFIG_LIBRARY: terraform-provider-talos
 // v0.7.1 pins machinery v1.9.2), so preview predicts what apply does.
 //
 // No replace lines: machinery v1.9.2's go.mod replaces gopkg.in/yaml.v3 with a fork, but a

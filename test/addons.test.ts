@@ -1,7 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
-import { approverManifestUrl, BaseAddons } from "../components/addons";
-import { parseConfig } from "../components/config";
+import { BaseAddons } from "../components/addons";
+import { approverManifestUrl } from "../lib/addons";
+import { parseConfig } from "../lib/config/parse";
+import { TYPES } from "../lib/tokens";
 import { stackWith } from "./fixtures/stacks";
 import { plan } from "./harness";
 
@@ -65,7 +67,7 @@ describe("BaseAddons", () => {
   it("starts the Kubernetes provider only once the API server answers /readyz, through the kubeconfig and the other endpoints", async () => {
     const p = await addonsPlan();
     const gate = p.byName("lab-api-server-ready");
-    expect(gate.type).toBe("talosnode:index:KubernetesReady");
+    expect(gate.type).toBe(TYPES.kubernetesReady);
     expect(gate.inputs).toMatchObject({ stage: "api-server", endpoints: ["https://10.0.0.10:6443"], timeout: "12m" });
     expect(gate.secretInputs).toContain("kubeconfig");
     expect(gate.dependsOn).toContain("lab-bootstrap");

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, configFromPulumi, parseConfig } from "../components/config";
+import { ConfigError, parseConfig } from "../lib/config/parse";
+import { configFromPulumi, configFromStackFile } from "../lib/config/source";
 import { stackWith, validStack } from "./fixtures/stacks";
 
 /** The problems a config is refused with (fails the test if it is accepted). */
@@ -50,8 +51,58 @@ describe("stack config: accepted shapes and defaults", () => {
       "talos-cluster:clusterName": "lab",
       "talos-cluster:nodes": JSON.stringify([{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }]),
       "talos:imageFactoryUrl": "http://127.0.0.1:8080",
+      "talos:otherSetting": "x",
     });
-    expect(raw).toEqual({ clusterName: "lab", nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }] });
+    expect(raw).toEqual({
+      clusterName: "lab",
+      nodes: [{ name: "cp-1", address: "10.0.0.11", role: "controlplane" }],
+      "talos:imageFactoryUrl": "http://127.0.0.1:8080",
+    });
+  });
+
+  it("reads the talos plugin's factory URL from a stack file too, and no other key of its namespace", () => {
+    const raw = configFromStackFile(
+      "config:\n  talos:imageFactoryUrl: https://factory.internal.example\n  talos:otherSetting: x\n  talos-cluster:clusterName: lab\n",
+    );
+    expect(raw).toEqual({ clusterName: "lab", "talos:imageFactoryUrl": "https://factory.internal.example" });
+  });
+});
+
+describe("stack config: one Image Factory for the schematic and the installer", () => {
+  it("installs from the host of talos:imageFactoryUrl when imageFactoryHost is not set", () => {
+    expect(parseConfig(stackWith({ "talos:imageFactoryUrl": "http://10.0.0.5:8080" })).config.imageFactoryHost).toBe("10.0.0.5:8080");
+    expect(parseConfig(stackWith({ "talos:imageFactoryUrl": "https://Factory.Internal.example/" })).config.imageFactoryHost).toBe(
+      "factory.internal.example",
+    );
+  });
+
+  it("keeps imageFactoryHost set on purpose when it names the same factory, with or without the default port", () => {
+    for (const host of ["factory.internal.example", "factory.internal.example:443"]) {
+      const raw = stackWith({ "talos:imageFactoryUrl": "https://factory.internal.example", imageFactoryHost: host });
+      expect(parseConfig(raw).config.imageFactoryHost).toBe(host);
+    }
+  });
+
+  it("keeps the public factory, or imageFactoryHost alone (a registry mirror), when talos:imageFactoryUrl is not set", () => {
+    expect(parseConfig(validStack()).config.imageFactoryHost).toBe("factory.talos.dev");
+    expect(parseConfig(stackWith({ imageFactoryHost: "mirror.example:5000" })).config.imageFactoryHost).toBe("mirror.example:5000");
+  });
+
+  it("refuses an imageFactoryHost that is not the factory of talos:imageFactoryUrl, naming both keys", () => {
+    const problems = problemsOf(stackWith({ "talos:imageFactoryUrl": "http://10.0.0.5:8080", imageFactoryHost: "factory.talos.dev" }));
+    expect(problems).toEqual([
+      'talos-cluster:imageFactoryHost: "factory.talos.dev" is not the factory of talos:imageFactoryUrl ("http://10.0.0.5:8080", host 10.0.0.5:8080): ' +
+        "nodes would install an image from a factory that never registered the schematic. " +
+        "Remove talos-cluster:imageFactoryHost to follow talos:imageFactoryUrl, or set both to the same factory",
+    ]);
+  });
+
+  it("refuses a talos:imageFactoryUrl that is not an http(s) URL of a host", () => {
+    for (const url of ["factory.internal.example", "ftp://factory.internal.example", 8080]) {
+      expect(problemsOf(stackWith({ "talos:imageFactoryUrl": url }))).toEqual([
+        `talos:imageFactoryUrl: ${JSON.stringify(url)} is not the URL of an Image Factory, e.g. https://factory.talos.dev or http://10.0.0.5:8080`,
+      ]);
+    }
   });
 });
 
@@ -70,7 +121,7 @@ describe("stack config: every problem is reported at once", () => {
     const problems = problemsOf({ ...raw, clusterName: "Lab_1", kubernetesVersion: "1.20.0" });
     expect(problems).toHaveLength(3);
     expect(problems.join("\n")).toContain("talos-cluster:clusterName:");
-    expect(problems.join("\n")).toContain("talos-cluster:nodes[1].address:");
+    expect(problems.join("\n")).toContain("talos-cluster:nodes[1] (cp-2).address:");
     expect(problems.join("\n")).toContain("talos-cluster:kubernetesVersion:");
   });
 
@@ -89,7 +140,7 @@ describe("stack config: every problem is reported at once", () => {
       problemsOf(stackWith({ nodes, network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.10", interfce: "enp1s0" } } })),
     ).toEqual(
       expect.arrayContaining([
-        "talos-cluster:nodes[3].lables: unknown key; did you mean labels?",
+        "talos-cluster:nodes[3] (worker-1).lables: unknown key; did you mean labels?",
         "talos-cluster:network.vip.interfce: unknown key; did you mean interface?",
       ]),
     );
@@ -97,16 +148,26 @@ describe("stack config: every problem is reported at once", () => {
 
   it("suggests the official extension a misspelt one most likely meant", () => {
     expect(problemsOf(stackWith({ extensions: ["siderolabs/iscsi-tool"] }))).toEqual([
-      'talos-cluster:extensions[0]: "siderolabs/iscsi-tool" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
+      'talos-cluster:extensions[0]: "siderolabs/iscsi-tool" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see lib/versions.ts for the list',
     ]);
   });
 });
 
 describe("stack config: addresses, names and versions", () => {
+  it("names a node by its place in the list and by its name, so a long list needs no counting", () => {
+    const raw = validStack();
+    const nodes = raw.nodes as Record<string, unknown>[];
+    nodes.push({ name: "wk-2", address: "10.0.0.22", role: "worker", installDisk: "sda", patches: ["a: b\n---\nc: d\n"] });
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[4] (wk-2).patches[0]: holds 2 YAML documents; give each its own list entry",
+      "talos-cluster:nodes[4] (wk-2).installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
+    ]);
+  });
+
   it("refuses a malformed node address with the value and the key", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[2] = { name: "cp-3", address: "10.0.0.300", role: "controlplane", installDisk: "/dev/sda" };
-    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[2].address: "10.0.0.300" is not an IPv4 address']);
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[2] (cp-3).address: "10.0.0.300" is not an IPv4 address']);
   });
 
   it("refuses a node name that is not a hostname", () => {
@@ -118,7 +179,7 @@ describe("stack config: addresses, names and versions", () => {
   it("refuses an unknown role", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "w", address: "10.0.0.21", role: "master", installDisk: "/dev/sda" };
-    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[3].role: must be "controlplane" or "worker"']);
+    expect(problemsOf(raw)).toEqual(['talos-cluster:nodes[3] (w).role: must be "controlplane" or "worker"']);
   });
 
   it("refuses duplicate node names", () => {
@@ -131,7 +192,7 @@ describe("stack config: addresses, names and versions", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.0.11", role: "worker", installDisk: "/dev/sda" };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[3].address: 10.0.0.11 is already used by nodes[0]; each node needs its own address",
+      "talos-cluster:nodes[3] (worker-1).address: 10.0.0.11 is already used by nodes[0] (cp-1); each node needs its own address",
     ]);
   });
 
@@ -198,14 +259,14 @@ describe("stack config: addresses, names and versions", () => {
       installDisk: "/dev/sda",
       installDiskSelector: { type: "nvme" },
     };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0]: set either installDisk or installDiskSelector, not both"]);
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[0] (cp-1): set either installDisk or installDiskSelector, not both"]);
   });
 
   it("refuses a node that names no install disk, since Talos would otherwise wipe /dev/sda", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[1] = { name: "cp-2", address: "10.0.0.12", role: "controlplane" };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[1]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
+      "talos-cluster:nodes[1] (cp-2): set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
     ]);
   });
 
@@ -213,7 +274,7 @@ describe("stack config: addresses, names and versions", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[0] = { name: "cp-1", address: "10.0.0.11", role: "controlplane", installDisk: "sda" };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[0].installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
+      "talos-cluster:nodes[0] (cp-1).installDisk: must be a device path such as /dev/nvme0n1 or /dev/disk/by-id/nvme-<model>_<serial>",
     ]);
   });
 
@@ -233,7 +294,7 @@ describe("stack config: addresses, names and versions", () => {
       labels: { "node-role.kubernetes.io/storage": "", "node.kubernetes.io/pool": "storage", "example.com/rack": "r1" },
     };
     expect(problemsOf(raw)).toEqual([
-      "talos-cluster:nodes[3].labels: \"node-role.kubernetes.io/storage\" cannot be set on a worker: Talos labels a worker with its kubelet's credentials, and Kubernetes' NodeRestriction refuses this key (a kubelet may set kubernetes.io and k8s.io labels only under node.kubernetes.io/ or kubelet.kubernetes.io/ (or the topology and os/arch keys)), and with it every other label of the node; use a key under node.kubernetes.io/ or a domain of your own",
+      "talos-cluster:nodes[3] (worker-1).labels: \"node-role.kubernetes.io/storage\" cannot be set on a worker: Talos labels a worker with its kubelet's credentials, and Kubernetes' NodeRestriction refuses this key (a kubelet may set kubernetes.io and k8s.io labels only under node.kubernetes.io/ or kubelet.kubernetes.io/ (or the topology and os/arch keys)), and with it every other label of the node; use a key under node.kubernetes.io/ or a domain of your own",
     ]);
   });
 
@@ -253,7 +314,9 @@ describe("stack config: addresses, names and versions", () => {
       installDisk: "/dev/sda",
       taints: [{ key: "gpu", effect: "NoWay" }],
     };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute"]);
+    expect(problemsOf(raw)).toEqual([
+      "talos-cluster:nodes[3] (worker-1).taints[0].effect: must be one of NoSchedule, PreferNoSchedule, NoExecute",
+    ]);
   });
 });
 
@@ -295,13 +358,15 @@ describe("stack config: networks and the VIP", () => {
     const problems = problemsOf(
       stackWith({ endpoint: "10.0.0.11", network: { nodeSubnet: "10.0.0.0/24", vip: { address: "10.0.0.11", interface: "enp1s0" } } }),
     );
-    expect(problems).toEqual(["talos-cluster:network.vip.address: 10.0.0.11 is also nodes[0].address; the VIP must be a free address"]);
+    expect(problems).toEqual([
+      "talos-cluster:network.vip.address: 10.0.0.11 is also nodes[0] (cp-1).address; the VIP must be a free address",
+    ]);
   });
 
   it("refuses a node outside the declared node subnet", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { name: "worker-1", address: "10.0.1.21", role: "worker", installDisk: "/dev/sda" };
-    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3].address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
+    expect(problemsOf(raw)).toEqual(["talos-cluster:nodes[3] (worker-1).address: 10.0.1.21 is outside network.nodeSubnet 10.0.0.0/24"]);
   });
 
   it("refuses a VIP without its link, saying how to find the link's name", () => {
@@ -380,8 +445,8 @@ describe("stack config: networks and the VIP", () => {
 describe("stack config: extensions and addons", () => {
   it("refuses an extension that is not official, with a hint for a missing prefix", () => {
     expect(problemsOf(stackWith({ extensions: ["iscsi-tools", "acme/custom"] }))).toEqual([
-      'talos-cluster:extensions[0]: "iscsi-tools" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see components/versions.ts for the list',
-      'talos-cluster:extensions[1]: "acme/custom" is not an official Image Factory extension; see components/versions.ts for the list',
+      'talos-cluster:extensions[0]: "iscsi-tools" is not an official Image Factory extension (did you mean siderolabs/iscsi-tools?); see lib/versions.ts for the list',
+      'talos-cluster:extensions[1]: "acme/custom" is not an official Image Factory extension; see lib/versions.ts for the list',
     ]);
   });
 
@@ -528,7 +593,7 @@ describe("stack config: config documents in patches", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [volume] };
     expect(problemsOf(raw)).toEqual([
-      'talos-cluster:nodes[3].patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see the README\'s toolchain table',
+      'talos-cluster:nodes[3] (worker-1).patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see the README\'s toolchain table',
     ]);
   });
 
@@ -560,7 +625,7 @@ describe("stack config: patches given as YAML text", () => {
     expect(problemsOf(stackWith({ nodes, patches: { all: ["machine: {}\n---\nkind: HostnameConfig\n", "just text"] } }))).toEqual([
       "talos-cluster:patches.all[0]: holds 2 YAML documents; give each its own list entry",
       'talos-cluster:patches.all[1]: must be a machine-config patch: a mapping such as "machine: {sysctls: {...}}", as YAML text or nested YAML',
-      "talos-cluster:nodes[0].patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
     ]);
   });
 });
@@ -574,8 +639,8 @@ describe("stack config: patches that fight the program", () => {
     };
     expect(problemsOf({ ...raw, patches: { all: [{ cluster: { network: { cni: { name: "flannel" } } } }] } })).toEqual([
       "talos-cluster:patches.all[0]: cluster.network.cni is set by the program; Cilium is the CNI: set addons.cilium.enabled to false to choose Talos' own",
-      "talos-cluster:nodes[0].patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
-      "talos-cluster:nodes[0].patches[0]: machine.network.hostname is set by the program; the node's name is its hostname: use nodes[].name",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: machine.install.image is set by the program; the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: machine.network.hostname is set by the program; the node's name is its hostname: use nodes[].name",
     ]);
   });
 

@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { TYPES } from "../lib/tokens";
 import { driftVerdict, verdictLine } from "../scripts/drift-verdict";
 
 const urn = (type: string, name: string) => `urn:pulumi:prod::talos-cluster::talos-cluster:index:TalosCluster$${type}::${name}`;
@@ -11,9 +12,9 @@ describe("drift verdict", () => {
   it("reports no drift when every step is same, read or an unchanged refresh", () => {
     const v = driftVerdict("prod", {
       steps: [
-        { op: "same", urn: urn("talos:machine/secrets:Secrets", "prod-secrets") },
-        { op: "refresh", urn: urn("talos:machine/secrets:Secrets", "prod-secrets"), detailedDiff: {} },
-        { op: "read", urn: urn("talos:imagefactory/schematic:Schematic", "prod-schematic") },
+        { op: "same", urn: urn(TYPES.secrets, "prod-secrets") },
+        { op: "refresh", urn: urn(TYPES.secrets, "prod-secrets"), detailedDiff: {} },
+        { op: "read", urn: urn(TYPES.schematic, "prod-schematic") },
       ],
     });
     expect(verdictLine(v)).toBe("prod: no drift");
@@ -22,9 +23,9 @@ describe("drift verdict", () => {
   it("names each changed resource with its operation and the properties behind it", () => {
     const v = driftVerdict("prod", {
       steps: [
-        { op: "update", urn: urn("talos:machine/configurationApply:ConfigurationApply", "prod-cp-1"), diffReasons: ["configPatches"] },
-        { op: "same", urn: urn("talos:machine/secrets:Secrets", "prod-secrets") },
-        { op: "replace", urn: urn("talos:machine/bootstrap:Bootstrap", "prod-bootstrap"), replaceReasons: ["node"] },
+        { op: "update", urn: urn(TYPES.configApply, "prod-cp-1"), diffReasons: ["configPatches"] },
+        { op: "same", urn: urn(TYPES.secrets, "prod-secrets") },
+        { op: "replace", urn: urn(TYPES.bootstrap, "prod-bootstrap"), replaceReasons: ["node"] },
       ],
     });
     expect(verdictLine(v)).toBe(
@@ -35,8 +36,8 @@ describe("drift verdict", () => {
 
   it("prints the same line for the same drift whatever order the engine reported it in", () => {
     const steps = [
-      { op: "update", urn: urn("talosnode:index:NodeState", "prod-cp-2-state"), diffReasons: ["talosVersion", "config"] },
-      { op: "update", urn: urn("talosnode:index:NodeState", "prod-cp-1-state"), diffReasons: ["schematicId"] },
+      { op: "update", urn: urn(TYPES.nodeState, "prod-cp-2-state"), diffReasons: ["talosVersion", "config"] },
+      { op: "update", urn: urn(TYPES.nodeState, "prod-cp-1-state"), diffReasons: ["schematicId"] },
     ];
     const line = verdictLine(driftVerdict("prod", { steps }));
     expect(verdictLine(driftVerdict("prod", { steps: [...steps].reverse() }))).toBe(line);
@@ -56,8 +57,8 @@ describe("drift verdict", () => {
   it("counts resources to create or delete as drift", () => {
     const v = driftVerdict("dev", {
       steps: [
-        { op: "create", urn: urn("talos:machine/configurationApply:ConfigurationApply", "dev-worker-3") },
-        { op: "delete", urn: urn("talos:machine/configurationApply:ConfigurationApply", "dev-worker-9") },
+        { op: "create", urn: urn(TYPES.configApply, "dev-worker-3") },
+        { op: "delete", urn: urn(TYPES.configApply, "dev-worker-9") },
       ],
     });
     expect(v.drifted.map((d) => d.op)).toEqual(["create", "delete"]);
@@ -87,11 +88,9 @@ describe("npm run drift", () => {
 
   it("prints one verdict per stack and exits 1 when any stack drifted", () => {
     const bin = fakePulumi({
-      dev: { steps: [{ op: "same", urn: urn("talos:machine/secrets:Secrets", "dev-secrets") }] },
+      dev: { steps: [{ op: "same", urn: urn(TYPES.secrets, "dev-secrets") }] },
       prod: {
-        steps: [
-          { op: "update", urn: urn("talos:machine/configurationApply:ConfigurationApply", "prod-cp-2"), diffReasons: ["configPatches"] },
-        ],
+        steps: [{ op: "update", urn: urn(TYPES.configApply, "prod-cp-2"), diffReasons: ["configPatches"] }],
       },
     });
     const result = run(bin, "-s", "dev", "-s", "prod");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { bootMediaUrls, installerImage, resourceNames, schematicExtensions } from "../components/naming";
-import { schematicId } from "../components/schematic-id";
+import { bootMediaUrls, installerImage, resourceNames, schematicExtensions } from "../lib/naming";
+import { schematicId } from "../lib/schematic";
 
 describe("schematic extensions", () => {
   it("always hold intel-ucode, even when the stack adds nothing", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig } from "../components/config";
-import { clusterPatches, controlPlanePatches, nodePatches, serialisePatches, workerPatches } from "../components/patches";
+import { parseConfig } from "../lib/config/parse";
+import { clusterPatches, controlPlanePatches, nodePatches, serialisePatches, workerPatches } from "../lib/patches";
 import { stackWith, validStack } from "./fixtures/stacks";
 
 const CONTRACT = "v1.11.5";

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { TYPES } from "../lib/tokens";
 import {
   credentialsSecret,
   installImagesFromSchematic,
@@ -8,7 +9,6 @@ import {
   schematicHasIntelUcode,
   schematicIdOf,
   secretsProtected,
-  TYPES,
 } from "../policy/rules";
 
 // The factory's id for a schematic holding intel-ucode alone.
@@ -63,6 +63,12 @@ describe("policy: credentials-are-secret", () => {
   it("rejects a kubeconfig resource that does not mark its credentials secret", () => {
     expect(credentialsSecret(resource(TYPES.kubeconfig, "prod-kubeconfig", {}, { additionalSecretOutputs: ["kubeconfigRaw"] }))).toBe(
       "prod-kubeconfig must list kubernetesClientConfiguration, clientConfiguration in additionalSecretOutputs: they carry cluster credentials",
+    );
+  });
+
+  it("rejects a config apply whose rendered config (the node's keys) is not marked secret", () => {
+    expect(credentialsSecret(resource(TYPES.configApply, "prod-cp-1", {}, { additionalSecretOutputs: ["clientConfiguration"] }))).toBe(
+      "prod-cp-1 must list machineConfiguration in additionalSecretOutputs: they carry cluster credentials",
     );
   });
 

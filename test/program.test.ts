@@ -5,26 +5,19 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ConfigError, PROJECT, parseConfig } from "../components/config";
-import { verifiedSchematicId } from "../components/image";
-import { deployCluster, readyEndpoints, type StackOutputs, snapshotFolder } from "../components/program";
-import { schematicFor } from "../components/schematic-id";
+import { deployCluster, type StackOutputs, snapshotFolder } from "../components/program";
+import { ConfigError, parseConfig } from "../lib/config/parse";
+import { PROJECT } from "../lib/config/source";
+import { verifiedSchematicId } from "../lib/image";
+import { readyEndpoints } from "../lib/plan";
+import { schematicFor } from "../lib/schematic";
+import { SECRET_OUTPUTS, secretOutputsOf, TYPES } from "../lib/tokens";
+import { validatorInput } from "../lib/validate";
+import { credentialsSecret } from "../policy/rules";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
 
-const T = {
-  schematic: "talos:imagefactory/schematic:Schematic",
-  secrets: "talos:machine/secrets:Secrets",
-  apply: "talos:machine/configurationApply:ConfigurationApply",
-  bootstrap: "talos:machine/bootstrap:Bootstrap",
-  kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
-  machineConfig: "talos:machine/getConfiguration:getConfiguration",
-  clientConfig: "talos:client/getConfiguration:getConfiguration",
-  k8sProvider: "pulumi:providers:kubernetes",
-  nodeState: "talosnode:index:NodeState",
-  rollout: "talosnode:index:Rollout",
-  reachable: "talosnode:index:Reachable",
-};
+const T = TYPES;
 
 /** This checkout. */
 const REPO = path.resolve(__dirname, "..");
@@ -40,7 +33,7 @@ function providers(): MockOutputs {
       clientConfiguration: { caCertificate: "ca", clientCertificate: "crt", clientKey: "key" },
     }),
     [T.kubeconfig]: () => ({ kubeconfigRaw: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n" }),
-    [T.apply]: (inputs) => ({ machineConfiguration: `applied config of ${String(inputs.node)}` }),
+    [T.configApply]: (inputs) => ({ machineConfiguration: `applied config of ${String(inputs.node)}` }),
     [T.nodeState]: (inputs) => ({
       runningTalosVersion: inputs.talosVersion,
       bootedSchematicId: inputs.schematicId,
@@ -123,6 +116,11 @@ describe("the image", () => {
     expect(out.installerImage).toMatch(/^factory\.internal\.example:8080\/installer\/[0-9a-f]{64}:v1\.11\.5$/);
   });
 
+  it("installs from the factory the talos plugin registers the schematic with, when the stack names only that one", async () => {
+    const { out } = await planStack(stackWith({ "talos:imageFactoryUrl": "http://10.0.0.5:8080" }));
+    expect(out.installerImage).toMatch(/^10\.0\.0\.5:8080\/installer\/[0-9a-f]{64}:v1\.11\.5$/);
+  });
+
   it("fails the deployment when the factory's schematic id is not the one the nodes will install", () => {
     const expected = schematicFor([]);
     expect(verifiedSchematicId(INTEL_UCODE_ONLY, expected)).toBe(INTEL_UCODE_ONLY);
@@ -152,6 +150,25 @@ describe("the machine secrets", () => {
   });
 });
 
+describe("what the policy pack judges", () => {
+  it("finds every resource whose type carries credentials listing them all as secret outputs, as the pack requires", async () => {
+    const { plan: p } = await planStack();
+    const judged = p.resources.filter((r) => secretOutputsOf(r.type) !== undefined);
+    expect(new Set(judged.map((r) => r.type))).toEqual(new Set(Object.keys(SECRET_OUTPUTS)));
+    for (const r of judged) {
+      const asPolicySees = {
+        type: r.type,
+        name: r.name,
+        urn: "",
+        props: r.inputs,
+        protect: r.protect,
+        additionalSecretOutputs: r.additionalSecretOutputs,
+      };
+      expect(credentialsSecret(asPolicySees)).toBeUndefined();
+    }
+  });
+});
+
 describe("node configuration", () => {
   it("renders one machine configuration per node, of its role, with the cluster's name, endpoint, versions and secrets", async () => {
     const { plan: p, config } = await planStack();
@@ -169,6 +186,26 @@ describe("node configuration", () => {
         examples: false,
       });
       expect(c.inputs.machineSecrets).toMatchObject({ secrets: { bootstrapToken: "token" } });
+    }
+  });
+
+  it("renders each node's config from byte for byte the patches Talos' validator judged, in the same order", async () => {
+    const nodes = (validStack().nodes as Record<string, unknown>[]).map((n, i) =>
+      i === 3 ? { ...n, patches: [{ machine: { sysctls: { "vm.swappiness": "10" } } }] } : n,
+    );
+    const raw = stackWith({
+      nodes,
+      patches: {
+        all: [{ machine: { time: { servers: ["time.example.com"] } } }],
+        worker: [{ machine: { kubelet: { extraArgs: { v: "2" } } } }],
+      },
+    });
+    const { plan: p, config } = await planStack(raw);
+    const judged = validatorInput(config).nodes;
+    expect(judged.map((n) => n.name)).toEqual(config.nodes.map((n) => n.name));
+    for (const node of judged) {
+      const call = p.calls.find((c) => c.token === T.machineConfig && hostnameIn(c.inputs.configPatches) === node.name);
+      expect(call?.inputs.configPatches).toEqual(node.patches.map((k) => k.patch));
     }
   });
 
@@ -194,7 +231,7 @@ describe("node configuration", () => {
 
   it("applies one configuration per node, of the node's role, to the node's address", async () => {
     const { plan: p, config } = await planStack();
-    const applies = p.ofType(T.apply);
+    const applies = p.ofType(T.configApply);
     expect(applies.map((a) => a.inputs.node)).toEqual(config.nodes.map((n) => n.address));
     for (const [i, node] of config.nodes.entries()) {
       expect(applies[i]?.name).toBe(`lab-${node.name}`);
@@ -205,7 +242,7 @@ describe("node configuration", () => {
 
   it("declares every node's config apply with the stack's apply mode (the plugin installs a new node with auto)", async () => {
     const { plan: p } = await planStack(stackWith({ applyMode: "no_reboot" }));
-    for (const apply of p.ofType(T.apply)) expect(apply.inputs.applyMode).toBe("no_reboot");
+    for (const apply of p.ofType(T.configApply)) expect(apply.inputs.applyMode).toBe("no_reboot");
   });
 
   it("gives every node the factory installer image of the schematic, and its own hostname and disk", async () => {
@@ -222,7 +259,7 @@ describe("node configuration", () => {
 
   it("installs no node before the factory has the schematic", async () => {
     const { plan: p } = await planStack();
-    for (const apply of p.ofType(T.apply)) expect(apply.dependsOn).toContain("lab-schematic");
+    for (const apply of p.ofType(T.configApply)) expect(apply.dependsOn).toContain("lab-schematic");
   });
 
   it("puts the role patches in the role's configuration: the VIP on control planes only", async () => {
@@ -242,14 +279,14 @@ describe("a node that does not answer", () => {
     expect(reachable.map((r) => [r.name, r.inputs.node, r.inputs.address, r.inputs.timeout])).toEqual(
       config.nodes.map((n) => [`lab-${n.name}-reachable`, n.name, n.address, "45s"]),
     );
-    for (const [i, apply] of p.ofType(T.apply).entries()) expect(apply.dependsOn).toContain(`lab-${config.nodes[i]?.name}-reachable`);
+    for (const [i, apply] of p.ofType(T.configApply).entries()) expect(apply.dependsOn).toContain(`lab-${config.nodes[i]?.name}-reachable`);
   });
 });
 
 describe("timeouts", () => {
   it("gives config applies and the kubeconfig the stack's node timeout, and the bootstrap its own, with every key set", async () => {
     const { plan: p } = await planStack(stackWith({ nodeTimeout: "45s", bootstrapTimeout: "30m" }));
-    for (const apply of p.ofType(T.apply)) expect(apply.inputs.timeouts).toEqual({ create: "45s", update: "45s", delete: "45s" });
+    for (const apply of p.ofType(T.configApply)) expect(apply.inputs.timeouts).toEqual({ create: "45s", update: "45s", delete: "45s" });
     expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "30m" });
     expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "45s", update: "45s" });
   });
@@ -264,7 +301,7 @@ describe("timeouts", () => {
 describe("changes to running nodes", () => {
   it("leave the config applies alone after the install: a later change would reach every node at once", async () => {
     const { plan: p } = await planStack();
-    for (const apply of p.ofType(T.apply)) {
+    for (const apply of p.ofType(T.configApply)) {
       expect(apply.ignoreChanges).toEqual(expect.arrayContaining(["machineConfigurationInput", "configPatches", "applyMode"]));
       expect(apply.inputs.configPatches).toBeUndefined();
     }
@@ -420,7 +457,7 @@ describe("live node state", () => {
       expect(state.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration"]));
       expect(state.additionalSecretOutputs).toEqual(expect.arrayContaining(["clientConfiguration", "machineConfiguration"]));
     }
-    for (const apply of p.ofType(T.apply)) expect(apply.additionalSecretOutputs).toContain("machineConfiguration");
+    for (const apply of p.ofType(T.configApply)) expect(apply.additionalSecretOutputs).toContain("machineConfiguration");
   });
 
   it("exports what each node runs, as the last up or refresh read it, in the nodes output", async () => {
@@ -518,13 +555,13 @@ describe("component tree", () => {
     const { plan: p } = await planStack();
     expect(p.byName("lab").type).toBeDefined();
     const types = new Set(p.resources.map((r) => r.type));
-    expect(types).toContain("talos-cluster:index:TalosImage");
-    expect(types).toContain("talos-cluster:index:TalosCluster");
-    expect(types).toContain("talos-cluster:index:BaseAddons");
-    const image = p.resources.find((r) => r.type === "talos-cluster:index:TalosImage");
-    const cluster = p.resources.find((r) => r.type === "talos-cluster:index:TalosCluster");
+    expect(types).toContain(T.image);
+    expect(types).toContain(T.cluster);
+    expect(types).toContain(T.addons);
+    const image = p.resources.find((r) => r.type === T.image);
+    const cluster = p.resources.find((r) => r.type === T.cluster);
     expect(p.ofType(T.schematic)[0]?.parent).toBe(image?.name);
-    for (const t of [T.secrets, T.apply, T.bootstrap, T.kubeconfig]) {
+    for (const t of [T.secrets, T.configApply, T.bootstrap, T.kubeconfig]) {
       for (const r of p.ofType(t)) expect(r.parent).toBe(cluster?.name);
     }
   });

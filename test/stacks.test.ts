@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, configFromStackFile, parseConfig } from "../components/config";
+import { ConfigError, parseConfig } from "../lib/config/parse";
+import { configFromStackFile } from "../lib/config/source";
 
 const root = join(__dirname, "..");
 const stackFile = (name: string) => readFileSync(join(root, `Pulumi.${name}.yaml`), "utf8");
@@ -50,12 +51,12 @@ describe("a broken stack file", () => {
     }
     expect(problems).toEqual([
       "talos-cluster:clusterName: must be lower-case letters, digits and '-', at most 63 characters",
-      'talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address',
+      'talos-cluster:nodes[1] (cp-1).address: "10.20.0.300" is not an IPv4 address',
       "talos-cluster:network.vip: needs the link the VIP lives on: interface (e.g. enp1s0; `talosctl get links --insecure -n <node>` lists a node's links) or deviceSelector (e.g. { busPath: 0000:01:00.0 })",
       "talos-cluster:kubernetesVersion: Kubernetes 1.28.0 is not supported by Talos v1.11.5; it supports 1.29 to 1.34",
-      'talos-cluster:extensions[0]: "intel-ucode" is not an official Image Factory extension (did you mean siderolabs/intel-ucode?); see components/versions.ts for the list',
+      'talos-cluster:extensions[0]: "intel-ucode" is not an official Image Factory extension (did you mean siderolabs/intel-ucode?); see lib/versions.ts for the list',
       'talos-cluster:nodes[1].name: "cp-1" is already used by nodes[0]; node names must be unique',
-      "talos-cluster:nodes[1]: set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
+      "talos-cluster:nodes[1] (cp-1): set installDisk (e.g. /dev/nvme0n1) or installDiskSelector (e.g. { type: nvme }); without one Talos installs to /dev/sda, wiping whatever is there",
       'talos-cluster:nodes: 2 control planes cannot be upgraded: Talos refuses with "etcd member count(2) is insufficient to maintain quorum if upgrade commences", and a reboot of either loses etcd\'s quorum; declare 1 or 3 (add two at once when growing from 1)',
       "talos-cluster:network.vip.address: 10.30.0.10 is outside the nodes' subnet 10.20.0.0/24; a Talos VIP must share the control planes' L2 network",
       "talos-cluster:endpoint: 10.20.0.10 differs from network.vip.address 10.30.0.10; with a VIP the endpoint should be the VIP",

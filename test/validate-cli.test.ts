@@ -18,7 +18,7 @@ describe("npm run validate", () => {
     const result = validate("test/fixtures/Pulumi.broken.yaml");
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("The stack config has 10 problems; nothing was created or changed:");
-    expect(result.stderr).toContain('  - talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address');
+    expect(result.stderr).toContain('  - talos-cluster:nodes[1] (cp-1).address: "10.20.0.300" is not an IPv4 address');
   });
 
   it("says which file it could not read", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { extensionReleases, KUBERNETES_SUPPORT, OFFICIAL_EXTENSIONS, REQUIRED_EXTENSION, talosDowngrade } from "../components/versions";
+import { extensionReleases, KUBERNETES_SUPPORT, OFFICIAL_EXTENSIONS, REQUIRED_EXTENSION, talosDowngrade } from "../lib/versions";
 
 const publishedIn = (minor: string) => Object.keys(OFFICIAL_EXTENSIONS).filter((name) => extensionReleases(name).includes(minor));
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// The program's built-in patches, in the shapes components/patches.ts builds them for a cluster
+// The program's built-in patches, in the shapes lib/patches.ts builds them for a cluster
 // with Cilium, the serving-cert approver, a VIP, labels and taints.
 const (
 	installer      = "factory.talos.dev/installer/376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba:v1.11.5"
@@ -395,13 +395,13 @@ func TestGeneratesForTheContract(t *testing.T) {
 }
 
 func TestJudgesWithThePluginsConfigLibrary(t *testing.T) {
-	text, err := os.ReadFile("../../components/versions.ts")
+	text, err := os.ReadFile("../../lib/versions.ts")
 	if err != nil {
 		t.Fatalf("reading the program's pins: %v", err)
 	}
 	m := regexp.MustCompile(`PLUGIN_CONFIG_LIBRARY = \{ version: "(v[0-9.]+)"`).FindSubmatch(text)
 	if m == nil {
-		t.Fatal("components/versions.ts: PLUGIN_CONFIG_LIBRARY not found")
+		t.Fatal("lib/versions.ts: PLUGIN_CONFIG_LIBRARY not found")
 	}
 	if string(m[1]) != LibraryVersion {
 		t.Errorf("this module judges with Talos' config library %s, the talos plugin carries %s: "+

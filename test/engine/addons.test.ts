@@ -8,8 +8,9 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ciliumValues, metricsServerValues } from "../../components/addons";
-import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../components/versions";
+import { ciliumValues, metricsServerValues } from "../../lib/addons";
+import { TYPES } from "../../lib/tokens";
+import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../lib/versions";
 import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "../../scripts/chart-repo";
 import { SUITES } from "../addresses";
 import {
@@ -280,7 +281,7 @@ describeEngine(
     });
 
     it("replaces neither the Kubernetes provider nor any addon when the kubeconfig is renewed", async () => {
-      const urn = ws.state().resources.find((r) => r.type === "talos:cluster/kubeconfig:Kubeconfig")?.urn;
+      const urn = ws.state().resources.find((r) => r.type === TYPES.kubeconfig)?.urn;
       expect(urn).toBeDefined();
       const up = ws.must(["up", "--yes", "--json", "--replace", String(urn)]);
       const changed = changes(eventsOf(up.stdout));

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { TYPES } from "../../lib/tokens";
 import { netPrefix, SUITES } from "../addresses";
 import { describeEngine, type RunResult, runDrift, Simulator, stackFileConfig, Workspace } from "./workspace";
 
@@ -11,9 +12,9 @@ const STACK = "drift";
 const urn = (typeChain: string, name: string) => `urn:pulumi:${STACK}::talos-cluster::${typeChain}::${name}`;
 // Parents first: a targeted up creates a child only with its component.
 const TARGETS = [
-  urn("talos-cluster:index:TalosImage", "dev"),
+  urn(TYPES.image, "dev"),
   urn("talos-cluster:index:TalosImage$talos:imagefactory/schematic:Schematic", "dev-schematic"),
-  urn("talos-cluster:index:TalosCluster", "dev"),
+  urn(TYPES.cluster, "dev"),
   urn("talos-cluster:index:TalosCluster$talos:machine/secrets:Secrets", "dev-secrets"),
 ];
 

@@ -2,6 +2,7 @@
 // factory: 3 control planes behind a VIP and 2 workers (one tainted), addons off, config changes
 // in no_reboot mode. Steps run in order on one stack.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { TYPES } from "../../lib/tokens";
 import { netPrefix, SUITES } from "../addresses";
 import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
@@ -159,7 +160,7 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     expect(state.find((s) => s.hostname === "worker-2")?.applyModes).toEqual(["AUTO", "NO_REBOOT"]);
     expect(state.find((s) => s.hostname === "worker-2")?.config).toContain('vm.max_map_count: "262144"');
     // kubernetesChecks: false reaches the Rollout: nothing waited for in Kubernetes.
-    const rollout = ws.state().resources.find((r) => r.type === "talosnode:index:Rollout");
+    const rollout = ws.state().resources.find((r) => r.type === TYPES.rollout);
     expect(rollout?.outputs?.kubernetesChecks).toBe(false);
     ws.must(["preview", "--expect-no-changes"]);
   });
@@ -225,7 +226,7 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     console.log(destroy.output.split("\n").find((l) => l.includes("protected")));
     expect(destroy.code).not.toBe(0);
     expect(destroy.output).toMatch(/sim-secrets.*protected|protected.*sim-secrets/s);
-    const left = ws.state().resources.filter((r) => r.type === "talos:machine/secrets:Secrets");
+    const left = ws.state().resources.filter((r) => r.type === TYPES.secrets);
     expect(left).toHaveLength(1);
     expect(left[0]?.protect).toBe(true);
   });

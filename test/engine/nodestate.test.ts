@@ -2,6 +2,7 @@
 // change made on a node itself (another release, another image, an edited config) shows as that
 // node's NodeState drifting, in `preview --refresh` and in `npm run drift`.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { TYPES } from "../../lib/tokens";
 import { SUITES } from "../addresses";
 import { describeEngine, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
 
@@ -136,7 +137,7 @@ describeEngine("live node state: talosnode.NodeState against simulated nodes", (
   });
 
   it("fails the refresh naming a node that does not answer within nodeTimeout, and keeps it in the state", async () => {
-    const before = ws.state().resources.filter((r) => r.type === "talosnode:index:NodeState").length;
+    const before = ws.state().resources.filter((r) => r.type === TYPES.nodeState).length;
     await sim.stop(worker.address);
     const started = Date.now();
     const refresh = ws.run(["preview", "--refresh"]);
@@ -144,7 +145,7 @@ describeEngine("live node state: talosnode.NodeState against simulated nodes", (
     expect(refresh.output).toContain(`${STACK}-${worker.name}-state`);
     expect(refresh.output).toContain(worker.address);
     expect(Date.now() - started).toBeLessThan(120_000);
-    expect(ws.state().resources.filter((r) => r.type === "talosnode:index:NodeState")).toHaveLength(before);
+    expect(ws.state().resources.filter((r) => r.type === TYPES.nodeState)).toHaveLength(before);
 
     await sim.start(worker.address);
     ws.must(["preview", "--refresh", "--expect-no-changes"]);

@@ -48,6 +48,8 @@ describeEngine("the policy pack in a real preview", () => {
     expect(refused.output).toContain(
       "plain-kubeconfig must list kubernetesClientConfiguration, clientConfiguration in additionalSecretOutputs",
     );
+    // The engine already counts the plugin's own secret output (machineConfiguration) as listed.
+    expect(refused.output).toContain("foreign-installer must list clientConfiguration in additionalSecretOutputs");
   });
 
   it("refuses a node installing anything but the factory installer", () => {

@@ -5,7 +5,7 @@
 // private key, a token, a bootstrap or encryption secret, in plain text or base64.
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ADDON_DEFAULTS } from "../../components/versions";
+import { ADDON_DEFAULTS } from "../../lib/versions";
 import { ChartRepo } from "../../scripts/chart-repo";
 import { SUITES } from "../addresses";
 import {

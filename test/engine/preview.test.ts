@@ -1,4 +1,5 @@
 import { afterAll, expect, it } from "vitest";
+import { TYPES } from "../../lib/tokens";
 import { describeEngine, jsonStream, stackFileConfig, Workspace } from "./workspace";
 
 interface PreviewStep {
@@ -28,14 +29,14 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
       const preview = ws.must(["preview", "--json"]);
       const steps = previewSteps(preview.stdout);
       expect(steps.filter((s) => s.op !== "create" && s.type !== "pulumi:pulumi:Stack")).toEqual([]);
-      expect(count(steps, "talos:imagefactory/schematic:Schematic")).toBe(1);
-      expect(count(steps, "talos:machine/secrets:Secrets")).toBe(1);
-      expect(count(steps, "talos:machine/configurationApply:ConfigurationApply")).toBe(nodes);
-      expect(count(steps, "talos:machine/bootstrap:Bootstrap")).toBe(1);
-      expect(count(steps, "talos:cluster/kubeconfig:Kubeconfig")).toBe(1);
-      expect(count(steps, "pulumi:providers:kubernetes")).toBe(1);
+      expect(count(steps, TYPES.schematic)).toBe(1);
+      expect(count(steps, TYPES.secrets)).toBe(1);
+      expect(count(steps, TYPES.configApply)).toBe(nodes);
+      expect(count(steps, TYPES.bootstrap)).toBe(1);
+      expect(count(steps, TYPES.kubeconfig)).toBe(1);
+      expect(count(steps, TYPES.k8sProvider)).toBe(1);
       expect(count(steps, "kubernetes:helm.sh/v3:Release")).toBeGreaterThanOrEqual(1);
-      expect(count(steps, "talos-cluster:index:TalosCluster")).toBe(1);
+      expect(count(steps, TYPES.cluster)).toBe(1);
     });
   }
 
@@ -60,9 +61,9 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
     const preview = ws.run(["preview"]);
     expect(preview.code).not.toBe(0);
     expect(preview.output).toContain("The stack config has 10 problems; nothing was created or changed:");
-    expect(preview.output).toContain('talos-cluster:nodes[1].address: "10.20.0.300" is not an IPv4 address');
+    expect(preview.output).toContain('talos-cluster:nodes[1] (cp-1).address: "10.20.0.300" is not an IPv4 address');
     expect(preview.output).not.toMatch(/talos:machine|talos:imagefactory/);
     // The message is the whole story: no stack trace of the program in the way.
-    expect(preview.output).not.toMatch(/at .*components\/config\.ts/);
+    expect(preview.output).not.toMatch(/at .*lib\/config\//);
   });
 });

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { SERVER_HOST, SUITES } from "../addresses";
+import { SUITES } from "../addresses";
 import {
   controlPlaneFlags,
   describeEngine,
@@ -89,8 +89,6 @@ describeEngine(
       );
       config = simStackConfig(sim, STACK, nodes, {
         "talos-cluster:nodeTimeout": "30s",
-        // Installer images point at the simulated factory, which an Upgrade pulls from.
-        "talos-cluster:imageFactoryHost": `${SERVER_HOST}:${FACTORY_PORT}`,
         "talos-cluster:upgrade": { healthTimeout: "30s" },
       });
       ws = new Workspace(STACK, config);

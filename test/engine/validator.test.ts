@@ -23,7 +23,7 @@ const TYPOS: { where: string; key: string; set: (config: Record<string, unknown>
   },
   {
     where: "a node's patches",
-    key: "talos-cluster:nodes[2].patches[0]: unknown key machine.kubelett",
+    key: "talos-cluster:nodes[2] (worker-2).patches[0]: unknown key machine.kubelett",
     set: (c, nodes) => ({
       ...c,
       "talos-cluster:nodes": nodes.map((n, i) => (i === 2 ? { ...n, patches: [{ machine: { kubelett: { image: "x" } } }] } : n)),

@@ -1,5 +1,5 @@
 // Package configlibrary checks the program's table of config document kinds
-// (components/versions.ts CONFIG_DOCUMENT_KINDS and PLUGIN_CONFIG_LIBRARY) against the Talos
+// (lib/versions.ts CONFIG_DOCUMENT_KINDS and PLUGIN_CONFIG_LIBRARY) against the Talos
 // config library this plugin is built with: the stack config refuses a patch document by that
 // table, so it must say exactly what the plugin's library decodes.
 package configlibrary
@@ -14,14 +14,14 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 )
 
-const versionsFile = "../../../../components/versions.ts"
+const versionsFile = "../../../../lib/versions.ts"
 
 type kind struct {
 	name  string
 	since int // Talos minor of the first config library that decodes it
 }
 
-// tableKinds reads the kinds and the library's minor from components/versions.ts.
+// tableKinds reads the kinds and the library's minor from lib/versions.ts.
 func tableKinds(t *testing.T) (kinds []kind, library string, libraryMinor int) {
 	t.Helper()
 	text, err := os.ReadFile(versionsFile)
@@ -60,7 +60,7 @@ func TestLibraryVersionIsThePlugins(t *testing.T) {
 		t.Fatal("go.mod does not require github.com/siderolabs/talos/pkg/machinery")
 	}
 	if string(m[1]) != library {
-		t.Fatalf("the plugin builds with machinery %s, components/versions.ts says %s", m[1], library)
+		t.Fatalf("the plugin builds with machinery %s, lib/versions.ts says %s", m[1], library)
 	}
 }
 

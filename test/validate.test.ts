@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseConfig } from "../components/config";
-import { validatorInput } from "../components/talos-validator";
+import { parseConfig } from "../lib/config/parse";
+import { validatorInput } from "../lib/validate";
 import { stackWith } from "./fixtures/stacks";
 
 describe("what Talos' validator is asked to judge", () => {
@@ -17,7 +17,7 @@ describe("what Talos' validator is asked to judge", () => {
       "talos-cluster:patches.all[0]",
       "talos-cluster:patches.worker[0]",
       "(program: node worker-1)",
-      "talos-cluster:nodes[3].patches[0]",
+      "talos-cluster:nodes[3] (worker-1).patches[0]",
     ]);
     expect(JSON.parse(worker?.patches[1]?.patch ?? "{}")).toEqual(time);
   });

@@ -1,6 +1,6 @@
 // Machine-config patch builders: plain objects in, plain objects out, serialised once at the edge.
 // Patches are strategic-merge patches in Talos' v1alpha1 machine config shape.
-import type { ClusterConfig, NodeConfig, Patch } from "./config";
+import type { ClusterConfig, NodeConfig, Patch } from "./config/schema";
 import { minorAtLeast, PLUGIN_CONFIG_LIBRARY, talosMinor } from "./versions";
 
 /** Patches every node of the cluster gets, before role and node patches. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { schematicExtensions } from "../components/naming";
-import { canonicalSchematic, schematicId } from "../components/schematic-id";
+import { schematicExtensions } from "../lib/naming";
+import { canonicalSchematic, schematicId } from "../lib/schematic";
 
 describe("schematic id", () => {
   it("matches the factory's id for the empty schematic", () => {

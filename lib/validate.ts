@@ -7,17 +7,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type ClusterConfig, ConfigError, type NodeConfig, type ParsedConfig, type Patch, parseConfig } from "./config";
-import { installerImage } from "./naming";
-import { clusterPatches, nodePatches, rolePatches } from "./patches";
-import { schematicFor } from "./schematic-id";
-
-export interface KeyedPatch {
-  /** The stack key a user fixes, or what of the program's own it is. */
-  key: string;
-  /** One patch object as JSON text. */
-  patch: string;
-}
+import { ConfigError, parseConfig } from "./config/parse";
+import type { ClusterConfig, ParsedConfig } from "./config/schema";
+import { type KeyedPatch, planCluster } from "./plan";
 
 /** What talosvalidate reads (talosvalidate/README.md). */
 export interface ValidatorInput {
@@ -41,44 +33,21 @@ export interface TalosJudgement {
 }
 
 /**
- * The program's patches (built-ins first) with the stack key of each: the last `user.length` come
- * from the stack under `userKey`, the ones before are the program's own.
- */
-function keyed(patches: Patch[], user: Patch[], userKey: string, builtin: string): KeyedPatch[] {
-  const own = patches.length - user.length;
-  return patches.map((p, i) => ({ key: i < own ? builtin : `${userKey}[${i - own}]`, patch: JSON.stringify(p) }));
-}
-
-/**
- * Every node's patches in the order the program applies them. The config contract of an existing
- * cluster lives in its state (the machine secrets), which a program cannot read before it runs;
- * the stack's release stands in for it, which is exact for a new cluster.
+ * Every node's patches as the cluster plan orders them, the ones TalosCluster applies. The config
+ * contract of an existing cluster lives in its state (the machine secrets), which a program cannot
+ * read before it runs; the stack's release stands in for it, which is exact for a new cluster.
  */
 export function validatorInput(config: ClusterConfig): ValidatorInput {
-  const image = installerImage(config.imageFactoryHost, schematicFor(config.extensions).id, config.talosVersion);
-  const cluster = keyed(clusterPatches(config), config.patches.all, "talos-cluster:patches.all", "(program: cluster settings)");
-  const role = (r: NodeConfig["role"]) =>
-    keyed(rolePatches(config, r), config.patches[r], `talos-cluster:patches.${r}`, `(program: ${r} settings)`);
-  const byRole = { controlplane: role("controlplane"), worker: role("worker") };
   return {
     clusterName: config.clusterName,
     endpoint: config.endpoint,
     talosVersion: config.talosVersion,
     contract: config.talosVersion,
     kubernetesVersion: config.kubernetesVersion,
-    nodes: config.nodes.map((node, i) => ({
-      name: node.name,
-      role: node.role,
-      patches: [
-        ...cluster,
-        ...byRole[node.role],
-        ...keyed(
-          nodePatches(node, image, config.talosVersion),
-          node.patches,
-          `talos-cluster:nodes[${i}].patches`,
-          `(program: node ${node.name})`,
-        ),
-      ],
+    nodes: planCluster(config.clusterName, config).nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      patches: n.patches(config.talosVersion),
     })),
   };
 }

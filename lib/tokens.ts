@@ -1,0 +1,42 @@
+// The type tokens of what the program declares and reads, and which outputs of each carry
+// credentials. The components declare with them, the policy pack judges by them, the tests look
+// resources up by them: one list, so the three cannot drift apart. Pure.
+
+export const TYPES = {
+  // The program's own components.
+  image: "talos-cluster:index:TalosImage",
+  cluster: "talos-cluster:index:TalosCluster",
+  addons: "talos-cluster:index:BaseAddons",
+  // The talos plugin's resources and invokes.
+  schematic: "talos:imagefactory/schematic:Schematic",
+  secrets: "talos:machine/secrets:Secrets",
+  machineConfig: "talos:machine/getConfiguration:getConfiguration",
+  clientConfig: "talos:client/getConfiguration:getConfiguration",
+  configApply: "talos:machine/configurationApply:ConfigurationApply",
+  bootstrap: "talos:machine/bootstrap:Bootstrap",
+  kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
+  // This project's provider (talosnode/).
+  rollout: "talosnode:index:Rollout",
+  nodeState: "talosnode:index:NodeState",
+  kubernetesReady: "talosnode:index:KubernetesReady",
+  reachable: "talosnode:index:Reachable",
+  k8sProvider: "pulumi:providers:kubernetes",
+} as const;
+
+/**
+ * Provider outputs that carry private keys or tokens, per resource type: the program lists them in
+ * additionalSecretOutputs so they are encrypted in state and outputs, and the policy pack refuses a
+ * resource of the type that does not.
+ */
+export const SECRET_OUTPUTS = {
+  [TYPES.secrets]: ["machineSecrets", "clientConfiguration"],
+  [TYPES.configApply]: ["machineConfiguration", "clientConfiguration"],
+  [TYPES.nodeState]: ["machineConfiguration", "clientConfiguration"],
+  [TYPES.rollout]: ["clientConfiguration"],
+  [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
+};
+
+/** The outputs of a resource type that must be secret; undefined for a type that carries none. */
+export function secretOutputsOf(type: string): readonly string[] | undefined {
+  return Object.hasOwn(SECRET_OUTPUTS, type) ? SECRET_OUTPUTS[type as keyof typeof SECRET_OUTPUTS] : undefined;
+}
