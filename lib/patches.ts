@@ -96,7 +96,7 @@ export function nodePatches(
       // On workers Talos would use the kubelet's credentials, and NodeRestriction refuses a
       // kubelet's taint change together with the labels in the same update (talos #8193, #10935).
       // The kubelet may taint its Node when it registers it, so workers register with them; a
-      // later change reaches a Node that already exists only through `kubectl taint` (README).
+      // later change reaches a Node that already exists only through `kubectl taint` (docs/config.md, "Labels and taints").
       machine.kubelet = { extraConfig: { registerWithTaints: taints } };
     }
   }

@@ -133,7 +133,7 @@ describe("stack config: every problem is reported at once", () => {
     expect(problemsOf(stackWith({ clustername: "x" }))).toEqual(["talos-cluster:clustername: unknown key; did you mean clusterName?"]);
     expect(problemsOf(stackWith({ kubernetesVerison: "1.34.1", colour: "blue" }))).toEqual([
       "talos-cluster:kubernetesVerison: unknown key; did you mean kubernetesVersion?",
-      "talos-cluster:colour: unknown key; check its spelling against the README's config table",
+      "talos-cluster:colour: unknown key; check its spelling against the config table in docs/config.md",
     ]);
     const nodes = (validStack().nodes as Record<string, unknown>[]).map((n, i) => (i === 3 ? { ...n, lables: {} } : n));
     expect(
@@ -579,7 +579,7 @@ describe("stack config: upgrades", () => {
       'talos-cluster:upgrade.rebootMode: must be "default" (kexec) or "powercycle" (through the firmware)',
       "talos-cluster:upgrade.kubernetesChecks: must be true or false",
       "talos-cluster:upgrade.drainTimeout: must be longer than zero, e.g. 15m",
-      "talos-cluster:upgrade.wait: unknown key; check its spelling against the README's config table",
+      "talos-cluster:upgrade.wait: unknown key; check its spelling against the config table in docs/config.md",
     ]);
     expect(problemsOf(stackWith({ upgrade: { maxUnavailableWorkers: 1.5 } }))).toEqual([
       "talos-cluster:upgrade.maxUnavailableWorkers: must be a whole number of workers, at least 1",
@@ -593,7 +593,7 @@ describe("stack config: config documents in patches", () => {
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [volume] };
     expect(problemsOf(raw)).toEqual([
-      'talos-cluster:nodes[3] (worker-1).patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see the README\'s toolchain table',
+      'talos-cluster:nodes[3] (worker-1).patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see docs/toolchain.md',
     ]);
   });
 

@@ -67,7 +67,7 @@ describe("drift verdict", () => {
 
 describe("npm run drift", () => {
   // A stand-in for the CLI that prints a canned preview digest: exercises the command's exit codes
-  // and output, not the engine (engine tests need the toolchain; see README "Toolchain").
+  // and output, not the engine (engine tests need the toolchain; see docs/toolchain.md).
   function fakePulumi(digests: Record<string, unknown>, exitCode = 0): string {
     const dir = mkdtempSync(join(tmpdir(), "drift-"));
     const bin = join(dir, "pulumi");

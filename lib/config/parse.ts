@@ -63,7 +63,7 @@ function describeIssues(
 function unknownKey(path: readonly PropertyKey[], raw: Record<string, unknown>): string {
   const key = path.at(-1);
   const meant = typeof key === "string" ? closest(key, keysAt(stackSchema, path.slice(0, -1))) : undefined;
-  return `${keyPath(path, raw)}: unknown key; ${meant === undefined ? "check its spelling against the README's config table" : `did you mean ${meant}?`}`;
+  return `${keyPath(path, raw)}: unknown key; ${meant === undefined ? "check its spelling against the config table in docs/config.md" : `did you mean ${meant}?`}`;
 }
 
 type Shape = typeof stackSchema.shape;

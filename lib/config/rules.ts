@@ -369,7 +369,7 @@ function checkPatchDocuments(patches: { key: string; patch: Patch }[], problems:
       );
     } else if (!minorAtLeast(library.minor, since)) {
       problems.push(
-        `${key}: ${kind} is a Talos ${since} config document, and the talos plugin's config library (Talos ${library.version}, in ${library.provider}) cannot decode it ("${kind}" "v1alpha1": not registered), so every config it reaches would fail; see the README's toolchain table`,
+        `${key}: ${kind} is a Talos ${since} config document, and the talos plugin's config library (Talos ${library.version}, in ${library.provider}) cannot decode it ("${kind}" "v1alpha1": not registered), so every config it reaches would fail; see docs/toolchain.md`,
       );
     } else if (patch.apiVersion !== "v1alpha1") {
       problems.push(`${key}.apiVersion: a ${kind} document needs apiVersion: v1alpha1`);
