@@ -14,7 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 )
 
-const versionsFile = "../../../../components/versions.ts"
+const versionsFile = "../../components/versions.ts"
 
 type kind struct {
 	name  string
