@@ -8,7 +8,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 )
 
@@ -33,7 +33,7 @@ func link(name, alias string, altNames []string, bus, mac, kind string) *network
 
 // The simulator's links have no alias, altNames or kind, so those rules are tested on plain data.
 func TestResolveVIPAsTalosDoes(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	links := []*network.LinkStatus{
 		link("enp2s0", "", nil, "0000:02:00.0", "02:7f:00:00:01:01", ""),
 		link("enp1s0", "lan", []string{"enxaabbccddeeff"}, "0000:01:00.0", "02:7f:00:00:01:00", ""),
@@ -78,7 +78,7 @@ func TestResolveVIPAsTalosDoes(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := configloader.NewFromBytes(l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.patch))
+			cfg, err := configloader.NewFromBytes(l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, tc.patch))
 			if err != nil {
 				t.Fatal(err)
 			}
