@@ -2,9 +2,11 @@ package node_test
 
 import (
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 
@@ -88,6 +90,41 @@ func TestResolveVIPAsTalosDoes(t *testing.T) {
 			}
 			if got := node.ResolveVIP(cfg, on); got != tc.want {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The cases of Talos' own test of selectDevices (internal/app/machined/pkg/controllers/network/
+// device_config_test.go TestSelectors): eth0 is a physical NIC with driver "thedriver" on bus
+// 0000:01:00.0, eth1 a link of no type on bus 0000:01:01.0. The simulator ports the same function
+// on its own (test/sim/node/links.go selectLinks) and checks the same cases: one bug must not pass
+// both the checker and the oracle.
+func TestSelectLinksOnTalosOwnCases(t *testing.T) {
+	eth0 := network.NewLinkStatus(network.NamespaceName, "eth0")
+	eth0.TypedSpec().Driver = "thedriver"
+	eth0.TypedSpec().BusPath = "0000:01:00.0"
+	eth0.TypedSpec().Type = nethelpers.LinkEther
+	eth1 := network.NewLinkStatus(network.NamespaceName, "eth1")
+	eth1.TypedSpec().BusPath = "0000:01:01.0"
+	physical := true
+	for _, tc := range []struct {
+		name     string
+		selector v1alpha1.NetworkDeviceSelector
+		want     []string
+	}{
+		{"by kernel driver", v1alpha1.NetworkDeviceSelector{NetworkDeviceKernelDriver: "thedriver"}, []string{"eth0"}},
+		{"a driver no link has", v1alpha1.NetworkDeviceSelector{NetworkDeviceKernelDriver: "no-match"}, nil},
+		{"a bus path glob matching both", v1alpha1.NetworkDeviceSelector{NetworkDeviceBus: "0000:01*"}, []string{"eth0", "eth1"}},
+		{"physical links only", v1alpha1.NetworkDeviceSelector{NetworkDevicePhysical: &physical}, []string{"eth0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := node.LinkNames(node.SelectLinks(&tc.selector, []*network.LinkStatus{eth0, eth1}))
+			if len(got) == 0 {
+				got = nil
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
 	}
