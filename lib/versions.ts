@@ -158,7 +158,7 @@ export const PLUGIN_CONFIG_LIBRARY = { version: "v1.9.2", minor: "1.9", provider
 /**
  * Multi-document machine-config kinds (apiVersion v1alpha1), with the Talos minor whose config
  * library first decodes each (registry.Register in pkg/machinery/config/types, per release tag).
- * scripts/toolchain/talos-provider's Go test checks this table against the plugin's library.
+ * talosplugin's Go test checks this table against the plugin's library.
  */
 export const CONFIG_DOCUMENT_KINDS: Readonly<Record<string, string>> = {
   // config-document-kinds:begin

@@ -185,7 +185,7 @@ schema_of() { # binary dir
   [ -s "$2/schema.json" ] || "$PULUMI" package get-schema "$1" >"$2/schema.json"
 }
 
-TALOS="$CACHE/talos-$(wrapper_hash scripts/toolchain/talos-provider)"
+TALOS="$CACHE/talos-$(wrapper_hash talosplugin)"
 if reuse=$(installed talos "$TALOS_PLUGIN_VERSION" "${TALOS##*/}"); then
   echo "talos plugin v$TALOS_PLUGIN_VERSION: installed ($reuse), reused"
   mkdir -p "$TALOS" && schema_of "$reuse" "$TALOS"
@@ -194,8 +194,8 @@ elif [ -x "$TALOS/pulumi-resource-talos" ] && [ -s "$TALOS/schema.json" ]; then
 else
   t=$(date +%s)
   echo "talos plugin v$TALOS_PLUGIN_VERSION: building (about 4 minutes on a cold cache)"
-  rm -rf "$TALOS.tmp" && mkdir -p "$TALOS.tmp" && cp -r scripts/toolchain/talos-provider "$TALOS.tmp/src"
-  ldflags="-s -w -X talos-cluster/toolchain/talos-provider/info.Version=$TALOS_PLUGIN_VERSION"
+  rm -rf "$TALOS.tmp" && mkdir -p "$TALOS.tmp" && cp -r talosplugin "$TALOS.tmp/src"
+  ldflags="-s -w -X talos-cluster/talosplugin/info.Version=$TALOS_PLUGIN_VERSION"
   (cd "$TALOS.tmp/src" && go build -trimpath -ldflags "$ldflags" -o ../pulumi-tfgen-talos ./cmd/pulumi-tfgen-talos)
   # tfgen writes the schema into the plugin's folder, where the plugin embeds it.
   upstream=$(cd "$TALOS.tmp/src" && go list -m -f '{{.Dir}}' github.com/siderolabs/terraform-provider-talos)

@@ -4,7 +4,7 @@
 //
 // No replace lines: machinery v1.9.2's go.mod replaces gopkg.in/yaml.v3 with a fork, but a
 // dependency's replace lines do not reach the modules that use it, and the plugin
-// (scripts/toolchain/talos-provider) builds machinery on upstream yaml.v3 v3.0.1; so does this
+// (talosplugin) builds machinery on upstream yaml.v3 v3.0.1; so does this
 // module, to decode patches exactly as the plugin does. siderolabs/gen and siderolabs/crypto are
 // raised to the plugin's versions for the same reason.
 module talos-cluster/talosvalidate

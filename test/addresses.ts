@@ -56,7 +56,7 @@ export const SUITES = {
   simApiserver: { files: ["test/sim/apiserver/"], nets: [18, 38], ports: [], moves: false },
   simTalosctl: { files: ["test/sim/talosctl/"], nets: [15, 16], ports: [], moves: false },
   // The provider's node reads; the lab's cluster endpoint (127.0.9.1:6443) is a name in configs.
-  talosnodeNode: { files: ["talosnode/node/", "talosnode/internal/lab/"], nets: [9], ports: [], moves: false },
+  talosnodeNode: { files: ["talosnode/node/", "test/sim/simtest/"], nets: [9], ports: [], moves: false },
   talosnodeProvider: { files: ["talosnode/provider/"], nets: [10, 47], ports: [], moves: false },
   talosnodeRollout: { files: ["talosnode/rollout/"], nets: [17, 42, 43], ports: [], moves: false },
 } as const satisfies Record<string, Suite>;

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"talos-cluster/talosnode/wait"
 )
 
 // Client talks to one cluster's API server with a kubeconfig's current context.
@@ -207,28 +209,13 @@ func (c *Client) NodesReady(ctx context.Context, names []string) string {
 // Wait asks check every interval until it reports nothing or timeout passes; progress (may be
 // nil) gets every answer. The error carries the last answer.
 func Wait(ctx context.Context, timeout, interval time.Duration, check func(context.Context) string, progress func(seen string)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	seen := ""
-	for {
-		callCtx, callCancel := context.WithTimeout(ctx, 15*time.Second)
-		problems := check(callCtx)
-		callCancel()
-		if problems == "" {
-			return nil
-		}
-		// An attempt cut by the deadline itself saw only that (a dial reports "i/o timeout" at
-		// the deadline, before ctx.Err() is set): the answer before it says more.
-		if deadline, _ := ctx.Deadline(); seen == "" || (ctx.Err() == nil && time.Now().Before(deadline)) {
-			seen = problems
-		}
-		if progress != nil {
-			progress(problems)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not ready within %s: %s", timeout, seen)
-		case <-time.After(interval):
-		}
+	_, err := wait.Poll{Timeout: timeout, Interval: interval, Attempt: 15 * time.Second, Progress: progress}.
+		Until(ctx, func(ctx context.Context) (bool, string, error) {
+			problems := check(ctx)
+			return problems == "", problems, nil
+		})
+	if err != nil {
+		return fmt.Errorf("not ready %w", err)
 	}
+	return nil
 }

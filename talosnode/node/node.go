@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"talos-cluster/talosnode/redact"
+	"talos-cluster/talosnode/wait"
 )
 
 // Credentials is the client configuration of a cluster: base64-encoded PEM, the shape of the
@@ -292,44 +293,40 @@ func ImageTag(image string) string {
 // may be nil) with what was seen, e.g. "version: unavailable: connection refused". An answer that
 // is an error (a refused credential, a config that does not decode) ends the wait at once.
 func Wait(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string)) (State, error) {
-	return wait(ctx, t, creds, timeout, progress, Read)
+	return waitFor(ctx, t, creds, timeout, progress, Read)
 }
 
 // WaitAvailable is Wait with ReadAvailable: a MachineConfig the credential may not read is
 // State.ConfigDenied, not an error.
 func WaitAvailable(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string)) (State, error) {
-	return wait(ctx, t, creds, timeout, progress, ReadAvailable)
+	return waitFor(ctx, t, creds, timeout, progress, ReadAvailable)
 }
 
-func wait(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string),
+func waitFor(ctx context.Context, t Target, creds Credentials, timeout time.Duration, progress func(attempt int, seen string),
 	read func(context.Context, Target, Credentials) (State, error),
 ) (State, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := time.Now()
-	interval := 500 * time.Millisecond
-	seen := ""
-	for attempt := 1; ; attempt++ {
+	var state State
+	attempt := 0
+	poll := wait.Poll{Timeout: timeout, Interval: 500 * time.Millisecond, MaxInterval: 5 * time.Second}
+	if progress != nil {
+		poll.Progress = func(seen string) { progress(attempt, seen) }
+	}
+	_, err := poll.Until(ctx, func(ctx context.Context) (bool, string, error) {
+		attempt++
 		s, err := read(ctx, t, creds)
 		if err == nil {
-			return s, nil
+			state = s
+			return true, "", nil
 		}
 		var rerr *Error
 		if !errors.As(err, &rerr) || !rerr.NotAnswering() {
-			return State{}, err
+			return false, "", err
 		}
-		// The attempt the deadline cut short says less than the one before it.
-		if seen == "" || ctx.Err() == nil {
-			seen = rerr.Phase + ": " + Describe(rerr.Err)
-		}
-		if progress != nil {
-			progress(attempt, seen)
-		}
-		select {
-		case <-ctx.Done():
-			return State{}, fmt.Errorf("%s: not answering over mutual TLS within %s: %s", t, timeout, seen)
-		case <-time.After(min(interval, time.Until(start.Add(timeout)))):
-		}
-		interval = min(interval*2, 5*time.Second)
+		return false, rerr.Phase + ": " + Describe(rerr.Err), nil
+	})
+	var expired *wait.Expired
+	if errors.As(err, &expired) {
+		return State{}, fmt.Errorf("%s: not answering over mutual TLS %w", t, err)
 	}
+	return state, err
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/role"
 
 	simnode "talos-cluster/sim/node"
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/redact"
 )
@@ -36,8 +36,8 @@ func hashOf(t *testing.T, data []byte) string {
 }
 
 func TestReadReportsWhatTheNodeRuns(t *testing.T) {
-	l := lab.New(t)
-	declared := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	declared := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	for _, tc := range []struct {
 		name    string
 		address string
@@ -51,25 +51,25 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 		{
 			name:    "as declared",
 			address: "127.0.9.11",
-			want:    node.State{TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, KubernetesVersion: "1.34.1", Stage: "running", Ready: true},
+			want:    node.State{TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer, KubernetesVersion: "1.34.1", Stage: "running", Ready: true},
 		},
 		{
 			name:    "changed by hand",
 			address: "127.0.9.12",
 			change: &simnode.Change{
 				TalosVersion: "v1.10.7",
-				Schematic:    lab.OtherSchematic,
+				Schematic:    simtest.OtherSchematic,
 				ConfigPatch:  "machine:\n  install:\n    image: ghcr.io/siderolabs/installer:v1.10.7\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.33.6\n",
 			},
 			patched: "machine:\n  install:\n    image: ghcr.io/siderolabs/installer:v1.10.7\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.33.6\n",
-			want:    node.State{TalosVersion: "v1.10.7", SchematicID: lab.OtherSchematic, InstallerImage: "ghcr.io/siderolabs/installer:v1.10.7", KubernetesVersion: "1.33.6", Stage: "running", Ready: true},
+			want:    node.State{TalosVersion: "v1.10.7", SchematicID: simtest.OtherSchematic, InstallerImage: "ghcr.io/siderolabs/installer:v1.10.7", KubernetesVersion: "1.33.6", Stage: "running", Ready: true},
 		},
 		{
 			name:    "config staged",
 			address: "127.0.9.13",
 			staged:  "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.2\n",
 			// What runs is still the declared config.
-			want: node.State{TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, KubernetesVersion: "1.34.1", Stage: "running", Ready: true},
+			want: node.State{TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer, KubernetesVersion: "1.34.1", Stage: "running", Ready: true},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,17 +80,17 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 				}
 			}
 			if tc.staged != "" {
-				c, err := node.Dial(testCtx(t), node.Target{Address: tc.address}, l.Credentials)
+				c, err := node.Dial(testCtx(t), node.Target{Address: tc.address}, node.Credentials(l.Credentials))
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer c.Close() //nolint:errcheck
-				staged := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.staged)
+				staged := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, tc.staged)
 				if _, err := c.ApplyConfiguration(testCtx(t), &machine.ApplyConfigurationRequest{Data: staged, Mode: machine.ApplyConfigurationRequest_STAGED}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			got, err := node.Read(testCtx(t), node.Target{Name: "cp-1", Address: tc.address}, l.Credentials)
+			got, err := node.Read(testCtx(t), node.Target{Name: "cp-1", Address: tc.address}, node.Credentials(l.Credentials))
 			if err != nil {
 				t.Fatalf("read: %v", err)
 			}
@@ -100,7 +100,7 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 			}
 			wantHash := hashOf(t, declared)
 			if tc.patched != "" {
-				wantHash = hashOf(t, l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.patched))
+				wantHash = hashOf(t, l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, tc.patched))
 			}
 			if applied.Hash != wantHash {
 				t.Errorf("applied config hash %s, want %s", applied.Hash, wantHash)
@@ -115,7 +115,7 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 			}
 			wantPersisted := wantHash
 			if tc.staged != "" {
-				wantPersisted = hashOf(t, l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.staged))
+				wantPersisted = hashOf(t, l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, tc.staged))
 			}
 			if persisted.Hash != wantPersisted || (tc.staged != "") == (persisted.Hash == applied.Hash) {
 				t.Errorf("persisted config hash %s, want %s (applied %s)", persisted.Hash, wantPersisted, applied.Hash)
@@ -131,8 +131,8 @@ func TestReadReportsWhatTheNodeRuns(t *testing.T) {
 }
 
 func TestWaitReadsANodeOnceItAnswers(t *testing.T) {
-	l := lab.New(t)
-	declared := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	declared := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	for _, tc := range []struct {
 		name    string
 		address string
@@ -144,9 +144,9 @@ func TestWaitReadsANodeOnceItAnswers(t *testing.T) {
 			name:    "installing: maintenance mode until its config is applied",
 			address: "127.0.9.21",
 			setup: func(t *testing.T, address string) func() {
-				n := l.Node(t, address, lab.TalosVersion, lab.Schematic)
+				n := l.Node(t, address, simtest.TalosVersion, simtest.Schematic)
 				return func() {
-					if err := lab.Install(n, declared); err != nil {
+					if err := simtest.Install(n, declared); err != nil {
 						t.Error(err)
 					}
 				}
@@ -176,7 +176,7 @@ func TestWaitReadsANodeOnceItAnswers(t *testing.T) {
 				<-second
 				arrive()
 			}()
-			got, err := node.Wait(testCtx(t), node.Target{Name: "cp-1", Address: tc.address}, l.Credentials, 20*time.Second, func(attempt int, s string) {
+			got, err := node.Wait(testCtx(t), node.Target{Name: "cp-1", Address: tc.address}, node.Credentials(l.Credentials), 20*time.Second, func(attempt int, s string) {
 				attempts.Store(int32(attempt))
 				seen.Store(s)
 				if attempt == 2 {
@@ -186,7 +186,7 @@ func TestWaitReadsANodeOnceItAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatalf("wait: %v", err)
 			}
-			if got.TalosVersion != lab.TalosVersion || got.Stage != "running" {
+			if got.TalosVersion != simtest.TalosVersion || got.Stage != "running" {
 				t.Fatalf("got %+v", got)
 			}
 			if attempts.Load() < 2 {
@@ -198,11 +198,11 @@ func TestWaitReadsANodeOnceItAnswers(t *testing.T) {
 }
 
 func TestWaitForAStoppedNodeFailsNamingItWithinTheTimeout(t *testing.T) {
-	l := lab.New(t)
-	n := l.Configured(t, "127.0.9.31", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	l := simtest.New(t)
+	n := l.Configured(t, "127.0.9.31", l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""))
 	n.Stop()
 	start := time.Now()
-	_, err := node.Wait(testCtx(t), node.Target{Name: "cp-3", Address: "127.0.9.31"}, l.Credentials, 2*time.Second, nil)
+	_, err := node.Wait(testCtx(t), node.Target{Name: "cp-3", Address: "127.0.9.31"}, node.Credentials(l.Credentials), 2*time.Second, nil)
 	elapsed := time.Since(start)
 	if err == nil {
 		t.Fatal("read of a stopped node succeeded")
@@ -217,12 +217,12 @@ func TestWaitForAStoppedNodeFailsNamingItWithinTheTimeout(t *testing.T) {
 }
 
 func TestAnAnswerThatIsAnErrorEndsTheWaitAtOnce(t *testing.T) {
-	l := lab.New(t)
-	l.Configured(t, "127.0.9.41", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	l := simtest.New(t)
+	l.Configured(t, "127.0.9.41", l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""))
 	creds := l.Credentials
 	creds.ClientKey = "bm90IGEga2V5" // "not a key"
 	start := time.Now()
-	_, err := node.Wait(testCtx(t), node.Target{Name: "cp-4", Address: "127.0.9.41"}, creds, 20*time.Second, nil)
+	_, err := node.Wait(testCtx(t), node.Target{Name: "cp-4", Address: "127.0.9.41"}, node.Credentials(creds), 20*time.Second, nil)
 	var rerr *node.Error
 	if !errors.As(err, &rerr) || rerr.Phase != "client configuration" || !strings.HasPrefix(err.Error(), "cp-4 (127.0.9.41): client configuration: ") {
 		t.Fatalf("got %v", err)
@@ -237,8 +237,8 @@ func TestAnAnswerThatIsAnErrorEndsTheWaitAtOnce(t *testing.T) {
 // MachineConfig is a Sensitive resource only os:admin may get, so a reader's read fails there,
 // at once (an answer, not a node that is away), and os:etcd:backup may not even ask the version.
 func TestReadNeedsOSAdminForTheMachineConfig(t *testing.T) {
-	l := lab.New(t)
-	l.Configured(t, "127.0.9.51", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	l := simtest.New(t)
+	l.Configured(t, "127.0.9.51", l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""))
 	target := node.Target{Name: "cp-5", Address: "127.0.9.51"}
 	for _, tc := range []struct {
 		role role.Role
@@ -251,7 +251,7 @@ func TestReadNeedsOSAdminForTheMachineConfig(t *testing.T) {
 	} {
 		t.Run(string(tc.role), func(t *testing.T) {
 			start := time.Now()
-			_, err := node.Wait(testCtx(t), target, l.CredentialsWith(t, tc.role), 20*time.Second, nil)
+			_, err := node.Wait(testCtx(t), target, node.Credentials(l.CredentialsWith(t, tc.role)), 20*time.Second, nil)
 			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
@@ -280,10 +280,10 @@ func TestImageTag(t *testing.T) {
 // read; the MachineConfig Talos refuses is ConfigDenied, not an error. With os:admin nothing is
 // denied and the Kubernetes version is the applied config's.
 func TestReadAvailableReadsWhatAReaderMayAndSaysTheConfigWasNotRead(t *testing.T) {
-	l := lab.New(t)
-	sim := l.Configured(t, "127.0.9.52", l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""))
+	l := simtest.New(t)
+	sim := l.Configured(t, "127.0.9.52", l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""))
 	if err := sim.Set(context.Background(), simnode.Change{
-		TalosVersion: "v1.11.4", Schematic: lab.OtherSchematic,
+		TalosVersion: "v1.11.4", Schematic: simtest.OtherSchematic,
 		ConfigPatch: "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.2\n",
 	}); err != nil {
 		t.Fatal(err)
@@ -294,11 +294,11 @@ func TestReadAvailableReadsWhatAReaderMayAndSaysTheConfigWasNotRead(t *testing.T
 		denied bool
 	}{{role.Reader, true}, {role.Admin, false}} {
 		t.Run(string(tc.role), func(t *testing.T) {
-			s, err := node.ReadAvailable(testCtx(t), target, l.CredentialsWith(t, tc.role))
+			s, err := node.ReadAvailable(testCtx(t), target, node.Credentials(l.CredentialsWith(t, tc.role)))
 			if err != nil {
 				t.Fatalf("read: %v", err)
 			}
-			if s.TalosVersion != "v1.11.4" || s.SchematicID != lab.OtherSchematic || s.KubernetesVersion != "1.34.2" ||
+			if s.TalosVersion != "v1.11.4" || s.SchematicID != simtest.OtherSchematic || s.KubernetesVersion != "1.34.2" ||
 				s.Stage != "running" || !s.Ready || len(s.Links) == 0 {
 				t.Errorf("read %+v", s)
 			}

@@ -82,7 +82,9 @@ func ResolveVIP(cfg config.Provider, links []*network.LinkStatus) VIP {
 
 // SelectLinks is Talos v1.11's DeviceConfigController.selectDevices: every field the selector
 // sets must match, as a case-sensitive glob (ryanuber/go-glob, Talos' own); physical, when set,
-// compares with the link's physical flag. A selector that sets nothing matches nothing.
+// compares with the link's physical flag. A selector that sets nothing matches nothing. The
+// simulator has its own port (test/sim/node/links.go selectLinks) on purpose: a bug copied into
+// both would pass every test; each is checked against Talos' own cases.
 func SelectLinks(selector talosconfig.NetworkDeviceSelector, links []*network.LinkStatus) []*network.LinkStatus {
 	var matched []*network.LinkStatus
 	for _, l := range links {

@@ -2,13 +2,15 @@ package node_test
 
 import (
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/nethelpers"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
 
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 )
 
@@ -33,7 +35,7 @@ func link(name, alias string, altNames []string, bus, mac, kind string) *network
 
 // The simulator's links have no alias, altNames or kind, so those rules are tested on plain data.
 func TestResolveVIPAsTalosDoes(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	links := []*network.LinkStatus{
 		link("enp2s0", "", nil, "0000:02:00.0", "02:7f:00:00:01:01", ""),
 		link("enp1s0", "lan", []string{"enxaabbccddeeff"}, "0000:01:00.0", "02:7f:00:00:01:00", ""),
@@ -78,7 +80,7 @@ func TestResolveVIPAsTalosDoes(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := configloader.NewFromBytes(l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.patch))
+			cfg, err := configloader.NewFromBytes(l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, tc.patch))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,6 +90,41 @@ func TestResolveVIPAsTalosDoes(t *testing.T) {
 			}
 			if got := node.ResolveVIP(cfg, on); got != tc.want {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The cases of Talos' own test of selectDevices (internal/app/machined/pkg/controllers/network/
+// device_config_test.go TestSelectors): eth0 is a physical NIC with driver "thedriver" on bus
+// 0000:01:00.0, eth1 a link of no type on bus 0000:01:01.0. The simulator ports the same function
+// on its own (test/sim/node/links.go selectLinks) and checks the same cases: one bug must not pass
+// both the checker and the oracle.
+func TestSelectLinksOnTalosOwnCases(t *testing.T) {
+	eth0 := network.NewLinkStatus(network.NamespaceName, "eth0")
+	eth0.TypedSpec().Driver = "thedriver"
+	eth0.TypedSpec().BusPath = "0000:01:00.0"
+	eth0.TypedSpec().Type = nethelpers.LinkEther
+	eth1 := network.NewLinkStatus(network.NamespaceName, "eth1")
+	eth1.TypedSpec().BusPath = "0000:01:01.0"
+	physical := true
+	for _, tc := range []struct {
+		name     string
+		selector v1alpha1.NetworkDeviceSelector
+		want     []string
+	}{
+		{"by kernel driver", v1alpha1.NetworkDeviceSelector{NetworkDeviceKernelDriver: "thedriver"}, []string{"eth0"}},
+		{"a driver no link has", v1alpha1.NetworkDeviceSelector{NetworkDeviceKernelDriver: "no-match"}, nil},
+		{"a bus path glob matching both", v1alpha1.NetworkDeviceSelector{NetworkDeviceBus: "0000:01*"}, []string{"eth0", "eth1"}},
+		{"physical links only", v1alpha1.NetworkDeviceSelector{NetworkDevicePhysical: &physical}, []string{"eth0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := node.LinkNames(node.SelectLinks(&tc.selector, []*network.LinkStatus{eth0, eth1}))
+			if len(got) == 0 {
+				got = nil
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
 	}

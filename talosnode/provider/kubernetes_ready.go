@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"time"
 
-	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
 
 	"talos-cluster/talosnode/kube"
@@ -58,9 +57,7 @@ func (KubernetesReady) Check(ctx context.Context, req infer.CheckRequest) (infer
 	if err != nil || len(failures) > 0 {
 		return infer.CheckResponse[KubernetesReadyArgs]{Inputs: args, Failures: failures}, err
 	}
-	fail := func(property, reason string) {
-		failures = append(failures, p.CheckFailure{Property: property, Reason: reason})
-	}
+	fail := failWith(&failures)
 	switch args.Stage {
 	case "api-server":
 	case "nodes":
@@ -70,9 +67,7 @@ func (KubernetesReady) Check(ctx context.Context, req infer.CheckRequest) (infer
 	default:
 		fail("stage", fmt.Sprintf("%q is not api-server or nodes", args.Stage))
 	}
-	if d, err := time.ParseDuration(args.Timeout); err != nil || d <= 0 {
-		fail("timeout", fmt.Sprintf("%q is not a positive Go duration such as 15m", args.Timeout))
-	}
+	checkDuration(req.NewInputs, "timeout", args.Timeout, "15m", fail)
 	for i, e := range args.Endpoints {
 		if u, err := url.Parse(e); err != nil || u.Scheme != "https" || u.Host == "" {
 			fail(fmt.Sprintf("endpoints[%d]", i), fmt.Sprintf("%q is not an https:// URL", e))
@@ -115,9 +110,9 @@ func (KubernetesReady) Delete(context.Context, infer.DeleteRequest[KubernetesRea
 }
 
 func waitReady(ctx context.Context, a KubernetesReadyArgs) error {
-	timeout, err := time.ParseDuration(a.Timeout)
-	if err != nil || timeout <= 0 {
-		return fmt.Errorf("%s: timeout %q is not a positive Go duration", a.Stage, a.Timeout)
+	timeout, err := positiveDuration("timeout", a.Timeout)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Stage, err)
 	}
 	c, err := kube.New(a.Kubeconfig)
 	if err != nil {

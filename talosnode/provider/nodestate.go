@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
@@ -132,9 +131,7 @@ func (NodeState) Check(ctx context.Context, req infer.CheckRequest) (infer.Check
 	if err != nil || len(failures) > 0 {
 		return infer.CheckResponse[NodeStateArgs]{Inputs: args, Failures: failures}, err
 	}
-	fail := func(property, reason string) {
-		failures = append(failures, p.CheckFailure{Property: property, Reason: reason})
-	}
+	fail := failWith(&failures)
 
 	// Talos tags releases with a leading v, and a kubelet image tag's v is dropped when it is
 	// read back: store both the way a read returns them, or they would never compare equal.
@@ -142,11 +139,7 @@ func (NodeState) Check(ctx context.Context, req infer.CheckRequest) (infer.Check
 		args.TalosVersion = "v" + args.TalosVersion
 	}
 	args.KubernetesVersion = strings.TrimPrefix(args.KubernetesVersion, "v")
-	if timeout, ok := inputs.GetOk("timeout"); ok && timeout.IsComputed() {
-		// Known at the latest when the resource is created.
-	} else if d, err := time.ParseDuration(args.Timeout); err != nil || d <= 0 {
-		fail("timeout", fmt.Sprintf("%q is not a positive Go duration such as 10m or 90s", args.Timeout))
-	}
+	checkDuration(inputs, "timeout", args.Timeout, "10m or 90s", fail)
 	if vip, ok := inputs.GetOk("vip"); ok && vip.IsComputed() {
 		// An output of the program, known by the time the resource is created.
 	} else if _, err := netip.ParseAddr(args.VIP); args.VIP != "" && err != nil {
@@ -253,21 +246,18 @@ type observed struct {
 // While the node does not answer, the wait shows in sink where it stands: the node, its address
 // and port, the last attempt's error, the time left.
 func observe(ctx context.Context, op string, t node.Target, declared NodeStateArgs, reader *node.Credentials, sink progress.Sink) (observed, error) {
-	timeout, err := time.ParseDuration(declared.Timeout)
-	if declared.Timeout == "" {
-		timeout, err = time.ParseDuration(DefaultTimeout)
+	declaredTimeout := declared.Timeout
+	if declaredTimeout == "" {
+		declaredTimeout = DefaultTimeout
 	}
-	if err != nil || timeout <= 0 {
-		return observed{}, fmt.Errorf("%s %s: timeout %q is not a positive Go duration", op, t, declared.Timeout)
+	timeout, err := positiveDuration("timeout", declaredTimeout)
+	if err != nil {
+		return observed{}, fmt.Errorf("%s %s: %w", op, t, err)
 	}
 	logger := p.GetLogger(ctx)
 	w := sink.Start(fmt.Sprintf("%s: waiting for %s to answer over mutual TLS", op, t.Where()), timeout)
 	progress := func(_ int, seen string) { w.Seen("last attempt: " + seen) }
-	creds := node.Credentials{
-		CACertificate:     declared.ClientConfiguration.CACertificate,
-		ClientCertificate: declared.ClientConfiguration.ClientCertificate,
-		ClientKey:         declared.ClientConfiguration.ClientKey,
-	}
+	creds := credentials(declared.ClientConfiguration)
 	wait := node.Wait
 	if reader != nil {
 		creds, wait = *reader, node.WaitAvailable
@@ -308,15 +298,6 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 		vip:               s.VIP,
 		links:             s.Links,
 	}, nil
-}
-
-// progressSink is where a wait of this request shows where it stands: the resource's row in
-// `pulumi up` (InfoStatus, shown without -v, every few seconds) and its diagnostics (Info, the
-// first line and then now and then). Info, not Warning: waiting for a node that is installing or
-// rebooting is expected, and a warning count on every first up would cry wolf.
-func progressSink(ctx context.Context) progress.Sink {
-	logger := p.GetLogger(ctx)
-	return progress.Sink{Status: logger.InfoStatus, Log: logger.Info}
 }
 
 // setLive puts what the node runs where the stack declares what it should run. What was not

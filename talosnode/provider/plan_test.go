@@ -9,12 +9,12 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 )
 
 // planNodes is a stack of two control planes and two workers, declared worker first as a stack
 // file may list them, each with the given patch.
-func planNodes(t *testing.T, l *lab.Lab, version, schematic, patch string) []RolloutNode {
+func planNodes(t *testing.T, l *simtest.Cluster, version, schematic, patch string) []RolloutNode {
 	t.Helper()
 	var nodes []RolloutNode
 	for _, n := range []struct{ name, role string }{{"worker-1", "worker"}, {"cp-1", "controlplane"}, {"cp-2", "controlplane"}, {"worker-2", "worker"}} {
@@ -24,7 +24,7 @@ func planNodes(t *testing.T, l *lab.Lab, version, schematic, patch string) []Rol
 		}
 		nodes = append(nodes, RolloutNode{
 			Name: n.name, Address: "127.0.0.1", Role: n.role, TalosVersion: version, SchematicID: schematic,
-			MachineConfiguration: string(config(t, lab.KubernetesVersion, lab.Installer, patch)),
+			MachineConfiguration: string(config(t, simtest.KubernetesVersion, simtest.Installer, patch)),
 		})
 	}
 	return nodes
@@ -34,9 +34,9 @@ func planNodes(t *testing.T, l *lab.Lab, version, schematic, patch string) []Rol
 // one line per node, control planes first, naming the key's path and never a value, and how Talos
 // answers the dry run.
 func TestThePlanNamesEachNodeItChangesTheKeysAndWhetherItReboots(t *testing.T) {
-	l := lab.New(t)
-	recorded := planNodes(t, l, lab.TalosVersion, lab.Schematic, "")
-	declared := planNodes(t, l, lab.TalosVersion, lab.Schematic, "machine:\n  kubelet:\n    extraArgs:\n      max-pods: \"250\"\n")
+	l := simtest.New(t)
+	recorded := planNodes(t, l, simtest.TalosVersion, simtest.Schematic, "")
+	declared := planNodes(t, l, simtest.TalosVersion, simtest.Schematic, "machine:\n  kubelet:\n    extraArgs:\n      max-pods: \"250\"\n")
 	var asked []string
 	ask := func(_ context.Context, n RolloutNode) (machine.ApplyConfigurationRequest_Mode, error) {
 		asked = append(asked, n.Name)
@@ -86,18 +86,18 @@ func TestThePlanNamesEachNodeItChangesTheKeysAndWhetherItReboots(t *testing.T) {
 		t.Errorf("asked %v in a mode other than auto", asked)
 	}
 	// The same config again, even written anew, is no change.
-	if got := planLines(context.Background(), recorded, planNodes(t, l, lab.TalosVersion, lab.Schematic, ""), machine.ApplyConfigurationRequest_AUTO, ask); len(got) != 0 {
+	if got := planLines(context.Background(), recorded, planNodes(t, l, simtest.TalosVersion, simtest.Schematic, ""), machine.ApplyConfigurationRequest_AUTO, ask); len(got) != 0 {
 		t.Errorf("no change: %q", got)
 	}
 }
 
 func TestThePlanOfAnUpgradeANewNodeAndARemovedOne(t *testing.T) {
-	l := lab.New(t)
-	recorded := planNodes(t, l, lab.TalosVersion, lab.Schematic, "")
-	declared := planNodes(t, l, "v1.11.6", lab.Schematic, "")
-	declared[0].SchematicID = lab.OtherSchematic
-	declared[2].MachineConfiguration = string(l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "machine:\n  sysctls:\n    net.core.somaxconn: \"65535\"\n"))
-	declared = append(declared[:3], RolloutNode{Name: "worker-3", Role: "worker", TalosVersion: "v1.11.6", SchematicID: lab.Schematic})
+	l := simtest.New(t)
+	recorded := planNodes(t, l, simtest.TalosVersion, simtest.Schematic, "")
+	declared := planNodes(t, l, "v1.11.6", simtest.Schematic, "")
+	declared[0].SchematicID = simtest.OtherSchematic
+	declared[2].MachineConfiguration = string(l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  sysctls:\n    net.core.somaxconn: \"65535\"\n"))
+	declared = append(declared[:3], RolloutNode{Name: "worker-3", Role: "worker", TalosVersion: "v1.11.6", SchematicID: simtest.Schematic})
 	got := planLines(context.Background(), recorded, declared, machine.ApplyConfigurationRequest_AUTO, nil)
 	want := []string{
 		"cp-1: Talos v1.11.5 -> v1.11.6; reboots (upgrade)",
@@ -112,9 +112,9 @@ func TestThePlanOfAnUpgradeANewNodeAndARemovedOne(t *testing.T) {
 }
 
 func TestTheConfigStepNamesKeysNeverValues(t *testing.T) {
-	l := lab.New(t)
-	before := string(l.Worker(t, lab.KubernetesVersion, lab.Installer, ""))
-	many := string(l.Worker(t, lab.KubernetesVersion, lab.Installer, "machine:\n  sysctls:\n    a.b: \"1\"\n    c.d: \"2\"\n    e.f: \"3\"\n    g.h: \"4\"\n    i.j: \"5\"\n    k.l: \"6\"\n    m.n: \"7\"\n"))
+	l := simtest.New(t)
+	before := string(l.Worker(t, simtest.KubernetesVersion, simtest.Installer, ""))
+	many := string(l.Worker(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  sysctls:\n    a.b: \"1\"\n    c.d: \"2\"\n    e.f: \"3\"\n    g.h: \"4\"\n    i.j: \"5\"\n    k.l: \"6\"\n    m.n: \"7\"\n"))
 	if got, want := configStep(before, many), `config + machine.sysctls["a.b"], + machine.sysctls["c.d"], + machine.sysctls["e.f"], + machine.sysctls["g.h"], + machine.sysctls["i.j"], and 2 more`; got != want {
 		t.Errorf("many keys: %q, want %q", got, want)
 	}

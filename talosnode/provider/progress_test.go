@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/progress"
 )
@@ -16,7 +16,7 @@ import (
 // and port, what the last attempt saw and how long is left: not only `creating (Ns)` until the
 // timeout runs out.
 func TestAWaitForANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	// A port where nothing listens: taken, then freed.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
 
 	simnode "talos-cluster/sim/node"
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/provider"
 	"talos-cluster/talosnode/redact"
 )
@@ -37,7 +37,7 @@ func urn(name string) presource.URN {
 }
 
 // declared is what TalosCluster passes for a node: secrets as the talos provider marks them.
-func declared(l *lab.Lab, address string, config []byte, timeout string) property.Map {
+func declared(l *simtest.Cluster, address string, config []byte, timeout string) property.Map {
 	m := map[string]property.Value{
 		"node": property.New(address),
 		"clientConfiguration": property.New(map[string]property.Value{
@@ -45,10 +45,10 @@ func declared(l *lab.Lab, address string, config []byte, timeout string) propert
 			"clientCertificate": property.New(l.Credentials.ClientCertificate),
 			"clientKey":         property.New(l.Credentials.ClientKey).WithSecret(true),
 		}),
-		"talosVersion":         property.New(lab.TalosVersion),
-		"schematicId":          property.New(lab.Schematic),
-		"installerImage":       property.New(lab.Installer),
-		"kubernetesVersion":    property.New(lab.KubernetesVersion),
+		"talosVersion":         property.New(simtest.TalosVersion),
+		"schematicId":          property.New(simtest.Schematic),
+		"installerImage":       property.New(simtest.Installer),
+		"kubernetesVersion":    property.New(simtest.KubernetesVersion),
 		"machineConfiguration": property.New(string(config)).WithSecret(true),
 	}
 	if timeout != "" {
@@ -67,8 +67,8 @@ func check(t *testing.T, s integration.Server, name string, inputs property.Map)
 }
 
 func TestCheckComputesThePlainRedactedConfigAndKeepsSecretsSecret(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	want, err := redact.FromYAML(config)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestCheckComputesThePlainRedactedConfigAndKeepsSecretsSecret(t *testing.T) 
 }
 
 func TestCheckKeepsUnknownInputsUnknown(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	unknownSecret := property.New(property.Computed).WithSecret(true)
 	for _, tc := range []struct {
 		name    string
@@ -141,7 +141,7 @@ func TestCheckKeepsUnknownInputsUnknown(t *testing.T) {
 		}), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+			config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 			inputs := declared(l, "127.0.10.2", config, "").Set(tc.key, tc.value)
 			resp := check(t, server(t), "cp-1", inputs)
 			if len(resp.Failures) != 0 {
@@ -165,8 +165,8 @@ func TestCheckKeepsUnknownInputsUnknown(t *testing.T) {
 }
 
 func TestCheckFailures(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	for _, tc := range []struct {
 		name     string
 		inputs   property.Map
@@ -198,7 +198,7 @@ type lifecycle struct {
 	state   property.Map
 }
 
-func create(t *testing.T, l *lab.Lab, address string, config []byte, timeout string) *lifecycle {
+func create(t *testing.T, l *simtest.Cluster, address string, config []byte, timeout string) *lifecycle {
 	t.Helper()
 	return createFrom(t, "cp-1", declared(l, address, config, timeout))
 }
@@ -239,8 +239,8 @@ func (lc *lifecycle) diff(t *testing.T) p.DiffResponse {
 }
 
 func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	redacted, err := redact.FromYAML(config)
 	if err != nil {
 		t.Fatal(err)
@@ -263,15 +263,15 @@ func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
 		},
 		{
 			name: "schematic changed", address: "127.0.10.13",
-			change:  &simnode.Change{Schematic: lab.OtherSchematic},
-			live:    map[string]string{"schematicId": lab.OtherSchematic, "bootedSchematicId": lab.OtherSchematic},
+			change:  &simnode.Change{Schematic: simtest.OtherSchematic},
+			live:    map[string]string{"schematicId": simtest.OtherSchematic, "bootedSchematicId": simtest.OtherSchematic},
 			drifted: []string{"schematicId"},
 		},
 		{
 			name: "config changed", address: "127.0.10.14",
 			change: &simnode.Change{ConfigPatch: "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.2\n"},
 			live: map[string]string{"kubernetesVersion": "1.34.2", "appliedKubernetesVersion": "1.34.2",
-				"installerImage": lab.Installer},
+				"installerImage": simtest.Installer},
 			drifted: []string{"config", "configHash", "kubernetesVersion"},
 		},
 	} {
@@ -282,8 +282,8 @@ func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
 				t.Errorf("id = %q", lc.id)
 			}
 			for key, want := range map[string]any{
-				"runningTalosVersion": lab.TalosVersion, "bootedSchematicId": lab.Schematic,
-				"appliedInstallerImage": lab.Installer, "appliedKubernetesVersion": lab.KubernetesVersion,
+				"runningTalosVersion": simtest.TalosVersion, "bootedSchematicId": simtest.Schematic,
+				"appliedInstallerImage": simtest.Installer, "appliedKubernetesVersion": simtest.KubernetesVersion,
 				"appliedConfigHash": lc.program.Get("configHash").AsString(), "appliedConfig": redacted.Redacted,
 				"stage": "running", "ready": true,
 			} {
@@ -336,8 +336,8 @@ func TestCreateRecordsTheNodeAndRefreshShowsDriftByField(t *testing.T) {
 }
 
 func TestRefreshOfAStoppedNodeFailsNamingItWithinTheTimeout(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	n := l.Configured(t, "127.0.10.21", config)
 	lc := create(t, l, "127.0.10.21", config, "2s")
 	n.Stop()
@@ -352,13 +352,13 @@ func TestRefreshOfAStoppedNodeFailsNamingItWithinTheTimeout(t *testing.T) {
 }
 
 func TestCreateWaitsForANodeThatIsStillInstalling(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
-	n := l.Node(t, "127.0.10.31", lab.TalosVersion, lab.Schematic)
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
+	n := l.Node(t, "127.0.10.31", simtest.TalosVersion, simtest.Schematic)
 	go func() {
 		// Installing: the node answers only in maintenance mode, which mutual TLS refuses.
 		time.Sleep(1500 * time.Millisecond)
-		if err := lab.Install(n, config); err != nil {
+		if err := simtest.Install(n, config); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -388,7 +388,7 @@ func sameSet(a, b []string) bool {
 }
 
 func TestVIPIsCheckedAgainstTheNodesLinks(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	const vip = "10.20.0.10"
 	interfaces := func(entry string) string {
 		return "machine:\n  network:\n    interfaces:\n" + entry
@@ -443,12 +443,12 @@ func TestVIPIsCheckedAgainstTheNodesLinks(t *testing.T) {
 			if tc.links != nil {
 				opts = append(opts, simnode.WithLinks(tc.links...))
 			}
-			config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, tc.patch)
+			config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, tc.patch)
 			name := "cp-1"
 			if tc.worker {
 				// The worker answers over mutual TLS once a control plane signs its certificate.
 				l.Configured(t, "127.0.10.40", config)
-				config = l.Worker(t, lab.KubernetesVersion, lab.Installer, tc.patch)
+				config = l.Worker(t, simtest.KubernetesVersion, simtest.Installer, tc.patch)
 				name = "worker-1"
 			}
 			l.Configured(t, tc.address, config, opts...)
@@ -515,8 +515,8 @@ func expect(t *testing.T, what string, m property.Map, fields map[string]string,
 }
 
 func TestAStateWrittenBeforeTheVIPCheckStillPreviewsAndUpdates(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "machine:\n  network:\n    interfaces:\n      - interface: enp1s0\n        dhcp: true\n        vip:\n          ip: 10.20.0.10\n")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  network:\n    interfaces:\n      - interface: enp1s0\n        dhcp: true\n        vip:\n          ip: 10.20.0.10\n")
 	l.Configured(t, "127.0.10.48", config)
 	lc := create(t, l, "127.0.10.48", config, "20s")
 	// What an earlier provider stored: no vip, vipLink or links. The program now declares a vip.
@@ -540,8 +540,8 @@ func TestAStateWrittenBeforeTheVIPCheckStillPreviewsAndUpdates(t *testing.T) {
 // paths stored the redacted config as one text. That state reads as its keys: a preview of the
 // same config shows no change, and a refresh stores the keys.
 func TestAStateWrittenWhenConfigWasTextStillPreviewsAndRefreshes(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	l.Configured(t, "127.0.10.49", config)
 	lc := create(t, l, "127.0.10.49", config, "20s")
 	redacted, err := redact.FromYAML(config)

@@ -13,14 +13,14 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/role"
 
 	simnode "talos-cluster/sim/node"
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/provider"
 )
 
 // useTalosconfig writes a talosconfig of the lab's cluster with a certificate of the given roles,
 // as `talosctl config new --roles` makes it, and gives it to the provider as its refresh
 // credential.
-func useTalosconfig(t *testing.T, l *lab.Lab, roles ...role.Role) {
+func useTalosconfig(t *testing.T, l *simtest.Cluster, roles ...role.Role) {
 	t.Helper()
 	creds := l.CredentialsWith(t, roles...)
 	cfg := &clientconfig.Config{Context: "reader@lab", Contexts: map[string]*clientconfig.Context{
@@ -55,8 +55,8 @@ func diffFields(d p.DiffResponse) []string {
 // reader the MachineConfig) and keeps its recorded value, and the refresh does not fail. The
 // stack's own (os:admin) credential, without the variable, shows the config drift too.
 func TestARefreshWithAReaderTalosconfigShowsReleaseDriftAndLeavesTheConfigUncompared(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	sim := l.Configured(t, "127.0.10.81", config)
 	lc := create(t, l, "127.0.10.81", config, "20s")
 	recordedHash := lc.state.Get("configHash").AsString()
@@ -75,7 +75,7 @@ func TestARefreshWithAReaderTalosconfigShowsReleaseDriftAndLeavesTheConfigUncomp
 	for key, want := range map[string]string{
 		"talosVersion": "v1.11.4", "runningTalosVersion": "v1.11.4",
 		"kubernetesVersion": "1.34.2", "appliedKubernetesVersion": "1.34.2",
-		"configHash": recordedHash, "appliedConfigHash": recordedHash, "installerImage": lab.Installer,
+		"configHash": recordedHash, "appliedConfigHash": recordedHash, "installerImage": simtest.Installer,
 	} {
 		if got := read.Properties.Get(key); !got.IsString() || got.AsString() != want {
 			t.Errorf("refreshed %s = %v, want %q", key, got, want)
@@ -124,8 +124,8 @@ func TestTheRolloutsRefreshWithAReaderTalosconfigJudgesTheReleaseOnly(t *testing
 // TestARefreshTalosconfigThatCannotBeUsedFailsTheRefreshNamingTheVariable: a path that is not a
 // talosconfig is an error naming the variable and the fix, not a silent fall-back to os:admin.
 func TestARefreshTalosconfigThatCannotBeUsedFailsTheRefreshNamingTheVariable(t *testing.T) {
-	l := lab.New(t)
-	config := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	l.Configured(t, "127.0.10.84", config)
 	lc := create(t, l, "127.0.10.84", config, "20s")
 	missing := filepath.Join(t.TempDir(), "absent.talosconfig")

@@ -123,9 +123,7 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	if err != nil || len(failures) > 0 {
 		return infer.CheckResponse[RolloutArgs]{Inputs: args, Failures: failures}, err
 	}
-	fail := func(property, reason string) {
-		failures = append(failures, p.CheckFailure{Property: property, Reason: reason})
-	}
+	fail := failWith(&failures)
 	if _, err := rollout.ApplyMode(args.ApplyMode); err != nil {
 		fail("applyMode", err.Error())
 	}
@@ -135,15 +133,9 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	if args.MaxUnavailableWorkers < 1 {
 		fail("maxUnavailableWorkers", fmt.Sprintf("%d: at least 1 worker must be allowed to change at a time", args.MaxUnavailableWorkers))
 	}
-	if timeout, ok := req.NewInputs.GetOk("healthTimeout"); !ok || !timeout.IsComputed() {
-		if d, err := time.ParseDuration(args.HealthTimeout); err != nil || d <= 0 {
-			fail("healthTimeout", fmt.Sprintf("%q is not a positive Go duration such as 15m", args.HealthTimeout))
-		}
-	}
-	if timeout, ok := req.NewInputs.GetOk("drainTimeout"); (!ok || !timeout.IsComputed()) && args.DrainTimeout != "" {
-		if d, err := time.ParseDuration(args.DrainTimeout); err != nil || d <= 0 {
-			fail("drainTimeout", fmt.Sprintf("%q is not a positive Go duration such as 10m (or leave it out: the drain then gets healthTimeout)", args.DrainTimeout))
-		}
+	checkDuration(req.NewInputs, "healthTimeout", args.HealthTimeout, "15m", fail)
+	if args.DrainTimeout != "" {
+		checkDuration(req.NewInputs, "drainTimeout", args.DrainTimeout, "10m (or leave it out: the drain then gets healthTimeout)", fail)
 	}
 	if dir, ok := req.NewInputs.GetOk("snapshotDir"); (!ok || !dir.IsComputed()) && !filepath.IsAbs(args.SnapshotDir) {
 		fail("snapshotDir", fmt.Sprintf("%q is not an absolute path", args.SnapshotDir))
@@ -367,14 +359,14 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 	if err != nil {
 		return rollout.Options{}, err
 	}
-	timeout, err := time.ParseDuration(a.HealthTimeout)
-	if err != nil || timeout <= 0 {
-		return rollout.Options{}, fmt.Errorf("healthTimeout %q is not a positive Go duration", a.HealthTimeout)
+	timeout, err := positiveDuration("healthTimeout", a.HealthTimeout)
+	if err != nil {
+		return rollout.Options{}, err
 	}
 	var drain time.Duration
 	if a.DrainTimeout != "" {
-		if drain, err = time.ParseDuration(a.DrainTimeout); err != nil || drain <= 0 {
-			return rollout.Options{}, fmt.Errorf("drainTimeout %q is not a positive Go duration", a.DrainTimeout)
+		if drain, err = positiveDuration("drainTimeout", a.DrainTimeout); err != nil {
+			return rollout.Options{}, err
 		}
 	}
 	return rollout.Options{
@@ -388,10 +380,6 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 		Kubernetes:   a.KubernetesChecks == nil || *a.KubernetesChecks,
 		DrainTimeout: drain,
 	}, nil
-}
-
-func credentials(c ClientConfiguration) node.Credentials {
-	return node.Credentials{CACertificate: c.CACertificate, ClientCertificate: c.ClientCertificate, ClientKey: c.ClientKey}
 }
 
 // upgradedControlPlanes counts the declared control planes and names those whose release or

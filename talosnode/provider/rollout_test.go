@@ -15,7 +15,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 
 	simnode "talos-cluster/sim/node"
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/kube"
 	"talos-cluster/talosnode/node"
 )
@@ -27,18 +27,18 @@ func rolloutURN(name string) presource.URN {
 // rolloutLab is a bootstrapped control plane and a worker, and the Rollout's inputs for them as
 // TalosCluster declares them.
 type rolloutLab struct {
-	lab     *lab.Lab
+	lab     *simtest.Cluster
 	cp, w   *simnode.Node
 	configs [][]byte
 }
 
 func newRolloutLab(t *testing.T, cpAddress, workerAddress string) *rolloutLab {
 	t.Helper()
-	l := lab.New(t)
-	l.Trust.SetInstallers(lab.Factory{Versions: []string{lab.TalosVersion}})
+	l := simtest.New(t)
+	l.Trust.SetInstallers(simtest.Factory{Versions: []string{simtest.TalosVersion}})
 	rl := &rolloutLab{lab: l, configs: [][]byte{
-		l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, ""),
-		l.Worker(t, lab.KubernetesVersion, lab.Installer, ""),
+		l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""),
+		l.Worker(t, simtest.KubernetesVersion, simtest.Installer, ""),
 	}}
 	rl.cp = l.Configured(t, cpAddress, rl.configs[0], simnode.WithRebootTime(100*time.Millisecond))
 	rl.w = l.Configured(t, workerAddress, rl.configs[1], simnode.WithRebootTime(100*time.Millisecond))
@@ -57,9 +57,9 @@ func (rl *rolloutLab) inputs(t *testing.T, applyMode string) property.Map {
 			"name":                 property.New(name),
 			"address":              property.New(n.Addr()),
 			"role":                 property.New(role),
-			"talosVersion":         property.New(lab.TalosVersion),
-			"schematicId":          property.New(lab.Schematic),
-			"installerImage":       property.New(lab.Installer),
+			"talosVersion":         property.New(simtest.TalosVersion),
+			"schematicId":          property.New(simtest.Schematic),
+			"installerImage":       property.New(simtest.Installer),
 			"machineConfiguration": property.New(string(rl.configs[i])).WithSecret(true),
 		}))
 	}
@@ -173,10 +173,10 @@ func TestRefreshShowsANodeChangedBehindTheStacksBackAndTheUpdateBringsItBack(t *
 
 	mark := len(rl.lab.Trust.Timeline())
 	changes := lc.update(t)
-	if strings.Join(changes, "; ") != "cp-1: config; worker-1: v1.11.4 with schematic "+lab.Schematic+" -> v1.11.5 with schematic "+lab.Schematic {
+	if strings.Join(changes, "; ") != "cp-1: config; worker-1: v1.11.4 with schematic "+simtest.Schematic+" -> v1.11.5 with schematic "+simtest.Schematic {
 		t.Errorf("changes %q", changes)
 	}
-	if s := rl.w.State(); s.TalosVersion != lab.TalosVersion {
+	if s := rl.w.State(); s.TalosVersion != simtest.TalosVersion {
 		t.Errorf("worker-1 runs %s after the update", s.TalosVersion)
 	}
 	if s := rl.cp.State(); s.Config != string(rl.configs[0]) {
@@ -203,7 +203,7 @@ func TestRefreshShowsANodeChangedBehindTheStacksBackAndTheUpdateBringsItBack(t *
 func TestRefreshOfAStagedRolloutShowsNothingBeforeTheReboot(t *testing.T) {
 	rl := newRolloutLab(t, "127.0.10.63", "127.0.10.64")
 	lc := createRollout(t, rl.inputs(t, "staged"))
-	rl.configs[1] = rl.lab.Worker(t, lab.KubernetesVersion, lab.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+	rl.configs[1] = rl.lab.Worker(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
 	lc.program = rl.inputs(t, "staged")
 	checked, err := lc.s.Check(p.CheckRequest{Urn: rolloutURN("lab-rollout"), Inputs: lc.program})
 	if err != nil {
@@ -230,19 +230,19 @@ func TestRefreshRecordsANodeThatDoesNotAnswerAsItWasAndReadsTheOthers(t *testing
 	if want := []string{"nodes[0].talosVersion"}; !changed || !slices.Equal(keys, want) {
 		t.Fatalf("diff: changes %t, %v; want %v", changed, keys, want)
 	}
-	if got := lc.state.Get("nodes").AsArray().Get(1).AsMap().Get("talosVersion").AsString(); got != lab.TalosVersion {
+	if got := lc.state.Get("nodes").AsArray().Get(1).AsMap().Get("talosVersion").AsString(); got != simtest.TalosVersion {
 		t.Errorf("the stopped worker is recorded as running %q", got)
 	}
 }
 
 // rolloutInputs is a Rollout of the given nodes (name, address, role, release, config).
-func rolloutInputs(l *lab.Lab, nodes ...[5]string) property.Map {
+func rolloutInputs(l *simtest.Cluster, nodes ...[5]string) property.Map {
 	list := make([]property.Value, len(nodes))
 	for i, n := range nodes {
 		list[i] = property.New(map[string]property.Value{
 			"name": property.New(n[0]), "address": property.New(n[1]), "role": property.New(n[2]),
-			"talosVersion": property.New(n[3]), "schematicId": property.New(lab.Schematic),
-			"installerImage":       property.New(lab.InstallerOf(lab.Schematic, n[3])),
+			"talosVersion": property.New(n[3]), "schematicId": property.New(simtest.Schematic),
+			"installerImage":       property.New(simtest.InstallerOf(simtest.Schematic, n[3])),
 			"machineConfiguration": property.New(n[4]).WithSecret(true),
 		})
 	}
@@ -259,11 +259,11 @@ func rolloutInputs(l *lab.Lab, nodes ...[5]string) property.Map {
 }
 
 func TestThePreviewChecksTheDeclaredKubernetesAgainstEachNodesRunningRelease(t *testing.T) {
-	l := lab.New(t)
-	running := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, "")
+	l := simtest.New(t)
+	running := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	n := l.Configured(t, "127.0.10.61", running)
 	s := server(t)
-	old := rolloutInputs(l, [5]string{"cp-1", n.Addr(), "controlplane", lab.TalosVersion, string(running)})
+	old := rolloutInputs(l, [5]string{"cp-1", n.Addr(), "controlplane", simtest.TalosVersion, string(running)})
 	checked, err := s.Check(p.CheckRequest{Urn: rolloutURN("rollout"), Inputs: old})
 	if err != nil || len(checked.Failures) > 0 {
 		t.Fatalf("check: %v %v", checked.Failures, err)
@@ -274,8 +274,8 @@ func TestThePreviewChecksTheDeclaredKubernetesAgainstEachNodesRunningRelease(t *
 	}
 	// Kubernetes 1.35 on the Talos 1.11.5 the node runs: refused at preview, naming the node,
 	// its release and the range it supports.
-	next := rolloutInputs(l, [5]string{"cp-1", n.Addr(), "controlplane", lab.TalosVersion,
-		string(l.ControlPlane(t, "1.35.0", lab.Installer, ""))})
+	next := rolloutInputs(l, [5]string{"cp-1", n.Addr(), "controlplane", simtest.TalosVersion,
+		string(l.ControlPlane(t, "1.35.0", simtest.Installer, ""))})
 	checked, err = s.Check(p.CheckRequest{Urn: rolloutURN("rollout"), Inputs: next, State: old})
 	if err != nil || len(checked.Failures) > 0 {
 		t.Fatalf("check: %v %v", checked.Failures, err)
@@ -292,7 +292,7 @@ func TestThePreviewChecksTheDeclaredKubernetesAgainstEachNodesRunningRelease(t *
 }
 
 func TestAnUpgradeOfAStackWithTwoControlPlanesIsRefusedAtCheck(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	s := server(t)
 	nodes := func(version string, controlPlanes int) property.Map {
 		var list [][5]string
@@ -320,15 +320,15 @@ func TestAnUpgradeOfAStackWithTwoControlPlanesIsRefusedAtCheck(t *testing.T) {
 }
 
 func TestTheRolloutDrainsThroughKubernetesUnlessTheStackTurnsItOff(t *testing.T) {
-	l := lab.New(t)
-	l.RealControlPlane(t)
-	l.Trust.SetInstallers(lab.Factory{Versions: []string{lab.TalosVersion}})
+	l := simtest.New(t)
+	l.RealControlPlane(t, -1)
+	l.Trust.SetInstallers(simtest.Factory{Versions: []string{simtest.TalosVersion}})
 	hostname := func(name string) string {
 		return "apiVersion: v1alpha1\nkind: HostnameConfig\nauto: off\nhostname: " + name + "\n"
 	}
-	cpConfig := l.ControlPlane(t, lab.KubernetesVersion, lab.Installer, hostname("cp-1"))
+	cpConfig := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, hostname("cp-1"))
 	cp := l.Configured(t, "127.0.47.11", cpConfig, simnode.WithRebootTime(100*time.Millisecond))
-	w := l.Configured(t, "127.0.47.21", l.Worker(t, lab.KubernetesVersion, lab.Installer, hostname("worker-1")), simnode.WithRebootTime(100*time.Millisecond))
+	w := l.Configured(t, "127.0.47.21", l.Worker(t, simtest.KubernetesVersion, simtest.Installer, hostname("worker-1")), simnode.WithRebootTime(100*time.Millisecond))
 	l.Bootstrap(t, cp)
 	deadline := time.Now().Add(time.Minute)
 	for cp.State().KubernetesNode == nil || w.State().KubernetesNode == nil {
@@ -339,12 +339,12 @@ func TestTheRolloutDrainsThroughKubernetesUnlessTheStackTurnsItOff(t *testing.T)
 	}
 	// machine.env cannot change in place: Talos reboots the worker to apply it.
 	workerWith := func(proxy string) string {
-		return string(addPatch(t, l.Worker(t, lab.KubernetesVersion, lab.Installer, hostname("worker-1")), "machine:\n  env:\n    HTTPS_PROXY: "+proxy+"\n"))
+		return string(addPatch(t, l.Worker(t, simtest.KubernetesVersion, simtest.Installer, hostname("worker-1")), "machine:\n  env:\n    HTTPS_PROXY: "+proxy+"\n"))
 	}
 	inputs := func(workerConfig string, checks *bool) property.Map {
 		m := rolloutInputs(l,
-			[5]string{"cp-1", cp.Addr(), "controlplane", lab.TalosVersion, string(cpConfig)},
-			[5]string{"worker-1", w.Addr(), "worker", lab.TalosVersion, workerConfig}).AsMap()
+			[5]string{"cp-1", cp.Addr(), "controlplane", simtest.TalosVersion, string(cpConfig)},
+			[5]string{"worker-1", w.Addr(), "worker", simtest.TalosVersion, workerConfig}).AsMap()
 		m["healthTimeout"] = property.New("30s")
 		m["snapshotDir"] = property.New(t.TempDir())
 		if checks != nil {
@@ -352,7 +352,7 @@ func TestTheRolloutDrainsThroughKubernetesUnlessTheStackTurnsItOff(t *testing.T)
 		}
 		return property.NewMap(m)
 	}
-	lc := createRollout(t, inputs(string(l.Worker(t, lab.KubernetesVersion, lab.Installer, hostname("worker-1"))), nil))
+	lc := createRollout(t, inputs(string(l.Worker(t, simtest.KubernetesVersion, simtest.Installer, hostname("worker-1"))), nil))
 	if got := lc.program.Get("kubernetesChecks"); !got.IsBool() || !got.AsBool() {
 		t.Fatalf("kubernetesChecks after check: %v, want the default true", got)
 	}
@@ -383,7 +383,7 @@ func TestTheRolloutDrainsThroughKubernetesUnlessTheStackTurnsItOff(t *testing.T)
 	if len(got) != 1 || !got[0].Unschedulable || len(got[0].Pods) != 0 {
 		t.Errorf("by default, worker-1 at its applies: %+v; want one apply with its Node cordoned and drained", got)
 	}
-	tc, err := node.Dial(t.Context(), node.Target{Name: "cp-1", Address: cp.Addr()}, l.Credentials)
+	tc, err := node.Dial(t.Context(), node.Target{Name: "cp-1", Address: cp.Addr()}, node.Credentials(l.Credentials))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,8 +418,8 @@ func addPatch(t *testing.T, data []byte, patch string) []byte {
 }
 
 func TestADrainTimeoutThatIsNoDurationIsRefusedAtCheck(t *testing.T) {
-	l := lab.New(t)
-	inputs := rolloutInputs(l, [5]string{"cp-1", "127.0.10.71", "controlplane", lab.TalosVersion, "config"}).AsMap()
+	l := simtest.New(t)
+	inputs := rolloutInputs(l, [5]string{"cp-1", "127.0.10.71", "controlplane", simtest.TalosVersion, "config"}).AsMap()
 	inputs["drainTimeout"] = property.New("soon")
 	resp, err := server(t).Check(p.CheckRequest{Urn: rolloutURN("rollout"), Inputs: property.NewMap(inputs)})
 	if err != nil {

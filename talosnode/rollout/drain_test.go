@@ -24,7 +24,7 @@ import (
 // own API server.
 func (c *realCluster) admin(t *testing.T, ctx context.Context) (*kube.Client, string) {
 	t.Helper()
-	tc, err := node.Dial(ctx, c.nodes[0].Target, c.lab.Credentials)
+	tc, err := node.Dial(ctx, c.nodes[0].Target, node.Credentials(c.lab.Credentials))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 
 	simnode "talos-cluster/sim/node"
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/rollout"
 )
@@ -23,7 +23,7 @@ import (
 // refreshes their static pods' status only every 3 s, longer than a node's turn here, as its
 // 15 s are on real machines.
 type realCluster struct {
-	lab     *lab.Lab
+	lab     *simtest.Cluster
 	sim     []*simnode.Node
 	nodes   []rollout.Node
 	patches []string
@@ -31,19 +31,19 @@ type realCluster struct {
 
 func newRealCluster(t *testing.T, subnet int) *realCluster {
 	t.Helper()
-	l := lab.New(t)
-	l.RealControlPlane(t)
+	l := simtest.New(t)
+	l.RealControlPlane(t, -1)
 	c := &realCluster{lab: l}
 	for i, name := range []string{"cp-1", "cp-2", "cp-3", "worker-1"} {
 		cp := i < 3
 		hostname := "apiVersion: v1alpha1\nkind: HostnameConfig\nauto: off\nhostname: " + name + "\n"
-		cfg := declaredConfig(t, l, cp, lab.KubernetesVersion, lab.Installer, hostname)
+		cfg := declaredConfig(t, l, cp, simtest.KubernetesVersion, simtest.Installer, hostname)
 		n := l.Configured(t, fmt.Sprintf("127.0.%d.%d", subnet, 11+i), cfg, simnode.WithStaticPodLag(3*time.Second), simnode.WithRebootTime(150*time.Millisecond))
 		c.sim = append(c.sim, n)
 		c.patches = append(c.patches, hostname)
 		c.nodes = append(c.nodes, rollout.Node{
 			Target: node.Target{Name: name, Address: n.Addr()}, ControlPlane: cp,
-			TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, Config: cfg,
+			TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer, Config: cfg,
 		})
 	}
 	l.Bootstrap(t, c.sim[0])
@@ -59,7 +59,7 @@ func (c *realCluster) declare(t *testing.T, controlPlanes, workers string) []rol
 		if out[i].ControlPlane {
 			patch = controlPlanes
 		}
-		out[i].Config = addPatch(t, declaredConfig(t, c.lab, out[i].ControlPlane, lab.KubernetesVersion, lab.Installer, c.patches[i]), patch)
+		out[i].Config = addPatch(t, declaredConfig(t, c.lab, out[i].ControlPlane, simtest.KubernetesVersion, simtest.Installer, c.patches[i]), patch)
 	}
 	return out
 }
@@ -83,7 +83,7 @@ func addPatch(t *testing.T, data []byte, patch string) []byte {
 
 func (c *realCluster) options(t *testing.T, log func(string)) rollout.Options {
 	return rollout.Options{
-		Credentials: c.lab.Credentials, ApplyMode: machine.ApplyConfigurationRequest_AUTO, MaxUnavailableWorkers: 1,
+		Credentials: node.Credentials(c.lab.Credentials), ApplyMode: machine.ApplyConfigurationRequest_AUTO, MaxUnavailableWorkers: 1,
 		HealthTimeout: 20 * time.Second, Snapshots: rollout.Snapshots{Dir: t.TempDir(), Prefix: "lab"}, Poll: 100 * time.Millisecond,
 		Kubernetes: true, Log: log,
 	}

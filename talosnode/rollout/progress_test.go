@@ -9,7 +9,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/progress"
 	"talos-cluster/talosnode/rollout"
@@ -18,7 +18,7 @@ import (
 // The rollout's waits show where they stand while they last: a new control plane that does not
 // answer is named with its address and port, what the last attempt saw and the time left.
 func TestAWaitOnANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
-	l := lab.New(t)
+	l := simtest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestAWaitOnANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
 	fake := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var shown []string
 	opts := rollout.Options{
-		Credentials:   l.Credentials,
+		Credentials:   node.Credentials(l.Credentials),
 		ApplyMode:     machine.ApplyConfigurationRequest_AUTO,
 		HealthTimeout: 10 * time.Minute,
 		Poll:          200 * time.Millisecond,
@@ -48,7 +48,7 @@ func TestAWaitOnANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cp := rollout.Node{Target: node.Target{Name: "cp-4", Address: address}, ControlPlane: true, New: true,
-		TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer}
+		TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer}
 	if _, err := rollout.Run(ctx, []rollout.Node{cp}, opts); err == nil {
 		t.Fatal("a rollout awaiting a node where nothing listens succeeded")
 	}

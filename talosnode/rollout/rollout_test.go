@@ -14,22 +14,22 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 
 	simnode "talos-cluster/sim/node"
-	"talos-cluster/talosnode/internal/lab"
+	"talos-cluster/sim/simtest"
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/rollout"
 )
 
 // cluster is 3 control planes and 3 workers of one lab, bootstrapped, on 127.0.17.<net*10+i>.
 type cluster struct {
-	lab   *lab.Lab
+	lab   *simtest.Cluster
 	sim   []*simnode.Node
 	nodes []rollout.Node
 }
 
 func newCluster(t *testing.T, net int, opts ...simnode.Option) *cluster {
 	t.Helper()
-	l := lab.New(t)
-	l.Trust.SetInstallers(lab.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0"}})
+	l := simtest.New(t)
+	l.Trust.SetInstallers(simtest.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0"}})
 	c := &cluster{lab: l}
 	for i := range 6 {
 		cp := i < 3
@@ -38,13 +38,13 @@ func newCluster(t *testing.T, net int, opts ...simnode.Option) *cluster {
 			name = fmt.Sprintf("worker-%d", i-2)
 		}
 		address := fmt.Sprintf("127.0.17.%d", net*10+i+1)
-		cfg := declaredConfig(t, l, cp, "1.34.1", lab.Installer, "")
+		cfg := declaredConfig(t, l, cp, "1.34.1", simtest.Installer, "")
 		n := l.Configured(t, address, cfg, append([]simnode.Option{simnode.WithRebootTime(150 * time.Millisecond)}, opts...)...)
 		c.sim = append(c.sim, n)
 		c.nodes = append(c.nodes, rollout.Node{
 			Target:       node.Target{Name: name, Address: n.Addr()},
 			ControlPlane: cp,
-			TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer,
+			TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer,
 			Config: cfg,
 		})
 	}
@@ -52,7 +52,7 @@ func newCluster(t *testing.T, net int, opts ...simnode.Option) *cluster {
 	return c
 }
 
-func declaredConfig(t *testing.T, l *lab.Lab, controlPlane bool, kubernetes, image, patch string) []byte {
+func declaredConfig(t *testing.T, l *simtest.Cluster, controlPlane bool, kubernetes, image, patch string) []byte {
 	t.Helper()
 	if controlPlane {
 		return l.ControlPlane(t, kubernetes, image, patch)
@@ -70,7 +70,7 @@ func (c *cluster) target(t *testing.T, version string) []rollout.Node {
 func (c *cluster) targetWith(t *testing.T, version, kubernetes, patch string) []rollout.Node {
 	t.Helper()
 	out := slices.Clone(c.nodes)
-	image := lab.InstallerOf(lab.Schematic, version)
+	image := simtest.InstallerOf(simtest.Schematic, version)
 	for i := range out {
 		out[i].TalosVersion, out[i].InstallerImage = version, image
 		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, kubernetes, image, patch)
@@ -92,7 +92,7 @@ func (c *cluster) perNode(mark int, kinds ...string) map[string][]string {
 
 func (c *cluster) options(t *testing.T, workers int) rollout.Options {
 	return rollout.Options{
-		Credentials:           c.lab.Credentials,
+		Credentials:           node.Credentials(c.lab.Credentials),
 		ApplyMode:             machine.ApplyConfigurationRequest_AUTO,
 		MaxUnavailableWorkers: workers,
 		HealthTimeout:         5 * time.Second,
@@ -252,7 +252,7 @@ func TestConfigChangesRollInOrderAndRebootOnlyWhenTalosMust(t *testing.T) {
 	withPatch := func(patch string) []rollout.Node {
 		out := slices.Clone(c.nodes)
 		for i := range out {
-			out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", lab.Installer, patch)
+			out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", simtest.Installer, patch)
 		}
 		return out
 	}
@@ -281,15 +281,15 @@ func TestConfigChangesRollInOrderAndRebootOnlyWhenTalosMust(t *testing.T) {
 
 func TestNewNodesAreLeftToTheirInstall(t *testing.T) {
 	c := newCluster(t, 5)
-	fresh := c.lab.Node(t, "127.0.17.57", lab.TalosVersion, lab.Schematic)
+	fresh := c.lab.Node(t, "127.0.17.57", simtest.TalosVersion, simtest.Schematic)
 	target := append(c.target(t, "v1.11.6"), rollout.Node{
-		Target: node.Target{Name: "worker-4", Address: fresh.Addr()}, TalosVersion: "v1.11.6", SchematicID: lab.Schematic,
-		InstallerImage: lab.InstallerOf(lab.Schematic, "v1.11.6"), Config: declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, ""), New: true,
+		Target: node.Target{Name: "worker-4", Address: fresh.Addr()}, TalosVersion: "v1.11.6", SchematicID: simtest.Schematic,
+		InstallerImage: simtest.InstallerOf(simtest.Schematic, "v1.11.6"), Config: declaredConfig(t, c.lab, false, "1.34.1", simtest.Installer, ""), New: true,
 	})
 	if _, err := rollout.Run(context.Background(), target, c.options(t, 3)); err != nil {
 		t.Fatal(err)
 	}
-	if s := fresh.State(); s.Configured || s.TalosVersion != lab.TalosVersion {
+	if s := fresh.State(); s.Configured || s.TalosVersion != simtest.TalosVersion {
 		t.Errorf("the new node was touched: configured %t, runs %s", s.Configured, s.TalosVersion)
 	}
 }
@@ -313,7 +313,7 @@ func (c *cluster) withPatch(t *testing.T, patch string) []rollout.Node {
 	t.Helper()
 	out := slices.Clone(c.nodes)
 	for i := range out {
-		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", lab.Installer, patch)
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, "1.34.1", simtest.Installer, patch)
 	}
 	return out
 }
@@ -362,7 +362,7 @@ func TestAStagedRolloutStagesOnceAndARerunChangesNothing(t *testing.T) {
 	}
 
 	// After a reboot the staged config is the active one: still nothing to do.
-	cl, err := node.Dial(context.Background(), c.nodes[3].Target, c.lab.Credentials)
+	cl, err := node.Dial(context.Background(), c.nodes[3].Target, node.Credentials(c.lab.Credentials))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,12 +394,12 @@ func TestAConfigStagedByHandIsReplacedOutsideStagedMode(t *testing.T) {
 	c := newCluster(t, 9)
 	opts := c.options(t, 1)
 	// Someone staged a config on worker-1: it would replace the declared one at the next reboot.
-	cl, err := node.Dial(context.Background(), c.nodes[3].Target, c.lab.Credentials)
+	cl, err := node.Dial(context.Background(), c.nodes[3].Target, node.Credentials(c.lab.Credentials))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close() //nolint:errcheck
-	byHand := declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, "machine:\n  env:\n    BY_HAND: \"1\"\n")
+	byHand := declaredConfig(t, c.lab, false, "1.34.1", simtest.Installer, "machine:\n  env:\n    BY_HAND: \"1\"\n")
 	if _, err := cl.ApplyConfiguration(context.Background(), &machine.ApplyConfigurationRequest{Data: byHand, Mode: machine.ApplyConfigurationRequest_STAGED}); err != nil {
 		t.Fatal(err)
 	}
@@ -463,15 +463,15 @@ func TestARebootClassConfigChangeWithAnUpgradeRebootsEachNodeOnce(t *testing.T) 
 }
 
 func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T) {
-	l := lab.New(t)
-	oldConfig := l.ControlPlane(t, "1.29.0", lab.Installer, "")
+	l := simtest.New(t)
+	oldConfig := l.ControlPlane(t, "1.29.0", simtest.Installer, "")
 	n := l.Configured(t, "127.0.17.250", oldConfig)
 	declare := func(version, kubernetes string) []rollout.Node {
-		image := lab.InstallerOf(lab.Schematic, version)
-		return []rollout.Node{{Target: node.Target{Name: "cp-1", Address: n.Addr()}, ControlPlane: true, TalosVersion: version, SchematicID: lab.Schematic,
+		image := simtest.InstallerOf(simtest.Schematic, version)
+		return []rollout.Node{{Target: node.Target{Name: "cp-1", Address: n.Addr()}, ControlPlane: true, TalosVersion: version, SchematicID: simtest.Schematic,
 			InstallerImage: image, Config: l.ControlPlane(t, kubernetes, image, "")}}
 	}
-	opts := rollout.Options{Credentials: l.Credentials}
+	opts := rollout.Options{Credentials: node.Credentials(l.Credentials)}
 	for _, tc := range []struct {
 		version, kubernetes string
 		want                []string
@@ -508,13 +508,13 @@ func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T)
 func TestANewControlPlaneWithOtherChangesConvergesOnARerunAfterAFailure(t *testing.T) {
 	c := newCluster(t, 9)
 	// cp-4's own config apply (a dependency of the rollout) installed it: it joined etcd.
-	cp4 := c.lab.Configured(t, "127.0.17.97", declaredConfig(t, c.lab, true, "1.34.1", lab.Installer, ""), simnode.WithRebootTime(150*time.Millisecond))
+	cp4 := c.lab.Configured(t, "127.0.17.97", declaredConfig(t, c.lab, true, "1.34.1", simtest.Installer, ""), simnode.WithRebootTime(150*time.Millisecond))
 	target := slices.Clone(c.nodes)
 	target = slices.Insert(target, 3, rollout.Node{Target: node.Target{Name: "cp-4", Address: cp4.Addr()}, ControlPlane: true,
-		TalosVersion: lab.TalosVersion, SchematicID: lab.Schematic, InstallerImage: lab.Installer, Config: []byte(cp4.State().Config), New: true})
+		TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer, Config: []byte(cp4.State().Config), New: true})
 	sysctl := "machine:\n  sysctls:\n    vm.max_map_count: '262144'\n"
-	target[0].Config = declaredConfig(t, c.lab, true, "1.34.1", lab.Installer, sysctl)  // cp-1
-	target[4].Config = declaredConfig(t, c.lab, false, "1.34.1", lab.Installer, sysctl) // worker-1
+	target[0].Config = declaredConfig(t, c.lab, true, "1.34.1", simtest.Installer, sysctl)  // cp-1
+	target[4].Config = declaredConfig(t, c.lab, false, "1.34.1", simtest.Installer, sysctl) // worker-1
 
 	// A failure first (cp-2's etcd member is down): the recorded state keeps cp-4 new.
 	c.sim[1].SetEtcdHealthy(false)
@@ -572,7 +572,7 @@ func TestAnAbortedUpgradeIsReportedAsAbortedWithTheRemedies(t *testing.T) {
 			t.Errorf("error %v, want it to say %q", err, want)
 		}
 	}
-	if s := c.sim[3].State(); s.TalosVersion != lab.TalosVersion {
+	if s := c.sim[3].State(); s.TalosVersion != simtest.TalosVersion {
 		t.Errorf("worker-1 runs %s after an aborted upgrade", s.TalosVersion)
 	}
 }
@@ -596,7 +596,7 @@ func TestAControlPlaneRebootsOnlyOnceItNoLongerLeadsEtcd(t *testing.T) {
 	// A config change that needs a reboot, in reboot mode.
 	target := slices.Clone(c.nodes)
 	for i := range target {
-		target[i].Config = declaredConfig(t, c.lab, target[i].ControlPlane, "1.34.1", lab.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
+		target[i].Config = declaredConfig(t, c.lab, target[i].ControlPlane, "1.34.1", simtest.Installer, "machine:\n  env:\n    HTTPS_PROXY: http://proxy:3128\n")
 	}
 	opts.ApplyMode = machine.ApplyConfigurationRequest_REBOOT
 	if _, err := rollout.Run(context.Background(), target, opts); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 
 	"talos-cluster/talosnode/node"
+	"talos-cluster/talosnode/wait"
 )
 
 // bootIDPath is where the kernel publishes the id of the current boot; Talos has no resource for
@@ -26,34 +27,12 @@ const attempt = 10 * time.Second
 // poll calls try every opts.Poll until it reports done or the health timeout passes; seen is
 // what the last attempt found, for the error. While it waits, what it waits for (what, unless
 // "") goes to opts.Progress with what each attempt saw and the time left.
-func (r *runner) poll(ctx context.Context, what string, try func(ctx context.Context) (done bool, seen string, err error)) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
-	defer cancel()
-	w := r.opts.Progress.Start(what, r.opts.HealthTimeout)
-	seen := "nothing yet"
-	for {
-		callCtx, callCancel := context.WithTimeout(ctx, attempt)
-		done, s, err := try(callCtx)
-		callCancel()
-		if err != nil {
-			return s, err
-		}
-		if done {
-			return s, nil
-		}
-		// The attempt the deadline cut short says less than the one before it.
-		if ctx.Err() == nil || seen == "nothing yet" {
-			seen = s
-		}
-		if what != "" && ctx.Err() == nil {
-			w.Seen(s)
-		}
-		select {
-		case <-ctx.Done():
-			return seen, ctx.Err()
-		case <-time.After(r.opts.Poll):
-		}
+func (r *runner) poll(ctx context.Context, what string, try wait.Check) (string, error) {
+	poll := wait.Poll{Timeout: r.opts.HealthTimeout, Interval: r.opts.Poll, Attempt: attempt}
+	if what != "" {
+		poll.Progress = r.opts.Progress.Start(what, r.opts.HealthTimeout).Seen
 	}
+	return poll.Until(ctx, try)
 }
 
 // waitHealthy waits until the node answers, is running and ready, and returns what it reports.

@@ -26,10 +26,6 @@ import (
 	talosx509 "github.com/siderolabs/crypto/x509"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
-	"github.com/siderolabs/talos/pkg/machinery/config"
-	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -41,6 +37,7 @@ import (
 
 	"talos-cluster/sim/internal/toolbin"
 	"talos-cluster/sim/node"
+	"talos-cluster/sim/simtest"
 )
 
 const (
@@ -61,30 +58,10 @@ type simNode struct {
 	patch string
 }
 
-func patched(t *testing.T, data []byte, patches ...string) []byte {
-	t.Helper()
-	var ps []configpatcher.Patch
-	for _, patch := range patches {
-		p, err := configpatcher.LoadPatch([]byte(patch))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
-	out, err := configpatcher.Apply(configpatcher.WithBytes(data), ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err = out.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
 func TestRealAPIServer(t *testing.T) {
 	etcd, apiServer := toolbin.Binary(t, "ETCD", "etcd"), toolbin.Binary(t, "KUBE_APISERVER", "kube-apiserver")
-	trust := node.NewTrust()
+	cluster := simtest.NewCluster(t, clusterName, "https://"+net.JoinHostPort("127.0.18.11", "6443"))
+	trust := cluster.Trust
 	if err := trust.RunControlPlane(node.ControlPlane{Etcd: etcd, KubeAPIServer: apiServer, Delay: delay}); err != nil {
 		t.Fatal(err)
 	}
@@ -107,29 +84,10 @@ func TestRealAPIServer(t *testing.T) {
 		{address: "127.0.18.22", hostname: "worker-2", patch: "machine:\n  nodeLabels: {example.com/tier: db, node-role.kubernetes.io/storage: \"\"}\n"},
 	}
 	for _, n := range nodes {
-		var err error
-		if n.Node, err = node.New(n.address, toolbin.FreePort(t, n.address), "v1.11.5", intelUcodeSchematic, trust); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Stop)
+		n.Node = cluster.NodeOn(t, n.address, toolbin.FreePort(t, n.address), "v1.11.5", intelUcodeSchematic)
 	}
 
-	endpoint := "https://" + net.JoinHostPort(nodes[0].address, "6443")
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := generate.NewInput(clusterName, endpoint, kubernetesVersion, generate.WithSecretsBundle(bundle))
-	if err != nil {
-		t.Fatal(err)
-	}
-	talosconfig, err := in.Talosconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	endpoint := cluster.Endpoint
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	for _, n := range nodes {
@@ -137,14 +95,7 @@ func TestRealAPIServer(t *testing.T) {
 		if n.controlPlane {
 			kind = talosmachine.TypeControlPlane
 		}
-		cfg, err := in.Config(kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := cfg.EncodeBytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		data := cluster.Config(t, kind, kubernetesVersion, "")
 		patches := []string{"machine:\n  network:\n    hostname: " + n.hostname + "\n"}
 		if n.patch != "" {
 			patches = append(patches, n.patch)
@@ -153,14 +104,14 @@ func TestRealAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: patched(t, data, patches...), Mode: machine.ApplyConfigurationRequest_AUTO})
+		_, err = c.ApplyConfiguration(ctx, &machine.ApplyConfigurationRequest{Data: simtest.Patched(t, data, patches...), Mode: machine.ApplyConfigurationRequest_AUTO})
 		_ = c.Close()
 		if err != nil {
 			t.Fatalf("%s: apply: %v", n.hostname, err)
 		}
 	}
 
-	cp1, err := client.New(ctx, client.WithConfig(talosconfig), client.WithEndpoints(nodes[0].Addr()))
+	cp1, err := client.New(ctx, client.WithConfig(cluster.Talosconfig), client.WithEndpoints(nodes[0].Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +238,7 @@ func TestRealAPIServer(t *testing.T) {
 	})
 
 	t.Run("NodeRestriction judges a worker's kubelet credentials", func(t *testing.T) {
-		ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(bundle.Certs.K8s)
+		ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(cluster.Bundle.Certs.K8s)
 		if err != nil {
 			t.Fatal(err)
 		}

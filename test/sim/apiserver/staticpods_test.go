@@ -12,9 +12,6 @@ import (
 	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
-	"github.com/siderolabs/talos/pkg/machinery/config"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate"
-	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +26,7 @@ import (
 
 	"talos-cluster/sim/internal/toolbin"
 	"talos-cluster/sim/node"
+	"talos-cluster/sim/simtest"
 )
 
 // within polls cond every 100ms for up to a minute.
@@ -48,12 +46,8 @@ func within(t *testing.T, what string, cond func() (bool, string)) {
 }
 
 func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
-	etcd, apiServer := toolbin.Binary(t, "ETCD", "etcd"), toolbin.Binary(t, "KUBE_APISERVER", "kube-apiserver")
-	trust := node.NewTrust()
-	if err := trust.RunControlPlane(node.ControlPlane{Etcd: etcd, KubeAPIServer: apiServer, Delay: -1}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(trust.Close)
+	cluster := simtest.NewCluster(t, clusterName, "https://"+net.JoinHostPort("127.0.38.11", "6443"))
+	cluster.RealControlPlane(t, -1)
 	nodes := []*simNode{
 		{address: "127.0.38.11", hostname: "cp-1", controlPlane: true},
 		{address: "127.0.38.12", hostname: "cp-2", controlPlane: true},
@@ -61,27 +55,7 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 		{address: "127.0.38.21", hostname: "worker-1"},
 	}
 	for _, n := range nodes {
-		var err error
-		if n.Node, err = node.New(n.address, toolbin.FreePort(t, n.address), "v1.11.5", intelUcodeSchematic, trust, node.WithStaticPodLag(time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Stop)
-	}
-	endpoint := "https://" + net.JoinHostPort(nodes[0].address, "6443")
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := generate.NewInput(clusterName, endpoint, kubernetesVersion, generate.WithSecretsBundle(bundle))
-	if err != nil {
-		t.Fatal(err)
-	}
-	talosconfig, err := in.Talosconfig()
-	if err != nil {
-		t.Fatal(err)
+		n.Node = cluster.NodeOn(t, n.address, toolbin.FreePort(t, n.address), "v1.11.5", intelUcodeSchematic, node.WithStaticPodLag(time.Second))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -91,15 +65,8 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 		if n.controlPlane {
 			kind = talosmachine.TypeControlPlane
 		}
-		cfg, err := in.Config(kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := cfg.EncodeBytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		configs[n.hostname] = patched(t, data, "machine:\n  network:\n    hostname: "+n.hostname+"\n")
+		data := cluster.Config(t, kind, kubernetesVersion, "")
+		configs[n.hostname] = simtest.Patched(t, data, "machine:\n  network:\n    hostname: "+n.hostname+"\n")
 		c, err := client.New(ctx, client.WithEndpoints(n.Addr()), client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}))
 		if err != nil {
 			t.Fatal(err)
@@ -111,7 +78,7 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 		}
 	}
 	talos := func(n *simNode) (*client.Client, context.Context) {
-		c, err := client.New(ctx, client.WithConfig(talosconfig), client.WithEndpoints(n.Addr()))
+		c, err := client.New(ctx, client.WithConfig(cluster.Talosconfig), client.WithEndpoints(n.Addr()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +166,7 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, cctx := talos(cp2)
-		changed := patched(t, configs["cp-2"], "cluster:\n  apiServer:\n    extraArgs:\n      no-such-flag: \"true\"\n")
+		changed := simtest.Patched(t, configs["cp-2"], "cluster:\n  apiServer:\n    extraArgs:\n      no-such-flag: \"true\"\n")
 		if _, err := c.ApplyConfiguration(cctx, &machine.ApplyConfigurationRequest{Data: changed, Mode: machine.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +194,7 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 	t.Run("a kubelet change restarts the kubelet and the Node reports its version", func(t *testing.T) {
 		w := nodes[3]
 		c, cctx := talos(w)
-		changed := patched(t, configs["worker-1"], "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.5\n")
+		changed := simtest.Patched(t, configs["worker-1"], "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.5\n")
 		if _, err := c.ApplyConfiguration(cctx, &machine.ApplyConfigurationRequest{Data: changed, Mode: machine.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +213,7 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, cctx := talos(nodes[3])
-		changed := patched(t, configs["worker-1"], "machine:\n  nodeLabels:\n    example.com/tier: web\n")
+		changed := simtest.Patched(t, configs["worker-1"], "machine:\n  nodeLabels:\n    example.com/tier: web\n")
 		if _, err := c.ApplyConfiguration(cctx, &machine.ApplyConfigurationRequest{Data: changed, Mode: machine.ApplyConfigurationRequest_NO_REBOOT}); err != nil {
 			t.Fatal(err)
 		}
@@ -323,8 +290,10 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Ten of the kubelets' pod rounds pass with the machine down.
-		rounds := trust.PodRounds()
-		within(t, "ten pod rounds", func() (bool, string) { return trust.PodRounds() >= rounds+10, fmt.Sprint(trust.PodRounds()) })
+		rounds := cluster.Trust.PodRounds()
+		within(t, "ten pod rounds", func() (bool, string) {
+			return cluster.Trust.PodRounds() >= rounds+10, fmt.Sprint(cluster.Trust.PodRounds())
+		})
 		p, err := admin.CoreV1().Pods(ns).Get(ctx, "web-2", metav1.GetOptions{})
 		if err != nil || p.DeletionTimestamp == nil {
 			t.Fatalf("web-2 while worker-1 is down: %v, want terminating", err)

@@ -130,7 +130,9 @@ func resolveVIP(cfg config.Provider, links []link) (*VIPStatus, *link) {
 
 // selectLinks is Talos' DeviceConfigController.selectDevices: every field the selector sets must
 // match, hardware addresses, PCI ID, driver and bus path as globs; physical compares exactly.
-// A selector that sets nothing matches nothing.
+// A selector that sets nothing matches nothing. talosnode has its own port (talosnode/node/vip.go
+// SelectLinks) on purpose: a bug copied into both would pass every test; each is checked against
+// Talos' own cases (links_test.go).
 func selectLinks(selector talosconfig.NetworkDeviceSelector, links []link) []*link {
 	sorted := make([]*link, len(links))
 	for i := range links {

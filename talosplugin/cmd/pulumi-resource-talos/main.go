@@ -9,7 +9,7 @@ import (
 
 	pfbridge "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 
-	"talos-cluster/toolchain/talos-provider/info"
+	"talos-cluster/talosplugin/info"
 )
 
 //go:embed schema.json

@@ -2,7 +2,7 @@
 // here serves) under the Pulumi Terraform bridge, as pulumiverse/pulumi-talos builds it upstream.
 // siderolabs modules are missing from the checksum database: setup sets GONOSUMDB for them, and
 // go.sum pins what was first fetched.
-module talos-cluster/toolchain/talos-provider
+module talos-cluster/talosplugin
 
 go 1.24.7
 

@@ -14,7 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 )
 
-const versionsFile = "../../../../lib/versions.ts"
+const versionsFile = "../../lib/versions.ts"
 
 type kind struct {
 	name  string

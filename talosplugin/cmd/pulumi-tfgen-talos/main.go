@@ -4,7 +4,7 @@ package main
 import (
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfgen"
 
-	"talos-cluster/toolchain/talos-provider/info"
+	"talos-cluster/talosplugin/info"
 )
 
 func main() {

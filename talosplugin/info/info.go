@@ -11,7 +11,7 @@ import (
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
 	talos "github.com/siderolabs/terraform-provider-talos/pkg/talos"
 
-	"talos-cluster/toolchain/talos-provider/installmode"
+	"talos-cluster/talosplugin/installmode"
 )
 
 // Version is set at link time from scripts/toolchain.env.
