@@ -36,3 +36,4 @@ export const kubeconfig = out.kubeconfig;
 export const talosconfig = out.talosconfig;
 export const machineSecrets = out.machineSecrets;
 export const addons = out.addons;
+export const credentials = out.credentials;

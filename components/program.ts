@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../lib/config/parse";
 import type { ClusterConfig } from "../lib/config/schema";
 import { PROJECT } from "../lib/config/source";
+import { type CertificateExpiry, certificateExpiries, expiryWarnings } from "../lib/expiry";
 import { imageSource } from "../lib/image";
 import { readyEndpoints } from "../lib/plan";
 import { BaseAddons } from "./addons";
@@ -29,6 +30,8 @@ export interface StackOutputs {
   /** For disaster recovery (`talosctl gen config --with-secrets`); secret. */
   machineSecrets: pulumi.Output<unknown>;
   addons: string[];
+  /** Subject, end and days left of every certificate the stack holds; not secret. */
+  credentials: pulumi.Output<CertificateExpiry[]>;
 }
 
 export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentResourceOptions): StackOutputs {
@@ -69,6 +72,27 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     );
   }
 
+  const credentials = pulumi.unsecret(
+    pulumi
+      .all([cluster.secrets.clientConfiguration, cluster.secrets.machineSecrets, cluster.kubeconfigResource.kubernetesClientConfiguration])
+      .apply(([client, secrets, kube]) => {
+        const expiries = certificateExpiries(
+          {
+            talosconfigClient: client.clientCertificate,
+            kubeconfigClient: kube.clientCertificate,
+            talosCa: secrets.certs.os.cert,
+            kubernetesCa: secrets.certs.k8s.cert,
+            etcdCa: secrets.certs.etcd.cert,
+            aggregatorCa: secrets.certs.k8sAggregator.cert,
+          },
+          new Date(),
+        );
+        // Only subjects and dates leave the secrets; a run that is about to lock itself out says so.
+        for (const warning of expiryWarnings(expiries, new Date())) pulumi.log.warn(warning);
+        return expiries;
+      }),
+  );
+
   return {
     schematicId: image.schematicId,
     talosVersion: config.talosVersion,
@@ -81,6 +105,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     talosconfig: cluster.talosconfig,
     machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),
     addons: enabledAddons,
+    credentials,
   };
 }
 

@@ -3,6 +3,7 @@
 // fails). The drift workflow runs exactly this. The refresh reads every node too (the project's
 // talosnode provider), so a change made on a node itself shows as its NodeState drifting.
 import { spawnSync } from "node:child_process";
+import { type CertificateExpiry, expiryWarnings } from "../lib/expiry";
 import { driftVerdict, type PreviewDigest, verdictLine } from "./drift-verdict";
 
 function parseArgs(argv: string[]): { stacks: string[]; targets: string[]; unknown: string[] } {
@@ -28,6 +29,18 @@ if (stacks.length === 0 || unknown.length > 0) {
   process.exit(2);
 }
 const pulumi = process.env.PULUMI_BIN ?? "pulumi";
+
+/** The stack's `credentials` output as the last up left it; none before the first up. */
+function credentialsOf(stack: string): CertificateExpiry[] {
+  const run = spawnSync(pulumi, ["stack", "output", "credentials", "--json", "--stack", stack], { encoding: "utf8" });
+  if (run.status !== 0) return [];
+  try {
+    const list = JSON.parse(run.stdout) as unknown;
+    return Array.isArray(list) ? (list as CertificateExpiry[]) : [];
+  } catch {
+    return [];
+  }
+}
 const targetArgs = targets.flatMap((t) => ["--target", t]);
 let worst = 0;
 for (const stack of stacks) {
@@ -52,5 +65,9 @@ for (const stack of stacks) {
   const verdict = driftVerdict(stack, digest);
   console.log(verdictLine(verdict));
   if (verdict.drifted.length > 0) worst = Math.max(worst, 1);
+  // A certificate about to expire fails the check too: after it, every run of the stack fails.
+  const expiring = expiryWarnings(credentialsOf(stack), new Date());
+  for (const warning of expiring) console.log(`${stack}: credentials: ${warning}`);
+  if (expiring.length > 0) worst = Math.max(worst, 1);
 }
 process.exit(worst);

@@ -68,12 +68,16 @@ describe("drift verdict", () => {
 describe("npm run drift", () => {
   // A stand-in for the CLI that prints a canned preview digest: exercises the command's exit codes
   // and output, not the engine (engine tests need the toolchain; see docs/toolchain.md).
-  function fakePulumi(digests: Record<string, unknown>, exitCode = 0): string {
+  function fakePulumi(digests: Record<string, unknown>, exitCode = 0, credentials: Record<string, unknown> = {}): string {
     const dir = mkdtempSync(join(tmpdir(), "drift-"));
     const bin = join(dir, "pulumi");
     writeFileSync(
       bin,
-      `#!/usr/bin/env node\nconst d=${JSON.stringify(digests)};const s=process.argv[process.argv.indexOf("--stack")+1];` +
+      `#!/usr/bin/env node\nconst d=${JSON.stringify(digests)};const c=${JSON.stringify(credentials)};` +
+        `const s=process.argv[process.argv.indexOf("--stack")+1];` +
+        // `pulumi stack output credentials --json`: the stack's output, or the CLI's refusal when it has none.
+        `if(process.argv[2]==="stack"){if(c[s]===undefined){process.stderr.write("error: current stack does not have output property");process.exit(255)}` +
+        `process.stdout.write(JSON.stringify(c[s]));process.exit(0)}` +
         `process.stdout.write(JSON.stringify(d[s]??{}));process.exit(${exitCode});\n`,
     );
     chmodSync(bin, 0o755);
@@ -105,6 +109,31 @@ describe("npm run drift", () => {
     const result = run(fakePulumi({ dev: { steps: [] } }), "-s", "dev");
     expect(result.stdout.trim()).toBe("dev: no drift");
     expect(result.status).toBe(0);
+  });
+
+  it("fails naming each certificate with 30 days or fewer left, soonest first, even without drift", () => {
+    const inDays = (days: number) => new Date(Date.now() + days * 86_400_000 + 3_600_000).toISOString();
+    const bin = fakePulumi({ dev: { steps: [] }, prod: { steps: [] } }, 0, {
+      dev: [
+        { name: "talosconfig client certificate", subject: "O=os:admin", notAfter: inDays(365), daysLeft: 365 },
+        { name: "Talos CA", subject: "O=talos", notAfter: inDays(3650), daysLeft: 3650 },
+      ],
+      // daysLeft is what the last up saw; the check reads notAfter against today.
+      prod: [
+        { name: "talosconfig client certificate", subject: "O=os:admin", notAfter: inDays(29), daysLeft: 200 },
+        { name: "kubeconfig client certificate", subject: "O=system:masters", notAfter: inDays(-2), daysLeft: 1 },
+        { name: "Talos CA", subject: "O=talos", notAfter: inDays(3650), daysLeft: 3650 },
+      ],
+    });
+    const result = run(bin, "-s", "dev", "-s", "prod");
+    const day = (days: number) => inDays(days).slice(0, 10);
+    expect(result.stdout.trim().split("\n")).toEqual([
+      "dev: no drift",
+      "prod: no drift",
+      `prod: credentials: kubeconfig client certificate expired on ${day(-2)}: see docs/operations.md, Credentials`,
+      `prod: credentials: talosconfig client certificate expires on ${day(29)}, in 29 days: see docs/operations.md, Credentials`,
+    ]);
+    expect(result.status).toBe(1);
   });
 
   it("exits 2 and says so when the preview itself fails", () => {

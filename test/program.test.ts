@@ -14,6 +14,7 @@ import { schematicFor } from "../lib/schematic";
 import { SECRET_OUTPUTS, secretOutputsOf, TYPES } from "../lib/tokens";
 import { validatorInput } from "../lib/validate";
 import { credentialsSecret } from "../policy/rules";
+import { certificate } from "./fixtures/certs";
 import { stackWith, validStack } from "./fixtures/stacks";
 import { isSecret, type MockOutputs, type Plan, plan, promiseOf } from "./harness";
 
@@ -24,15 +25,41 @@ const REPO = path.resolve(__dirname, "..");
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
+/** The cluster's certificates as Talos issues them: clients for a year, CAs for ten. */
+const CERTS = {
+  talosClient: certificate("/O=os:admin/CN=admin", 365),
+  kubeClient: certificate("/O=system:masters/CN=admin", 365),
+  talosCa: certificate("/O=talos", 3650),
+  kubernetesCa: certificate("/O=kubernetes", 3650),
+  etcdCa: certificate("/O=etcd", 3650),
+  aggregatorCa: certificate("/CN=front-proxy", 3650),
+};
+
 /** Stands in for the providers: the factory hashes the schematic it gets, as the real one does. */
 function providers(): MockOutputs {
   return {
     [T.schematic]: (inputs) => ({ id: sha256(String(inputs.schematic)) }),
     [T.secrets]: () => ({
-      machineSecrets: { secrets: { bootstrapToken: "token" }, certs: { os: { cert: "c", key: "k" } } },
-      clientConfiguration: { caCertificate: "ca", clientCertificate: "crt", clientKey: "key" },
+      machineSecrets: {
+        secrets: { bootstrapToken: "token" },
+        certs: {
+          os: { cert: CERTS.talosCa, key: "k" },
+          k8s: { cert: CERTS.kubernetesCa, key: "k" },
+          etcd: { cert: CERTS.etcdCa, key: "k" },
+          k8sAggregator: { cert: CERTS.aggregatorCa, key: "k" },
+        },
+      },
+      clientConfiguration: { caCertificate: CERTS.talosCa, clientCertificate: CERTS.talosClient, clientKey: "key" },
     }),
-    [T.kubeconfig]: () => ({ kubeconfigRaw: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n" }),
+    [T.kubeconfig]: () => ({
+      kubeconfigRaw: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n",
+      kubernetesClientConfiguration: {
+        caCertificate: CERTS.kubernetesCa,
+        clientCertificate: CERTS.kubeClient,
+        clientKey: "key",
+        host: "https://x:6443",
+      },
+    }),
     [T.configApply]: (inputs) => ({ machineConfiguration: `applied config of ${String(inputs.node)}` }),
     [T.nodeState]: (inputs) => ({
       runningTalosVersion: inputs.talosVersion,
@@ -514,6 +541,23 @@ describe("bootstrap and credentials", () => {
     expect(await isSecret(out.machineSecrets as pulumi.Output<unknown>)).toBe(true);
     expect(await promiseOf(out.kubeconfig)).toContain("kind: Config");
     expect(await promiseOf(out.talosconfig)).toBe("context: lab\n");
+  });
+});
+
+describe("credentials", () => {
+  it("exports when each certificate ends, in plain text: the subjects and dates, never a key", async () => {
+    const { out } = await planStack();
+    expect(await isSecret(out.credentials)).toBe(false);
+    const list = await promiseOf(out.credentials);
+    expect(list.map((c) => [c.name, c.subject, c.daysLeft])).toEqual([
+      ["talosconfig client certificate", "O=os:admin, CN=admin", 364],
+      ["kubeconfig client certificate", "O=system:masters, CN=admin", 364],
+      ["Talos CA", "O=talos", 3649],
+      ["Kubernetes CA", "O=kubernetes", 3649],
+      ["etcd CA", "O=etcd", 3649],
+      ["aggregator CA", "CN=front-proxy", 3649],
+    ]);
+    expect(JSON.stringify(list)).not.toMatch(/BEGIN|key/i);
   });
 });
 
