@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../lib/config/parse";
 import type { ClusterConfig } from "../lib/config/schema";
 import { PROJECT } from "../lib/config/source";
-import { type CertificateExpiry, certificateExpiries, expiryWarnings } from "../lib/expiry";
+import { type CertificateExpiry, certificateExpiries, expiryWarnings, stackCertificates } from "../lib/expiry";
 import { imageSource } from "../lib/image";
 import { readyEndpoints } from "../lib/plan";
 import { BaseAddons } from "./addons";
@@ -76,17 +76,9 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     pulumi
       .all([cluster.secrets.clientConfiguration, cluster.secrets.machineSecrets, cluster.kubeconfigResource.kubernetesClientConfiguration])
       .apply(([client, secrets, kube]) => {
-        const expiries = certificateExpiries(
-          {
-            talosconfigClient: client.clientCertificate,
-            kubeconfigClient: kube.clientCertificate,
-            talosCa: secrets.certs.os.cert,
-            kubernetesCa: secrets.certs.k8s.cert,
-            etcdCa: secrets.certs.etcd.cert,
-            aggregatorCa: secrets.certs.k8sAggregator.cert,
-          },
-          new Date(),
-        );
+        const certs = stackCertificates({ client, secrets, kube });
+        if (certs === undefined) return [];
+        const expiries = certificateExpiries(certs, new Date());
         // Only subjects and dates leave the secrets; a run that is about to lock itself out says so.
         for (const warning of expiryWarnings(expiries, new Date())) pulumi.log.warn(warning);
         return expiries;

@@ -27,6 +27,32 @@ export interface StackCertificates {
   aggregatorCa: string;
 }
 
+interface Pem {
+  cert?: string;
+}
+/** What the talos provider's outputs hold: the parts read here, each possibly not known yet. */
+export interface ProviderCertificates {
+  client?: { clientCertificate?: string };
+  secrets?: { certs?: { os?: Pem; k8s?: Pem; etcd?: Pem; k8sAggregator?: Pem } };
+  kube?: { clientCertificate?: string };
+}
+
+/**
+ * The stack's certificates from the talos provider's outputs; undefined while any is not known
+ * (a preview before the secrets or the kubeconfig exist gives nested unknowns as undefined).
+ */
+export function stackCertificates({ client, secrets, kube }: ProviderCertificates): StackCertificates | undefined {
+  const certs = {
+    talosconfigClient: client?.clientCertificate,
+    kubeconfigClient: kube?.clientCertificate,
+    talosCa: secrets?.certs?.os?.cert,
+    kubernetesCa: secrets?.certs?.k8s?.cert,
+    etcdCa: secrets?.certs?.etcd?.cert,
+    aggregatorCa: secrets?.certs?.k8sAggregator?.cert,
+  };
+  return Object.values(certs).every((c) => typeof c === "string" && c !== "") ? (certs as StackCertificates) : undefined;
+}
+
 const LABELS: Record<keyof StackCertificates, string> = {
   talosconfigClient: "talosconfig client certificate",
   kubeconfigClient: "kubeconfig client certificate",

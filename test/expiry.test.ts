@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { certificateExpiries, EXPIRY_WARN_DAYS, expiryWarnings, type StackCertificates } from "../lib/expiry";
+import {
+  certificateExpiries,
+  EXPIRY_WARN_DAYS,
+  expiryWarnings,
+  stackCertificates as fromProvider,
+  type StackCertificates,
+} from "../lib/expiry";
 import { certificate } from "./fixtures/certs";
 
 const DAY = 86_400_000;
@@ -49,6 +55,26 @@ describe("credential expiry", () => {
     const list = certificateExpiries(stackCertificates(10), new Date());
     const warnings = expiryWarnings(list, new Date(Date.now() + 12 * DAY));
     expect(warnings[0]).toMatch(/^talosconfig client certificate expired on /);
+  });
+
+  it("waits for every certificate: a preview before the secrets or the kubeconfig exist lists none", () => {
+    const c = stackCertificates();
+    const known = {
+      client: { clientCertificate: c.talosconfigClient },
+      secrets: {
+        certs: {
+          os: { cert: c.talosCa },
+          k8s: { cert: c.kubernetesCa },
+          etcd: { cert: c.etcdCa },
+          k8sAggregator: { cert: c.aggregatorCa },
+        },
+      },
+      kube: { clientCertificate: c.kubeconfigClient },
+    };
+    expect(fromProvider(known)).toEqual(c);
+    expect(fromProvider({ ...known, kube: undefined })).toBeUndefined();
+    expect(fromProvider({ ...known, secrets: {} })).toBeUndefined();
+    expect(fromProvider({ ...known, secrets: { certs: { ...known.secrets.certs, etcd: {} } } })).toBeUndefined();
   });
 
   it("names the credential that is not a certificate", () => {
