@@ -70,7 +70,7 @@ func (n *Node) listen() error {
 	}
 	n.lis, n.srv = lis, srv
 	n.state.Up = true
-	go func() { _ = srv.Serve(lis) }()
+	go func() { _ = srv.serve(lis) }()
 	return nil
 }
 
