@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   export PULUMI_BACKEND_URL=file://${join(DIR, "project", ".state")} PULUMI_CONFIG_PASSPHRASE=${PASSPHRASE}
   npx pulumi stack output nodes        # what runs where
   npx pulumi preview --refresh --diff  # ${target.name}'s drift
-  npx talosctl --talosconfig ../talosconfig -e ${target.address} -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
+  npx talosctl --talosconfig ../talosconfig -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
   npx pulumi up --refresh --yes        # the rollout upgrades ${target.name} back to v1.11.5, through its gates
 Stop it with: kill ${sim.pid}`);
   } else {
