@@ -245,6 +245,11 @@ func (n *Node) setStage(ctx context.Context, stage runtime.MachineStage, ready b
 		ready = len(res.TypedSpec().Status.UnmetConditions) == 0
 	}
 	res.TypedSpec().Status.Ready = ready
+	if stage == runtime.MachineStageRunning {
+		if err := put(ctx, n.cosi, ephemeralVolume()); err != nil {
+			log.Printf("node %s: EPHEMERAL volume: %v", n.address, err)
+		}
+	}
 	if err := put(ctx, n.cosi, res); err != nil {
 		log.Printf("node %s: machine status: %v", n.address, err)
 	}

@@ -498,11 +498,30 @@ func (n *Node) Version(ctx context.Context, _ *emptypb.Empty) (*machine.VersionR
 	}}}, nil
 }
 
+// The simulated machine's hardware: one 100 GiB system disk and 4 GiB of memory, Talos'
+// recommended size for a control plane (pkg/minimal/limits.go), the kernel's share taken off.
+const (
+	systemDiskSize = 100 << 30
+	memTotalKiB    = (4<<30 - 150<<20) >> 10
+)
+
+// Memory is machined's /proc/meminfo reading (v1alpha1_server.go Memory): the simulated machine's
+// total, all of it free. `talosctl health` checks the total against Talos' minimum per machine
+// type (pkg/cluster/check/nodes.go AllNodesMemorySizes).
+func (n *Node) Memory(context.Context, *emptypb.Empty) (*machine.MemoryResponse, error) {
+	if !n.configured() {
+		return nil, errMaintenanceUnimplemented("Memory")
+	}
+	return &machine.MemoryResponse{Messages: []*machine.Memory{{Meminfo: &machine.MemInfo{
+		Memtotal: memTotalKiB, Memfree: memTotalKiB, Memavailable: memTotalKiB,
+	}}}}, nil
+}
+
 // Disks answers the provider's reachability probe with one system disk.
 func (n *Node) Disks(ctx context.Context, _ *emptypb.Empty) (*storage.DisksResponse, error) {
 	return &storage.DisksResponse{Messages: []*storage.Disks{{Disks: []*storage.Disk{{
 		DeviceName: "/dev/sda",
-		Size:       100 << 30,
+		Size:       systemDiskSize,
 		Model:      "SIMULATED DISK",
 		Type:       storage.Disk_SSD,
 	}}}}}, nil
