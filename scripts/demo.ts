@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { SUITES } from "../test/addresses";
-import { missingToolchain, ROOT, type SimNodeConfig, Simulator, simStackConfig, Workspace } from "./engine";
+import { controlPlaneFlags, missingToolchain, ROOT, type SimNodeConfig, Simulator, simStackConfig, Workspace } from "./engine";
 
 const DIR = join(ROOT, ".demo");
 const PID_FILE = join(DIR, "sim.pid");
@@ -56,8 +56,14 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The addresses of the demo's nodes of a role, comma-separated as talosctl's node lists. */
+const addresses = (role: SimNodeConfig["role"]): string =>
+  NODES.filter((n) => n.role === role)
+    .map((n) => n.address)
+    .join(",");
+
 async function preflight(): Promise<void> {
-  const missing = missingToolchain();
+  const missing = missingToolchain({ controlPlane: true });
   if (missing !== undefined) fail(`${missing} (the demo needs the toolchain setup builds)`);
   const kept = existsSync(PID_FILE) ? Number(readFileSync(PID_FILE, "utf8")) : undefined;
   if (kept !== undefined && alive(kept)) {
@@ -84,7 +90,7 @@ async function main(): Promise<void> {
     NODES.map((n) => n.address),
     await freePort(),
     await freePort(),
-    [],
+    controlPlaneFlags(),
     keep ? join(DIR, "sim.log") : undefined,
     "127.0.0.1",
   );
@@ -101,7 +107,7 @@ async function main(): Promise<void> {
   });
   const ws = new Workspace("demo", config, undefined, join(DIR, "project"));
   console.log(
-    `Stack "demo" on a local backend in .demo/project/.state (passphrase "${PASSPHRASE}", set for this run). The Kubernetes addons are off: the simulator runs no Kubernetes.`,
+    `Stack "demo" on a local backend in .demo/project/.state (passphrase "${PASSPHRASE}", set for this run). The Kubernetes addons are off: the simulator runs a real etcd and kube-apiserver, and no pods.`,
   );
 
   step("pulumi up: schematic, machine secrets, one config per node, bootstrap, node states");
@@ -151,7 +157,8 @@ async function main(): Promise<void> {
   export PULUMI_BACKEND_URL=file://${join(DIR, "project", ".state")} PULUMI_CONFIG_PASSPHRASE=${PASSPHRASE}
   npx pulumi stack output nodes        # what runs where
   npx pulumi preview --refresh --diff  # ${target.name}'s drift
-  npx talosctl --talosconfig ../talosconfig -e ${target.address} -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
+  npx talosctl --talosconfig ../talosconfig -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
+  npx talosctl --talosconfig ../talosconfig -n ${NODES[0]?.address} health --server=false --control-plane-nodes ${addresses("controlplane")} --worker-nodes ${addresses("worker")} --k8s-endpoint ${NODES[0]?.address}  # Talos' cluster checks, run by talosctl (kube-proxy and CoreDNS: SKIP, not deployed)
   npx pulumi up --refresh --yes        # the rollout upgrades ${target.name} back to v1.11.5, through its gates
 Stop it with: kill ${sim.pid}`);
   } else {

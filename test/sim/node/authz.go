@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"slices"
 
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"github.com/siderolabs/talos/pkg/machinery/role"
@@ -83,8 +82,9 @@ func callerRoles(ctx context.Context) role.Set {
 	return role.Zero
 }
 
-// authorizeCall is apid's injector and machined's authorizer for one call of method: the context
-// carries the caller's roles after it.
+// authorizeCall is machined's authorizer for one call of method (the interceptor on its socket,
+// authz.Injector in mode MetadataOnly, then the rules): the caller's roles come in the
+// `talos-role` metadata apid set (apid.go); the context carries them after it.
 func (n *Node) authorizeCall(ctx context.Context, method string) (context.Context, error) {
 	n.mu.Lock()
 	configured := n.osCACert != nil
@@ -92,31 +92,8 @@ func (n *Node) authorizeCall(ctx context.Context, method string) (context.Contex
 	if !configured {
 		return context.WithValue(ctx, rolesKey{}, role.MakeSet(role.Reader)), nil
 	}
-	// Requests pass apid, which here does not forward: the `node` metadata (one target) and the
-	// `nodes` metadata (talosctl's -n for most calls, which apid fans out) must name this machine
-	// only. (In maintenance there is no apid and the metadata is ignored: talosctl --insecure
-	// sends an empty one.)
 	md, _ := metadata.FromIncomingContext(ctx)
-	for _, target := range slices.Concat(md.Get("node"), md.Get("nodes")) {
-		if target != n.address.String() {
-			return ctx, status.Errorf(codes.PermissionDenied, "no request forwarding: node %s is not this machine", target)
-		}
-	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return ctx, status.Error(codes.Unauthenticated, "no peer")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 {
-		// A connection made in maintenance mode, before the node required client certificates.
-		return ctx, status.Error(codes.Unauthenticated, "client certificate required")
-	}
-	roles, _ := role.Parse(info.State.PeerCertificates[0].Subject.Organization)
-	if roles.Includes(role.Impersonator) {
-		if asked := md.Get(constants.APIAuthzRoleMetadataKey); len(asked) > 0 {
-			roles, _ = role.Parse(asked)
-		}
-	}
+	roles, _ := role.Parse(md.Get(constants.APIAuthzRoleMetadataKey))
 	allowed, ok := methodRoles[method]
 	if !ok {
 		allowed = admins
@@ -125,6 +102,29 @@ func (n *Node) authorizeCall(ctx context.Context, method string) (context.Contex
 		return ctx, errNotAuthorized
 	}
 	return context.WithValue(ctx, rolesKey{}, roles), nil
+}
+
+// certificateRoles is apid's injector in mode Enabled: the roles named by the Organization of
+// the caller's certificate; a certificate with os:impersonator (another apid, or a user given
+// that role) may name the roles in the `talos-role` metadata instead.
+func certificateRoles(ctx context.Context) (role.Set, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return role.Zero, status.Error(codes.Unauthenticated, "no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		// A connection made in maintenance mode, before the node required client certificates.
+		return role.Zero, status.Error(codes.Unauthenticated, "client certificate required")
+	}
+	roles, _ := role.Parse(info.State.PeerCertificates[0].Subject.Organization)
+	if roles.Includes(role.Impersonator) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if asked := md.Get(constants.APIAuthzRoleMetadataKey); len(asked) > 0 {
+			roles, _ = role.Parse(asked)
+		}
+	}
+	return roles, nil
 }
 
 func (n *Node) unaryAuthz(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -313,7 +313,7 @@ func TestMethodRolesNameServedMethods(t *testing.T) {
 	srv := n.srv
 	n.mu.Unlock()
 	served := map[string]bool{}
-	services := srv.GetServiceInfo()
+	services := srv.machined.GetServiceInfo()
 	for name, info := range services {
 		for _, m := range info.Methods {
 			served["/"+name+"/"+m.Name] = true

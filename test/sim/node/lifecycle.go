@@ -70,7 +70,7 @@ func (n *Node) listen() error {
 	}
 	n.lis, n.srv = lis, srv
 	n.state.Up = true
-	go func() { _ = srv.Serve(lis) }()
+	go func() { _ = srv.serve(lis) }()
 	return nil
 }
 
@@ -245,6 +245,11 @@ func (n *Node) setStage(ctx context.Context, stage runtime.MachineStage, ready b
 		ready = len(res.TypedSpec().Status.UnmetConditions) == 0
 	}
 	res.TypedSpec().Status.Ready = ready
+	if stage == runtime.MachineStageRunning {
+		if err := put(ctx, n.cosi, ephemeralVolume()); err != nil {
+			log.Printf("node %s: EPHEMERAL volume: %v", n.address, err)
+		}
+	}
 	if err := put(ctx, n.cosi, res); err != nil {
 		log.Printf("node %s: machine status: %v", n.address, err)
 	}

@@ -32,7 +32,6 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -106,7 +105,7 @@ type Node struct {
 	apiCert   *tls.Certificate
 	maintCert tls.Certificate
 	lis       net.Listener
-	srv       *grpc.Server
+	srv       *machineAPI
 
 	// The machine's life: powered (Start/Stop), a reboot in progress, the running sequence,
 	// this boot's id and event stream.
@@ -205,20 +204,19 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 // Addr is host:port of the node's API.
 func (n *Node) Addr() string { return net.JoinHostPort(n.address.String(), strconv.Itoa(n.port)) }
 
-// newServer is the machine's API: machined's MachineService, storage and COSI behind apid's TLS.
-func (n *Node) newServer() (net.Listener, *grpc.Server, error) {
+// newServer is the machine's API: apid on the network (apid.go), machined's MachineService,
+// storage and COSI behind it.
+func (n *Node) newServer() (net.Listener, *machineAPI, error) {
 	lis, err := net.Listen("tcp", n.Addr())
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{GetConfigForClient: n.tlsConfig})),
-		// Talos' role checks (authz.go) before every handler.
-		grpc.UnaryInterceptor(n.unaryAuthz), grpc.StreamInterceptor(n.streamAuthz))
-	machine.RegisterMachineServiceServer(srv, n)
-	storage.RegisterStorageServiceServer(srv, n)
-	// As on Talos (maintenance and apid alike), the API reads resources through an access policy.
-	cosiapi.RegisterStateServer(srv, cosiserver.NewState(state.WrapCore(state.Filter(n.cosi, n.accessPolicy))))
-	return lis, srv, nil
+	return lis, n.newMachineAPI(func(srv *grpc.Server) {
+		machine.RegisterMachineServiceServer(srv, n)
+		storage.RegisterStorageServiceServer(srv, n)
+		// As on Talos (maintenance and apid alike), the API reads resources through an access policy.
+		cosiapi.RegisterStateServer(srv, cosiserver.NewState(state.WrapCore(state.Filter(n.cosi, n.accessPolicy))))
+	}), nil
 }
 
 // State returns a copy of what the node has seen.
@@ -500,11 +498,30 @@ func (n *Node) Version(ctx context.Context, _ *emptypb.Empty) (*machine.VersionR
 	}}}, nil
 }
 
+// The simulated machine's hardware: one 100 GiB system disk and 4 GiB of memory, Talos'
+// recommended size for a control plane (pkg/minimal/limits.go), the kernel's share taken off.
+const (
+	systemDiskSize = 100 << 30
+	memTotalKiB    = (4<<30 - 150<<20) >> 10
+)
+
+// Memory is machined's /proc/meminfo reading (v1alpha1_server.go Memory): the simulated machine's
+// total, all of it free. `talosctl health` checks the total against Talos' minimum per machine
+// type (pkg/cluster/check/nodes.go AllNodesMemorySizes).
+func (n *Node) Memory(context.Context, *emptypb.Empty) (*machine.MemoryResponse, error) {
+	if !n.configured() {
+		return nil, errMaintenanceUnimplemented("Memory")
+	}
+	return &machine.MemoryResponse{Messages: []*machine.Memory{{Meminfo: &machine.MemInfo{
+		Memtotal: memTotalKiB, Memfree: memTotalKiB, Memavailable: memTotalKiB,
+	}}}}, nil
+}
+
 // Disks answers the provider's reachability probe with one system disk.
 func (n *Node) Disks(ctx context.Context, _ *emptypb.Empty) (*storage.DisksResponse, error) {
 	return &storage.DisksResponse{Messages: []*storage.Disks{{Disks: []*storage.Disk{{
 		DeviceName: "/dev/sda",
-		Size:       100 << 30,
+		Size:       systemDiskSize,
 		Model:      "SIMULATED DISK",
 		Type:       storage.Disk_SSD,
 	}}}}}, nil

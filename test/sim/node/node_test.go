@@ -22,6 +22,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	yaml "go.yaml.in/yaml/v4"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -395,23 +396,25 @@ func TestAStoppedNodeRefusesConnectionsAndComesBackWithItsState(t *testing.T) {
 	}
 }
 
-func TestRequestsForAnotherNodeAreNotForwarded(t *testing.T) {
+// TestNodeMetadataIsForwardedOnceConfigured: in maintenance there is no apid and the metadata is
+// not looked at; a configured node's apid dials the node named, and a machine nobody runs at
+// that address is Unavailable, not answered by the endpoint in its place.
+func TestNodeMetadataIsForwardedOnceConfigured(t *testing.T) {
 	n, cl := startNode(t), newCluster(t, "lab")
-	// In maintenance there is no apid: the node metadata is not looked at.
-	if _, err := insecure(t, n).Disks(client.WithNode(ctx(t, n), "")); err != nil {
-		t.Fatalf("maintenance with an empty node: %v", err)
+	if _, err := insecure(t, n).Disks(client.WithNode(ctx(t, n), "127.0.7.250")); err != nil {
+		t.Fatalf("maintenance with another node: %v", err)
 	}
 	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
 		t.Fatal(err)
 	}
 	_, err := mutual(t, n, cl.talosconfig).Disks(client.WithNode(ctx(t, n), "127.0.7.250"))
-	if status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("got %v, want PermissionDenied", err)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want Unavailable", err)
 	}
-	// talosctl's -n sends "nodes" (which apid fans out), for one node as for several.
-	_, err = mutual(t, n, cl.talosconfig).Version(client.WithNodes(ctx(t, n), "127.0.7.250"))
-	if status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("nodes metadata: got %v, want PermissionDenied", err)
+	// The `node` metadata names one node, with one value.
+	_, err = mutual(t, n, cl.talosconfig).Disks(metadata.AppendToOutgoingContext(ctx(t, n), "node", "127.0.7.251"))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("two node values: got %v, want InvalidArgument", err)
 	}
 }
 

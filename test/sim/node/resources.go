@@ -12,7 +12,10 @@ import (
 	"github.com/cosi-project/runtime/pkg/state/impl/inmem"
 	"github.com/cosi-project/runtime/pkg/state/impl/namespaced"
 	"github.com/cosi-project/runtime/pkg/state/registry"
+	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"github.com/siderolabs/talos/pkg/machinery/extensions"
+	"github.com/siderolabs/talos/pkg/machinery/imager/quirks"
+	"github.com/siderolabs/talos/pkg/machinery/resources/block"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
 	etcdres "github.com/siderolabs/talos/pkg/machinery/resources/etcd"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
@@ -65,6 +68,8 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&k8s.StaticPodStatus{},
 		&k8s.Nodename{},
 		&k8s.KubeletConfig{},
+		&block.VolumeStatus{},
+		&runtime.Diagnostic{},
 	} {
 		if err := definitions.Register(ctx, r); err != nil {
 			return nil, err
@@ -104,6 +109,24 @@ func machineStatus(stage runtime.MachineStage) *runtime.MachineStatus {
 	res := runtime.NewMachineStatus()
 	res.TypedSpec().Stage = stage
 	res.TypedSpec().Status.Ready = true
+	return res
+}
+
+// ephemeralVolume is the EPHEMERAL partition's VolumeStatus once the machine runs installed:
+// Talos' layout on the system disk (Disks: 100 GiB), what is left after the boot, META and STATE
+// partitions (imager/quirks PartitionSizes) and the GPT. `talosctl health` checks its size
+// (pkg/cluster/check/nodes.go AllNodesDiskSizes).
+func ephemeralVolume() *block.VolumeStatus {
+	ps := quirks.New("").PartitionSizes()
+	res := block.NewVolumeStatus(block.NamespaceName, constants.EphemeralPartitionLabel)
+	spec := res.TypedSpec()
+	spec.Phase = block.VolumePhaseReady
+	spec.Type = block.VolumeTypePartition
+	spec.Location = "/dev/sda6"
+	spec.ParentLocation = "/dev/sda"
+	spec.MountLocation = "/var"
+	spec.Filesystem = block.FilesystemTypeXFS
+	spec.SetSize(systemDiskSize - ps.UKIEFISize() - ps.METASize() - ps.StateSize() - 1<<20)
 	return res
 }
 

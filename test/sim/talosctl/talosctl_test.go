@@ -53,6 +53,13 @@ type cli struct {
 
 // run runs talosctl with args, returning its stdout, or an error holding its stderr.
 func (c cli) run(timeout time.Duration, args ...string) (string, error) {
+	stdout, _, err := c.run2(timeout, args...)
+	return stdout, err
+}
+
+// run2 is run that also returns stderr, where talosctl warns of the nodes that failed when others
+// answered.
+func (c cli) run2(timeout time.Duration, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, args...)
@@ -65,9 +72,9 @@ func (c cli) run(timeout time.Duration, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		return stdout.String(), fmt.Errorf("talosctl %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		return stdout.String(), stderr.String(), fmt.Errorf("talosctl %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 // must runs talosctl and fails the test on error.
@@ -80,9 +87,9 @@ func (c cli) must(args ...string) string {
 	return out
 }
 
-// on runs an authenticated talosctl command against one node, dialled directly: the simulator's
-// apid does not forward, so the endpoint is the node itself (talosctl picks among the
-// talosconfig's endpoints at random).
+// on runs an authenticated talosctl command against one node, dialled directly: the endpoint is
+// the node itself, so what each subtest checks is that node's own answer (forwarding has its own
+// subtest: "several nodes through one endpoint").
 func (c cli) on(n simNode, args ...string) (string, error) {
 	return c.run(time.Minute, append([]string{"--talosconfig", c.config, "-e", n.endpoint(), "-n", n.ip}, args...)...)
 }
@@ -377,20 +384,64 @@ func TestTalosctl(t *testing.T) {
 		}
 	})
 
-	// talosctl sends one endpoint the request for any node (metadata "nodes"); Talos' apid there
-	// forwards it to that node. A simulator may refuse instead, but never answer in its place.
-	t.Run("another node through an endpoint", func(t *testing.T) {
-		w := workers[0]
-		out, err := c.run(time.Minute, "--talosconfig", c.config, "-e", cps[1].endpoint(), "-n", w.ip, "version")
+	// talosctl sends one endpoint the request for the nodes -n names (metadata "nodes"); Talos'
+	// apid there proxies it to each and merges one message per node, the node in its metadata
+	// (internal/app/apid/pkg/director/director.go, backend/apid.go).
+	t.Run("several nodes through one endpoint", func(t *testing.T) {
+		targets := []simNode{cps[1], cps[2], workers[0]}
+		ips := func() string {
+			var s []string
+			for _, n := range targets {
+				s = append(s, n.ip)
+			}
+			return strings.Join(s, ",")
+		}()
+		out, err := c.run(time.Minute, "--talosconfig", c.config, "-e", cps[0].endpoint(), "-n", ips, "version")
 		if err != nil {
-			if !strings.Contains(err.Error(), "no request forwarding") {
+			t.Fatal(err)
+		}
+		server := serverPart(out)
+		for _, n := range targets {
+			if strings.Count(server, "NODE:        "+n.ip+"\n") != 1 {
+				t.Errorf("asked %s through %s; %s answered not once:\n%s", ips, cps[0].ip, n.ip, out)
+			}
+		}
+		if strings.Count(server, "Tag:         "+talosVersion) != len(targets) {
+			t.Errorf("want %d tags %s:\n%s", len(targets), talosVersion, out)
+		}
+
+		// A node that is down gets its own error (talosctl version warns of it on stderr); the
+		// others answer all the same.
+		down := workers[0]
+		down.Stop()
+		defer func() {
+			if err := down.Start(); err != nil {
 				t.Fatal(err)
 			}
-			return
+		}()
+		out, stderr, err := c.run2(time.Minute, "--talosconfig", c.config, "-e", cps[0].endpoint(), "-n", ips, "version")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if server := serverPart(out); !strings.Contains(server, "NODE:        "+w.ip) {
-			t.Errorf("asked for %s through %s, answered by another node:\n%s", w.ip, cps[1].ip, out)
+		server = serverPart(out)
+		for _, n := range targets[:2] {
+			if !strings.Contains(server, "NODE:        "+n.ip+"\n") {
+				t.Errorf("%s is up but did not answer while %s is down:\n%s", n.ip, down.ip, out)
+			}
 		}
+		if strings.Contains(server, "NODE:        "+down.ip) {
+			t.Errorf("%s is down but answered:\n%s", down.ip, out)
+		}
+		var line string
+		for l := range strings.SplitSeq(stderr, "\n") {
+			if strings.Contains(l, down.ip) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "connection refused") {
+			t.Errorf("want an error line naming %s with its connection refused; stderr:\n%s", down.ip, stderr)
+		}
+		t.Logf("%s is down:\n%s%s", down.ip, out, stderr)
 	})
 
 	// What follows needs the simulator's etcd, services and upgrades.
