@@ -19,7 +19,7 @@ describeEngine("npm run demo", () => {
     for (const run of [1, 2]) {
       const { code, output } = demo();
       expect(code, `run ${run}:\n${output}`).toBe(0);
-      expect(output).toContain("+ 18 created");
+      expect(output).toContain("+ 23 created");
       expect(output).toMatch(/cp-1\s+controlplane\s+127\.0\.77\.11\s+v1\.11\.5\s+2d61dd07b200\s+1\.34\.1/);
       expect(output).toMatch(/worker-2\s+worker\s+127\.0\.77\.22\s+v1\.11\.5/);
       expect(output).toContain("no changes: every resource is as declared");
