@@ -1,7 +1,8 @@
 // Talos' own judgement of every node's machine config, before any resource is declared: the config
 // each node would get is generated the way the talos plugin does, each patch applied in the
 // program's order with Talos' patcher, and the result checked by Talos' validator for bare metal
-// (talosvalidate/, on the plugin's config library v1.9.2, so preview predicts what apply does).
+// (talosvalidate/, on machinery v1.14.1, refusing on top what the plugin's config library v1.9.2
+// refuses, so preview predicts what apply does).
 // A bad patch is then refused up front on a new stack too, where the talos provider skips config
 // generation until the machine secrets exist.
 import { spawnSync } from "node:child_process";

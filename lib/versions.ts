@@ -14,6 +14,8 @@ export const REQUIRED_EXTENSION = "siderolabs/intel-ucode";
 /**
  * Kubernetes minor versions each Talos minor supports (Talos support matrix).
  * A Talos minor missing here is refused rather than guessed: add its row when adopting it.
+ * test/versions-compat.test.ts checks every row against Talos' config library's own data
+ * (`talosvalidate -support`, machinery's compatibility packages).
  */
 export const KUBERNETES_SUPPORT: Readonly<Record<string, { min: string; max: string }>> = {
   "1.7": { min: "1.25", max: "1.30" },

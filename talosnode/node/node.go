@@ -229,7 +229,11 @@ func readWith(ctx context.Context, c *client.Client, t Target, configOptional bo
 		return fail("persisted machine config", err)
 	}
 	s.InstallerImage = s.Config.Machine().Install().Image()
-	s.KubernetesVersion = strings.TrimPrefix(ImageTag(s.Config.Machine().Kubelet().Image()), "v")
+	// machine.kubelet.image (machinery 1.14 reads it through the K8sKubeletConfig document, nil
+	// for a config without a machine section).
+	if kubelet := s.Config.K8sKubeletConfig(); kubelet != nil {
+		s.KubernetesVersion = strings.TrimPrefix(ImageTag(kubelet.Image()), "v")
+	}
 
 	linkList, perr := readStatus(ctx, c, &s)
 	if perr != nil {

@@ -19,7 +19,8 @@ import (
 // strategic merge patch on its v1alpha1 document and extra documents appended.
 func generated(t *testing.T, bundle *secrets.Bundle, patch, documents string) []byte {
 	t.Helper()
-	in, err := generate.NewInput("lab", "https://10.0.0.1:6443", "1.34.1", generate.WithSecretsBundle(bundle))
+	// The contract of the Talos release the nodes run (v1.11.5).
+	in, err := generate.NewInput("lab", "https://10.0.0.1:6443", "1.34.1", generate.WithSecretsBundle(bundle), generate.WithVersionContract(config.TalosVersion1_11))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func generated(t *testing.T, bundle *secrets.Bundle, patch, documents string) []
 
 func newBundle(t *testing.T) *secrets.Bundle {
 	t.Helper()
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersion1_11)
 	if err != nil {
 		t.Fatal(err)
 	}

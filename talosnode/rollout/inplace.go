@@ -43,9 +43,9 @@ var staticPods = []struct {
 	md        resource.Metadata
 	section   func(config.Provider) any
 }{
-	{"kube-apiserver", k8s.NewAPIServerConfig().Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.APIServerConfig }},
-	{"kube-controller-manager", k8s.NewControllerManagerConfig().Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.ControllerManagerConfig }},
-	{"kube-scheduler", k8s.NewSchedulerConfig().Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.SchedulerConfig }},
+	{"kube-apiserver", k8s.NewAPIServerConfig(k8s.APIServerConfigID).Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.APIServerConfig }},
+	{"kube-controller-manager", k8s.NewControllerManagerConfig(k8s.ControllerManagerConfigID).Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.ControllerManagerConfig }},
+	{"kube-scheduler", k8s.NewSchedulerConfig(k8s.SchedulerConfigID).Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.SchedulerConfig }},
 }
 
 // versions are a control plane's config resource versions by component.
@@ -187,7 +187,10 @@ func (r *runner) landed(ctx context.Context, k *kube.Client, n Node, before vers
 			}
 		}
 	}
-	kubelet := node.ImageTag(cfg.Machine().Kubelet().Image())
+	var kubelet string
+	if k := cfg.K8sKubeletConfig(); k != nil {
+		kubelet = node.ImageTag(k.Image())
+	}
 	info, err := k.Node(ctx, bases, name)
 	switch {
 	case err != nil:

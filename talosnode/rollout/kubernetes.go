@@ -14,7 +14,6 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos19"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
-	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 
 	"talos-cluster/talosnode/node"
 )
@@ -52,12 +51,16 @@ func kubernetesImages(cfg config.Provider) [][2]string {
 	if cfg == nil || cfg.Machine() == nil {
 		return nil
 	}
-	out := [][2]string{{"kubelet", cfg.Machine().Kubelet().Image()}}
+	kubelet := cfg.K8sKubeletConfig()
+	if kubelet == nil {
+		return nil
+	}
+	out := [][2]string{{"kubelet", kubelet.Image()}}
 	if cfg.Cluster() != nil && cfg.Machine().Type().IsControlPlane() {
 		out = append(out,
-			[2]string{"kube-apiserver", cfg.Cluster().APIServer().Image()},
-			[2]string{"kube-controller-manager", cfg.Cluster().ControllerManager().Image()},
-			[2]string{"kube-scheduler", cfg.Cluster().Scheduler().Image()})
+			[2]string{"kube-apiserver", cfg.K8sAPIServerConfig().Image()},
+			[2]string{"kube-controller-manager", cfg.K8sControllerManagerConfig().Image()},
+			[2]string{"kube-scheduler", cfg.K8sSchedulerConfig().Image()})
 	}
 	return out
 }
@@ -75,7 +78,7 @@ func CheckKubernetes(cfg config.Provider, release string) error {
 		return fmt.Errorf("Talos %s: %w", release, errUnknownRelease)
 	}
 	for _, img := range kubernetesImages(cfg) {
-		k8s, err := v1alpha1.KubernetesVersionFromImageRef(img[1])
+		k8s, err := compatibility.KubernetesVersionFromImageRef(img[1])
 		if err != nil {
 			return fmt.Errorf("%s image %q has no Kubernetes version tag", img[0], img[1])
 		}

@@ -202,10 +202,10 @@ const PoolLabel = "node.kubernetes.io/pool"
 // poolOf is the pool a node's declared config puts it in ("" without the label).
 func poolOf(n Node) string {
 	cfg, err := configloader.NewFromBytes(n.Config)
-	if err != nil || cfg.Machine() == nil {
+	if err != nil || cfg.Machine() == nil || cfg.K8sNodeConfig() == nil {
 		return ""
 	}
-	return cfg.Machine().NodeLabels()[PoolLabel]
+	return cfg.K8sNodeConfig().Labels()[PoolLabel]
 }
 
 // workers converges the workers pool by pool, the pools side by side: in each, at most `limit`

@@ -51,13 +51,16 @@ func newGenerator(in Input) (*generator, error) {
 		return nil, fmt.Errorf("generating throwaway secrets: %w", err)
 	}
 	// The options terraform-provider-talos v0.7.1 passes (pkg/talos/util.go, generate()), so the
-	// generated config is the one machine.getConfiguration returns before patches.
+	// generated config is the one machine.getConfiguration returns before patches. Two differ in
+	// form, not in result: the plugin passes generate.WithPersist(true), which machinery 1.13
+	// removed along with the option (init.go and worker.go now always set machine.persist: true,
+	// the same value); and the default install image names the plugin's library release
+	// (its gendata.VersionTag), not this library's.
 	input, err := generate.NewInput(in.ClusterName, in.Endpoint, strings.TrimPrefix(in.KubernetesVersion, "v"),
 		generate.WithClusterDiscovery(true),
 		generate.WithDNSDomain(constants.DefaultDNSDomain),
 		generate.WithInstallDisk("/dev/sda"),
-		generate.WithInstallImage(fmt.Sprintf("%s/%s/installer:%s", gendata.ImagesRegistry, gendata.ImagesUsername, gendata.VersionTag)),
-		generate.WithPersist(true),
+		generate.WithInstallImage(fmt.Sprintf("%s/%s/installer:%s", gendata.ImagesRegistry, gendata.ImagesUsername, PluginLibraryVersion)),
 		generate.WithSecretsBundle(bundle),
 		generate.WithVersionContract(contract),
 	)

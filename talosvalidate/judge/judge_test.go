@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -107,11 +108,11 @@ func TestRefusesBadPatches(t *testing.T) {
 		},
 		{
 			"a string where a list is expected", "controlplane", keyAll, `{"machine":{"certSANs":"x"}}`,
-			"machine.certSANs: a string (\"x\") where Talos expects a list of strings (Talos: cannot unmarshal !!str `x` into []string)",
+			"machine.certSANs: a string (\"x\") where Talos expects a list of strings (Talos: cannot construct !!str `x` into []string)",
 		},
 		{
 			"time servers as one string", "worker", keyAll, `{"machine":{"time":{"servers":"pool.ntp.org"}}}`,
-			"machine.time.servers: a string (\"pool.ntp.org\") where Talos expects a list of strings (Talos: cannot unmarshal !!str `pool.nt...` into []string)",
+			"machine.time.servers: a string (\"pool.ntp.org\") where Talos expects a list of strings (Talos: cannot construct !!str `pool.nt...` into []string)",
 		},
 		{
 			"an invalid CIDR in the pod subnets", "controlplane", keyAll, `{"cluster":{"network":{"podSubnets":["10.244.0.0/33"]}}}`,
@@ -127,7 +128,7 @@ func TestRefusesBadPatches(t *testing.T) {
 		},
 		{
 			"an invalid duration", "controlplane", keyAll, `{"machine":{"time":{"bootTimeout":"5 minutes"}}}`,
-			"machine.time.bootTimeout: a string (\"5 minutes\") where Talos expects a duration like 30s, 5m or 1h30m (Talos: cannot unmarshal !!str `5 minutes` into time.Duration)",
+			"machine.time.bootTimeout: a string (\"5 minutes\") where Talos expects a duration like 30s, 5m or 1h30m (Talos: cannot construct !!str `5 minutes` into time.Duration)",
 		},
 		{
 			"an interface with both interface and deviceSelector", "controlplane", keyControlRole, `{"machine":{"network":{"interfaces":[{"interface":"eth1","deviceSelector":{"hardwareAddr":"52:54:00:*"},"dhcp":true}]}}}`,
@@ -146,6 +147,14 @@ func TestRefusesBadPatches(t *testing.T) {
 			"machine.kubelet.extraArgs.x: a list where Talos expects a string (Talos: cannot unmarshal !!seq into string)",
 		},
 		{
+			"an API server extra arg as a list, which only machinery 1.13+ takes", "controlplane", keyAll, `{"cluster":{"apiServer":{"extraArgs":{"feature-gates":["A=true","B=true"]}}}}`,
+			"cluster.apiServer.extraArgs.feature-gates: a list where Talos expects a string (Talos: cannot unmarshal !!seq into string)",
+		},
+		{
+			"a document kind of Talos 1.12 after a v1alpha1 document in one patch", "worker", keyOwn, "machine:\n  time:\n    disabled: false\n---\napiVersion: v1alpha1\nkind: TimeSyncConfig\nenabled: true\n",
+			`unknown document kind TimeSyncConfig (apiVersion v1alpha1) for the talos plugin's config library v1.9.2 (Talos: "TimeSyncConfig" "v1alpha1": not registered)`,
+		},
+		{
 			"a document kind the plugin's config library does not know", "controlplane", keyOwn, `{"apiVersion":"v1alpha1","kind":"HostnameConfig","auto":"off","hostname":"cp-1"}`,
 			`unknown document kind HostnameConfig (apiVersion v1alpha1) for the talos plugin's config library v1.9.2 (Talos: "HostnameConfig" "v1alpha1": not registered)`,
 		},
@@ -159,7 +168,7 @@ func TestRefusesBadPatches(t *testing.T) {
 		},
 		{
 			"a VolumeConfig for a volume Talos does not let you configure", "controlplane", keyAll, `{"apiVersion":"v1alpha1","kind":"VolumeConfig","name":"STATE","provisioning":{"maxSize":"1GiB"}}`,
-			`invalid machine config (Talos: only ["EPHEMERAL" "IMAGECACHE"] volumes are supported)`,
+			`invalid machine config (Talos: provisioning config is not allowed for the "STATE" volume)`,
 		},
 		{
 			"a VolumeConfig with min size above max size", "controlplane", keyAll, `{"apiVersion":"v1alpha1","kind":"VolumeConfig","name":"EPHEMERAL","provisioning":{"minSize":"10GiB","maxSize":"1GiB"}}`,
@@ -179,7 +188,7 @@ func TestRefusesBadPatches(t *testing.T) {
 		},
 		{
 			"text that is not JSON", "worker", keyAll, `{"machine": `,
-			"not valid YAML or JSON (Talos: decode error: yaml: line 1: did not find expected node content)",
+			"not valid YAML or JSON (Talos: decode error: go-yaml load error in parser (while parsing a flow node) at L2.C1: did not find expected node content)",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,7 +300,7 @@ func TestBlame(t *testing.T) {
 			"a deprecated field warns with its key",
 			input(node("w-1", "worker", chain{all: []Patch{{Key: keyAll, Patch: `{"machine":{"install":{"extensions":[{"image":"ghcr.io/siderolabs/gvisor:20231214.0-v1.9.2"}]}}}`}}})),
 			nil,
-			[]Finding{{keyAll, "w-1", "deprecated setting (Talos: .machine.install.extensions is deprecated, please see https://www.talos.dev/latest/talos-guides/install/boot-assets/)"}},
+			[]Finding{{keyAll, "w-1", "deprecated setting (Talos: .machine.install.extensions is deprecated, please see https://docs.siderolabs.com/talos/latest/platform-specific-installations/boot-assets)"}},
 		},
 		{
 			"a warning Talos gives only control planes names only them",
@@ -394,17 +403,35 @@ func TestGeneratesForTheContract(t *testing.T) {
 	}
 }
 
-func TestJudgesWithThePluginsConfigLibrary(t *testing.T) {
+func TestKnowsThePluginsConfigLibrary(t *testing.T) {
 	text, err := os.ReadFile("../../lib/versions.ts")
 	if err != nil {
 		t.Fatalf("reading the program's pins: %v", err)
 	}
-	m := regexp.MustCompile(`PLUGIN_CONFIG_LIBRARY = \{ version: "(v[0-9.]+)"`).FindSubmatch(text)
+	src := string(text)
+	m := regexp.MustCompile(`PLUGIN_CONFIG_LIBRARY = \{ version: "(v[0-9.]+)", minor: "1\.(\d+)"`).FindStringSubmatch(src)
 	if m == nil {
 		t.Fatal("lib/versions.ts: PLUGIN_CONFIG_LIBRARY not found")
 	}
-	if string(m[1]) != LibraryVersion {
-		t.Errorf("this module judges with Talos' config library %s, the talos plugin carries %s: "+
-			"require github.com/siderolabs/talos/pkg/machinery %s in go.mod", LibraryVersion, m[1], m[1])
+	if m[1] != PluginLibraryVersion {
+		t.Errorf("this module refuses what the talos plugin's config library %s refuses, the plugin carries %s: "+
+			"set PluginLibraryVersion and pluginKinds (judge/pluginkinds.go) to that library", PluginLibraryVersion, m[1])
+	}
+	libraryMinor, _ := strconv.Atoi(m[2])
+	begin, end := strings.Index(src, "config-document-kinds:begin"), strings.Index(src, "config-document-kinds:end")
+	if begin < 0 || end < begin {
+		t.Fatal("lib/versions.ts: config-document-kinds markers not found")
+	}
+	want := map[string]bool{}
+	for _, k := range regexp.MustCompile(`(?m)^\s*(\w+): "1\.(\d+)",$`).FindAllStringSubmatch(src[begin:end], -1) {
+		if minor, _ := strconv.Atoi(k[2]); minor <= libraryMinor {
+			want[k[1]] = true
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("lib/versions.ts: no document kinds up to the plugin's library")
+	}
+	if !reflect.DeepEqual(pluginKinds, want) {
+		t.Errorf("pluginKinds (judge/pluginkinds.go) = %v, lib/versions.ts CONFIG_DOCUMENT_KINDS up to 1.%d = %v", pluginKinds, libraryMinor, want)
 	}
 }

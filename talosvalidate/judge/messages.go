@@ -13,7 +13,8 @@ import (
 // Messages are short and name the key to fix; Talos' own words follow in brackets, so a search
 // for them finds Talos' docs and issues.
 
-// LibraryVersion is the Talos config library this tool judges with (that of the talos plugin).
+// LibraryVersion is the Talos config library this tool judges with; the talos plugin's is
+// PluginLibraryVersion.
 var LibraryVersion = strings.TrimSpace(gendata.VersionTag)
 
 const unknownKeys = "unknown keys found during decoding"
@@ -21,14 +22,27 @@ const unknownKeys = "unknown keys found during decoding"
 var (
 	notRegistered = regexp.MustCompile(`^"([^"]*)" "([^"]*)": not registered`)
 	decodingTo    = regexp.MustCompile(`^error decoding \S* ?to \*?[\w.]+: `)
-	typeError     = regexp.MustCompile("line \\d+: cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)")
+	typeError     = regexp.MustCompile("line \\d+: cannot (?:unmarshal|construct) !!(\\w+)(?: `([^`]*)`)? into (\\S+)")
+	// What machinery 1.13+ wraps around the loader's and the validator's words: the document
+	// (decoder.go "error decoding document %s/%s/%s (line %d): "; "v1alpha1.Config: ",
+	// "VolumeConfig/EPHEMERAL: " before each validation error) and the YAML library's
+	// "yaml: construct errors: ". They say nothing the key does not; the words after them are
+	// Talos' own, quoted as before.
+	documentPrefix = regexp.MustCompile(`^(?:error decoding document \S* \(line \d+\): |v1alpha1\.Config: |[A-Z]\w*Config(?:/\S+)?: )`)
+	yamlConstruct  = regexp.MustCompile(`yaml: construct errors: `)
+	lineNumber     = regexp.MustCompile(`^line \d+: `)
 )
+
+// unwrap removes the document and YAML-library wrapping machinery 1.13+ puts around a message.
+func unwrap(msg string) string {
+	return yamlConstruct.ReplaceAllString(documentPrefix.ReplaceAllString(msg, ""), "")
+}
 
 func talos(summary, words string) error { return fmt.Errorf("%s (Talos: %s)", summary, words) }
 
 // describeLoad turns an error of Talos' config loader on a patch into a message for the user.
 func describeLoad(err error, text string) error {
-	msg := oneLine(err.Error())
+	msg := unwrap(oneLine(err.Error()))
 	switch {
 	case strings.Contains(msg, unknownKeys):
 		locs := locate(text, func(err error) bool { return strings.Contains(err.Error(), unknownKeys) })
@@ -38,7 +52,7 @@ func describeLoad(err error, text string) error {
 		return talos(plural(len(locs), "unknown key", "unknown keys")+" "+join(locs), unknownKeys)
 	case notRegistered.MatchString(msg):
 		m := notRegistered.FindStringSubmatch(msg)
-		return talos(fmt.Sprintf("unknown document kind %s (apiVersion %s) for the talos plugin's config library %s", m[1], m[2], LibraryVersion), msg)
+		return talos(fmt.Sprintf("unknown document kind %s (apiVersion %s) for the talos plugin's config library %s", m[1], m[2], PluginLibraryVersion), msg)
 	case strings.Contains(msg, "missing kind"):
 		return talos("neither a machine config patch (machine:, cluster:) nor a document with apiVersion and kind", msg)
 	case msg == "config not found":
@@ -66,7 +80,7 @@ func describeDecoding(words, text string) error {
 			for i, l := range locs {
 				parts[i] = l.String() + ": " + valueText(l.value) + " is not valid here"
 			}
-			return talos(strings.Join(parts, "; "), words)
+			return talos(strings.Join(parts, "; "), lineNumber.ReplaceAllString(words, ""))
 		}
 		return talos("wrong type at "+join(locs), words)
 	}

@@ -2,11 +2,15 @@ package judge
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 
+	yamlv4 "go.yaml.in/yaml/v4"
+
 	coreconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/meta"
 	"github.com/siderolabs/talos/pkg/machinery/config/validation"
 )
 
@@ -36,7 +40,7 @@ func validate(cfg coreconfig.Provider) verdict {
 	warnings, err := cfg.Validate(metal{}, validation.WithStrict())
 	v.warnings = append(v.warnings, warnings...)
 	for _, e := range errorList(err) {
-		msg := oneLine(e.Error())
+		msg := unwrap(oneLine(e.Error()))
 		if w, ok := strings.CutPrefix(msg, strictWarning); ok {
 			v.warnings = append(v.warnings, w)
 			continue
@@ -44,9 +48,10 @@ func validate(cfg coreconfig.Provider) verdict {
 		v.errors = append(v.errors, describeInvalid(msg))
 	}
 	for i, w := range v.warnings {
-		v.warnings[i] = describeWarning(oneLine(w))
+		v.warnings[i] = describeWarning(unwrap(oneLine(w)))
 	}
 	v.errors = append(v.errors, beyondTalos(cfg)...)
+	v.errors = append(v.errors, listArgs(cfg)...)
 	v.errors = dedupe(v.errors)
 	v.warnings = dedupe(v.warnings)
 	return v
@@ -59,7 +64,11 @@ const notChecked = "Talos does not check this; Kubernetes would fail to start"
 // it: the pod and service subnets go unchecked to kube-apiserver and kube-controller-manager
 // (--service-cluster-ip-range, --cluster-cidr), which then fail to start on every control plane.
 func beyondTalos(cfg coreconfig.Provider) []string {
-	if cfg.Cluster() == nil || cfg.Cluster().Network() == nil {
+	// The raw v1alpha1 strings: from machinery 1.14 on, K8sNetworkConfig().PodCIDRs() returns
+	// parsed prefixes and drops what does not parse (v1alpha1_clusterconfig.go), so it cannot
+	// show what is wrong.
+	raw := cfg.RawV1Alpha1()
+	if raw == nil || raw.ClusterConfig == nil || raw.ClusterConfig.ClusterNetwork == nil {
 		return nil
 	}
 	var out []string
@@ -70,8 +79,50 @@ func beyondTalos(cfg coreconfig.Provider) []string {
 			}
 		}
 	}
-	check("podSubnets", cfg.Cluster().Network().PodCIDRs())
-	check("serviceSubnets", cfg.Cluster().Network().ServiceCIDRs())
+	check("podSubnets", raw.ClusterConfig.ClusterNetwork.PodSubnet)
+	check("serviceSubnets", raw.ClusterConfig.ClusterNetwork.ServiceSubnet)
+	return out
+}
+
+// listArgs refuses an extraArgs value given as a list. machinery 1.13 made extraArgs take a
+// string or a list of strings (meta.Args); the talos plugin's config library (v1.9.2) and the
+// Talos 1.11/1.12 nodes decode extraArgs as map[string]string and refuse a list, so the config
+// would fail in the plugin. The words in brackets are that library's (go-yaml v3's decoder).
+func listArgs(cfg coreconfig.Provider) []string {
+	raw := cfg.RawV1Alpha1()
+	if raw == nil {
+		return nil
+	}
+	var out []string
+	check := func(key string, args meta.Args) {
+		for _, name := range slices.Sorted(maps.Keys(args)) {
+			if v, err := args[name].MarshalYAML(); err == nil {
+				if node, ok := v.(*yamlv4.Node); ok && node.Kind == yamlv4.SequenceNode {
+					out = append(out, fmt.Sprintf("%s.extraArgs.%s: a list where Talos expects a string (Talos: cannot unmarshal !!seq into string)", key, name))
+				}
+			}
+		}
+	}
+	if m := raw.MachineConfig; m != nil && m.MachineKubelet != nil {
+		check("machine.kubelet", m.MachineKubelet.KubeletExtraArgs)
+	}
+	if c := raw.ClusterConfig; c != nil {
+		if c.APIServerConfig != nil {
+			check("cluster.apiServer", c.APIServerConfig.ExtraArgsConfig)
+		}
+		if c.ControllerManagerConfig != nil {
+			check("cluster.controllerManager", c.ControllerManagerConfig.ExtraArgsConfig)
+		}
+		if c.ProxyConfig != nil {
+			check("cluster.proxy", c.ProxyConfig.ExtraArgsConfig)
+		}
+		if c.SchedulerConfig != nil {
+			check("cluster.scheduler", c.SchedulerConfig.ExtraArgsConfig)
+		}
+		if c.EtcdConfig != nil {
+			check("cluster.etcd", c.EtcdConfig.EtcdExtraArgs)
+		}
+	}
 	return out
 }
 

@@ -1,6 +1,9 @@
 // Command talosvalidate reads the program's planned nodes and patches as JSON on stdin, judges
 // them with Talos' own config library (package judge), and writes the problems and warnings as
 // JSON on stdout. Exit 0 when it could judge (whatever it found), 2 for input it cannot judge.
+//
+// `talosvalidate -support` instead prints the config library's support data per Talos minor
+// (Kubernetes range, upgrade and downgrade bounds; package support) as JSON.
 package main
 
 import (
@@ -13,10 +16,30 @@ import (
 	"strings"
 
 	"talos-cluster/talosvalidate/judge"
+	"talos-cluster/talosvalidate/support"
 )
 
 func main() {
-	os.Exit(run(os.Stdin, os.Stdout, os.Stderr))
+	switch args := os.Args[1:]; {
+	case len(args) == 0:
+		os.Exit(run(os.Stdin, os.Stdout, os.Stderr))
+	case len(args) == 1 && args[0] == "-support":
+		os.Exit(printSupport(os.Stdout, os.Stderr))
+	default:
+		fmt.Fprintf(os.Stderr, "talosvalidate: unknown arguments %q: run it with no arguments (plan on stdin) or with -support\n", args)
+		os.Exit(exitBadInput)
+	}
+}
+
+// printSupport writes the config library's support data per Talos minor.
+func printSupport(stdout, stderr io.Writer) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(support.Data()); err != nil {
+		fmt.Fprintf(stderr, "talosvalidate: writing the support data: %v\n", err)
+		return exitFailed
+	}
+	return exitJudged
 }
 
 // Exit codes.

@@ -123,7 +123,7 @@ type realAPI struct {
 // startRealAPI begins, for a cluster just bootstrapped on m, the wait and then the start of its
 // control plane. The caller holds clusterMu.
 func (t *Trust) startRealAPI(m member) {
-	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(m.cfg.Cluster().IssuingCA())
+	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterSection(m.cfg).ClusterCA)
 	if err != nil {
 		log.Printf("cluster %s: no API server: cluster.ca: %v", m.cluster, err)
 		return
@@ -218,7 +218,7 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 	if err := api.run("etcd", cp.Etcd, etcdArgs); err != nil {
 		return err
 	}
-	serviceCIDRs := cfg.Cluster().Network().ServiceCIDRs()
+	serviceCIDRs := serviceCIDRs(cfg)
 	apiArgs := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
@@ -408,8 +408,8 @@ func tail(path string) string {
 // machine config: the cluster CA and a serving certificate it signs, the service-account key, the
 // aggregator CA and a front-proxy client certificate it signs. It returns the files by name.
 func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.CertificateAuthority, others ...net.IP) (map[string]string, error) {
-	cluster := cfg.Cluster()
-	files := map[string][]byte{"ca.crt": cluster.IssuingCA().Crt}
+	cluster := clusterSection(cfg)
+	files := map[string][]byte{"ca.crt": cluster.ClusterCA.Crt}
 	if sa := cluster.ServiceAccount(); sa != nil {
 		files["sa.key"] = sa.Key
 	} else {
@@ -425,7 +425,7 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 			dns = append(dns, ep.Hostname())
 		}
 	}
-	for _, cidr := range cluster.Network().ServiceCIDRs() {
+	for _, cidr := range serviceCIDRs(cfg) {
 		// The first address of the service range is the kubernetes Service's.
 		if prefix, err := netip.ParsePrefix(cidr); err == nil {
 			ips = append(ips, net.IP(prefix.Masked().Addr().Next().AsSlice()))
@@ -443,7 +443,7 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 	}
 	files["apiserver.crt"], files["apiserver.key"] = crt, key
 
-	aggregator := cluster.AggregatorCA()
+	aggregator := cluster.ClusterAggregatorCA
 	if aggregator == nil {
 		return nil, errors.New("cluster.aggregatorCA is missing")
 	}
@@ -793,7 +793,7 @@ func kubeletStatus(name string, m member) map[string]any {
 
 // kubeletVersion is the tag of machine.kubelet.image, the kubelet release the machine runs.
 func kubeletVersion(cfg config.Provider) string {
-	image := cfg.Machine().Kubelet().Image()
+	image := kubeletSection(cfg).Image()
 	if i := strings.LastIndex(image, "@"); i >= 0 {
 		image = image[:i]
 	}

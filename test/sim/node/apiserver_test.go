@@ -33,7 +33,7 @@ func TestControlPlanePKIComesFromTheMachineConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(cfg.Cluster().IssuingCA())
+	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterSection(cfg).ClusterCA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +49,13 @@ func TestControlPlanePKIComesFromTheMachineConfig(t *testing.T) {
 		}
 		return data
 	}
-	if got := string(read("ca.crt")); got != string(cfg.Cluster().IssuingCA().Crt) {
+	if got := string(read("ca.crt")); got != string(clusterSection(cfg).ClusterCA.Crt) {
 		t.Error("ca.crt is not cluster.ca")
 	}
-	if got := string(read("sa.key")); got != string(cfg.Cluster().ServiceAccount().Key) {
+	if got := string(read("sa.key")); got != string(clusterSection(cfg).ServiceAccount().Key) {
 		t.Error("sa.key is not cluster.serviceAccount.key")
 	}
-	if got := string(read("front-proxy-ca.crt")); got != string(cfg.Cluster().AggregatorCA().Crt) {
+	if got := string(read("front-proxy-ca.crt")); got != string(clusterSection(cfg).ClusterAggregatorCA.Crt) {
 		t.Error("front-proxy-ca.crt is not cluster.aggregatorCA")
 	}
 	serving, err := parseCertificate(read("apiserver.crt"))
@@ -81,7 +81,7 @@ func TestControlPlanePKIComesFromTheMachineConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aggregator, err := parseCertificate(cfg.Cluster().AggregatorCA().Crt)
+	aggregator, err := parseCertificate(clusterSection(cfg).ClusterAggregatorCA.Crt)
 	if err != nil {
 		t.Fatal(err)
 	}

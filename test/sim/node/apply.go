@@ -61,7 +61,7 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 		return nil, fmt.Errorf("incorrect mode '%s' specified for the apply config call", mode.String())
 	}
 	if req.GetDryRun() {
-		diff, err := configdiff.DiffToString(current, act.cfg)
+		diff, err := configdiff.DiffConfigs(current, act.cfg)
 		if err != nil {
 			return nil, fmt.Errorf("failed to generate diff: %w", err)
 		}
@@ -123,7 +123,7 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 // persist is Talos' SetPersistedConfig: the MachineConfig `persistent`, and the config the next
 // boot activates. record adds what the caller counts.
 func (n *Node) persist(ctx context.Context, act activation, record func(*State)) error {
-	if err := put(ctx, n.cosi, configres.NewMachineConfigWithID(act.cfg, configres.PersistentID)); err != nil {
+	if err := put(ctx, n.cosi, newMachineConfig(act.cfg, configres.PersistentID)); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -183,7 +183,7 @@ func canApplyImmediate(currentCfg, newCfg config.Provider) error {
 		}
 	}
 	if !reflect.DeepEqual(current, next) {
-		diff, err := configdiff.DiffToString(container.NewV1Alpha1(current), container.NewV1Alpha1(next))
+		diff, err := configdiff.DiffConfigs(container.NewV1Alpha1(current), container.NewV1Alpha1(next))
 		if err != nil {
 			return fmt.Errorf("error calculating diff: %w", err)
 		}

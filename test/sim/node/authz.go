@@ -36,6 +36,8 @@ var (
 )
 
 // methodRoles maps a full gRPC method name to the roles allowed to call it (Talos v1.11.5).
+// GenerateConfiguration (admins in 1.11.5) is left out: machinery 1.14's MachineService no longer
+// has it, so the simulator cannot serve it and a call is Unimplemented whatever the role.
 var methodRoles = func() map[string]role.Set {
 	rules := map[string]role.Set{}
 	add := func(service string, roles role.Set, methods ...string) {
@@ -57,7 +59,7 @@ var methodRoles = func() map[string]role.Set {
 	add("machine.MachineService", admins,
 		"ApplyConfiguration", "Bootstrap", "Copy", "EtcdForfeitLeadership", "EtcdLeaveCluster", "EtcdRecover",
 		"EtcdRemoveMemberByID", "EtcdDowngradeCancel", "EtcdDowngradeEnable", "EtcdDowngradeValidate",
-		"GenerateClientConfiguration", "GenerateConfiguration", "Kubeconfig", "MetaWrite", "MetaDelete", "Read",
+		"GenerateClientConfiguration", "Kubeconfig", "MetaWrite", "MetaDelete", "Read",
 		"Reset", "Rollback", "Upgrade")
 	// COSI: reads for readers, then the access policy decides per type; writes for admins (and
 	// then refused by the access policy all the same).

@@ -32,7 +32,7 @@ import (
 func withRoles(t *testing.T, n *Node, cl cluster, roles ...string) *client.Client {
 	t.Helper()
 	set, _ := role.Parse(roles)
-	cert, err := cl.bundle.GenerateTalosAPIClientCertificate(set)
+	cert, err := clientCertificate(cl.bundle.Certs.OS, set, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	talosx509 "github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/role"
 )
 
 // issue signs a leaf for pub with the CA, valid from an hour ago for a year.
@@ -106,4 +107,27 @@ func pemPair(der []byte, priv any) (crtPEM, keyPEM []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// clientCertificate is a Talos API client certificate signed by the machine CA, its roles in O=,
+// valid for ttl from now, as Talos 1.11's GenerateClientConfiguration issues it. Unlike
+// machinery 1.14's secrets bundle, which refuses an empty role set, Talos 1.11 issues a
+// certificate without roles too (which its authorizer then refuses).
+func clientCertificate(machineCA *talosx509.PEMEncodedCertificateAndKey, roles role.Set, ttl time.Duration) (*talosx509.PEMEncodedCertificateAndKey, error) {
+	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(machineCA)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	pair, err := talosx509.NewKeyPair(ca,
+		talosx509.Organization(roles.Strings()...),
+		talosx509.NotBefore(now),
+		talosx509.NotAfter(now.Add(ttl)),
+		talosx509.KeyUsage(stdx509.KeyUsageDigitalSignature),
+		talosx509.ExtKeyUsage([]stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return talosx509.NewCertificateAndKeyFromKeyPair(pair), nil
 }

@@ -89,7 +89,7 @@ func TestSetChangesWhatTheNodeRuns(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if img := mc.Config().Machine().Kubelet().Image(); img != "ghcr.io/siderolabs/kubelet:v1.33.0" {
+			if img := mc.Config().K8sKubeletConfig().Image(); img != "ghcr.io/siderolabs/kubelet:v1.33.0" {
 				t.Fatalf("kubelet image in MachineConfig: %s", img)
 			}
 			s := n.State()

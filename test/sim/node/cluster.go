@@ -33,8 +33,8 @@ func (m member) controlPlane() bool { return m.cfg != nil && m.cfg.Machine().Typ
 // clusterKey names the cluster a config joins: its name and its Kubernetes CA, the identity of the
 // API server its kubelet trusts. Two clusters that only share a name stay apart.
 func clusterKey(cfg config.Provider) string {
-	sum := sha256.Sum256(cfg.Cluster().IssuingCA().Crt)
-	return cfg.Cluster().Name() + "/" + hex.EncodeToString(sum[:6])
+	sum := sha256.Sum256(clusterSection(cfg).ClusterCA.Crt)
+	return clusterSection(cfg).Name() + "/" + hex.EncodeToString(sum[:6])
 }
 
 func (n *Node) member() member {

@@ -125,7 +125,7 @@ func nodeName(hostname string) string {
 // before the node-apply controller takes the taint over.
 func registerWithTaints(cfg config.Provider) ([]Taint, error) {
 	var taints []Taint
-	if raw, ok := cfg.Machine().Kubelet().ExtraConfig()["registerWithTaints"]; ok {
+	if raw, ok := kubeletSection(cfg).ExtraConfig()["registerWithTaints"]; ok {
 		data, err := json.Marshal(raw)
 		if err != nil {
 			return nil, err
@@ -134,7 +134,7 @@ func registerWithTaints(cfg config.Provider) ([]Taint, error) {
 			return nil, fmt.Errorf("machine.kubelet.extraConfig.registerWithTaints: %w", err)
 		}
 	}
-	if cfg.Machine().Type().IsControlPlane() && !cfg.Cluster().ScheduleOnControlPlanes() &&
+	if cfg.Machine().Type().IsControlPlane() && !clusterSection(cfg).ScheduleOnControlPlanes() &&
 		!slices.ContainsFunc(taints, func(t Taint) bool { return t.Key == labelControlPlane }) {
 		taints = append(taints, Taint{Key: labelControlPlane, Effect: "NoSchedule"})
 	}
@@ -160,7 +160,7 @@ func nodeApply(name string, stored *kubeNode, cfg config.Provider) string {
 // the config merged into the stored ones with its ownership rules.
 func nodeApplied(stored *kubeNode, cfg config.Provider) *kubeNode {
 	controlPlane := cfg.Machine().Type().IsControlPlane()
-	labels := maps.Clone(map[string]string(cfg.Machine().NodeLabels()))
+	labels := maps.Clone(machineSection(cfg).MachineNodeLabels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
@@ -168,10 +168,10 @@ func nodeApplied(stored *kubeNode, cfg config.Provider) *kubeNode {
 		labels[labelControlPlane] = ""
 	}
 	taints := map[string]Taint{}
-	if controlPlane && !cfg.Cluster().ScheduleOnControlPlanes() {
+	if controlPlane && !clusterSection(cfg).ScheduleOnControlPlanes() {
 		taints[labelControlPlane] = Taint{Key: labelControlPlane, Effect: "NoSchedule"}
 	}
-	for key, spec := range cfg.Machine().NodeTaints() {
+	for key, spec := range machineSection(cfg).MachineNodeTaints {
 		value, effect, found := strings.Cut(spec, ":")
 		if !found {
 			value, effect = "", spec

@@ -327,14 +327,14 @@ func (n *Node) validate(data []byte) (activation, error) {
 	if act.osCACert, err = parseCertificate(issuing.Crt); err != nil {
 		return activation{}, status.Errorf(codes.InvalidArgument, "machine.ca.crt: %v", err)
 	}
-	if cfg.Cluster().IssuingCA() == nil {
+	if clusterSection(cfg).ClusterCA == nil {
 		return activation{}, status.Error(codes.InvalidArgument, "configuration validation failed: cluster.ca is missing")
 	}
 	if cfg.Machine().Type() == talosmachine.TypeControlPlane {
 		if act.osCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(issuing); err != nil {
 			return activation{}, status.Errorf(codes.InvalidArgument, "machine.ca: %v", err)
 		}
-		if act.clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(cfg.Cluster().IssuingCA()); err != nil {
+		if act.clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterSection(cfg).ClusterCA); err != nil {
 			return activation{}, status.Errorf(codes.InvalidArgument, "cluster.ca: %v", err)
 		}
 	}
@@ -369,21 +369,21 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 		n.trust.learn(act.osCA)
 	}
 	n.mu.Lock()
-	if err := put(ctx, n.cosi, configres.NewMachineConfig(act.cfg)); err != nil {
+	if err := put(ctx, n.cosi, newMachineConfig(act.cfg, configres.ActiveID)); err != nil {
 		n.mu.Unlock()
 		return err
 	}
 	firstConfig := n.cfg == nil
 	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
 	n.osCACert, n.clusterCA, n.apiCert = act.osCACert, act.clusterCA, nil
-	if ep := act.cfg.Cluster().Endpoint(); ep != nil {
+	if ep := clusterSection(act.cfg).Endpoint(); ep != nil {
 		n.endpoint = ep.String()
 	}
 	n.cfg = act.cfg
 	n.state.Configured = true
 	n.state.Role = act.cfg.Machine().Type().String()
 	n.state.Hostname = act.hostname
-	n.state.ClusterName = act.cfg.Cluster().Name()
+	n.state.ClusterName = clusterSection(act.cfg).Name()
 	n.state.InstallImage = act.cfg.Machine().Install().Image()
 	n.state.Config = string(act.data)
 	if record != nil {
@@ -468,13 +468,16 @@ func (n *Node) GenerateClientConfiguration(_ context.Context, req *machine.Gener
 		return nil, status.Error(codes.InvalidArgument, "crt_ttl should be positive")
 	}
 	roles, _ := role.Parse(req.GetRoles())
-	bundle := secrets.NewBundleFromConfig(secrets.NewFixedClock(time.Now()), cfg)
-	cert, err := bundle.GenerateTalosAPIClientCertificateWithTTL(roles, ttl)
+	bundle, err := secrets.NewBundleFromConfig(secrets.NewFixedClock(time.Now()), cfg)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the secrets of the config: %v", err)
+	}
+	cert, err := clientCertificate(bundle.Certs.OS, roles, ttl)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "issuing client certificate: %v", err)
 	}
 	// Talos names the context <role>@<cluster> when one role is asked, else <cluster>.
-	contextName := cfg.Cluster().Name()
+	contextName := clusterSection(cfg).Name()
 	if r := roles.Strings(); len(r) == 1 {
 		contextName = strings.TrimPrefix(r[0], role.Prefix) + "@" + contextName
 	}

@@ -60,11 +60,12 @@ type cluster struct {
 
 func newCluster(t *testing.T, name string) cluster {
 	t.Helper()
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersion1_11)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := generate.NewInput(name, "https://127.0.7.1:6443", "1.34.1", generate.WithSecretsBundle(bundle))
+	// The contract of the Talos release the nodes model (v1.11.5).
+	in, err := generate.NewInput(name, "https://127.0.7.1:6443", "1.34.1", generate.WithSecretsBundle(bundle), generate.WithVersionContract(config.TalosVersion1_11))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,8 +429,8 @@ func TestCOSIServesTheAppliedMachineConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("get MachineConfig: %v", err)
 	}
-	if first.Config().Cluster().Name() != "lab" || first.Config().Machine().Type() != talosmachine.TypeControlPlane {
-		t.Fatalf("unexpected config: %s %s", first.Config().Cluster().Name(), first.Config().Machine().Type())
+	if first.Config().K8sClusterConfig().ClusterName() != "lab" || first.Config().Machine().Type() != talosmachine.TypeControlPlane {
+		t.Fatalf("unexpected config: %s %s", first.Config().K8sClusterConfig().ClusterName(), first.Config().Machine().Type())
 	}
 	// An update replaces the stored resource, as a later apply does on Talos.
 	if err := apply(t, c, n, cl.controlPlane); err != nil {

@@ -62,12 +62,12 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&runtime.MachineStatus{},
 		&v1alpha1.Service{},
 		&etcdres.Member{},
-		&k8s.APIServerConfig{},
+		asTalos111{&k8s.APIServerConfig{}},
 		&k8s.ControllerManagerConfig{},
 		&k8s.SchedulerConfig{},
 		&k8s.StaticPodStatus{},
 		&k8s.Nodename{},
-		&k8s.KubeletConfig{},
+		asTalos111{&k8s.KubeletConfig{}},
 		&block.VolumeStatus{},
 		&runtime.Diagnostic{},
 	} {
@@ -141,6 +141,17 @@ func put(ctx context.Context, st state.State, res resource.Resource) error {
 	}
 	res.Metadata().SetVersion(existing.Metadata().Version())
 	return st.Update(ctx, res)
+}
+
+// asTalos111 is a resource type as Talos 1.11 defines it: not Sensitive. machinery 1.13+ marks
+// APIServerConfig and KubeletConfig Sensitive (resources/k8s/apiserver_config.go,
+// kubelet_config.go), so only os:admin reads them there; a 1.11 node lets os:reader read them.
+type asTalos111 struct{ meta.ResourceWithRD }
+
+func (r asTalos111) ResourceDefinition() meta.ResourceDefinitionSpec {
+	spec := r.ResourceWithRD.ResourceDefinition()
+	spec.Sensitivity = meta.NonSensitive
+	return spec
 }
 
 // accessPolicy is Talos' resources.AccessPolicy (internal/app/resources/access.go), which guards the COSI API in maintenance mode

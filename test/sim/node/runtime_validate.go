@@ -7,7 +7,6 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility"
 	"github.com/siderolabs/talos/pkg/machinery/config"
-	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 )
 
 // runtimeValidate is the part of Talos' RuntimeValidate (1.10 and later) that a machine config
@@ -28,7 +27,7 @@ func runtimeValidate(running string, cfg config.Provider) error {
 	}
 	var problems []string
 	check := func(name, ref string) {
-		k8s, err := v1alpha1.KubernetesVersionFromImageRef(ref)
+		k8s, err := compatibility.KubernetesVersionFromImageRef(ref)
 		if err == nil {
 			err = k8s.SupportedWith(talos)
 		} else {
@@ -39,12 +38,12 @@ func runtimeValidate(running string, cfg config.Provider) error {
 		}
 	}
 	if cfg.Machine() != nil {
-		check("kubelet", cfg.Machine().Kubelet().Image())
+		check("kubelet", kubeletSection(cfg).Image())
 	}
 	if cfg.Machine() != nil && cfg.Cluster() != nil && cfg.Machine().Type().IsControlPlane() {
-		check("kube-apiserver", cfg.Cluster().APIServer().Image())
-		check("kube-controller-manager", cfg.Cluster().ControllerManager().Image())
-		check("kube-scheduler", cfg.Cluster().Scheduler().Image())
+		check("kube-apiserver", clusterSection(cfg).APIServer().Image())
+		check("kube-controller-manager", clusterSection(cfg).ControllerManager().Image())
+		check("kube-scheduler", clusterSection(cfg).Scheduler().Image())
 	}
 	if len(problems) == 0 {
 		return nil

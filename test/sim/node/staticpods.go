@@ -98,17 +98,17 @@ func newPodModel(lag time.Duration) *podModel {
 // componentConfig is the config resource Talos makes of the machine config for a component, and
 // the inputs it is made from (JSON).
 func componentConfig(cfg config.Provider, component string) (resource.Resource, string) {
-	cluster := cfg.Cluster()
+	cluster := clusterSection(cfg)
 	raw := cfg.RawV1Alpha1()
 	var section any
 	var res resource.Resource
 	switch component {
 	case KubeAPIServer:
-		r := k8s.NewAPIServerConfig()
+		r := k8s.NewAPIServerConfig(k8s.APIServerConfigID)
 		r.TypedSpec().Image = cluster.APIServer().Image()
-		r.TypedSpec().ExtraArgs = cluster.APIServer().ExtraArgs()
+		r.TypedSpec().ExtraArgs = argValues(cluster.APIServer().ExtraArgs())
 		r.TypedSpec().EnvironmentVariables = cluster.APIServer().Env()
-		r.TypedSpec().ServiceCIDRs = cluster.Network().ServiceCIDRs()
+		r.TypedSpec().ServiceCIDRs = serviceCIDRs(cfg)
 		if ep := cluster.Endpoint(); ep != nil {
 			r.TypedSpec().ControlPlaneEndpoint = ep.String()
 		}
@@ -117,22 +117,22 @@ func componentConfig(cfg config.Provider, component string) (resource.Resource, 
 		}
 		res = r
 	case KubeControllerManager:
-		r := k8s.NewControllerManagerConfig()
+		r := k8s.NewControllerManagerConfig(k8s.ControllerManagerConfigID)
 		r.TypedSpec().Enabled = true
 		r.TypedSpec().Image = cluster.ControllerManager().Image()
-		r.TypedSpec().ExtraArgs = cluster.ControllerManager().ExtraArgs()
+		r.TypedSpec().ExtraArgs = argValues(cluster.ControllerManager().ExtraArgs())
 		r.TypedSpec().EnvironmentVariables = cluster.ControllerManager().Env()
-		r.TypedSpec().PodCIDRs = cluster.Network().PodCIDRs()
-		r.TypedSpec().ServiceCIDRs = cluster.Network().ServiceCIDRs()
+		r.TypedSpec().PodCIDRs = podCIDRs(cfg)
+		r.TypedSpec().ServiceCIDRs = serviceCIDRs(cfg)
 		if raw != nil && raw.ClusterConfig != nil {
 			section = raw.ClusterConfig.ControllerManagerConfig
 		}
 		res = r
 	default:
-		r := k8s.NewSchedulerConfig()
+		r := k8s.NewSchedulerConfig(k8s.SchedulerConfigID)
 		r.TypedSpec().Enabled = true
 		r.TypedSpec().Image = cluster.Scheduler().Image()
-		r.TypedSpec().ExtraArgs = cluster.Scheduler().ExtraArgs()
+		r.TypedSpec().ExtraArgs = argValues(cluster.Scheduler().ExtraArgs())
 		r.TypedSpec().EnvironmentVariables = cluster.Scheduler().Env()
 		if raw != nil && raw.ClusterConfig != nil {
 			section = raw.ClusterConfig.SchedulerConfig
@@ -171,8 +171,8 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 	// Talos' KubeletConfig (controllers/k8s/kubelet_config.go): the kubelet's source settings from
 	// the active config, machine.kubelet.image among them. Not Sensitive: os:reader may get it.
 	kubeletConfig := k8s.NewKubeletConfig(k8s.NamespaceName, k8s.KubeletID)
-	kubeletConfig.TypedSpec().Image = cfg.Machine().Kubelet().Image()
-	kubeletConfig.TypedSpec().ClusterDomain = cfg.Cluster().Network().DNSDomain()
+	kubeletConfig.TypedSpec().Image = kubeletSection(cfg).Image()
+	kubeletConfig.TypedSpec().ClusterDomain = clusterSection(cfg).DNSDomain()
 	if err := put(ctx, n.cosi, kubeletConfig); err != nil {
 		log.Printf("node %s: kubelet config: %v", n.address, err)
 	}
@@ -258,11 +258,11 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 func componentImage(cfg config.Provider, component string) (string, bool) {
 	switch component {
 	case KubeAPIServer:
-		return cfg.Cluster().APIServer().Image(), true
+		return clusterSection(cfg).APIServer().Image(), true
 	case KubeControllerManager:
-		return cfg.Cluster().ControllerManager().Image(), true
+		return clusterSection(cfg).ControllerManager().Image(), true
 	case KubeScheduler:
-		return cfg.Cluster().Scheduler().Image(), true
+		return clusterSection(cfg).Scheduler().Image(), true
 	}
 	return "", false
 }

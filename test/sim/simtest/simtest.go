@@ -35,6 +35,11 @@ import (
 )
 
 // What the nodes run unless a test says otherwise.
+// Contract is the config contract of that release: configs are generated and secrets made as
+// Talos 1.11 makes them (machinery's current contract, 1.14, moves the cluster's CAs and
+// Kubernetes settings into documents a 1.11 node does not know).
+var Contract = config.TalosVersion1_11
+
 const (
 	TalosVersion      = "v1.11.5"
 	KubernetesVersion = "1.34.1"
@@ -76,11 +81,11 @@ func New(t *testing.T) *Cluster {
 // simulation.
 func NewCluster(t *testing.T, name, endpoint string) *Cluster {
 	t.Helper()
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	bundle, err := secrets.NewBundle(secrets.NewClock(), Contract)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := generate.NewInput(name, endpoint, KubernetesVersion, generate.WithSecretsBundle(bundle))
+	in, err := generate.NewInput(name, endpoint, KubernetesVersion, generate.WithSecretsBundle(bundle), generate.WithVersionContract(Contract))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +135,7 @@ func (c *Cluster) Worker(t *testing.T, kubernetes, image, patch string) []byte {
 // provider's config_patches.
 func (c *Cluster) Config(t *testing.T, kind talosmachine.Type, kubernetes, image string, patches ...string) []byte {
 	t.Helper()
-	opts := []generate.Option{generate.WithSecretsBundle(c.Bundle)}
+	opts := []generate.Option{generate.WithSecretsBundle(c.Bundle), generate.WithVersionContract(Contract)}
 	if image != "" {
 		opts = append(opts, generate.WithInstallImage(image))
 	}
