@@ -64,7 +64,7 @@ export const SUITES = {
 export type SuiteName = keyof typeof SUITES;
 
 /** The second octet of the suites that move: TALOS_TEST_ADDRESS_BASE, 0 unless set. */
-export function addressBase(value = process.env.TALOS_TEST_ADDRESS_BASE): number {
+export function addressBase(value: string | undefined): number {
   if (value === undefined || value === "") return 0;
   if (!/^\d+$/.test(value) || Number(value) > 255) {
     throw new Error(
@@ -74,7 +74,7 @@ export function addressBase(value = process.env.TALOS_TEST_ADDRESS_BASE): number
   return Number(value);
 }
 
-const BASE = addressBase();
+const BASE = addressBase(process.env.TALOS_TEST_ADDRESS_BASE);
 
 /** "127.<base>.<net>": the first three octets of a net of a suite that moves. */
 export const netPrefix = (net: number): string => `127.${BASE}.${net}`;

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { SUITES } from "../addresses";
+import { netPrefix, SUITES } from "../addresses";
 import {
   controlPlaneFlags,
   describeEngine,
@@ -27,6 +27,8 @@ const {
   nets: [NET],
   ports: [FACTORY_PORT, CONTROL_PORT],
 } = SUITES.rollout;
+/** A node's address on this suite's net, escaped for a RegExp (the net moves with TALOS_TEST_ADDRESS_BASE). */
+const at = (host: number) => `${netPrefix(NET)}.${host}`.replaceAll(".", "\\.");
 
 describeEngine(
   "rolling upgrades and config changes against simulated nodes",
@@ -193,7 +195,7 @@ describeEngine(
       await sim.fault(cp2, { bootFails: true });
       change({ "talos-cluster:talosVersion": "v1.11.7", "talos-cluster:upgrade": { healthTimeout: "30s" } });
       const failed = await upAndTimeline(true);
-      expect(failed.output).toMatch(/cp-2 \(127\.0\.5\.12\): post-check: expected v1\.11\.7 .*seen v1\.11\.6 .*rolled back/);
+      expect(failed.output).toMatch(new RegExp(`cp-2 \\(${at(12)}\\): post-check: expected v1\\.11\\.7 .*seen v1\\.11\\.6 .*rolled back`));
       expect(named(of(failed.events, "upgrade"))).toEqual(["cp-1", "cp-2"]);
       expect(of(failed.events, "down").filter((n) => n !== cp1 && n !== cp2)).toEqual([]);
       expect((await sim.node(cp2)).talosVersion).toBe("v1.11.6");
@@ -211,7 +213,7 @@ describeEngine(
       await sim.etcd(cp3, { healthy: false });
       change({ "talos-cluster:talosVersion": "v1.11.6", "talos-cluster:upgrade": { healthTimeout: "10s" } });
       const failed = await upAndTimeline(true);
-      expect(failed.output).toMatch(/cp-1 \(127\.0\.5\.11\): pre-check: expected all 3 etcd members listed, started and healthy/);
+      expect(failed.output).toMatch(new RegExp(`cp-1 \\(${at(11)}\\): pre-check: expected all 3 etcd members listed, started and healthy`));
       expect(failed.output).toContain("cp-3");
       expect(of(failed.events, "upgrade")).toEqual([]);
       expect(of(failed.events, "down")).toEqual([]);
@@ -236,7 +238,7 @@ describeEngine(
       await sim.stop(w3);
       const failed = await running;
       expect(failed.code).not.toBe(0);
-      expect(failed.output).toMatch(/worker-3 \(127\.0\.5\.23\): pre-check/);
+      expect(failed.output).toMatch(new RegExp(`worker-3 \\(${at(23)}\\): pre-check`));
       const done = of((await sim.timeline()).slice(mark), "upgrade");
 
       await sim.start(w3);
