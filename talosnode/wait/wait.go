@@ -61,6 +61,7 @@ func (p Poll) Until(ctx context.Context, check Check) (string, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	interval := p.Interval
 	seen, asked := "", false
 	for {
@@ -73,10 +74,13 @@ func (p Poll) Until(ctx context.Context, check Check) (string, error) {
 		if err != nil || done {
 			return s, err
 		}
-		if !asked || ctx.Err() == nil {
+		// An attempt the deadline cut short: a dial reports "i/o timeout" at the deadline itself,
+		// a moment before ctx.Err() is set, so the clock decides too.
+		cut := ctx.Err() != nil || !time.Now().Before(deadline)
+		if !asked || !cut {
 			seen, asked = s, true
 		}
-		if p.Progress != nil && ctx.Err() == nil {
+		if p.Progress != nil && !cut {
 			p.Progress(s)
 		}
 		timer := time.NewTimer(interval)

@@ -50,6 +50,30 @@ func TestAWaitPastItsDeadlineQuotesTheLastAttemptNotTheOneTheDeadlineCutShort(t 
 	}
 }
 
+// A dial with a deadline fails ("i/o timeout") at the deadline itself, which can come a moment
+// before the context reports it: the clock, not only ctx.Err(), says the attempt was cut short.
+func TestAnAttemptEndingAtTheDeadlineBeforeTheContextSaysSoIsStillCutShort(t *testing.T) {
+	attempts := 0
+	var progress []string
+	seen, err := wait.Poll{Timeout: 50 * time.Millisecond, Interval: time.Millisecond, Progress: func(s string) { progress = append(progress, s) }}.
+		Until(t.Context(), func(ctx context.Context) (bool, string, error) {
+			attempts++
+			if attempts == 1 {
+				return false, "dial tcp: connect: connection refused", nil
+			}
+			// As a socket's deadline does: wake at the deadline, without waiting for ctx.Done().
+			deadline, _ := ctx.Deadline()
+			time.Sleep(time.Until(deadline))
+			return false, "dial tcp: i/o timeout", nil
+		})
+	if seen != "dial tcp: connect: connection refused" || !strings.HasSuffix(err.Error(), ": dial tcp: connect: connection refused") {
+		t.Fatalf("got %v (seen %q), want the answer before the deadline", err, seen)
+	}
+	if slices.Contains(progress, "dial tcp: i/o timeout") {
+		t.Errorf("progress %q shows the attempt the deadline cut short", progress)
+	}
+}
+
 func TestAWaitWhoseOnlyAttemptTheDeadlineCutShortQuotesIt(t *testing.T) {
 	_, err := wait.Poll{Timeout: 20 * time.Millisecond, Interval: time.Millisecond}.
 		Until(t.Context(), func(ctx context.Context) (bool, string, error) {
