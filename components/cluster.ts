@@ -115,35 +115,31 @@ export class TalosCluster extends pulumi.ComponentResource {
     // The plugin's apply installs a new node (all of them at once on a first up). Later changes
     // of a running node's config are the rollout's, one node at a time: an update here would
     // reach every node at once, and a change Talos applies by rebooting would take etcd's quorum.
-    // The talos provider's first apply retries a node that does not answer without a word until
-    // its timeout; this waits first, showing the node, its address and the last error meanwhile.
-    const reachable = plan.nodes.map(
-      (p) =>
-        new talosnode.Reachable(
-          resourceNames.reachable(name, p.name),
-          { node: p.name, address: p.address, timeout: config.nodeTimeout },
-          { parent: this, dependsOn: args.dependsOn ?? [] },
-        ),
-    );
-    this.applies = plan.nodes.map(
-      (p, i) =>
-        new talos.machine.ConfigurationApply(
-          p.resourceName,
-          {
-            clientConfiguration,
-            machineConfigurationInput: nodeConfig[i] as pulumi.Output<string>,
-            node: p.address,
-            applyMode: config.applyMode,
-            timeouts: timeouts.apply,
-          },
-          {
-            parent: this,
-            dependsOn: [...(args.dependsOn ?? []), ...reachable.slice(i, i + 1)],
-            additionalSecretOutputs: SECRET_OUTPUTS[TYPES.configApply],
-            ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
-          },
-        ),
-    );
+    this.applies = plan.nodes.map((p, i) => {
+      // The talos provider's first apply retries a node that does not answer without a word until
+      // its timeout; this waits first, showing the node, its address and the last error meanwhile.
+      const reachable = new talosnode.Reachable(
+        resourceNames.reachable(name, p.name),
+        { node: p.name, address: p.address, timeout: config.nodeTimeout },
+        { parent: this, dependsOn: args.dependsOn ?? [] },
+      );
+      return new talos.machine.ConfigurationApply(
+        p.resourceName,
+        {
+          clientConfiguration,
+          machineConfigurationInput: nodeConfig[i] as pulumi.Output<string>,
+          node: p.address,
+          applyMode: config.applyMode,
+          timeouts: timeouts.apply,
+        },
+        {
+          parent: this,
+          dependsOn: [...(args.dependsOn ?? []), reachable],
+          additionalSecretOutputs: SECRET_OUTPUTS[TYPES.configApply],
+          ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
+        },
+      );
+    });
 
     const bootstrapApply = this.applies[plan.nodes.indexOf(plan.bootstrapNode)];
     // Bootstrap once, on the first control plane, after it holds its config: a second bootstrap

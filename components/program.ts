@@ -78,9 +78,10 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
       .apply(([client, secrets, kube]) => {
         const certs = stackCertificates({ client, secrets, kube });
         if (certs === undefined) return [];
-        const expiries = certificateExpiries(certs, new Date());
+        const now = new Date();
+        const expiries = certificateExpiries(certs, now);
         // Only subjects and dates leave the secrets; a run that is about to lock itself out says so.
-        for (const warning of expiryWarnings(expiries, new Date())) pulumi.log.warn(warning);
+        for (const warning of expiryWarnings(expiries, now)) pulumi.log.warn(warning);
         return expiries;
       }),
   );

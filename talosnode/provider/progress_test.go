@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,15 +18,8 @@ import (
 // timeout runs out.
 func TestAWaitForANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
 	l := simtest.New(t)
-	// A port where nothing listens: taken, then freed.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	address := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
+	host, port := freePort(t)
+	address := net.JoinHostPort(host, strconv.Itoa(port))
 
 	// The clock moves 10 s at each look, so every attempt is past the 5 s throttle and the third
 	// is past the 30 s after which a line is kept; the wait itself is cut after 3 s of real time.
@@ -51,7 +45,7 @@ func TestAWaitForANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
 		},
 		Timeout: "10m",
 	}
-	_, err = observe(ctx, "create", node.Target{Name: "cp-1", Address: address}, declared, nil, sink)
+	_, err := observe(ctx, "create", node.Target{Name: "cp-1", Address: address}, declared, nil, sink)
 	if err == nil {
 		t.Fatal("a wait on a port where nothing listens succeeded")
 	}

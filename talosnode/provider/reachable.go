@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"time"
 
-	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
 
 	"talos-cluster/talosnode/kube"
+	"talos-cluster/talosnode/progress"
 )
 
 // TalosAPIPort is where apid listens, in maintenance mode too (Talos' constants.ApidPort).
@@ -37,7 +37,6 @@ type ReachableState struct {
 var (
 	_ infer.CustomResource[ReachableArgs, ReachableState] = Reachable{}
 	_ infer.CustomCheck[ReachableArgs]                    = Reachable{}
-	_ infer.CustomDiff[ReachableArgs, ReachableState]     = Reachable{}
 	_ infer.CustomUpdate[ReachableArgs, ReachableState]   = Reachable{}
 	_ infer.CustomRead[ReachableArgs, ReachableState]     = Reachable{}
 	_ infer.CustomDelete[ReachableState]                  = Reachable{}
@@ -65,34 +64,15 @@ func (Reachable) Check(ctx context.Context, req infer.CheckRequest) (infer.Check
 	if err != nil || len(failures) > 0 {
 		return infer.CheckResponse[ReachableArgs]{Inputs: args, Failures: failures}, err
 	}
-	fail := func(property, reason string) {
-		failures = append(failures, p.CheckFailure{Property: property, Reason: reason})
-	}
+	fail := failWith(&failures)
 	if addr, ok := req.NewInputs.GetOk("address"); ok && !addr.IsComputed() && args.Address == "" {
 		fail("address", "the node's address is empty")
 	}
 	if args.Port <= 0 || args.Port > 65535 {
 		fail("port", fmt.Sprintf("%d is not a TCP port (1-65535)", args.Port))
 	}
-	if d, err := time.ParseDuration(args.Timeout); err != nil || d <= 0 {
-		fail("timeout", fmt.Sprintf("%q is not a positive Go duration such as 10m", args.Timeout))
-	}
+	checkDuration(req.NewInputs, "timeout", args.Timeout, "10m", fail)
 	return infer.CheckResponse[ReachableArgs]{Inputs: args, Failures: failures}, nil
-}
-
-// Diff changes the resource in place: a new address or port waits again, a new timeout or name
-// only updates the record (waiting on a running node again would stall an up if it is down).
-func (Reachable) Diff(_ context.Context, req infer.DiffRequest[ReachableArgs, ReachableState]) (infer.DiffResponse, error) {
-	diff := map[string]p.PropertyDiff{}
-	o, n := req.State.ReachableArgs, req.Inputs
-	for key, changed := range map[string]bool{
-		"node": o.Node != n.Node, "address": o.Address != n.Address, "port": o.Port != n.Port, "timeout": o.Timeout != n.Timeout,
-	} {
-		if changed {
-			diff[key] = p.PropertyDiff{Kind: p.Update}
-		}
-	}
-	return infer.DiffResponse{HasChanges: len(diff) > 0, DetailedDiff: diff}, nil
 }
 
 // Create waits for the node.
@@ -101,7 +81,7 @@ func (Reachable) Create(ctx context.Context, req infer.CreateRequest[ReachableAr
 	if req.DryRun {
 		return infer.CreateResponse[ReachableState]{Output: state}, nil
 	}
-	if err := waitReachable(ctx, req.Inputs, progressSink(ctx).Start(waitingFor(req.Inputs), timeoutOf(req.Inputs)).Seen); err != nil {
+	if err := waitReachable(ctx, req.Inputs, progressSink(ctx)); err != nil {
 		return infer.CreateResponse[ReachableState]{}, err
 	}
 	return infer.CreateResponse[ReachableState]{ID: req.Inputs.Node, Output: state}, nil
@@ -111,7 +91,7 @@ func (Reachable) Create(ctx context.Context, req infer.CreateRequest[ReachableAr
 func (Reachable) Update(ctx context.Context, req infer.UpdateRequest[ReachableArgs, ReachableState]) (infer.UpdateResponse[ReachableState], error) {
 	state := ReachableState{ReachableArgs: req.Inputs}
 	if !req.DryRun && movedTo(req.State.ReachableArgs, req.Inputs) {
-		if err := waitReachable(ctx, req.Inputs, progressSink(ctx).Start(waitingFor(req.Inputs), timeoutOf(req.Inputs)).Seen); err != nil {
+		if err := waitReachable(ctx, req.Inputs, progressSink(ctx)); err != nil {
 			return infer.UpdateResponse[ReachableState]{}, err
 		}
 	}
@@ -136,14 +116,6 @@ func waitingFor(a ReachableArgs) string {
 	return fmt.Sprintf("waiting for %s at %s to accept a connection on the Talos API", a.Node, hostPort(a))
 }
 
-func timeoutOf(a ReachableArgs) time.Duration {
-	d, err := time.ParseDuration(a.Timeout)
-	if err != nil || d <= 0 {
-		return 10 * time.Minute
-	}
-	return d
-}
-
 // reachableSeen dials the node once: "" when it accepts, else what the attempt saw.
 func reachableSeen(ctx context.Context, a ReachableArgs) (string, error) {
 	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", hostPort(a))
@@ -153,14 +125,18 @@ func reachableSeen(ctx context.Context, a ReachableArgs) (string, error) {
 	return "", conn.Close()
 }
 
-// waitReachable dials every second until the node accepts or the timeout passes; progress gets
-// every failed attempt.
-func waitReachable(ctx context.Context, a ReachableArgs, progress func(string)) error {
+// waitReachable dials every second until the node accepts or the timeout passes; sink shows every
+// failed attempt.
+func waitReachable(ctx context.Context, a ReachableArgs, sink progress.Sink) error {
+	timeout, err := positiveDuration("timeout", a.Timeout)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Node, err)
+	}
 	check := func(ctx context.Context) string {
 		seen, _ := reachableSeen(ctx, a)
 		return seen
 	}
-	if err := kube.Wait(ctx, timeoutOf(a), time.Second, check, progress); err != nil {
+	if err := kube.Wait(ctx, timeout, time.Second, check, sink.Start(waitingFor(a), timeout).Seen); err != nil {
 		return fmt.Errorf("%s at %s did not accept a connection on the Talos API (is the machine on, booted from the Talos image, and is %s its address?): %w",
 			a.Node, hostPort(a), a.Address, err)
 	}

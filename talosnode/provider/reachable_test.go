@@ -32,7 +32,7 @@ func TestAReachableWaitShowsTheNodeUntilItAccepts(t *testing.T) {
 	host, port := freePort(t)
 	a := ReachableArgs{Node: "wk-1", Address: host, Port: port, Timeout: "1m"}
 	var shown []string
-	w := progress.Sink{Status: func(s string) { shown = append(shown, s) }}.Start(waitingFor(a), timeoutOf(a))
+	sink := progress.Sink{Status: func(s string) { shown = append(shown, s) }}
 
 	listening := make(chan net.Listener, 1)
 	go func() {
@@ -43,7 +43,7 @@ func TestAReachableWaitShowsTheNodeUntilItAccepts(t *testing.T) {
 		}
 		listening <- ln
 	}()
-	if err := waitReachable(context.Background(), a, w.Seen); err != nil {
+	if err := waitReachable(context.Background(), a, sink); err != nil {
 		t.Fatalf("the wait failed once the node listened: %v", err)
 	}
 	if ln := <-listening; ln != nil {
@@ -62,7 +62,7 @@ func TestAReachableWaitShowsTheNodeUntilItAccepts(t *testing.T) {
 func TestAReachableWaitOnADeadMachineFailsNamingIt(t *testing.T) {
 	host, port := freePort(t)
 	a := ReachableArgs{Node: "cp-2", Address: host, Port: port, Timeout: "2s"}
-	err := waitReachable(context.Background(), a, nil)
+	err := waitReachable(context.Background(), a, progress.Sink{})
 	if err == nil {
 		t.Fatal("a wait on a port where nothing listens succeeded")
 	}
