@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
 import type { ClusterConfig } from "../lib/config/schema";
+import { type CertificateExpiry, certificateExpiries, expiryWarnings, stackCertificates } from "../lib/expiry";
 import { resourceNames } from "../lib/naming";
 import { operationTimeouts, planCluster } from "../lib/plan";
 import { SECRET_OUTPUTS, TYPES } from "../lib/tokens";
@@ -49,6 +50,8 @@ export class TalosCluster extends pulumi.ComponentResource {
   /** `nodeStates` as plain per-node status, for the stack's `nodes` output. */
   public readonly nodes: pulumi.Output<NodeStatus[]>;
   public readonly kubeconfigResource: talos.cluster.Kubeconfig;
+  /** When each client certificate and CA ends (subjects and dates only: not secret). */
+  public readonly credentials: pulumi.Output<CertificateExpiry[]>;
 
   constructor(name: string, args: TalosClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super(TYPES.cluster, name, {}, opts);
@@ -238,10 +241,25 @@ export class TalosCluster extends pulumi.ComponentResource {
       ).talosConfig,
     );
 
+    this.credentials = pulumi.unsecret(
+      pulumi
+        .all([this.secrets.clientConfiguration, this.secrets.machineSecrets, this.kubeconfigResource.kubernetesClientConfiguration])
+        .apply(([client, secrets, kube]) => {
+          const certs = stackCertificates({ client, secrets, kube });
+          if (certs === undefined) return [];
+          const now = new Date();
+          const expiries = certificateExpiries(certs, now);
+          // Only subjects and dates leave the secrets; a run that is about to lock itself out says so.
+          for (const warning of expiryWarnings(expiries, now)) pulumi.log.warn(warning, this);
+          return expiries;
+        }),
+    );
+
     this.registerOutputs({
       kubeconfig: this.kubeconfig,
       talosconfig: this.talosconfig,
-      // Read by the policy pack's prod quorum rule.
+      // Read by the policy pack: the prod quorum rule, and the prod rule on certificates near their end.
+      credentials: this.credentials,
       controlPlanes: config.controlPlanes.map((n) => n.name),
       bootstrapNode: plan.bootstrapNode.name,
     });

@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConfigError } from "../lib/config/parse";
 import type { ClusterConfig } from "../lib/config/schema";
 import { PROJECT } from "../lib/config/source";
-import { type CertificateExpiry, certificateExpiries, expiryWarnings, stackCertificates } from "../lib/expiry";
+import type { CertificateExpiry } from "../lib/expiry";
 import { imageSource } from "../lib/image";
 import { readyEndpoints } from "../lib/plan";
 import { BaseAddons } from "./addons";
@@ -72,20 +72,6 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     );
   }
 
-  const credentials = pulumi.unsecret(
-    pulumi
-      .all([cluster.secrets.clientConfiguration, cluster.secrets.machineSecrets, cluster.kubeconfigResource.kubernetesClientConfiguration])
-      .apply(([client, secrets, kube]) => {
-        const certs = stackCertificates({ client, secrets, kube });
-        if (certs === undefined) return [];
-        const now = new Date();
-        const expiries = certificateExpiries(certs, now);
-        // Only subjects and dates leave the secrets; a run that is about to lock itself out says so.
-        for (const warning of expiryWarnings(expiries, now)) pulumi.log.warn(warning);
-        return expiries;
-      }),
-  );
-
   return {
     schematicId: image.schematicId,
     talosVersion: config.talosVersion,
@@ -98,7 +84,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
     talosconfig: cluster.talosconfig,
     machineSecrets: pulumi.secret(cluster.secrets.machineSecrets),
     addons: enabledAddons,
-    credentials,
+    credentials: cluster.credentials,
   };
 }
 

@@ -6,6 +6,7 @@ import {
   knownValues,
   type PlannedResource,
   prodControlPlaneQuorum,
+  prodCredentialsExpiry,
   schematicHasIntelUcode,
   secretsProtected,
 } from "./rules";
@@ -50,6 +51,14 @@ new PolicyPack("talos-cluster", {
       enforcementLevel: "mandatory",
       validateStack: (args, reportViolation) => {
         for (const message of prodControlPlaneQuorum(args.resources.map(planned))) reportViolation(message);
+      },
+    },
+    {
+      name: "prod-credentials-expiry",
+      description: "No client certificate or CA of a production cluster has 14 days or fewer left.",
+      enforcementLevel: "mandatory",
+      validateStack: (args, reportViolation) => {
+        for (const message of prodCredentialsExpiry(args.resources.map(planned), new Date())) reportViolation(message);
       },
     },
   ],

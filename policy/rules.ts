@@ -1,6 +1,7 @@
 // The guard rails of every stack, as pure functions over the resources of a plan. The policy pack
 // (index.ts) feeds them; the tests feed them fixtures.
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { daysLeft } from "../lib/expiry";
 import { schematicId } from "../lib/schematic";
 import { secretOutputsOf, TYPES } from "../lib/tokens";
 import { REQUIRED_EXTENSION } from "../lib/versions";
@@ -207,6 +208,38 @@ export function prodControlPlaneQuorum(resources: PlannedResource[], productionS
     if (cps.length < 3 || cps.length % 2 === 0) {
       violations.push(
         `${r.name} has ${cps.length} control plane${cps.length === 1 ? "" : "s"}; a production stack needs an odd number, at least 3, for etcd quorum`,
+      );
+    }
+  }
+  return violations;
+}
+
+/** A production stack fails its preview once a credential has this many days left or fewer. */
+export const PROD_EXPIRY_FAIL_DAYS = 14;
+
+/**
+ * Stack rule: in production, no client certificate or CA of the cluster has 14 days or fewer left
+ * (the cluster's `credentials` output: subjects and dates, counted from notAfter at `now`). The
+ * preview and `npm run drift` warn from 30 days; this stops a prod change before it locks anyone out.
+ */
+export function prodCredentialsExpiry(
+  resources: PlannedResource[],
+  now: Date,
+  productionStacks: string[] = ["prod"],
+  days = PROD_EXPIRY_FAIL_DAYS,
+): string[] {
+  const violations: string[] = [];
+  for (const r of resources.filter((x) => x.type === TYPES.cluster)) {
+    if (!productionStacks.includes(stackOf(r.urn))) continue;
+    const credentials = r.props.credentials;
+    if (!Array.isArray(credentials)) continue;
+    for (const c of credentials as { name?: unknown; notAfter?: unknown }[]) {
+      if (typeof c.name !== "string" || typeof c.notAfter !== "string") continue;
+      const left = daysLeft(c.notAfter, now);
+      if (left > days) continue;
+      violations.push(
+        `${r.name}: the ${c.name} ${left < 0 ? "expired on" : "expires on"} ${c.notAfter.slice(0, 10)}${left < 0 ? "" : `, in ${left} day${left === 1 ? "" : "s"}`}: ` +
+          `a production stack needs more than ${days} days left on every credential; renew it first (docs/operations.md, Credentials)`,
       );
     }
   }

@@ -6,6 +6,7 @@ import {
   knownValues,
   type PlannedResource,
   prodControlPlaneQuorum,
+  prodCredentialsExpiry,
   schematicHasIntelUcode,
   schematicIdOf,
   secretsProtected,
@@ -267,5 +268,29 @@ describe("policy: prod-control-plane-quorum", () => {
 
   it("passes three control planes in prod and one in dev", () => {
     expect(prodControlPlaneQuorum([cluster("prod", ["a", "b", "c"]), cluster("dev", ["a"])])).toEqual([]);
+  });
+});
+
+describe("policy: prod-credentials-expiry", () => {
+  const now = new Date("2027-06-01T00:00:00Z");
+  const cluster = (stack: string, credentials: unknown) => resource(TYPES.cluster, stack, { credentials }, { stack });
+  const cert = (name: string, notAfter: string) => ({ name, subject: "O=os:admin", notAfter, daysLeft: 999 });
+
+  it("fails a prod cluster with a credential 14 days or fewer from its end, or past it, counting from notAfter", () => {
+    const credentials = [
+      cert("talosconfig client certificate", "2027-06-15T00:00:00.000Z"),
+      cert("kubeconfig client certificate", "2027-05-30T12:00:00.000Z"),
+      cert("Talos CA", "2036-06-01T00:00:00.000Z"),
+    ];
+    expect(prodCredentialsExpiry([cluster("prod", credentials)], now)).toEqual([
+      "prod: the talosconfig client certificate expires on 2027-06-15, in 14 days: a production stack needs more than 14 days left on every credential; renew it first (docs/operations.md, Credentials)",
+      "prod: the kubeconfig client certificate expired on 2027-05-30: a production stack needs more than 14 days left on every credential; renew it first (docs/operations.md, Credentials)",
+    ]);
+  });
+
+  it("passes 15 days in prod, any date in dev, and a cluster whose credentials are not known yet", () => {
+    expect(prodCredentialsExpiry([cluster("prod", [cert("Talos CA", "2027-06-16T00:00:00.000Z")])], now)).toEqual([]);
+    expect(prodCredentialsExpiry([cluster("dev", [cert("Talos CA", "2027-05-01T00:00:00.000Z")])], now)).toEqual([]);
+    expect(prodCredentialsExpiry([cluster("prod", undefined), cluster("prod", [])], now)).toEqual([]);
   });
 });
