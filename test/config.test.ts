@@ -454,8 +454,8 @@ describe("stack config: extensions and addons", () => {
     expect(
       problemsOf(stackWith({ talosVersion: "v1.8.4", kubernetesVersion: "1.31.4", extensions: ["siderolabs/nfsd", "siderolabs/glibc"] })),
     ).toEqual([
-      "talos-cluster:extensions[0]: siderolabs/nfsd is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.10, 1.11, 1.12",
-      "talos-cluster:extensions[1]: siderolabs/glibc is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.9, 1.10, 1.11, 1.12",
+      "talos-cluster:extensions[0]: siderolabs/nfsd is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.10, 1.11, 1.12, 1.13, 1.14",
+      "talos-cluster:extensions[1]: siderolabs/glibc is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.9, 1.10, 1.11, 1.12, 1.13, 1.14",
     ]);
   });
 
