@@ -29,6 +29,45 @@ export const KUBERNETES_SUPPORT: Readonly<Record<string, { min: string; max: str
 };
 
 /**
+ * The oldest release each Talos minor installs over (its installer's pre-flight check, machinery's
+ * MinimumHostUpgradeVersion): a cluster further behind goes through a release between
+ * (`upgrade.path`). test/versions-compat.test.ts checks every row against the library.
+ */
+export const UPGRADE_FROM: Readonly<Record<string, string>> = {
+  "1.7": "1.4.0",
+  "1.8": "1.5.0",
+  "1.9": "1.8.0",
+  "1.10": "1.8.0",
+  "1.11": "1.9.0",
+  "1.12": "1.10.0",
+  "1.13": "1.11.0",
+  "1.14": "1.12.0",
+};
+
+/** A release's numbers ([1, 11, 5] for v1.11.5); undefined for text that is not one. */
+function releaseNumbers(version: string): number[] | undefined {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(version);
+  return m === null ? undefined : [Number(m[1]), Number(m[2]), Number(m[3])];
+}
+
+/** Whether release a is older than b (v1.11.5 < v1.13.9); false when either is not a release. */
+export function olderRelease(a: string, b: string): boolean {
+  const x = releaseNumbers(a);
+  const y = releaseNumbers(b);
+  if (x === undefined || y === undefined) return false;
+  for (let i = 0; i < 3; i++) if ((x[i] as number) !== (y[i] as number)) return (x[i] as number) < (y[i] as number);
+  return false;
+}
+
+/** Why Talos `to` does not install over `from`, or undefined when it does (or is not known). */
+export function upgradeRefusal(from: string, to: string): string | undefined {
+  const minor = talosMinor(to);
+  const oldest = minor === undefined ? undefined : UPGRADE_FROM[minor];
+  if (oldest === undefined || !olderRelease(from, `v${oldest}`)) return undefined;
+  return `Talos ${minor} installs only over ${oldest} or later, and ${from} is older`;
+}
+
+/**
  * Official system extensions of the Image Factory (siderolabs/extensions), with the Talos minors
  * that publish each: `from` the first, `until` the last when a later release dropped or renamed
  * it. Read from the build targets (Makefile TARGETS and NONFREE_TARGETS) of the latest patch tag
