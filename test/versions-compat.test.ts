@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { VALIDATOR_BIN } from "../lib/validate";
@@ -93,5 +94,25 @@ describe("the Kubernetes support table against Talos' config library", () => {
     expect(upgradeRefusal("v1.11.5", "v1.14.1")).toBe("Talos 1.14 installs only over 1.12.0 or later, and v1.11.5 is older");
     expect(upgradeRefusal("v1.12.0", "v1.14.1")).toBeUndefined();
     expect(upgradeRefusal("v1.11.5", "v1.13.9")).toBeUndefined();
+  });
+});
+
+describe("one Talos library", () => {
+  const root = join(__dirname, "..");
+  const env = readFileSync(join(root, "scripts", "toolchain.env"), "utf8");
+  const value = (key: string) => new RegExp(`^${key}="?([^"\\n]*)"?$`, "m").exec(env)?.[1] ?? "";
+
+  it("is the one every module that renders, validates, reads or simulates a config requires, and the validator reports", () => {
+    const version = value("TALOS_LIBRARY_VERSION");
+    const modules = value("TALOS_LIBRARY_MODULES").split(" ");
+    expect(modules).toEqual(expect.arrayContaining(["talosnode", "talosvalidate", "test/sim"]));
+    const required = Object.fromEntries(
+      modules.map((m) => [
+        m,
+        /^\s+github\.com\/siderolabs\/talos\/pkg\/machinery (v\S+)/m.exec(readFileSync(join(root, m, "go.mod"), "utf8"))?.[1],
+      ]),
+    );
+    expect(required).toEqual(Object.fromEntries(modules.map((m) => [m, `v${version}`])));
+    expect(support().library).toBe(`v${version}`);
   });
 });
