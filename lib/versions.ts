@@ -67,6 +67,15 @@ export function upgradeRefusal(from: string, to: string): string | undefined {
   return `Talos ${minor} installs only over ${oldest} or later, and ${from} is older`;
 }
 
+/** The README's table of supported releases, as Markdown rows, from the two tables above. */
+export function supportTable(): string {
+  const rows = Object.keys(KUBERNETES_SUPPORT).map((m) => {
+    const k = KUBERNETES_SUPPORT[m] as { min: string; max: string };
+    return `| ${m} | ${k.min} to ${k.max} | ${UPGRADE_FROM[m] ?? "?"} |`;
+  });
+  return ["| Talos | Kubernetes | installs over (oldest) |", "| ----- | ---------- | ---------------------- |", ...rows].join("\n");
+}
+
 /**
  * Official system extensions of the Image Factory (siderolabs/extensions), with the Talos minors
  * that publish each: `from` the first, `until` the last when a later release dropped or renamed
