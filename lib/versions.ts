@@ -24,14 +24,66 @@ export const KUBERNETES_SUPPORT: Readonly<Record<string, { min: string; max: str
   "1.10": { min: "1.28", max: "1.33" },
   "1.11": { min: "1.29", max: "1.34" },
   "1.12": { min: "1.30", max: "1.35" },
+  "1.13": { min: "1.31", max: "1.36" },
+  "1.14": { min: "1.32", max: "1.37" },
 };
+
+/**
+ * The oldest release each Talos minor installs over (its installer's pre-flight check, machinery's
+ * MinimumHostUpgradeVersion): a cluster further behind goes through a release between
+ * (`upgrade.path`). test/versions-compat.test.ts checks every row against the library.
+ */
+export const UPGRADE_FROM: Readonly<Record<string, string>> = {
+  "1.7": "1.4.0",
+  "1.8": "1.5.0",
+  "1.9": "1.8.0",
+  "1.10": "1.8.0",
+  "1.11": "1.9.0",
+  "1.12": "1.10.0",
+  "1.13": "1.11.0",
+  "1.14": "1.12.0",
+};
+
+/** A release's numbers ([1, 11, 5] for v1.11.5); undefined for text that is not one. */
+function releaseNumbers(version: string): number[] | undefined {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(version);
+  return m === null ? undefined : [Number(m[1]), Number(m[2]), Number(m[3])];
+}
+
+/** Whether release a is older than b (v1.11.5 < v1.13.9); false when either is not a release. */
+export function olderRelease(a: string, b: string): boolean {
+  const x = releaseNumbers(a);
+  const y = releaseNumbers(b);
+  if (x === undefined || y === undefined) return false;
+  for (let i = 0; i < 3; i++) if ((x[i] as number) !== (y[i] as number)) return (x[i] as number) < (y[i] as number);
+  return false;
+}
+
+/** Why Talos `to` does not install over `from`, or undefined when it does (or is not known). */
+export function upgradeRefusal(from: string, to: string): string | undefined {
+  const minor = talosMinor(to);
+  const oldest = minor === undefined ? undefined : UPGRADE_FROM[minor];
+  if (oldest === undefined || !olderRelease(from, `v${oldest}`)) return undefined;
+  return `Talos ${minor} installs only over ${oldest} or later, and ${from} is older`;
+}
+
+/** The README's table of supported releases, as Markdown rows, from the two tables above. */
+export function supportTable(): string {
+  const rows = Object.keys(KUBERNETES_SUPPORT).map((m) => {
+    const k = KUBERNETES_SUPPORT[m] as { min: string; max: string };
+    return `| ${m} | ${k.min} to ${k.max} | ${UPGRADE_FROM[m] ?? "?"} |`;
+  });
+  return ["| Talos | Kubernetes | installs over (oldest) |", "| ----- | ---------- | ---------------------- |", ...rows].join("\n");
+}
 
 /**
  * Official system extensions of the Image Factory (siderolabs/extensions), with the Talos minors
  * that publish each: `from` the first, `until` the last when a later release dropped or renamed
  * it. Read from the build targets (Makefile TARGETS and NONFREE_TARGETS) of the latest patch tag
- * of each minor: v1.7.7, v1.8.4, v1.9.6, v1.10.9, v1.11.6, v1.12.11. Within a minor, patches only
- * ever add names (youki arrived in 1.10.1, gpio-pinctrl in 1.12.2).
+ * of each minor: v1.7.7, v1.8.4, v1.9.6, v1.10.9, v1.11.6, v1.12.11, v1.13.9, and for 1.14 its last
+ * tag in the extensions repository read here, v1.14.0-rc.1. Within a minor, patches only ever add
+ * names (youki arrived in 1.10.1, gpio-pinctrl in 1.12.2), so a release candidate's list is a
+ * lower bound of its minor's.
  *
  * The factory accepts any name when a schematic is posted; an unknown one fails only when an
  * installer or ISO is built for a release ("official extension ... is not available for Talos
@@ -63,13 +115,18 @@ export const OFFICIAL_EXTENSIONS: Readonly<Record<string, { from: string; until?
   "siderolabs/gvisor": { from: "1.7" },
   "siderolabs/gvisor-debug": { from: "1.7" },
   "siderolabs/hailort": { from: "1.11" },
+  "siderolabs/harbor-credential-provider": { from: "1.14" },
   "siderolabs/hello-world-service": { from: "1.7" },
+  "siderolabs/hyperv-guest-agent": { from: "1.14" },
   "siderolabs/i915": { from: "1.9" },
   "siderolabs/i915-ucode": { from: "1.7", until: "1.8" },
   "siderolabs/intel-ice-firmware": { from: "1.7" },
+  "siderolabs/intel-npu": { from: "1.13" },
   "siderolabs/intel-ucode": { from: "1.7" },
   "siderolabs/iscsi-tools": { from: "1.7" },
+  "siderolabs/joydev": { from: "1.13" },
   "siderolabs/kata-containers": { from: "1.7" },
+  "siderolabs/kata-containers-snp": { from: "1.14" },
   "siderolabs/lldpd": { from: "1.9" },
   "siderolabs/mdadm": { from: "1.7" },
   "siderolabs/mei": { from: "1.8" },
@@ -98,10 +155,12 @@ export const OFFICIAL_EXTENSIONS: Readonly<Record<string, { from: string; until?
   "siderolabs/nvidia-open-gpu-kernel-modules-production": { from: "1.8" },
   "siderolabs/nvme-cli": { from: "1.10" },
   "siderolabs/panfrost": { from: "1.10" },
+  "siderolabs/px-fuse": { from: "1.13" },
   "siderolabs/qemu-guest-agent": { from: "1.7" },
   "siderolabs/qlogic-firmware": { from: "1.7" },
   "siderolabs/realtek-firmware": { from: "1.7" },
   "siderolabs/revpi-firmware": { from: "1.10" },
+  "siderolabs/rockchip-rknn": { from: "1.13" },
   "siderolabs/soci-snapshotter": { from: "1.12" },
   "siderolabs/spin": { from: "1.7" },
   "siderolabs/stargz-snapshotter": { from: "1.7" },
@@ -109,6 +168,7 @@ export const OFFICIAL_EXTENSIONS: Readonly<Record<string, { from: string; until?
   "siderolabs/tenstorrent": { from: "1.11" },
   "siderolabs/thunderbolt": { from: "1.7" },
   "siderolabs/trident-iscsi-tools": { from: "1.12" },
+  "siderolabs/uhid": { from: "1.13" },
   "siderolabs/uinput": { from: "1.8" },
   "siderolabs/usb-audio-drivers": { from: "1.12" },
   "siderolabs/usb-modem-drivers": { from: "1.7" },

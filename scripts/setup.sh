@@ -58,6 +58,13 @@ build_own() { # name dir package
   (cd "$2" && GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/siderolabs" go build -trimpath -o "$CACHE/bin/$1" "$3")
   echo "$1: built in $(elapsed "$t")"
 }
+# One Talos library for everything that renders, validates, reads or simulates a machine config:
+# a module pinning another would let the preview judge a config by other rules than the node's.
+for mod in $TALOS_LIBRARY_MODULES; do
+  grep -q "^[[:space:]]github.com/siderolabs/talos/pkg/machinery v$TALOS_LIBRARY_VERSION\b" "$mod/go.mod" ||
+    { echo "$mod/go.mod does not require github.com/siderolabs/talos/pkg/machinery v$TALOS_LIBRARY_VERSION (TALOS_LIBRARY_VERSION in scripts/toolchain.env)" >&2; exit 1; }
+done
+echo "Talos library (pkg/machinery) v$TALOS_LIBRARY_VERSION in: $TALOS_LIBRARY_MODULES"
 build_own talos-sim test/sim ./cmd/talos-sim
 build_own talosvalidate talosvalidate ./cmd/talosvalidate
 # talosctl, the real Talos CLI at the release the project targets, for operators and for the tests

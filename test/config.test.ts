@@ -454,8 +454,34 @@ describe("stack config: extensions and addons", () => {
     expect(
       problemsOf(stackWith({ talosVersion: "v1.8.4", kubernetesVersion: "1.31.4", extensions: ["siderolabs/nfsd", "siderolabs/glibc"] })),
     ).toEqual([
-      "talos-cluster:extensions[0]: siderolabs/nfsd is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.10, 1.11, 1.12",
-      "talos-cluster:extensions[1]: siderolabs/glibc is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.9, 1.10, 1.11, 1.12",
+      "talos-cluster:extensions[0]: siderolabs/nfsd is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.10, 1.11, 1.12, 1.13, 1.14",
+      "talos-cluster:extensions[1]: siderolabs/glibc is not published for Talos 1.8, so the factory would fail to build the installer; the releases that have it: 1.9, 1.10, 1.11, 1.12, 1.13, 1.14",
+    ]);
+  });
+
+  it("takes a way across minors as upgrade.path and refuses one Talos' installer would refuse, naming the key", () => {
+    const upgrade = (path: unknown) => ({ maxUnavailableWorkers: 1, path });
+    const to14 = { talosVersion: "v1.14.1", kubernetesVersion: "1.34.1" };
+    expect(parseConfig(stackWith({ ...to14, upgrade: upgrade(["v1.12.6", "v1.13.9"]) })).config.upgrade.path).toEqual([
+      "v1.12.6",
+      "v1.13.9",
+    ]);
+    expect(parseConfig(stackWith({})).config.upgrade.path).toEqual([]);
+    expect(problemsOf(stackWith({ ...to14, upgrade: upgrade(["v1.11.6"]) }))).toEqual([
+      "talos-cluster:talosVersion: Talos 1.14 installs only over 1.12.0 or later, and v1.11.6 is older (the last release of talos-cluster:upgrade.path); add a release between them",
+    ]);
+    expect(problemsOf(stackWith({ ...to14, upgrade: upgrade(["v1.13.9", "v1.12.6", "v1.14.1", "1.13"]) }))).toEqual([
+      "talos-cluster:upgrade.path[3]: must be a Talos release such as v1.13.9",
+    ]);
+    expect(problemsOf(stackWith({ ...to14, upgrade: upgrade(["v1.13.9", "v1.12.6", "v1.14.1"]) }))).toEqual([
+      "talos-cluster:upgrade.path[1]: v1.12.6 does not come after v1.13.9; list the releases oldest first",
+      "talos-cluster:upgrade.path[2]: v1.14.1 is not older than talos-cluster:talosVersion (v1.14.1); the path lists the releases on the way to it",
+    ]);
+    expect(problemsOf(stackWith({ ...to14, upgrade: upgrade(["v1.9.6", "v1.13.9"]) }))).toEqual([
+      "talos-cluster:upgrade.path[1]: Talos 1.13 installs only over 1.11.0 or later, and v1.9.6 is older (upgrade.path[0]); add a release between them",
+    ]);
+    expect(problemsOf(stackWith({ ...to14, extensions: ["siderolabs/kata-containers-snp"], upgrade: upgrade(["v1.13.9"]) }))).toEqual([
+      "talos-cluster:upgrade.path[0]: the extension siderolabs/kata-containers-snp is not published for Talos 1.13, so the factory would fail to build the step's installer",
     ]);
   });
 
@@ -534,6 +560,7 @@ describe("stack config: upgrades", () => {
       healthTimeout: "15m",
       rebootMode: "default",
       kubernetesChecks: true,
+      path: [],
     });
     const { config } = parseConfig(
       stackWith({
@@ -554,6 +581,7 @@ describe("stack config: upgrades", () => {
       rebootMode: "powercycle",
       kubernetesChecks: false,
       drainTimeout: "45m",
+      path: [],
     });
   });
 

@@ -4,6 +4,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 import { describe, expect, it } from "vitest";
+import { supportTable } from "../lib/versions";
 
 const root = join(__dirname, "..");
 const read = (file: string) => readFileSync(join(root, file), "utf8");
@@ -114,5 +115,14 @@ describe("relative links in the project's Markdown", () => {
     expect(brokenLink("docs/a.md", "../../x.md", readFake)).toBe("../../x.md: leaves the repository");
     expect(relativeLinks("[a](b.md) [c](https://x) `[d](e.md)`\n```\n[f](g.md)\n```\n")).toEqual(["b.md"]);
     expect([...anchors("# A\n## A\n```\n# not\n```\n")]).toEqual(["a", "a-1"]);
+  });
+});
+
+describe("the README's table of supported releases", () => {
+  it("is lib/versions.ts' support data, which test/versions-compat.test.ts holds to Talos' library", () => {
+    const readme = read("README.md");
+    const table = /<!-- support-table:begin -->\n([\s\S]*?)\n<!-- support-table:end -->/.exec(readme)?.[1];
+    // When this fails, paste supportTable() (lib/versions.ts) between the markers.
+    expect(table).toBe(supportTable());
   });
 });

@@ -380,7 +380,14 @@ describe("changes to running nodes", () => {
 
 describe("where etcd snapshots go", () => {
   const upgrade = (snapshotDir?: string) => ({
-    upgrade: { maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" as const, kubernetesChecks: true, snapshotDir },
+    upgrade: {
+      maxUnavailableWorkers: 1,
+      healthTimeout: "15m",
+      rebootMode: "default" as const,
+      kubernetesChecks: true,
+      path: [],
+      snapshotDir,
+    },
   });
   let repo: string;
   beforeEach(() => {

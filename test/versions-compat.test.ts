@@ -1,8 +1,16 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { VALIDATOR_BIN } from "../lib/validate";
-import { DEFAULT_KUBERNETES_VERSION, DEFAULT_TALOS_VERSION, KUBERNETES_SUPPORT, talosMinor } from "../lib/versions";
+import {
+  DEFAULT_KUBERNETES_VERSION,
+  DEFAULT_TALOS_VERSION,
+  KUBERNETES_SUPPORT,
+  talosMinor,
+  UPGRADE_FROM,
+  upgradeRefusal,
+} from "../lib/versions";
 
 /** What `talosvalidate -support` prints: Talos' config library's compatibility data per minor. */
 interface Support {
@@ -73,5 +81,38 @@ describe("the Kubernetes support table against Talos' config library", () => {
     const k = minorNumber(minorOf(DEFAULT_KUBERNETES_VERSION));
     expect(k).toBeGreaterThanOrEqual(minorNumber(row?.kubernetes.minMinor ?? "1.999"));
     expect(k).toBeLessThanOrEqual(minorNumber(row?.kubernetes.maxMinor ?? "1.0"));
+  });
+
+  it("has the oldest release each minor installs over, as the library states, with no denied sources", () => {
+    // When this fails, correct lib/versions.ts UPGRADE_FROM to the library's figures.
+    expect(UPGRADE_FROM).toEqual(Object.fromEntries(data.releases.map((r) => [r.talos, r.upgradeFrom])));
+    // A denied source would need its own rule in upgradeRefusal.
+    expect(data.releases.flatMap((r) => r.deniedUpgradeFrom)).toEqual([]);
+  });
+
+  it("refuses the upgrades the library refuses", () => {
+    expect(upgradeRefusal("v1.11.5", "v1.14.1")).toBe("Talos 1.14 installs only over 1.12.0 or later, and v1.11.5 is older");
+    expect(upgradeRefusal("v1.12.0", "v1.14.1")).toBeUndefined();
+    expect(upgradeRefusal("v1.11.5", "v1.13.9")).toBeUndefined();
+  });
+});
+
+describe("one Talos library", () => {
+  const root = join(__dirname, "..");
+  const env = readFileSync(join(root, "scripts", "toolchain.env"), "utf8");
+  const value = (key: string) => new RegExp(`^${key}="?([^"\\n]*)"?$`, "m").exec(env)?.[1] ?? "";
+
+  it("is the one every module that renders, validates, reads or simulates a config requires, and the validator reports", () => {
+    const version = value("TALOS_LIBRARY_VERSION");
+    const modules = value("TALOS_LIBRARY_MODULES").split(" ");
+    expect(modules).toEqual(expect.arrayContaining(["talosnode", "talosvalidate", "test/sim"]));
+    const required = Object.fromEntries(
+      modules.map((m) => [
+        m,
+        /^\s+github\.com\/siderolabs\/talos\/pkg\/machinery (v\S+)/m.exec(readFileSync(join(root, m, "go.mod"), "utf8"))?.[1],
+      ]),
+    );
+    expect(required).toEqual(Object.fromEntries(modules.map((m) => [m, `v${version}`])));
+    expect(support().library).toBe(`v${version}`);
   });
 });

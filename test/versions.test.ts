@@ -5,9 +5,9 @@ const publishedIn = (minor: string) => Object.keys(OFFICIAL_EXTENSIONS).filter((
 
 describe("extension catalogue", () => {
   it("holds as many extensions per Talos minor as siderolabs/extensions builds for its latest patch", () => {
-    // Counted from the Makefile targets of v1.7.7, v1.8.4, v1.9.6, v1.10.9, v1.11.6 and v1.12.11.
+    // Counted from the Makefile targets of v1.7.7, v1.8.4, v1.9.6, v1.10.9, v1.11.6, v1.12.11, v1.13.9 and v1.14.0-rc.1.
     const counts = Object.fromEntries(Object.keys(KUBERNETES_SUPPORT).map((m) => [m, publishedIn(m).length]));
-    expect(counts).toEqual({ "1.7": 39, "1.8": 46, "1.9": 51, "1.10": 62, "1.11": 67, "1.12": 78 });
+    expect(counts).toEqual({ "1.7": 39, "1.8": 46, "1.9": 51, "1.10": 62, "1.11": 67, "1.12": 78, "1.13": 83, "1.14": 86 });
   });
 
   it("has the required microcode extension, and its AMD sibling, in every supported release", () => {
@@ -18,7 +18,7 @@ describe("extension catalogue", () => {
 
   it("follows renames: i915-ucode up to 1.8, i915 from 1.9", () => {
     expect(extensionReleases("siderolabs/i915-ucode")).toEqual(["1.7", "1.8"]);
-    expect(extensionReleases("siderolabs/i915")).toEqual(["1.9", "1.10", "1.11", "1.12"]);
+    expect(extensionReleases("siderolabs/i915")).toEqual(["1.9", "1.10", "1.11", "1.12", "1.13", "1.14"]);
     expect(extensionReleases("siderolabs/no-such-thing")).toEqual([]);
   });
 });

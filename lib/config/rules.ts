@@ -9,8 +9,10 @@ import {
   KUBERNETES_SUPPORT,
   minorAtLeast,
   OFFICIAL_EXTENSIONS,
+  olderRelease,
   PLUGIN_CONFIG_LIBRARY,
   talosMinor,
+  upgradeRefusal,
 } from "../versions";
 import { KUBERNETES_VERSION, type NodeConfig, normaliseEndpoint, type Patch, type StackInput, stackSchema } from "./schema";
 import { FACTORY_URL_KEY, nodeRef, PROJECT } from "./source";
@@ -45,6 +47,7 @@ export function crossFieldRules(s: Sections, problems: string[], warnings: strin
   if (s.network?.vip !== undefined) checkVipLink(s.network.vip, problems);
   if (s.talosVersion !== undefined && s.kubernetesVersion !== undefined) checkVersions(s.talosVersion, s.kubernetesVersion, problems);
   if (s.extensions !== undefined) checkExtensions(s.extensions, s.talosVersion, problems);
+  if (s.upgrade !== undefined && s.talosVersion !== undefined) checkUpgradePath(s.upgrade.path, s.talosVersion, s.extensions, problems);
   checkNodes(s, problems, warnings);
   if (s.network !== undefined) checkNetwork(s.network, s.nodes, s.endpoint, problems);
   checkVipAddressing(s, problems);
@@ -111,6 +114,46 @@ function checkVersions(talos: string, kubernetes: string, problems: string[]): v
   if (Number(k[1]) !== 1 || kMinor < minorOf(support.min) || kMinor > minorOf(support.max)) {
     problems.push(
       `${PROJECT}:kubernetesVersion: Kubernetes ${kubernetes} is not supported by Talos ${talos}; it supports ${support.min} to ${support.max}`,
+    );
+  }
+}
+
+/**
+ * The declared way to talosVersion: each release in order, each installable over the one before
+ * (the installer's own pre-flight, UPGRADE_FROM), in the support table, publishing the stack's
+ * extensions (each step installs the same schematic). Which release each node runs, and so where
+ * on the way it starts, only the nodes say: the rollout's pre-flight checks that at preview.
+ */
+function checkUpgradePath(path: string[], talosVersion: string, extensions: string[] | undefined, problems: string[]): void {
+  path.forEach((release, i) => {
+    const key = `${PROJECT}:upgrade.path[${i}]`;
+    const minor = talosMinor(release);
+    const before = path[i - 1];
+    if (minor === undefined) return;
+    if (KUBERNETES_SUPPORT[minor] === undefined) {
+      problems.push(`${key}: Talos ${minor} is not in the support table (${Object.keys(KUBERNETES_SUPPORT).join(", ")})`);
+    } else if (!olderRelease(release, talosVersion)) {
+      problems.push(
+        `${key}: ${release} is not older than ${PROJECT}:talosVersion (${talosVersion}); the path lists the releases on the way to it`,
+      );
+    } else if (before !== undefined && !olderRelease(before, release)) {
+      problems.push(`${key}: ${release} does not come after ${before}; list the releases oldest first`);
+    } else if (before !== undefined && upgradeRefusal(before, release) !== undefined) {
+      problems.push(`${key}: ${upgradeRefusal(before, release)} (upgrade.path[${i - 1}]); add a release between them`);
+    } else {
+      for (const name of extensions ?? []) {
+        if (!extensionReleases(name).includes(minor)) {
+          problems.push(
+            `${key}: the extension ${name} is not published for Talos ${minor}, so the factory would fail to build the step's installer`,
+          );
+        }
+      }
+    }
+  });
+  const last = path[path.length - 1];
+  if (last !== undefined && olderRelease(last, talosVersion) && upgradeRefusal(last, talosVersion) !== undefined) {
+    problems.push(
+      `${PROJECT}:talosVersion: ${upgradeRefusal(last, talosVersion)} (the last release of ${PROJECT}:upgrade.path); add a release between them`,
     );
   }
 }

@@ -192,8 +192,14 @@ export const stackSchema = z.strictObject({
       kubernetesChecks: z.boolean({ error: "must be true or false" }).default(true),
       // Unset: the drain gets healthTimeout.
       drainTimeout: anyDuration("15m").optional(),
+      // Releases between the running one and talosVersion, oldest first: the way across minors.
+      path: z
+        .array(z.string().regex(TALOS_VERSION, { error: "must be a Talos release such as v1.13.9" }), {
+          error: "must be a list of Talos releases, oldest first, e.g. [v1.13.9]",
+        })
+        .default([]),
     })
-    .default({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default", kubernetesChecks: true }),
+    .default({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default", kubernetesChecks: true, path: [] }),
   addons: z
     .strictObject({
       cilium: addonSchema(ADDON_DEFAULTS.cilium),

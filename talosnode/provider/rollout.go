@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blang/semver/v4"
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi-go-provider/infer"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
@@ -52,6 +53,7 @@ type RolloutArgs struct {
 	RebootMode            string              `pulumi:"rebootMode,optional"`
 	KubernetesChecks      *bool               `pulumi:"kubernetesChecks,optional"`
 	DrainTimeout          string              `pulumi:"drainTimeout,optional"`
+	UpgradePath           []string            `pulumi:"upgradePath,optional"`
 	SnapshotDir           string              `pulumi:"snapshotDir"`
 	SnapshotPrefix        string              `pulumi:"snapshotPrefix"`
 }
@@ -107,6 +109,10 @@ func (a *RolloutArgs) Annotate(an infer.Annotator) {
 	an.SetDefault(&a.KubernetesChecks, true)
 	an.Describe(&a.DrainTimeout, "How long the drain of one node before a config apply that reboots it may take (a Go duration); when it passes, the Node is "+
 		"uncordoned, nothing is applied and the rollout stops naming the pods left and the budgets that blocked. Default: healthTimeout.")
+	an.Describe(&a.UpgradePath, "Talos releases, oldest first, that every node on an older release is upgraded to before the declared one: the whole cluster "+
+		"goes to each in turn (control planes one at a time, then workers), gated as any upgrade, with the declared config applied only with the declared release. "+
+		"The way across minors when the declared release does not install over the running one (e.g. [v1.13.9] from v1.11.5 to v1.14.1); "+
+		"the pre-flight refuses a way Talos' installer would refuse.")
 	an.Describe(&a.SnapshotDir, "Where etcd snapshots are written on the machine that runs the update (absolute path).")
 	an.Describe(&a.SnapshotPrefix, "What snapshot file names start with (the stack): <prefix>-<node>-<time>.db.")
 }
@@ -136,6 +142,13 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	checkDuration(req.NewInputs, "healthTimeout", args.HealthTimeout, "15m", fail)
 	if args.DrainTimeout != "" {
 		checkDuration(req.NewInputs, "drainTimeout", args.DrainTimeout, "10m (or leave it out: the drain then gets healthTimeout)", fail)
+	}
+	for i, release := range args.UpgradePath {
+		if _, err := semver.ParseTolerant(release); err != nil || !strings.HasPrefix(release, "v") {
+			fail("upgradePath", fmt.Sprintf("[%d] %q is not a Talos release such as v1.13.9", i, release))
+		} else if i > 0 && !rollout.Older(args.UpgradePath[i-1], release) {
+			fail("upgradePath", fmt.Sprintf("[%d] %s does not come after %s: list the releases oldest first", i, release, args.UpgradePath[i-1]))
+		}
 	}
 	if dir, ok := req.NewInputs.GetOk("snapshotDir"); (!ok || !dir.IsComputed()) && !filepath.IsAbs(args.SnapshotDir) {
 		fail("snapshotDir", fmt.Sprintf("%q is not an absolute path", args.SnapshotDir))
@@ -299,11 +312,16 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 			if useReader {
 				creds = reader
 			}
-			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log}); err != nil {
+			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log, UpgradePath: req.Inputs.UpgradePath}); err != nil {
 				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
 			}
 		}
-		if lines := previewPlan(ctx, req.State.Nodes, req.Inputs, admin); len(lines) > 0 {
+		lines := previewPlan(ctx, req.State.Nodes, req.Inputs, admin)
+		if len(lines) > 0 && len(req.Inputs.UpgradePath) > 0 {
+			lines = append([]string{"upgrade path: every node on an older release goes to " + strings.Join(req.Inputs.UpgradePath, ", then ") +
+				", the whole cluster each time, before the declared release"}, lines...)
+		}
+		if len(lines) > 0 {
 			logger.Info("plan, in the rollout's order:\n  " + strings.Join(lines, "\n  "))
 		}
 		return infer.UpdateResponse[RolloutState]{Output: state}, nil
@@ -379,6 +397,7 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 		// Absent (a state recorded before the input existed) is the default: on.
 		Kubernetes:   a.KubernetesChecks == nil || *a.KubernetesChecks,
 		DrainTimeout: drain,
+		UpgradePath:  a.UpgradePath,
 	}, nil
 }
 

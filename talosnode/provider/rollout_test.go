@@ -429,3 +429,21 @@ func TestADrainTimeoutThatIsNoDurationIsRefusedAtCheck(t *testing.T) {
 		t.Fatalf("failures %v, want drainTimeout named", resp.Failures)
 	}
 }
+
+func TestAnUpgradePathOutOfOrderIsRefusedAtCheck(t *testing.T) {
+	l := simtest.New(t)
+	inputs := rolloutInputs(l, [5]string{"cp-1", "127.0.10.71", "controlplane", simtest.TalosVersion, "config"}).AsMap()
+	inputs["upgradePath"] = property.New([]property.Value{property.New("v1.13.9"), property.New("v1.12.6"), property.New("1.14")})
+	resp, err := server(t).Check(p.CheckRequest{Urn: rolloutURN("rollout"), Inputs: property.NewMap(inputs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range resp.Failures {
+		got = append(got, f.Property+": "+f.Reason)
+	}
+	want := []string{"upgradePath: [1] v1.12.6 does not come after v1.13.9: list the releases oldest first", `upgradePath: [2] "1.14" is not a Talos release such as v1.13.9`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("failures %q, want %q", got, want)
+	}
+}

@@ -379,3 +379,59 @@ func TestErrorTextKeepsKeysNotValues(t *testing.T) {
 		t.Fatalf("got %q (from %q)", text, err)
 	}
 }
+
+// Talos 1.14's config contract moves the Kubernetes section into documents of their own
+// (config/types/k8s: KubeAPIServerCAConfig, KubeAggregatorCAConfig, KubeServiceAccountConfig, ...),
+// with the CA keys in them: a config rendered for a cluster created on 1.14 must hide them too.
+func TestRedactionHidesTheCAKeysOfTalos114Documents(t *testing.T) {
+	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersion1_14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := generate.NewInput("lab", "https://10.0.0.1:6443", "1.37.0", generate.WithSecretsBundle(bundle), generate.WithVersionContract(config.TalosVersion1_14))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := in.Config(talosmachine.TypeControlPlane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := c.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"kind: KubeAPIServerCAConfig", "kind: KubeAggregatorCAConfig", "kind: KubeServiceAccountConfig"} {
+		if !strings.Contains(string(data), kind) {
+			t.Fatalf("the 1.14 contract no longer renders %q: this test no longer covers those documents", kind)
+		}
+	}
+	cfg := mustRedact(t, data)
+	for field, value := range map[string]string{
+		"API server CA key":     string(bundle.Certs.K8s.Key),
+		"aggregator CA key":     string(bundle.Certs.K8sAggregator.Key),
+		"service account key":   string(bundle.Certs.K8sServiceAccount.Key),
+		"OS CA key":             string(bundle.Certs.OS.Key),
+		"etcd CA key":           string(bundle.Certs.Etcd.Key),
+		"bootstrap token":       bundle.Secrets.BootstrapToken,
+		"secretbox encryption":  bundle.Secrets.SecretboxEncryptionSecret,
+		"trustd token":          bundle.TrustdInfo.Token,
+		"cluster discovery key": bundle.Cluster.Secret,
+	} {
+		forms := []string{value, base64.StdEncoding.EncodeToString([]byte(value))}
+		if lines := strings.Split(strings.TrimSpace(value), "\n"); len(lines) > 2 {
+			forms = append(forms, lines[1])
+		}
+		for _, form := range forms {
+			if form != "" && strings.Contains(cfg.Redacted, form) {
+				t.Errorf("%s: its value appears in the redacted 1.14 config", field)
+			}
+		}
+	}
+	// The documents carry the certificate as PEM (v1alpha1 carried base64 of the PEM).
+	if crt := strings.Split(string(bundle.Certs.K8s.Crt), "\n")[1]; !strings.Contains(cfg.Redacted, crt) {
+		t.Error("the API server CA certificate, which a review needs, is gone")
+	}
+	if t.Failed() {
+		t.Logf("redacted config:\n%s", cfg.Redacted)
+	}
+}

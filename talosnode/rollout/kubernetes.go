@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
@@ -11,6 +12,8 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos110"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos111"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos112"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos113"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos114"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility/talos19"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
@@ -25,6 +28,8 @@ var kubernetesSupport = map[string][2]string{
 	"1.10": {talos110.MinimumKubernetesVersion.String(), talos110.MaximumKubernetesVersion.String()},
 	"1.11": {talos111.MinimumKubernetesVersion.String(), talos111.MaximumKubernetesVersion.String()},
 	"1.12": {talos112.MinimumKubernetesVersion.String(), talos112.MaximumKubernetesVersion.String()},
+	"1.13": {talos113.MinimumKubernetesVersion.String(), talos113.MaximumKubernetesVersion.String()},
+	"1.14": {talos114.MinimumKubernetesVersion.String(), talos114.MaximumKubernetesVersion.String()},
 }
 
 // errUnknownRelease: the release is newer than this provider's tables; the node decides.
@@ -116,6 +121,8 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 		}
 		if p := downgradeProblem(n, live); p != "" {
 			problems = append(problems, p)
+		} else if p := pathProblem(n, live, opts.UpgradePath); p != "" {
+			problems = append(problems, p)
 		} else if p := orderProblem(n, declared, live); p != "" {
 			problems = append(problems, p)
 		}
@@ -139,6 +146,78 @@ func downgradeProblem(n Node, live node.State) string {
 	return fmt.Sprintf("%s runs Talos %s and the stack declares %s, an older minor: a Talos downgrade across minors is refused "+
 		"(the older release's etcd does not start on the newer one's data); declare %s or a later release",
 		n.Target.Name, live.TalosVersion, n.TalosVersion, live.TalosVersion)
+}
+
+// pathProblem refuses an upgrade Talos' installer would refuse on the node, before any node is
+// touched: each release the node goes through (the upgrade path's steps newer than what it runs,
+// then the declared release) must be upgradeable from the one before (the installer's pre-flight,
+// cmd/installer/pkg/install/preflight.go, with machinery's compatibility data), and must support
+// the Kubernetes of the config the node carries until the declared one is applied.
+func pathProblem(n Node, live node.State, path []string) string {
+	from := live.TalosVersion
+	var way []string
+	for _, release := range append(slices.Clone(path), n.TalosVersion) {
+		if !Older(from, release) {
+			continue
+		}
+		way = append(way, release)
+		if err := upgradeable(from, release); err != nil {
+			advice := "declare the releases to go through, oldest first, in talos-cluster:upgrade.path"
+			if s := suggestPath(from, release); s != "" {
+				advice += " (for example a release of each of: " + s + ")"
+			}
+			return fmt.Sprintf("%s runs Talos %s, and Talos %s cannot be installed over %s (%v): %s",
+				n.Target.Name, live.TalosVersion, release, from, err, advice)
+		}
+		if release != n.TalosVersion && live.Config != nil {
+			if err := CheckKubernetes(live.Config, release); err != nil && !errors.Is(err, errUnknownRelease) {
+				return fmt.Sprintf("%s runs the config it carries on each release of its way (%s) until the declared config is applied, and Talos %s refuses it: %s",
+					n.Target.Name, strings.Join(way, " -> "), release, err)
+			}
+		}
+		from = release
+	}
+	return ""
+}
+
+// upgradeable is nil when Talos release `to` installs over `from` (machinery's compatibility).
+func upgradeable(from, to string) error {
+	host, err := compatibility.ParseTalosVersion(&machine.VersionInfo{Tag: from})
+	if err != nil {
+		return err
+	}
+	target, err := compatibility.ParseTalosVersion(&machine.VersionInfo{Tag: to})
+	if err != nil {
+		return err
+	}
+	return target.UpgradeableFrom(host)
+}
+
+// suggestPath is the fewest minors ("1.13") between from and to that make each step
+// upgradeable, taking the newest minor the current one allows each time; "" when none does.
+func suggestPath(from, to string) string {
+	target, ok := minorOf(to)
+	var minors []string
+	for cur := from; upgradeable(cur, to) != nil; {
+		start, ok2 := minorOf(cur)
+		if !ok || !ok2 {
+			return ""
+		}
+		next := ""
+		for m := target - 1; m > start; m-- {
+			candidate := fmt.Sprintf("v%d.%d.0", m/1000, m%1000)
+			if upgradeable(cur, candidate) == nil {
+				next = candidate
+				break
+			}
+		}
+		if next == "" {
+			return ""
+		}
+		minors = append(minors, strings.TrimSuffix(strings.TrimPrefix(next, "v"), ".0"))
+		cur = next
+	}
+	return strings.Join(minors, ", ")
 }
 
 // minorOf is major*1000+minor of a release tag such as v1.11.5.

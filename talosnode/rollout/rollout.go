@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blang/semver/v4"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
@@ -41,6 +42,9 @@ type Node struct {
 	// alone; a new control plane is awaited (it answers over mutual TLS once installed) and is then
 	// an etcd member like the others.
 	New bool
+	// step marks a turn of an upgrade path: only the release moves (to TalosVersion, if the node
+	// runs an older one); the config is the declared one only after the last step.
+	step bool
 }
 
 // Options say how to reach the nodes and how careful to be.
@@ -72,6 +76,10 @@ type Options struct {
 	Kubernetes bool
 	// DrainTimeout bounds one node's drain; 0 means HealthTimeout.
 	DrainTimeout time.Duration
+	// UpgradePath are releases, oldest first, that every node running an older one is upgraded to
+	// (the whole cluster, gated as any upgrade) before the declared release: the way across minors
+	// Talos' installer allows only from a recent enough release (compatibility.UpgradeableFrom).
+	UpgradePath []string
 }
 
 // Phase names the step a node was in when a rollout stopped.
@@ -142,13 +150,54 @@ func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 	for _, n := range controlPlanes {
 		r.members = append(r.members, n)
 	}
-	for _, n := range controlPlanes {
-		if err := r.converge(ctx, n); err != nil {
+	for _, release := range opts.UpgradePath {
+		r.log("upgrade path: every node on a release older than %s upgrades to it first", release)
+		if err := r.pass(ctx, stepTo(controlPlanes, release), stepTo(workers, release)); err != nil {
 			return r.result, err
 		}
 	}
-	err := r.workers(ctx, workers, max(opts.MaxUnavailableWorkers, 1))
+	err := r.pass(ctx, controlPlanes, workers)
 	return r.result, err
+}
+
+// pass converges the control planes one at a time, then the workers; a pass re-checks only the
+// nodes done in it.
+func (r *runner) pass(ctx context.Context, controlPlanes, workers []Node) error {
+	r.mu.Lock()
+	r.done = nil
+	r.mu.Unlock()
+	for _, n := range controlPlanes {
+		if err := r.converge(ctx, n); err != nil {
+			return err
+		}
+	}
+	return r.workers(ctx, workers, max(r.opts.MaxUnavailableWorkers, 1))
+}
+
+// stepTo is the nodes' turns of one upgrade-path step: the release and its installer (the
+// declared installer's repository with the step's tag, so the same schematic).
+func stepTo(nodes []Node, release string) []Node {
+	out := make([]Node, len(nodes))
+	for i, n := range nodes {
+		n.TalosVersion, n.InstallerImage, n.step = release, retag(n.InstallerImage, release), true
+		out[i] = n
+	}
+	return out
+}
+
+// retag replaces an image reference's tag (the part after the last ':' of its last path element).
+func retag(image, tag string) string {
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	return image + ":" + tag
+}
+
+// Older says whether Talos release a (v1.11.5) is older than b; false when either is not one.
+func Older(a, b string) bool {
+	va, errA := semver.ParseTolerant(a)
+	vb, errB := semver.ParseTolerant(b)
+	return errA == nil && errB == nil && va.LT(vb)
 }
 
 // Split is the order of a rollout: the control planes in the stack's order, then the workers;
@@ -304,6 +353,15 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 		return &Error{Node: n.Target, Phase: PreCheck, Expected: "an applied config that decodes", Seen: redact.ErrorText(err)}
 	}
 	needConfig, needImage := drift.Config != nil, drift.Image
+	if n.step {
+		// Only the release moves, and only forward: a node already on it or past it waits for
+		// the declared release's pass.
+		needConfig, needImage = false, Older(live.TalosVersion, n.TalosVersion)
+		if !needImage {
+			r.log("%s: runs %s, not older than the upgrade-path step %s: nothing to do in this step", n.Target, live.TalosVersion, n.TalosVersion)
+			return nil
+		}
+	}
 	if !needConfig && !needImage {
 		carries := "carries the declared config"
 		if drift.Pending {
@@ -347,6 +405,9 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 		return &Error{Node: n.Target, Phase: PostCheck, Expected: describeImage(n.TalosVersion, n.SchematicID), Seen: describeImage(after.TalosVersion, after.SchematicID)}
 	}
 	got, err := Compare(n, declared.Hash, after, r.opts.ApplyMode)
+	if n.step {
+		got, err = Drift{}, nil // the declared config comes with the declared release
+	}
 	switch {
 	case err != nil:
 		return &Error{Node: n.Target, Phase: PostCheck, Expected: "the declared config (sha256 " + short(declared.Hash) + ")", Seen: redact.ErrorText(err)}

@@ -29,7 +29,7 @@ type cluster struct {
 func newCluster(t *testing.T, net int, opts ...simnode.Option) *cluster {
 	t.Helper()
 	l := simtest.New(t)
-	l.Trust.SetInstallers(simtest.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0"}})
+	l.Trust.SetInstallers(simtest.Factory{Versions: []string{"v1.11.5", "v1.11.6", "v1.12.0", "v1.13.9", "v1.14.1"}})
 	c := &cluster{lab: l}
 	for i := range 6 {
 		cp := i < 3
@@ -471,22 +471,33 @@ func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T)
 		return []rollout.Node{{Target: node.Target{Name: "cp-1", Address: n.Addr()}, ControlPlane: true, TalosVersion: version, SchematicID: simtest.Schematic,
 			InstallerImage: image, Config: l.ControlPlane(t, kubernetes, image, "")}}
 	}
-	opts := rollout.Options{Credentials: node.Credentials(l.Credentials)}
 	for _, tc := range []struct {
 		version, kubernetes string
 		want                []string
+		path                []string
 	}{
 		// Same release: the running one must take the config.
-		{"v1.11.5", "1.35.0", []string{"cp-1 runs Talos v1.11.5, which refuses the declared config", "Kubernetes 1.35.0; Talos v1.11.5 supports 1.29.0 to 1.34.99"}},
+		{"v1.11.5", "1.35.0", []string{"cp-1 runs Talos v1.11.5, which refuses the declared config", "Kubernetes 1.35.0; Talos v1.11.5 supports 1.29.0 to 1.34.99"}, nil},
 		// 1.11 refuses 1.35 and 1.12 refuses the 1.29 the node runs: no order works.
-		{"v1.12.0", "1.35.0", []string{"cp-1 runs Talos v1.11.5", "Talos v1.12.0 refuses the config the node carries now", "supports 1.30.0 to 1.35.99", "two updates"}},
+		{"v1.12.0", "1.35.0", []string{"cp-1 runs Talos v1.11.5", "Talos v1.12.0 refuses the config the node carries now", "supports 1.30.0 to 1.35.99", "two updates"}, nil},
 		// Staged on 1.11, or applied after the upgrade: both fine.
-		{"v1.12.0", "1.34.1", nil},
-		{"v1.11.5", "1.34.1", nil},
+		{"v1.12.0", "1.34.1", nil, nil},
+		{"v1.11.5", "1.34.1", nil, nil},
 		// A minor below the running one: refused whatever the config; a patch below is a rollback.
-		{"v1.10.7", "1.33.0", []string{"cp-1 runs Talos v1.11.5 and the stack declares v1.10.7, an older minor", "etcd"}},
-		{"v1.11.4", "1.34.1", nil},
+		{"v1.10.7", "1.33.0", []string{"cp-1 runs Talos v1.11.5 and the stack declares v1.10.7, an older minor", "etcd"}, nil},
+		{"v1.11.4", "1.34.1", nil, nil},
+		// Talos 1.14 installs only over 1.12.0 or later (machinery compatibility/talos114): the
+		// refusal says why and which minors lead there; with a 1.13 release on the way, it goes.
+		{"v1.14.1", "1.34.1", []string{"cp-1 runs Talos v1.11.5, and Talos v1.14.1 cannot be installed over v1.11.5 (host version 1.11.5 is too old to upgrade to Talos 1.14.1)",
+			"talos-cluster:upgrade.path (for example a release of each of: 1.13)"}, nil},
+		// A step the one before cannot reach is named as well.
+		{"v1.14.1", "1.34.1", []string{"Talos v1.14.1 cannot be installed over v1.11.6"}, []string{"v1.11.6"}},
+		// On the way the node runs the config it carries, Kubernetes 1.29, which 1.13 (and 1.12) refuse.
+		{"v1.14.1", "1.34.1", []string{"cp-1 runs the config it carries on each release of its way (v1.13.9) until the declared config is applied, and Talos v1.13.9 refuses it",
+			"supports 1.31.0 to 1.36.99"}, []string{"v1.13.9"}},
+		{"v1.14.1", "1.34.1", []string{"(v1.12.0) until the declared config is applied, and Talos v1.12.0 refuses it"}, []string{"v1.12.0", "v1.13.9"}},
 	} {
+		opts := rollout.Options{Credentials: node.Credentials(l.Credentials), UpgradePath: tc.path}
 		err := rollout.Preflight(context.Background(), declare(tc.version, tc.kubernetes), opts)
 		if len(tc.want) == 0 {
 			if err != nil {
@@ -502,6 +513,51 @@ func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T)
 	}
 	if s := n.State(); s.Applies != 1 {
 		t.Errorf("pre-flight changed the node: %d applies", s.Applies)
+	}
+}
+
+func TestAnUpgradePathTakesTheWholeClusterThroughEachReleaseInTurn(t *testing.T) {
+	c := newCluster(t, 14)
+	opts := c.options(t, 2)
+	if err := rollout.Preflight(context.Background(), c.target(t, "v1.14.1"), opts); err == nil || !strings.Contains(err.Error(), "too old") {
+		t.Fatalf("pre-flight without a path: %v; want v1.11.5 -> v1.14.1 refused", err)
+	}
+	opts.UpgradePath = []string{"v1.13.9"}
+	if err := rollout.Preflight(context.Background(), c.target(t, "v1.14.1"), opts); err != nil {
+		t.Fatal(err)
+	}
+	result, err := rollout.Run(context.Background(), c.target(t, "v1.14.1"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range c.sim {
+		if s := n.State(); s.TalosVersion != "v1.14.1" {
+			t.Errorf("%s runs %s", c.nodes[i].Target.Name, s.TalosVersion)
+		}
+	}
+	// Every node reached 1.13.9 before any node was asked for 1.14.1; control planes first, in order.
+	var order []string
+	for _, e := range c.lab.Trust.Timeline() {
+		if e.Event == simnode.TimelineUpgrade {
+			image := strings.Fields(e.Detail)[0]
+			order = append(order, c.name(e.Node)+"@"+image[strings.LastIndex(image, ":")+1:])
+		}
+	}
+	got := strings.Join(order, " ")
+	if len(order) != 12 || !strings.HasPrefix(got, "cp-1@v1.13.9 cp-2@v1.13.9 cp-3@v1.13.9 ") ||
+		strings.Index(got, "@v1.14.1") < strings.LastIndex(got, "@v1.13.9") || !strings.Contains(got, "cp-1@v1.14.1 cp-2@v1.14.1 cp-3@v1.14.1") {
+		t.Errorf("upgrade calls %s; want the six nodes to v1.13.9 (control planes first, in order), then the six to v1.14.1", got)
+	}
+	if len(result.Snapshots) != 6 {
+		t.Errorf("snapshots %v: want one per control plane per release", result.Snapshots)
+	}
+	// A rerun finds nothing to do.
+	mark := len(c.lab.Trust.Timeline())
+	if _, err := rollout.Run(context.Background(), c.target(t, "v1.14.1"), opts); err != nil {
+		t.Fatal(err)
+	}
+	if calls := c.events(mark, simnode.TimelineUpgrade); len(calls) != 0 {
+		t.Errorf("rerun upgraded %v", calls)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/compatibility"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -101,7 +102,27 @@ func (n *Node) upgradeSequence(actorID, seq string, target bootImage, powercycle
 	phases = append(phases, phase{"stopEverything", "stopAllServices"}, phase{"reboot", "reboot"})
 	n.mu.Lock()
 	aborts := n.upgradeAborts
+	preflight := n.installerPreflight(target)
 	n.mu.Unlock()
+	if preflight != nil && seq == "upgrade" {
+		// The installer's pre-flight checks run inside the "upgrade" task (cmd/installer/pkg/install/
+		// preflight.go): the new release must be upgradeable from the running one
+		// (compatibility.TalosVersion.UpgradeableFrom) and support the Kubernetes the node runs. A
+		// failure installs nothing, and the machine reboots on the image it runs, as any failed
+		// upgrade does (website/content/v1.11/talos-guides/upgrading-talos.md).
+		at := slices.IndexFunc(phases, func(p phase) bool { return p.name == "upgrade" })
+		n.runPhases(phases[:at], actorID, sequenceStep, func(p phase) {
+			if p.name == "stopServices" {
+				n.stopServices()
+			}
+		})
+		msg := "pre-flight checks failed: " + preflight.Error()
+		n.trust.record(n.address.String(), TimelineUpgradeRefused, msg)
+		n.publish(&machine.SequenceEvent{Sequence: seq, Action: machine.SequenceEvent_STOP,
+			Error: &common.Error{Code: common.Code_FATAL, Message: msg}}, actorID)
+		n.goDown("upgrade failed")
+		return
+	}
 	if aborts && seq == "upgrade" {
 		// Talos cannot unmount a filesystem held open: it aborts the upgrade and reboots on the
 		// image it runs (website/content/v1.11/talos-guides/upgrading-talos.md, "What happens if an
@@ -132,6 +153,47 @@ func (n *Node) upgradeSequence(actorID, seq string, target bootImage, powercycle
 	n.stagedInstall = seq == "stageUpgrade"
 	n.mu.Unlock()
 	n.goDown("upgrade")
+}
+
+// installerPreflight is the installer's pre-flight check of an upgrade to target
+// (cmd/installer/pkg/install/preflight.go, talosVersion and kubernetesVersion): the target release
+// must accept the running one as its upgrade source, and support the Kubernetes version of the
+// kubelet and, on a control plane, of the API server, controller manager and scheduler the node
+// runs. nil when the upgrade may go ahead. Callers hold n.mu.
+func (n *Node) installerPreflight(target bootImage) error {
+	host, err := compatibility.ParseTalosVersion(&machine.VersionInfo{Tag: n.state.TalosVersion})
+	if err != nil {
+		return fmt.Errorf("error parsing host Talos version: %w", err)
+	}
+	installer, err := compatibility.ParseTalosVersion(&machine.VersionInfo{Tag: target.version})
+	if err != nil {
+		return fmt.Errorf("error parsing installer Talos version: %w", err)
+	}
+	if err := installer.UpgradeableFrom(host); err != nil {
+		return err
+	}
+	if n.cfg == nil {
+		return nil
+	}
+	images := [][2]string{}
+	if k := n.cfg.K8sKubeletConfig(); k != nil {
+		images = append(images, [2]string{"kubelet", k.Image()})
+	}
+	if n.cfg.Machine() != nil && n.cfg.Machine().Type().IsControlPlane() {
+		images = append(images, [2]string{"kube-apiserver", n.cfg.K8sAPIServerConfig().Image()},
+			[2]string{"kube-scheduler", n.cfg.K8sSchedulerConfig().Image()},
+			[2]string{"kube-controller-manager", n.cfg.K8sControllerManagerConfig().Image()})
+	}
+	for _, img := range images {
+		v, err := compatibility.KubernetesVersionFromImageRef(img[1])
+		if err != nil {
+			return fmt.Errorf("error parsing %s version: %w", img[0], err)
+		}
+		if err := v.SupportedWith(installer); err != nil {
+			return fmt.Errorf("component %s version issue: %w", img[0], err)
+		}
+	}
+	return nil
 }
 
 // stopServices is the stopServices phase: cri, trustd and what depends on them (kubelet, etcd).

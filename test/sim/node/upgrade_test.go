@@ -29,6 +29,10 @@ const (
 	upgradedVersion = "v1.12.0"
 )
 
+// unreachableVersion cannot be installed over v1.11.5: Talos 1.14 upgrades only from 1.12.0
+// (machinery compatibility/talos114 MinimumHostUpgradeVersion).
+const unreachableVersion = "v1.14.1"
+
 var goodImage = factoryHost + "/installer/" + emptySchematic + ":" + upgradedVersion
 
 // sim is one simulation for a test: its own trust, a factory, nodes on 127.0.<net>.11 and up.
@@ -47,7 +51,7 @@ func newSim(t *testing.T, subnet, controlPlanes, workers int) sim {
 func newSimWith(t *testing.T, subnet, controlPlanes, workers int, opts ...Option) sim {
 	t.Helper()
 	trust := NewTrust()
-	f := factory.New([]string{"v1.11.5", upgradedVersion}, nil)
+	f := factory.New([]string{"v1.11.5", upgradedVersion, unreachableVersion}, nil)
 	f.Host = factoryHost
 	trust.SetInstallers(f)
 	s := sim{trust: trust, cl: newCluster(t, "up"+strconv.Itoa(subnet))}
@@ -146,6 +150,29 @@ func TestUpgradeBootsTheNewVersionAndSchematicWithANewBootID(t *testing.T) {
 	}
 	got := strings.Join(kinds(s, n.address.String()), "|")
 	want := "up v1.11.5 " + bootedSchematic + "|upgrade " + goodImage + " POWERCYCLE|down upgrade|up " + upgradedVersion + " " + emptySchematic
+	if got != want {
+		t.Fatalf("timeline\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestUpgradeOutsideTalosUpgradePathFailsInTheInstallerAndBootsTheOldImage(t *testing.T) {
+	s := newSim(t, 11, 1, 0)
+	n := s.nodes[0]
+	c := s.client(t, n)
+	before := bootID(t, c, n)
+	image := factoryHost + "/installer/" + emptySchematic + ":" + unreachableVersion
+	// Machined accepts the request: the check is the installer's, inside the upgrade sequence.
+	if _, err := c.UpgradeWithOptions(ctx(t, n), client.WithUpgradeImage(image)); err != nil {
+		t.Fatal(err)
+	}
+	st := waitBoot(t, n, strings.TrimSpace(before))
+	if st.TalosVersion != "v1.11.5" || st.Schematic != bootedSchematic {
+		t.Fatalf("after a refused upgrade the node runs %s %s; want its old image", st.TalosVersion, st.Schematic)
+	}
+	got := strings.Join(kinds(s, n.address.String()), "|")
+	want := "up v1.11.5 " + bootedSchematic + "|upgrade " + image + " DEFAULT" +
+		"|upgrade-refused pre-flight checks failed: host version 1.11.5 is too old to upgrade to Talos 1.14.1" +
+		"|down upgrade failed|up v1.11.5 " + bootedSchematic
 	if got != want {
 		t.Fatalf("timeline\n got %s\nwant %s", got, want)
 	}
