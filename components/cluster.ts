@@ -180,6 +180,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         rebootMode: config.upgrade.rebootMode,
         kubernetesChecks: config.upgrade.kubernetesChecks,
         drainTimeout: config.upgrade.drainTimeout,
+        upgradePath: config.upgrade.path,
         snapshotDir: args.snapshots.dir,
         snapshotPrefix: args.snapshots.prefix,
       },

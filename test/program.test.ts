@@ -358,10 +358,20 @@ describe("changes to running nodes", () => {
 
   it("passes the stack's apply mode and upgrade settings, and snapshots to an absolute folder per stack", async () => {
     const { plan: p } = await planStack(
-      stackWith({ applyMode: "reboot", upgrade: { maxUnavailableWorkers: 2, healthTimeout: "5m", rebootMode: "powercycle" } }),
+      stackWith({
+        applyMode: "reboot",
+        talosVersion: "v1.14.1",
+        upgrade: { maxUnavailableWorkers: 2, healthTimeout: "5m", rebootMode: "powercycle", path: ["v1.12.6", "v1.13.9"] },
+      }),
     );
     const inputs = p.ofType(T.rollout)[0]?.inputs;
-    expect(inputs).toMatchObject({ applyMode: "reboot", maxUnavailableWorkers: 2, healthTimeout: "5m", rebootMode: "powercycle" });
+    expect(inputs).toMatchObject({
+      applyMode: "reboot",
+      maxUnavailableWorkers: 2,
+      healthTimeout: "5m",
+      rebootMode: "powercycle",
+      upgradePath: ["v1.12.6", "v1.13.9"],
+    });
     // By default in the user's state folder, outside the checkout CI cleans before each job.
     const dir = String(inputs?.snapshotDir);
     expect(path.isAbsolute(dir)).toBe(true);
@@ -369,7 +379,7 @@ describe("changes to running nodes", () => {
     expect(path.relative(REPO, dir).startsWith(`..${path.sep}`)).toBe(true);
     expect(inputs?.snapshotPrefix).toBe("test");
     const defaults = (await planStack()).plan.ofType(T.rollout)[0]?.inputs;
-    expect(defaults).toMatchObject({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" });
+    expect(defaults).toMatchObject({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default", upgradePath: [] });
   });
 
   it("writes snapshots to upgrade.snapshotDir when the stack sets it", async () => {
