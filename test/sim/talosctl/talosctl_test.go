@@ -37,7 +37,9 @@ const (
 	clientVersion = "v1.14.1"
 	// The release the upgrade subtest moves a worker to.
 	newerVersion = "v1.11.6"
-	clusterName  = "sim-talosctl"
+	// A worker on Talos 1.13, which talosctl upgrades through LifecycleService, to 1.14.
+	lifecycleFrom, lifecycleTo = "v1.13.9", "v1.14.1"
+	clusterName                = "sim-talosctl"
 	// The factory's id for a schematic with only siderolabs/intel-ucode (factory tests pin it).
 	intelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 )
@@ -199,7 +201,7 @@ func TestTalosctl(t *testing.T) {
 	}
 
 	// The installer image comes from the simulated Image Factory, as the program's does.
-	f := factory.New([]string{talosVersion, newerVersion}, []string{"siderolabs/intel-ucode"})
+	f := factory.New([]string{talosVersion, newerVersion, lifecycleFrom, lifecycleTo}, []string{"siderolabs/intel-ucode"})
 	factoryAddr := net.JoinHostPort("127.0.16.1", strconv.Itoa(toolbin.FreePort(t, "127.0.16.1")))
 	lis, err := net.Listen("tcp", factoryAddr)
 	if err != nil {
@@ -228,8 +230,10 @@ func TestTalosctl(t *testing.T) {
 	// Upgrades pull their installer image from the simulated factory.
 	f.Host = factoryAddr
 	trust.SetInstallers(f)
-	start := func(ip string) simNode {
-		n, err := node.New(ip, toolbin.FreePort(t, ip), talosVersion, posted.ID, trust)
+	var startAt func(ip, version string) simNode
+	start := func(ip string) simNode { return startAt(ip, talosVersion) }
+	startAt = func(ip, version string) simNode {
+		n, err := node.New(ip, toolbin.FreePort(t, ip), version, posted.ID, trust)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -715,6 +719,39 @@ func TestTalosctl(t *testing.T) {
 		refused("os:etcd:backup", cps[0], "service")
 	})
 
+	// upgrades are the node's upgrade events in the simulator's timeline.
+	upgrades := func(n simNode) []string {
+		var details []string
+		for _, e := range trust.Timeline() {
+			if e.Node == n.ip && e.Event == node.TimelineUpgrade {
+				details = append(details, e.Detail)
+			}
+		}
+		return details
+	}
+
+	// A 1.13+ node: talosctl pulls the installer (ImageService.Pull), installs it with
+	// LifecycleService.Upgrade and reboots the node (cmd/talosctl/cmd/talos/upgrade.go).
+	t.Run("upgrade through LifecycleService", func(t *testing.T) {
+		w := startAt("127.0.15.22", lifecycleFrom)
+		c.must("apply-config", "--insecure", "-n", w.endpoint(), "-f", filepath.Join(dir, "worker.yaml"))
+		image := installer(lifecycleTo)
+		// --drain=false: on this path talosctl 1.14 cordons and drains the node itself through the
+		// Kubernetes API (cmd/talosctl/cmd/talos/drain.go), which this test's nodes do not run
+		// (TestHealth's do); the legacy path drains on the node (a phase of its sequence).
+		out, err := c.run(3*time.Minute, "--talosconfig", c.config, "-e", w.endpoint(), "-n", w.ip,
+			"upgrade", "--wait", "--drain=false", "--timeout", "2m", "-i", image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := w.State().TalosVersion; v != lifecycleTo {
+			t.Fatalf("after upgrade to %s the simulator says the node runs %s:\n%s", image, v, out)
+		}
+		if got := upgrades(w); !reflect.DeepEqual(got, []string{image + " lifecycle"}) {
+			t.Errorf("upgrade events %q, want one through LifecycleService", got)
+		}
+	})
+
 	t.Run("upgrade", func(t *testing.T) {
 		w := workers[0]
 		image := installer(newerVersion)
@@ -732,6 +769,10 @@ func TestTalosctl(t *testing.T) {
 		}
 		if server := serverPart(out); !strings.Contains(server, "Tag:         "+newerVersion) {
 			t.Errorf("version after the upgrade:\n%s", out)
+		}
+		// A 1.11 node has no LifecycleService: talosctl falls back to MachineService.Upgrade.
+		if got := upgrades(w); len(got) != 1 || strings.HasSuffix(got[0], " lifecycle") {
+			t.Errorf("upgrade events %q, want one through MachineService.Upgrade", got)
 		}
 		// The other nodes still run the release they had.
 		for _, n := range cps {
