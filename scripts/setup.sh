@@ -77,7 +77,7 @@ TALOSCTL="$CACHE/bin/talosctl-v$TALOSCTL_VERSION-$(cat "$TALOSCTL_WRAPPER/go.mod
 if [ -x "$TALOSCTL" ]; then echo "talosctl v$TALOSCTL_VERSION: cached"; else
   grep -q "^[[:space:]]github.com/siderolabs/talos v$TALOSCTL_VERSION\b" "$TALOSCTL_WRAPPER/go.mod" ||
     { echo "$TALOSCTL_WRAPPER/go.mod does not require talos v$TALOSCTL_VERSION (TALOSCTL_VERSION in scripts/toolchain.env)" >&2; exit 1; }
-  echo "talosctl v$TALOSCTL_VERSION: building (about 4 minutes on a cold cache, 2 cores)"
+  echo "talosctl v$TALOSCTL_VERSION: building (several minutes on a cold cache: docs/toolchain.md)"
   t=$(date +%s)
   # As Talos' Makefile builds it: no cgo, tag grpcnotrace, stripped. The version it reports is
   # machinery's embedded release tag (pkg/machinery/gendata), which -X cannot override.

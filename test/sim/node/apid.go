@@ -53,8 +53,9 @@ type machineAPI struct {
 }
 
 // streamedMethods are the server-streaming methods apid proxies as streams (apid main.go's list,
-// and its rule that a method whose name ends in Stream streams).
-var streamedMethods = regexp.MustCompile(`^/(machine\.MachineService/(Copy|DiskUsage|Dmesg|EtcdSnapshot|Events|ImageList|Kubeconfig|List|Logs|PacketCapture|Read)|os\.OSService/Dmesg|cluster\.ClusterService/HealthCheck)$|Stream$`)
+// and its rule that a method whose name ends in Stream streams); LifecycleService's from Talos
+// 1.13 (v1.14.1 internal/app/apid/service.go:88-104).
+var streamedMethods = regexp.MustCompile(`^/(machine\.MachineService/(Copy|DiskUsage|Dmesg|EtcdSnapshot|Events|ImageList|Kubeconfig|List|Logs|PacketCapture|Read)|machine\.LifecycleService/(Install|Upgrade)|os\.OSService/Dmesg|cluster\.ClusterService/HealthCheck)$|Stream$`)
 
 // newMachineAPI builds apid and machined; machined serves the handlers register adds.
 func (n *Node) newMachineAPI(register func(*grpc.Server)) *machineAPI {

@@ -63,6 +63,10 @@ var methodRoles = func() map[string]role.Set {
 		"Reset", "Rollback", "Upgrade")
 	// COSI: reads for readers, then the access policy decides per type; writes for admins (and
 	// then refused by the access policy all the same).
+	// Talos 1.13+ (v1.14.1 internal/app/machined/pkg/system/services/machined.go); LifecycleService's
+	// Install and Upgrade are for admins, the default.
+	add("machine.ImageService", readers, "List")
+	add("machine.ImageService", operators, "Pull")
 	add("cosi.resource.State", readers, "Get", "List", "Watch")
 	add("cosi.resource.State", admins, "Create", "Destroy", "Update")
 	add("storage.StorageService", readers, "Disks")

@@ -119,6 +119,10 @@ type Node struct {
 	// with a reboot); installed is the image an upgrade wrote for the next boot.
 	pending   *activation
 	installed *bootImage
+	// images are what ImageService.Pull put in containerd's store (Talos 1.13+); installing is
+	// LifecycleService's lock (one install or upgrade at a time).
+	images     map[string]bool
+	installing bool
 	// Faults for tests.
 	bootFails     bool
 	etcdUnhealthy bool
@@ -214,6 +218,9 @@ func (n *Node) newServer() (net.Listener, *machineAPI, error) {
 	return lis, n.newMachineAPI(func(srv *grpc.Server) {
 		machine.RegisterMachineServiceServer(srv, n)
 		storage.RegisterStorageServiceServer(srv, n)
+		// Talos 1.13+ (lifecycleapi.go); older releases answer Unimplemented from them.
+		machine.RegisterImageServiceServer(srv, imageService{n: n})
+		machine.RegisterLifecycleServiceServer(srv, lifecycleService{n: n})
 		// As on Talos (maintenance and apid alike), the API reads resources through an access policy.
 		cosiapi.RegisterStateServer(srv, cosiserver.NewState(state.WrapCore(state.Filter(n.cosi, n.accessPolicy))))
 	}), nil

@@ -65,6 +65,7 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		asTalos111{&k8s.APIServerConfig{}},
 		&k8s.ControllerManagerConfig{},
 		&k8s.SchedulerConfig{},
+		&k8s.BootstrapManifestsConfig{},
 		&k8s.StaticPodStatus{},
 		&k8s.Nodename{},
 		asTalos111{&k8s.KubeletConfig{}},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cosi-project/runtime/pkg/resource"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
 )
@@ -177,6 +178,14 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		log.Printf("node %s: kubelet config: %v", n.address, err)
 	}
 	controlPlane := cfg.Machine().Type().IsControlPlane()
+	if controlPlane {
+		n.mu.Lock()
+		running := n.state.TalosVersion
+		n.mu.Unlock()
+		if err := put(ctx, n.cosi, bootstrapManifestsConfig(cfg, running)); err != nil {
+			log.Printf("node %s: bootstrap manifests config: %v", n.address, err)
+		}
+	}
 	var started []string
 	for _, c := range components {
 		if !controlPlane {
@@ -438,4 +447,34 @@ func (n *Node) SetStaticPodFails(component string, fails bool) error {
 		n.startPod(component)
 	}
 	return nil
+}
+
+// bootstrapManifestsConfig is the part of Talos' BootstrapManifestsConfig (a control plane's, in
+// namespace controlplane; controllers/k8s/control_plane.go ControlPlaneBootstrapManifestsController)
+// that clients read: talosctl 1.13+ health skips the node-readiness and CoreDNS checks when its
+// cniName is "none" (pkg/cluster/check/default.go cniDisabledStatus). cniName exists from Talos
+// 1.13 on (machinery resources/k8s/manifests_config.go): 1.13 copies cluster.network.cni.name
+// (flannel when unset), 1.14 says flannel when the config has a Flannel CNI and none otherwise
+// (control_plane.go:456-493). Earlier releases leave it empty.
+func bootstrapManifestsConfig(cfg config.Provider, running string) *k8s.BootstrapManifestsConfig {
+	res := k8s.NewBootstrapManifestsConfig()
+	spec := res.TypedSpec()
+	spec.ClusterDomain = clusterSection(cfg).DNSDomain()
+	spec.PodCIDRs = podCIDRs(cfg)
+	if ep := clusterSection(cfg).Endpoint(); ep != nil {
+		spec.Server = ep.String()
+	}
+	switch {
+	case releaseAtLeast(running, 14):
+		spec.CNIName = constants.NoneCNI
+		if cfg.K8sFlannelCNIConfig() != nil {
+			spec.CNIName = constants.FlannelCNI
+		}
+	case releaseAtLeast(running, 13):
+		spec.CNIName = constants.FlannelCNI
+		if n := clusterSection(cfg).ClusterNetwork; n != nil && n.CNI != nil && n.CNI.CNIName != "" {
+			spec.CNIName = n.CNI.CNIName
+		}
+	}
+	return res
 }
