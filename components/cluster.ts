@@ -1,4 +1,4 @@
-// TalosCluster: machine secrets, one machine configuration per role, one config apply per node, the
+// TalosCluster: machine secrets, one machine configuration per node, one config apply per node, the
 // bootstrap of etcd, the credentials (kubeconfig, talosconfig) that come out of it, and per node
 // what it really runs (talosnode.NodeState, read back on every refresh).
 import * as pulumi from "@pulumi/pulumi";
@@ -83,30 +83,33 @@ export class TalosCluster extends pulumi.ComponentResource {
     // Secret here as well as in state, so every resource that takes the client key holds it as one.
     const clientConfiguration = pulumi.secret(this.secrets.clientConfiguration);
 
-    // Each node's full config, rendered by the talos plugin's own library from the role's patches
-    // and then the node's: the same config its apply installs and the rollout later applies.
-    // Secret: it holds the machine secrets, and every resource it reaches must keep it so.
+    // Each node's full config, rendered by this project's provider with its Talos library (the
+    // talos plugin's own library, machinery v1.9.2, cannot move to a current Talos), and judged by
+    // Talos' validator in the same call: what the preview validates is byte for byte what is
+    // applied, and a patch Talos refuses fails the render naming its stack key. The same config its
+    // apply installs and the rollout later applies. An invoke: the config is in state only where
+    // the resources below hold it. Secret: it holds the machine secrets, and every resource it
+    // reaches must keep it so.
     const nodeConfig = plan.nodes.map((p) =>
       pulumi.secret(
         pulumi
           .all([
             downgradeCheck,
-            talos.machine.getConfigurationOutput(
+            talosnode.getMachineConfigurationOutput(
               {
                 clusterName: config.clusterName,
                 clusterEndpoint: config.endpoint,
                 machineType: p.role,
+                node: p.name,
                 machineSecrets: this.secrets.machineSecrets,
                 // The config contract stays at the release the cluster was created with (the secrets
                 // keep it: ignoreChanges), while the installer image moves on; raising the contract
                 // past a release has broken etcd decryption upstream (terraform-provider-talos #399).
                 talosVersion: this.secrets.talosVersion,
                 kubernetesVersion: config.kubernetesVersion,
-                // Every patch in the plan's order: the ones the validator judged before the run.
-                configPatches: this.secrets.talosVersion.apply((contract) => p.patches(contract).map((k) => k.patch)),
-                // Examples and docs bloat every apply's diff and state with comments.
-                docs: false,
-                examples: false,
+                // Every patch in the plan's order, each with its stack key: the ones the validator
+                // judged before the run, judged again here against the cluster's real secrets.
+                configPatches: this.secrets.talosVersion.apply((contract) => p.patches(contract)),
               },
               { parent: this },
             ).machineConfiguration,

@@ -10,12 +10,13 @@ export const TYPES = {
   // The talos plugin's resources and invokes.
   schematic: "talos:imagefactory/schematic:Schematic",
   secrets: "talos:machine/secrets:Secrets",
-  machineConfig: "talos:machine/getConfiguration:getConfiguration",
   clientConfig: "talos:client/getConfiguration:getConfiguration",
   configApply: "talos:machine/configurationApply:ConfigurationApply",
   bootstrap: "talos:machine/bootstrap:Bootstrap",
   kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
-  // This project's provider (talosnode/).
+  // This project's provider (talosnode/). Machine configs are rendered (and validated) here, not
+  // by the talos plugin, whose config library cannot move to a current Talos.
+  machineConfig: "talosnode:index:getMachineConfiguration",
   rollout: "talosnode:index:Rollout",
   nodeState: "talosnode:index:NodeState",
   kubernetesReady: "talosnode:index:KubernetesReady",
@@ -34,6 +35,15 @@ export const SECRET_OUTPUTS = {
   [TYPES.nodeState]: ["machineConfiguration", "clientConfiguration"],
   [TYPES.rollout]: ["clientConfiguration"],
   [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
+};
+
+/**
+ * Invoke results that carry private keys or tokens. An invoke takes no additionalSecretOutputs: its
+ * provider marks them secret itself (a test checks talosnode's schema), and the program wraps them
+ * in pulumi.secret as well.
+ */
+export const SECRET_RESULTS = {
+  [TYPES.machineConfig]: ["machineConfiguration"],
 };
 
 /** The outputs of a resource type that must be secret; undefined for a type that carries none. */

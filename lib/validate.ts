@@ -1,10 +1,10 @@
 // Talos' own judgement of every node's machine config, before any resource is declared: the config
-// each node would get is generated the way the talos plugin does, each patch applied in the
-// program's order with Talos' patcher, and the result checked by Talos' validator for bare metal
-// (talosvalidate/, on machinery v1.14.1, refusing on top what the plugin's config library v1.9.2
-// refuses, so preview predicts what apply does).
-// A bad patch is then refused up front on a new stack too, where the talos provider skips config
-// generation until the machine secrets exist.
+// each node would get is generated as talosnode's getMachineConfiguration renders it (the same Go
+// package, talosvalidate/judge), each patch applied in the program's order with Talos' patcher,
+// and the result checked by Talos' validator for bare metal (machinery v1.14.1, refusing on top
+// what the talos plugin's config library v1.9.2 refuses at a node's first apply).
+// A bad patch is then refused up front on a new stack too, where the render waits for the machine
+// secrets to exist; the render itself validates again, against the real secrets.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";

@@ -212,8 +212,9 @@ export function talosDowngrade(declared: string, contract: string): string | und
 
 /**
  * The Talos config library (pkg/machinery) inside the talos plugin: terraform-provider-talos
- * v0.7.1 pins v1.9.2. It generates, patches and validates every machine config the plugin
- * handles, so a config document it does not know fails there, whatever the nodes run.
+ * v0.7.1 pins v1.9.2. Configs are rendered by talosnode (machinery v1.14.1), but the plugin's
+ * config apply decodes a new node's config with v1.9.2 before sending it, so a config document it
+ * does not know fails there, whatever the nodes run.
  */
 export const PLUGIN_CONFIG_LIBRARY = { version: "v1.9.2", minor: "1.9", provider: "terraform-provider-talos v0.7.1" } as const;
 

@@ -238,9 +238,10 @@ else
   rm -rf "$K8S.tmp/src" "$K8S" && mv "$K8S.tmp" "$K8S"
   echo "  built in $(elapsed "$t")"
 fi
-# The project's own provider (talosnode/: reads the nodes), a Go module of its own, since
-# pulumi-go-provider v1.1.2 compiles against pulumi pkg/sdk v3.169.0, not the CLI's 3.274.1.
-TALOSNODE="$CACHE/talosnode-$(wrapper_hash talosnode)"
+# The project's own provider (talosnode/: renders machine configs, reads and rolls the nodes), a Go
+# module of its own, since pulumi-go-provider v1.1.2 compiles against pulumi pkg/sdk v3.169.0, not
+# the CLI's 3.274.1. It compiles in talosvalidate's renderer (go.mod replace), so both key the build.
+TALOSNODE="$CACHE/talosnode-$(wrapper_hash talosnode talosvalidate)"
 if reuse=$(installed talosnode "$TALOSNODE_VERSION" "${TALOSNODE##*/}"); then
   echo "talosnode plugin v$TALOSNODE_VERSION: installed ($reuse), reused"
   mkdir -p "$TALOSNODE" && schema_of "$reuse" "$TALOSNODE"

@@ -14,6 +14,7 @@ require (
 	go.yaml.in/yaml/v4 v4.0.0
 	google.golang.org/grpc v1.83.2
 	talos-cluster/sim v0.0.0-00010101000000-000000000000
+	talos-cluster/talosvalidate v0.0.0-00010101000000-000000000000
 )
 
 require (
@@ -162,4 +163,6 @@ replace (
 	github.com/mdlayher/ethtool => github.com/siderolabs/ethtool v0.4.0-sidero
 	// Tests read nodes of the simulator.
 	talos-cluster/sim => ../test/sim
+	// The renderer and validator of machine configs, shared with the talosvalidate CLI.
+	talos-cluster/talosvalidate => ../talosvalidate
 )

@@ -9,7 +9,7 @@ import { deployCluster, type StackOutputs, snapshotFolder } from "../components/
 import { ConfigError, parseConfig } from "../lib/config/parse";
 import { PROJECT } from "../lib/config/source";
 import { verifiedSchematicId } from "../lib/image";
-import { readyEndpoints } from "../lib/plan";
+import { type KeyedPatch, readyEndpoints } from "../lib/plan";
 import { schematicFor } from "../lib/schematic";
 import { SECRET_OUTPUTS, secretOutputsOf, TYPES } from "../lib/tokens";
 import { validatorInput } from "../lib/validate";
@@ -68,7 +68,7 @@ function providers(): MockOutputs {
     }),
   };
 }
-const parsePatches = (list: unknown) => (list as string[]).map((t) => JSON.parse(t));
+const parsePatches = (list: unknown) => (list as KeyedPatch[]).map((k) => JSON.parse(k.patch));
 /** The hostname a node's config patches give it: each node's config is rendered on its own. */
 const hostnameIn = (list: unknown): string | undefined =>
   parsePatches(list).find((x) => x.machine?.network?.hostname)?.machine.network.hostname;
@@ -209,14 +209,13 @@ describe("node configuration", () => {
         clusterEndpoint: "https://10.0.0.10:6443",
         talosVersion: "v1.11.5",
         kubernetesVersion: "1.34.1",
-        docs: false,
-        examples: false,
       });
+      expect(c.inputs.node).toBe(hostnameIn(c.inputs.configPatches));
       expect(c.inputs.machineSecrets).toMatchObject({ secrets: { bootstrapToken: "token" } });
     }
   });
 
-  it("renders each node's config from byte for byte the patches Talos' validator judged, in the same order", async () => {
+  it("renders each node's config from byte for byte the patches Talos' validator judged, in the same order, each with its key", async () => {
     const nodes = (validStack().nodes as Record<string, unknown>[]).map((n, i) =>
       i === 3 ? { ...n, patches: [{ machine: { sysctls: { "vm.swappiness": "10" } } }] } : n,
     );
@@ -232,7 +231,7 @@ describe("node configuration", () => {
     expect(judged.map((n) => n.name)).toEqual(config.nodes.map((n) => n.name));
     for (const node of judged) {
       const call = p.calls.find((c) => c.token === T.machineConfig && hostnameIn(c.inputs.configPatches) === node.name);
-      expect(call?.inputs.configPatches).toEqual(node.patches.map((k) => k.patch));
+      expect(call?.inputs.configPatches).toEqual(node.patches);
     }
   });
 

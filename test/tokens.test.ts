@@ -1,7 +1,19 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import * as talos from "@pulumiverse/talos";
 import * as talosnode from "@talos-cluster/talosnode";
 import { describe, expect, it } from "vitest";
-import { SECRET_OUTPUTS, secretOutputsOf, TYPES } from "../lib/tokens";
+import { SECRET_OUTPUTS, SECRET_RESULTS, secretOutputsOf, TYPES } from "../lib/tokens";
+
+/** talosnode's schema, which setup generated the SDK from (sdks/talosnode/.built-from). */
+function talosnodeSchema(): {
+  resources: Record<string, { properties?: Record<string, { secret?: boolean }> }>;
+  functions: Record<string, { outputs: { properties: Record<string, { secret?: boolean }> } }>;
+} {
+  const dir = readFileSync(join(__dirname, "..", "sdks", "talosnode", ".built-from"), "utf8").trim();
+  return JSON.parse(readFileSync(join(dir, "schema.json"), "utf8"));
+}
 
 describe("type tokens", () => {
   // isInstance compares an object's token with the one the SDK registers its resources under.
@@ -23,7 +35,51 @@ describe("type tokens", () => {
   }
 });
 
+describe("function tokens", () => {
+  it("names machineConfig as the talosnode SDK invokes it", async () => {
+    const tokens: string[] = [];
+    await pulumi.runtime.setMocks({
+      newResource: (args) => ({ id: `${args.name}-id`, state: args.inputs }),
+      call: (args) => {
+        tokens.push(args.token);
+        return { machineConfiguration: "version: v1alpha1\n" };
+      },
+    });
+    await talosnode.getMachineConfiguration({
+      clusterName: "lab",
+      clusterEndpoint: "https://10.0.0.10:6443",
+      machineType: "worker",
+      node: "w-1",
+      machineSecrets: {
+        cluster: { id: "i", secret: "s" },
+        secrets: { bootstrapToken: "t" },
+        trustdinfo: { token: "t" },
+        certs: {
+          etcd: { cert: "c", key: "k" },
+          k8s: { cert: "c", key: "k" },
+          k8sAggregator: { cert: "c", key: "k" },
+          k8sServiceaccount: { key: "k" },
+          os: { cert: "c", key: "k" },
+        },
+      },
+      talosVersion: "v1.11.5",
+      kubernetesVersion: "1.34.1",
+    });
+    expect(tokens).toEqual([TYPES.machineConfig]);
+  });
+});
+
 describe("secret outputs", () => {
+  it("are marked secret by talosnode itself, for its invokes (which take no additionalSecretOutputs) and resources", () => {
+    const schema = talosnodeSchema();
+    const listed = [...Object.entries(SECRET_OUTPUTS), ...Object.entries(SECRET_RESULTS)].filter(([type]) => type.startsWith("talosnode:"));
+    expect(listed.map(([type]) => type)).toContain(TYPES.machineConfig);
+    for (const [type, outputs] of listed) {
+      const properties = schema.functions[type]?.outputs.properties ?? schema.resources[type]?.properties ?? {};
+      for (const output of outputs) expect({ type, output, secret: properties[output]?.secret }).toEqual({ type, output, secret: true });
+    }
+  });
+
   it("name the outputs of a type that carries credentials, and nothing for any other name", () => {
     expect(secretOutputsOf(TYPES.kubeconfig)).toEqual(SECRET_OUTPUTS[TYPES.kubeconfig]);
     expect(secretOutputsOf(TYPES.schematic)).toBeUndefined();

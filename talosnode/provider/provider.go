@@ -1,6 +1,7 @@
-// Package provider is the talosnode Pulumi provider: NodeState records what a Talos node runs
-// next to what the stack declares, so a refresh shows drift made on the node; Rollout changes a
-// running cluster's nodes one at a time.
+// Package provider is the talosnode Pulumi provider: getMachineConfiguration renders and validates
+// each node's machine config; NodeState records what a Talos node runs next to what the stack
+// declares, so a refresh shows drift made on the node; Rollout changes a running cluster's nodes
+// one at a time.
 package provider
 
 import (
@@ -26,6 +27,8 @@ func New() (p.Provider, error) {
 		WithNamespace("talos-cluster").
 		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
 		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{}), infer.Resource(&Reachable{})).
+		// Machine configs are rendered and validated here, with this provider's Talos library.
+		WithFunctions(infer.Function(&GetMachineConfiguration{})).
 		// Types live in this Go package; their tokens are talosnode:index:*.
 		WithModuleMap(map[tokens.ModuleName]tokens.ModuleName{"provider": "index"}).
 		Build()

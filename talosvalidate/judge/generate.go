@@ -50,13 +50,23 @@ func newGenerator(in Input) (*generator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating throwaway secrets: %w", err)
 	}
-	// The options terraform-provider-talos v0.7.1 passes (pkg/talos/util.go, generate()), so the
-	// generated config is the one machine.getConfiguration returns before patches. Two differ in
-	// form, not in result: the plugin passes generate.WithPersist(true), which machinery 1.13
-	// removed along with the option (init.go and worker.go now always set machine.persist: true,
-	// the same value); and the default install image names the plugin's library release
-	// (its gendata.VersionTag), not this library's.
-	input, err := generate.NewInput(in.ClusterName, in.Endpoint, strings.TrimPrefix(in.KubernetesVersion, "v"),
+	input, err := generateInput(in.ClusterName, in.Endpoint, in.KubernetesVersion, contract, bundle)
+	if err != nil {
+		return nil, err
+	}
+	all, opaque := secretStrings(bundle)
+	return &generator{input: input, roles: map[string]*roleBase{}, secrets: all, opaque: opaque}, nil
+}
+
+// generateInput prepares config generation with the options terraform-provider-talos v0.7.1
+// passes (pkg/talos/util.go, generate()), so a generated config is the one its
+// machine.getConfiguration returned before patches. Two differ in form, not in result: the plugin
+// passes generate.WithPersist(true), which machinery 1.13 removed along with the option (init.go
+// and worker.go now always set machine.persist: true, the same value); and the default install
+// image names the plugin's library release (its gendata.VersionTag), not this library's, so a
+// config rendered here for an existing cluster is byte for byte the one the plugin rendered.
+func generateInput(clusterName, endpoint, kubernetesVersion string, contract *coreconfig.VersionContract, bundle *secrets.Bundle) (*generate.Input, error) {
+	input, err := generate.NewInput(clusterName, endpoint, strings.TrimPrefix(kubernetesVersion, "v"),
 		generate.WithClusterDiscovery(true),
 		generate.WithDNSDomain(constants.DefaultDNSDomain),
 		generate.WithInstallDisk("/dev/sda"),
@@ -67,8 +77,7 @@ func newGenerator(in Input) (*generator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing config generation: %w", err)
 	}
-	all, opaque := secretStrings(bundle)
-	return &generator{input: input, roles: map[string]*roleBase{}, secrets: all, opaque: opaque}, nil
+	return input, nil
 }
 
 // secretsContract is the contract the throwaway secrets are made for. From 1.7 on the contract

@@ -135,7 +135,7 @@ func judgeWith(gen *generator, in Input) (Report, error) {
 		if err != nil {
 			return Report{}, fmt.Errorf("generating the %s config: %w", n.Role, err)
 		}
-		p, w := judgeNode(base, n.Patches)
+		_, p, w := judgeNode(base, n.Patches)
 		for _, f := range p {
 			problems.add(f.Key, n.Name, gen.redact(f.Message))
 		}

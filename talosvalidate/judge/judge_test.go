@@ -188,7 +188,7 @@ func TestRefusesBadPatches(t *testing.T) {
 		},
 		{
 			"text that is not JSON", "worker", keyAll, `{"machine": `,
-			"not valid YAML or JSON (Talos: decode error: go-yaml load error in parser (while parsing a flow node) at L2.C1: did not find expected node content)",
+			"not valid YAML or JSON (Talos: decode error: yaml: line 2: did not find expected node content)",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,9 +22,10 @@ type blamed struct {
 // of the rest of the chain, so every later patch is still judged. Only what is still wrong after
 // the last patch counts (what the node would be sent); each such error is blamed on the patch
 // after which it appeared and stayed, or on the generated config if it was there from the start.
-func judgeNode(base *roleBase, patches []Patch) (problems, warnings []finding) {
+// cfg is the config after every patch that applied.
+func judgeNode(base *roleBase, patches []Patch) (cfg coreconfig.Provider, problems, warnings []finding) {
 	var refused []blamed
-	cfg := base.cfg
+	cfg = base.cfg
 	errs, warns := newStreaks(base.verdict.errors), newStreaks(base.verdict.warnings)
 
 	for step, p := range patches {
@@ -45,7 +46,7 @@ func judgeNode(base *roleBase, patches []Patch) (problems, warnings []finding) {
 		}
 		return patches[step].Key
 	}
-	return ordered(append(refused, errs.blame(key)...)), ordered(warns.blame(key))
+	return cfg, ordered(append(refused, errs.blame(key)...)), ordered(warns.blame(key))
 }
 
 // applyOne loads one patch and applies it with Talos' config patcher, as the talos plugin does

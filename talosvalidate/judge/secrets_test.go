@@ -108,8 +108,8 @@ func TestServiceAccountKeyTypeDoesNotChangeTheVerdict(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range patches {
-			a, _ := judgeNode(&roleBase{cfg: ecdsaCfg, verdict: validate(ecdsaCfg)}, []Patch{p})
-			b, _ := judgeNode(&roleBase{cfg: rsaCfg, verdict: validate(rsaCfg)}, []Patch{p})
+			_, a, _ := judgeNode(&roleBase{cfg: ecdsaCfg, verdict: validate(ecdsaCfg)}, []Patch{p})
+			_, b, _ := judgeNode(&roleBase{cfg: rsaCfg, verdict: validate(rsaCfg)}, []Patch{p})
 			if len(a) != len(b) {
 				t.Errorf("%s, %s: %d problems with an ECDSA key, %d with RSA", role, p.Key, len(a), len(b))
 			}
