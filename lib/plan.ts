@@ -27,8 +27,8 @@ export interface NodePlan {
   installerImage: string;
   /**
    * Every patch of the node's config in apply order: cluster-wide, the role's, then the node's,
-   * the program's own before the stack's at each level. The node's part depends on the cluster's
-   * config contract (the Talos release it was created with), known to TalosCluster only as an output.
+   * the program's own before the stack's at each level. Their shape depends on the cluster's config
+   * contract (the Talos release it was created with), known to TalosCluster only as an output.
    */
   patches(contract: string): KeyedPatch[];
 }
@@ -65,9 +65,11 @@ export function planCluster(
   config: ClusterConfig,
   installerImage = planImage(imageSource(config)).installerImage,
 ): ClusterPlan {
-  const cluster = keyed(clusterPatches(config), config.patches.all, `${PROJECT}:patches.all`, "(program: cluster settings)");
-  const role = (r: Role) => keyed(rolePatches(config, r), config.patches[r], `${PROJECT}:patches.${r}`, `(program: ${r} settings)`);
-  const byRole = { controlplane: role("controlplane"), worker: role("worker") };
+  // The cluster's and each role's part depend on the contract too (the config's shape), not on the node.
+  const cluster = (contract: string) =>
+    keyed(clusterPatches(config, contract), config.patches.all, `${PROJECT}:patches.all`, "(program: cluster settings)");
+  const role = (r: Role, contract: string) =>
+    keyed(rolePatches(config, r, contract), config.patches[r], `${PROJECT}:patches.${r}`, `(program: ${r} settings)`);
   const nodes = config.nodes.map(
     (n, i): NodePlan => ({
       node: n,
@@ -77,8 +79,8 @@ export function planCluster(
       resourceName: resourceNames.configApply(name, n.name),
       installerImage,
       patches: (contract) => [
-        ...cluster,
-        ...byRole[n.role],
+        ...cluster(contract),
+        ...role(n.role, contract),
         ...keyed(
           nodePatches(n, installerImage, contract),
           n.patches,

@@ -219,9 +219,18 @@ export function talosDowngrade(declared: string, contract: string): string | und
 export const PLUGIN_CONFIG_LIBRARY = { version: "v1.9.2", minor: "1.9", provider: "terraform-provider-talos v0.7.1" } as const;
 
 /**
+ * The Talos config library that judges every machine config at preview (talosvalidate) and, with
+ * issue 20, renders it (talosnode): machinery, one version for the project's Go modules. The
+ * program writes what it owns in the shape this library generates for the cluster's contract
+ * (lib/patches.ts), since the library refuses the old field beside the document it generates.
+ */
+export const CONFIG_LIBRARY = { version: "v1.14.1", minor: "1.14" } as const;
+
+/**
  * Multi-document machine-config kinds (apiVersion v1alpha1), with the Talos minor whose config
- * library first decodes each (registry.Register in pkg/machinery/config/types, per release tag).
- * talosplugin's Go test checks this table against the plugin's library.
+ * library first decodes each (registry.Register in pkg/machinery/config/types, per release tag:
+ * read up to v1.12.0, v1.13.9 and v1.14.1). talosplugin's Go test checks this table against the
+ * plugin's library: it decodes every kind up to its minor and none after.
  */
 export const CONFIG_DOCUMENT_KINDS: Readonly<Record<string, string>> = {
   // config-document-kinds:begin
@@ -261,6 +270,59 @@ export const CONFIG_DOCUMENT_KINDS: Readonly<Record<string, string>> = {
   VLANConfig: "1.12",
   WireguardConfig: "1.12",
   OOMConfig: "1.12",
+  BlackholeRouteConfig: "1.13",
+  EnvironmentConfig: "1.13",
+  ExternalVolumeConfig: "1.13",
+  ImageVerificationConfig: "1.13",
+  KubeSpanConfig: "1.13",
+  RoutingRuleConfig: "1.13",
+  TCPProbeConfig: "1.13",
+  VRFConfig: "1.13",
+  BGPInstanceConfig: "1.14",
+  CRIBaseRuntimeSpecConfig: "1.14",
+  CRICustomizationConfig: "1.14",
+  ContainerConfig: "1.14",
+  DiscoveryIdentityConfig: "1.14",
+  DiscoveryServiceConfig: "1.14",
+  EtcFileConfig: "1.14",
+  FilesystemScrubConfig: "1.14",
+  FilesystemTrimConfig: "1.14",
+  HTTPProbeConfig: "1.14",
+  ImageCacheConfig: "1.14",
+  KernelModuleConfig: "1.14",
+  KubeAPIServerCAConfig: "1.14",
+  KubeAPIServerConfig: "1.14",
+  KubeAdmissionControlConfig: "1.14",
+  KubeAggregatorCAConfig: "1.14",
+  KubeAuditPolicyConfig: "1.14",
+  KubeAuthenticationConfig: "1.14",
+  KubeAuthorizerConfig: "1.14",
+  KubeClusterConfig: "1.14",
+  KubeControllerManagerConfig: "1.14",
+  KubeCoreDNSConfig: "1.14",
+  KubeCredentialProviderConfig: "1.14",
+  KubeEtcdEncryptionConfig: "1.14",
+  KubeExternalManifestConfig: "1.14",
+  KubeFlannelCNIConfig: "1.14",
+  KubeInlineManifestConfig: "1.14",
+  KubeNetworkConfig: "1.14",
+  KubeNodeConfig: "1.14",
+  KubePrismConfig: "1.14",
+  KubeProxyConfig: "1.14",
+  KubeSchedulerConfig: "1.14",
+  KubeServiceAccountConfig: "1.14",
+  KubeStaticPodConfig: "1.14",
+  KubeTalosAPIAccessConfig: "1.14",
+  KubeletConfig: "1.14",
+  LVMLogicalVolumeConfig: "1.14",
+  LVMVolumeGroupConfig: "1.14",
+  RAIDArrayConfig: "1.14",
+  SecurityProfileConfig: "1.14",
+  SysctlConfig: "1.14",
+  SysfsConfig: "1.14",
+  UdevRulesConfig: "1.14",
+  UnattendedInstallConfig: "1.14",
+  VethConfig: "1.14",
   // config-document-kinds:end
 };
 

@@ -672,6 +672,35 @@ describe("stack config: patches that fight the program", () => {
     ]);
   });
 
+  it("refuses the same settings in the documents that hold them for a Talos 1.12 or 1.14 contract", () => {
+    const doc = (kind: string, body: Record<string, unknown>) => ({ apiVersion: "v1alpha1", kind, ...body });
+    const raw = validStack();
+    (raw.nodes as Record<string, unknown>[])[0] = {
+      ...(raw.nodes as Record<string, unknown>[])[0],
+      patches: [doc("HostnameConfig", { auto: "stable" }), doc("KubeNodeConfig", { labels: { a: "b" }, taints: { c: "NoSchedule" } })],
+    };
+    const all = [
+      doc("KubeNetworkConfig", { podSubnets: ["10.1.0.0/16"], serviceSubnets: ["10.2.0.0/16"] }),
+      doc("KubeProxyConfig", { mode: "ipvs" }),
+      doc("KubeFlannelCNIConfig", { backendType: "vxlan" }),
+      doc("UnattendedInstallConfig", { installer: { image: "ghcr.io/siderolabs/installer:v1.14.1" } }),
+    ];
+    const problems = problemsOf({ ...raw, patches: { all } });
+    const owned = problems.filter((p) => p.includes("is set by the program"));
+    expect(owned).toEqual([
+      "talos-cluster:patches.all[0]: KubeNetworkConfig.podSubnets is set by the program; use network.podSubnets",
+      "talos-cluster:patches.all[0]: KubeNetworkConfig.serviceSubnets is set by the program; use network.serviceSubnets",
+      "talos-cluster:patches.all[1]: the KubeProxyConfig document is set by the program; Cilium replaces kube-proxy: set addons.cilium.enabled to false to keep it",
+      "talos-cluster:patches.all[2]: the KubeFlannelCNIConfig document is set by the program; Cilium is the CNI: set addons.cilium.enabled to false to choose Talos' own",
+      "talos-cluster:patches.all[3]: the UnattendedInstallConfig document is set by the program; the program installs each node through machine.install: use nodes[].installDisk or nodes[].installDiskSelector, and extensions, talosVersion or imageFactoryHost for the image",
+      "talos-cluster:nodes[0] (cp-1).patches[0]: the HostnameConfig document is set by the program; the node's name is its hostname: use nodes[].name",
+      "talos-cluster:nodes[0] (cp-1).patches[1]: KubeNodeConfig.labels is set by the program; use nodes[].labels",
+      "talos-cluster:nodes[0] (cp-1).patches[1]: KubeNodeConfig.taints is set by the program; use nodes[].taints",
+    ]);
+    const withoutCilium = problemsOf({ ...raw, addons: { cilium: { enabled: false } }, patches: { all } });
+    expect(withoutCilium.filter((p) => p.includes("KubeProxyConfig document") || p.includes("KubeFlannelCNIConfig document"))).toEqual([]);
+  });
+
   it("lets a stack choose Talos' CNI in a patch once Cilium is off", () => {
     const raw = stackWith({
       addons: { cilium: { enabled: false } },

@@ -23,6 +23,19 @@ describe("the committed stacks", () => {
     expect(config.network.vip?.address).toBe(config.endpointHost);
   });
 
+  it("leave time servers at Talos' default, which Talos 1.14 reaches with NTS (machine.time.servers turns NTS off)", () => {
+    for (const name of ["dev", "prod"]) {
+      const { config } = parseConfig(configFromStackFile(stackFile(name)));
+      const patches = [
+        ...config.patches.all,
+        ...config.patches.controlplane,
+        ...config.patches.worker,
+        ...config.nodes.flatMap((n) => n.patches),
+      ];
+      expect(patches.filter((p) => JSON.stringify(p).includes('"time"'))).toEqual([]);
+    }
+  });
+
   it("keep no plain-text secrets: every secret-looking key holds an encrypted `secure` value", () => {
     const plain: string[] = [];
     const walk = (value: unknown, path: string): void => {

@@ -352,8 +352,12 @@ function patchesWithKeys(s: Sections): { key: string; patch: Patch }[] {
   return found;
 }
 
-/** Machine-config keys the program sets itself, and the stack key to use instead. */
-const OWNED_KEYS: { path: string[]; owner: string; whenCilium?: boolean }[] = [
+/**
+ * Machine-config keys the program sets itself, and the stack key to use instead: in v1alpha1's
+ * shape, and (`kind`) in the documents that hold them for a Talos 1.12 or 1.14 contract
+ * (lib/patches.ts). An empty path is the whole document.
+ */
+const OWNED_KEYS: { kind?: string; path: string[]; owner: string; whenCilium?: boolean }[] = [
   {
     path: ["machine", "install", "image"],
     owner: "the program derives it from the schematic: set extensions, talosVersion or imageFactoryHost",
@@ -371,6 +375,29 @@ const OWNED_KEYS: { path: string[]; owner: string; whenCilium?: boolean }[] = [
     whenCilium: true,
   },
   { path: ["cluster", "proxy"], owner: "Cilium replaces kube-proxy: set addons.cilium.enabled to false to keep it", whenCilium: true },
+  { kind: "HostnameConfig", path: [], owner: "the node's name is its hostname: use nodes[].name" },
+  {
+    kind: "UnattendedInstallConfig",
+    path: [],
+    owner:
+      "the program installs each node through machine.install: use nodes[].installDisk or nodes[].installDiskSelector, and extensions, talosVersion or imageFactoryHost for the image",
+  },
+  { kind: "KubeNetworkConfig", path: ["podSubnets"], owner: "use network.podSubnets" },
+  { kind: "KubeNetworkConfig", path: ["serviceSubnets"], owner: "use network.serviceSubnets" },
+  { kind: "KubeNodeConfig", path: ["labels"], owner: "use nodes[].labels" },
+  { kind: "KubeNodeConfig", path: ["taints"], owner: "use nodes[].taints" },
+  {
+    kind: "KubeFlannelCNIConfig",
+    path: [],
+    owner: "Cilium is the CNI: set addons.cilium.enabled to false to choose Talos' own",
+    whenCilium: true,
+  },
+  {
+    kind: "KubeProxyConfig",
+    path: [],
+    owner: "Cilium replaces kube-proxy: set addons.cilium.enabled to false to keep it",
+    whenCilium: true,
+  },
 ];
 
 /**
@@ -381,9 +408,12 @@ function checkOwnedKeys(patches: { key: string; patch: Patch }[], addons: StackI
   for (const { key, patch } of patches) {
     for (const owned of OWNED_KEYS) {
       if (owned.whenCilium && !addons?.cilium.enabled) continue;
+      if (patch.kind !== owned.kind) continue;
       let at: unknown = patch;
       for (const part of owned.path) at = isRecord(at) ? at[part] : undefined;
-      if (at !== undefined) problems.push(`${key}: ${owned.path.join(".")} is set by the program; ${owned.owner}`);
+      if (at === undefined) continue;
+      const what = owned.kind === undefined ? owned.path.join(".") : [owned.kind, ...owned.path].join(".");
+      problems.push(`${key}: ${owned.path.length === 0 ? `the ${what} document` : what} is set by the program; ${owned.owner}`);
     }
   }
 }
