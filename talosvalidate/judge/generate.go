@@ -64,7 +64,11 @@ func newGenerator(in Input) (*generator, error) {
 // passes generate.WithPersist(true), which machinery 1.13 removed along with the option (init.go
 // and worker.go now always set machine.persist: true, the same value); and the default install
 // image names the plugin's library release (its gendata.VersionTag), not this library's, so a
-// config rendered here for an existing cluster is byte for byte the one the plugin rendered.
+// config rendered here for an existing cluster is byte for byte the one the plugin rendered. One is
+// new: from the 1.14 contract an install disk makes machinery write an UnattendedInstallConfig
+// document in place of machine.install (config/generate init.go, worker.go), which Talos refuses
+// beside the machine.install the program patches in; skipping it changes nothing for older
+// contracts, which never write that document.
 func generateInput(clusterName, endpoint, kubernetesVersion string, contract *coreconfig.VersionContract, bundle *secrets.Bundle) (*generate.Input, error) {
 	input, err := generate.NewInput(clusterName, endpoint, strings.TrimPrefix(kubernetesVersion, "v"),
 		generate.WithClusterDiscovery(true),
@@ -73,6 +77,7 @@ func generateInput(clusterName, endpoint, kubernetesVersion string, contract *co
 		generate.WithInstallImage(fmt.Sprintf("%s/%s/installer:%s", gendata.ImagesRegistry, gendata.ImagesUsername, PluginLibraryVersion)),
 		generate.WithSecretsBundle(bundle),
 		generate.WithVersionContract(contract),
+		generate.WithSkipUnattendedInstallConfig(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("preparing config generation: %w", err)
