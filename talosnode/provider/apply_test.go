@@ -48,8 +48,8 @@ func createApply(t *testing.T, name string, inputs property.Map) (integration.Se
 }
 
 // A node in maintenance mode installs the config in the mode maintenance takes: the stack's auto
-// or reboot, and auto for no_reboot and staged, which Talos' maintenance service refuses
-// (the talos provider sent them as given and retried the refusal until its timeout).
+// or reboot, and auto for no_reboot and staged, which Talos' maintenance service refuses (as the
+// project's wrapper of the talos plugin's apply did, talosplugin/installmode).
 func TestANodeInMaintenanceInstallsItsConfig(t *testing.T) {
 	l := simtest.New(t)
 	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
