@@ -35,6 +35,8 @@ const stepsOf = (stdout: string): Step[] =>
     const ev = (e as { resOutputsEvent?: { metadata: Step } }).resOutputsEvent;
     return ev ? [{ op: ev.metadata.op, urn: ev.metadata.urn }] : [];
   });
+// How a state export marks a secret value.
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const typeAndName = (urn: string) => urn.split("::").slice(-2).join("::").split("$").pop();
 
 /**
@@ -114,8 +116,29 @@ describeEngine("an existing stack moves from the talos plugin's config apply to 
     expect(after.map((n) => [n.hostname, n.applies, n.bootId, n.config])).toEqual(before.map((n) => [n.hostname, 1, n.bootId, n.config]));
     expect((await sim.timeline()).slice(timelineBefore)).toEqual([]);
 
-    const applies = ws.state().resources.filter((r) => r.type === TYPES.configApply);
+    const { resources, text } = ws.state();
+    const applies = resources.filter((r) => r.type === TYPES.configApply);
     expect(applies.map((r) => r.outputs?.adopted)).toEqual(nodes.map(() => true));
+    // The config and the client key are secrets in state, and the up printed neither.
+    for (const r of applies) {
+      for (const key of ["machineConfiguration", "clientConfiguration"])
+        expect(JSON.stringify(r.outputs?.[key]), key).toContain(SECRET_SIG);
+    }
+    const shown = JSON.parse(ws.must(["stack", "output", "--json", "--show-secrets"]).stdout) as {
+      machineSecrets: { secrets: { bootstrapToken: string }; certs: { os: { key: string } } };
+    };
+    // What the up shows: its events but the debug lines, which --json carries too and a `pulumi up`
+    // without -v never prints (the Node.js SDK's "Invoke RPC finished" lines quote the talos
+    // plugin's invoke results, machine secrets and all).
+    const printed =
+      JSON.stringify(
+        jsonStream(up.stdout).filter((e) => (e as { diagnosticEvent?: { severity?: string } }).diagnosticEvent?.severity !== "debug"),
+      ) + up.stderr;
+    for (const secret of [shown.machineSecrets.secrets.bootstrapToken, shown.machineSecrets.certs.os.key]) {
+      expect(secret.length).toBeGreaterThan(10);
+      expect(text.includes(secret), "a machine secret in plain text in state").toBe(false);
+      expect(printed.includes(secret), "a machine secret in the up's output").toBe(false);
+    }
   });
 
   it("changes nothing on a second up", async () => {
