@@ -41,7 +41,8 @@ export class TalosCluster extends pulumi.ComponentResource {
   /** talosconfig for talosctl: every control plane as endpoint, no default nodes (talosctl -n picks); secret. */
   public readonly talosconfig: pulumi.Output<string>;
   public readonly secrets: talos.machine.Secrets;
-  public readonly applies: talos.machine.ConfigurationApply[];
+  /** Each node's first config (talosnode): installed in maintenance mode, or a configured node adopted. */
+  public readonly applies: talosnode.ConfigurationApply[];
   public readonly bootstrap: talos.machine.Bootstrap;
   /** Rolls changes of running nodes' config, release and schematic through the cluster. */
   public readonly rollout: talosnode.Rollout;
@@ -118,31 +119,33 @@ export class TalosCluster extends pulumi.ComponentResource {
       ),
     );
 
-    // The plugin's apply installs a new node (all of them at once on a first up). Later changes
-    // of a running node's config are the rollout's, one node at a time: an update here would
-    // reach every node at once, and a change Talos applies by rebooting would take etcd's quorum.
+    // Each node's first config, installed by the project's own provider: a node in maintenance
+    // mode gets it (all of them at once on a first up); a node that already answers over mutual
+    // TLS (an existing stack whose nodes the talos plugin's apply installed) is adopted, nothing
+    // applied. Later changes of a running node's config are the rollout's, one node at a time: an
+    // update here would reach every node at once, and a change Talos applies by rebooting would
+    // take etcd's quorum. The resource's own diff says so (only a new address is a change).
     this.applies = plan.nodes.map((p, i) => {
-      // The talos provider's first apply retries a node that does not answer without a word until
-      // its timeout; this waits first, showing the node, its address and the last error meanwhile.
+      // Its own wait shows which way the node answered; this first wait is for the TCP port alone,
+      // under the node's own row, with the node's name, address and the last error meanwhile.
       const reachable = new talosnode.Reachable(
         resourceNames.reachable(name, p.name),
         { node: p.name, address: p.address, timeout: config.nodeTimeout },
         { parent: this, dependsOn: args.dependsOn ?? [] },
       );
-      return new talos.machine.ConfigurationApply(
+      return new talosnode.ConfigurationApply(
         p.resourceName,
         {
           clientConfiguration,
-          machineConfigurationInput: nodeConfig[i] as pulumi.Output<string>,
+          machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
           node: p.address,
           applyMode: config.applyMode,
-          timeouts: timeouts.apply,
+          timeout: config.nodeTimeout,
         },
         {
           parent: this,
           dependsOn: [...(args.dependsOn ?? []), reachable],
           additionalSecretOutputs: SECRET_OUTPUTS[TYPES.configApply],
-          ignoreChanges: ["machineConfigurationInput", "configPatches", "applyMode"],
         },
       );
     });

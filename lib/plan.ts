@@ -103,15 +103,15 @@ export function planCluster(
 }
 
 /**
- * How long each Talos operation keeps retrying an unreachable node before it fails. The provider
- * retries every error but a rejected config, so this is how long a dead node stalls a run.
+ * How long each talos plugin operation keeps retrying an unreachable node before it fails. The
+ * plugin retries every error but a rejected config, so this is how long a dead node stalls a run.
+ * (The first config apply is talosnode's and takes the node timeout as its `timeout`.)
  * Every key of each resource's timeouts is set: the bridge refuses to store a timeouts object
  * with an unset key ("recovered raw state does not byte-for-byte match").
  */
 export function operationTimeouts(config: Pick<ClusterConfig, "nodeTimeout" | "bootstrapTimeout">) {
   const node = config.nodeTimeout;
   return {
-    apply: { create: node, update: node, delete: node },
     // The bootstrap waits for the first control plane to finish installing and rebooting.
     bootstrap: { create: config.bootstrapTimeout },
     kubeconfig: { create: node, update: node },

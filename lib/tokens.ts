@@ -11,7 +11,9 @@ export const TYPES = {
   schematic: "talos:imagefactory/schematic:Schematic",
   secrets: "talos:machine/secrets:Secrets",
   clientConfig: "talos:client/getConfiguration:getConfiguration",
-  configApply: "talos:machine/configurationApply:ConfigurationApply",
+  // What installed a node's first config until talosnode's ConfigurationApply did: an existing
+  // stack still holds these, and its next up deletes them (a delete that does nothing to the machine).
+  pluginConfigApply: "talos:machine/configurationApply:ConfigurationApply",
   bootstrap: "talos:machine/bootstrap:Bootstrap",
   kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
   // This project's provider (talosnode/). Machine configs are rendered (and validated) here, not
@@ -21,6 +23,7 @@ export const TYPES = {
   nodeState: "talosnode:index:NodeState",
   kubernetesReady: "talosnode:index:KubernetesReady",
   reachable: "talosnode:index:Reachable",
+  configApply: "talosnode:index:ConfigurationApply",
   k8sProvider: "pulumi:providers:kubernetes",
 } as const;
 
@@ -32,6 +35,7 @@ export const TYPES = {
 export const SECRET_OUTPUTS = {
   [TYPES.secrets]: ["machineSecrets", "clientConfiguration"],
   [TYPES.configApply]: ["machineConfiguration", "clientConfiguration"],
+  [TYPES.pluginConfigApply]: ["machineConfiguration", "clientConfiguration"],
   [TYPES.nodeState]: ["machineConfiguration", "clientConfiguration"],
   [TYPES.rollout]: ["clientConfiguration"],
   [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],

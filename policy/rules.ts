@@ -115,17 +115,19 @@ function parseDocs(text: unknown): unknown[] | undefined {
 
 /**
  * The install image a config apply gives its node: machine.install.image of the rendered config
- * it installs (machineConfigurationInput, the program's way), then of its configPatches, which
- * the provider applies on top. "unknown" while what decides it is not known (a first preview).
+ * it installs (talosnode's machineConfiguration, the program's way; the talos plugin's
+ * machineConfigurationInput), then of the plugin's configPatches, which it applies on top.
+ * "unknown" while what decides it is not known (a first preview).
  */
 function applyInstallImage(r: PlannedResource): string | "unknown" | undefined {
-  const patches = r.props.configPatches;
+  const plugin = r.type === TYPES.pluginConfigApply;
+  const patches = plugin ? r.props.configPatches : undefined;
   let patched: string | undefined;
   if (Array.isArray(patches)) {
     for (const p of patches) patched = installImageIn(parseDoc(p)) ?? patched; // later patches win, as in Talos
   }
   if (patched !== undefined) return patched;
-  const docs = parseDocs(r.props.machineConfigurationInput);
+  const docs = parseDocs(plugin ? r.props.machineConfigurationInput : r.props.machineConfiguration);
   if (docs === undefined) return "unknown";
   let image: string | undefined;
   for (const d of docs) image = installImageIn(d) ?? image;
@@ -151,7 +153,7 @@ function declaredImages(resources: PlannedResource[]): DeclaredImage[] {
   const found: DeclaredImage[] = [];
   const str = (v: unknown) => (typeof v === "string" ? v : undefined);
   for (const r of resources) {
-    if (r.type === TYPES.configApply) {
+    if (r.type === TYPES.configApply || r.type === TYPES.pluginConfigApply) {
       const image = applyInstallImage(r);
       if (image !== "unknown") found.push({ who: r.name, image });
     } else if (r.type === TYPES.nodeState) {

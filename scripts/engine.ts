@@ -201,6 +201,8 @@ export interface SimNode {
   installImage: string;
   applies: number;
   applyModes: string[];
+  /** This boot's id: a new one after every reboot. */
+  bootId: string;
   bootstrapped: boolean;
   bootstrapCalls: number;
   kubeconfigCalls: number;

@@ -39,6 +39,7 @@ export const SUITES = {
   previewSecrets: { files: ["test/engine/preview-secrets.test.ts"], nets: [41], ports: [18780, 18781, 18782], moves: true },
   refresh: { files: ["test/engine/refresh.test.ts"], nets: [46], ports: [18860, 18861], moves: true },
   previewDiff: { files: ["test/engine/preview-diff.test.ts"], nets: [61], ports: [18960, 18961], moves: true },
+  migrateApply: { files: ["test/engine/migrate-apply.test.ts"], nets: [52], ports: [18520, 18521], moves: true },
   // npm run bench: a net and two ports for each simulator it starts, never reused within a run.
   bench: { files: ["scripts/bench.ts"], nets: range(100, 100), ports: range(19000, 200), moves: true },
   benchRollout: { files: ["scripts/bench-rollout.ts"], nets: [30], ports: [18990, 18991], moves: true },

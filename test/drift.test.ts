@@ -23,14 +23,14 @@ describe("drift verdict", () => {
   it("names each changed resource with its operation and the properties behind it", () => {
     const v = driftVerdict("prod", {
       steps: [
-        { op: "update", urn: urn(TYPES.configApply, "prod-cp-1"), diffReasons: ["configPatches"] },
+        { op: "update", urn: urn(TYPES.nodeState, "prod-cp-1-state"), diffReasons: ["talosVersion"] },
         { op: "same", urn: urn(TYPES.secrets, "prod-secrets") },
         { op: "replace", urn: urn(TYPES.bootstrap, "prod-bootstrap"), replaceReasons: ["node"] },
       ],
     });
     expect(verdictLine(v)).toBe(
       "prod: drift: 2 resources: replace talos:machine/bootstrap:Bootstrap::prod-bootstrap (node); " +
-        "update talos:machine/configurationApply:ConfigurationApply::prod-cp-1 (configPatches)",
+        "update talosnode:index:NodeState::prod-cp-1-state (talosVersion)",
     );
   });
 
@@ -94,13 +94,13 @@ describe("npm run drift", () => {
     const bin = fakePulumi({
       dev: { steps: [{ op: "same", urn: urn(TYPES.secrets, "dev-secrets") }] },
       prod: {
-        steps: [{ op: "update", urn: urn(TYPES.configApply, "prod-cp-2"), diffReasons: ["configPatches"] }],
+        steps: [{ op: "update", urn: urn(TYPES.nodeState, "prod-cp-2-state"), diffReasons: ["talosVersion"] }],
       },
     });
     const result = run(bin, "-s", "dev", "-s", "prod");
     expect(result.stdout.trim().split("\n")).toEqual([
       "dev: no drift",
-      "prod: drift: 1 resource: update talos:machine/configurationApply:ConfigurationApply::prod-cp-2 (configPatches)",
+      "prod: drift: 1 resource: update talosnode:index:NodeState::prod-cp-2-state (talosVersion)",
     ]);
     expect(result.status).toBe(1);
   });

@@ -29,8 +29,9 @@ const schematic = (extensions: string[]) =>
   resource(TYPES.schematic, "prod-schematic", {
     schematic: `customization:\n  systemExtensions:\n    officialExtensions:\n${extensions.map((e) => `      - ${e}\n`).join("")}`,
   });
+// The talos plugin's apply, which a program may still declare: patches on top of its input.
 const apply = (name: string, image?: string) =>
-  resource(TYPES.configApply, name, {
+  resource(TYPES.pluginConfigApply, name, {
     configPatches: [JSON.stringify({ machine: { network: { hostname: name }, ...(image ? { install: { image } } : {}) } })],
   });
 
@@ -99,7 +100,7 @@ describe("policy: install-image-from-schematic", () => {
   });
 
   it("rejects a node with no install image, neither in its config nor in its patches", () => {
-    const noImage = resource(TYPES.configApply, "cp-1", {
+    const noImage = resource(TYPES.pluginConfigApply, "cp-1", {
       ...apply("cp-1").props,
       machineConfigurationInput: "machine:\n  type: worker\n",
     });
@@ -118,7 +119,7 @@ describe("policy: install-image-from-schematic", () => {
   });
 
   it("skips a node whose patches are not known yet (first preview)", () => {
-    expect(installImagesFromSchematic([resource(TYPES.configApply, "cp-1", {})])).toEqual([]);
+    expect(installImagesFromSchematic([resource(TYPES.pluginConfigApply, "cp-1", {})])).toEqual([]);
   });
 });
 
@@ -145,7 +146,7 @@ describe("policy: install-image-from-schematic, on what the program declares", (
       "",
     ].join("\n");
   const apply = (installImage?: string) =>
-    resource(TYPES.configApply, "lab-cp-1", { node: "10.0.0.11", applyMode: "auto", machineConfigurationInput: rendered(installImage) });
+    resource(TYPES.configApply, "lab-cp-1", { node: "10.0.0.11", applyMode: "auto", machineConfiguration: rendered(installImage) });
   const rolloutNode = (name: string, installerImage: string | undefined, schematicId: string | undefined = ID) => ({
     name,
     address: "10.0.0.11",

@@ -20,12 +20,14 @@ describe("type tokens", () => {
   const sdk: [keyof typeof TYPES, { isInstance(obj: unknown): boolean }][] = [
     ["schematic", talos.imagefactory.Schematic],
     ["secrets", talos.machine.Secrets],
-    ["configApply", talos.machine.ConfigurationApply],
+    ["pluginConfigApply", talos.machine.ConfigurationApply],
     ["bootstrap", talos.machine.Bootstrap],
     ["kubeconfig", talos.cluster.Kubeconfig],
     ["rollout", talosnode.Rollout],
     ["nodeState", talosnode.NodeState],
     ["kubernetesReady", talosnode.KubernetesReady],
+    ["reachable", talosnode.Reachable],
+    ["configApply", talosnode.ConfigurationApply],
   ];
   for (const [key, resource] of sdk) {
     it(`names ${key} as its SDK declares it`, () => {

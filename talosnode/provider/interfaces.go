@@ -34,4 +34,12 @@ var (
 	_ infer.CustomDelete[KubernetesReadyState]                        = (*KubernetesReady)(nil)
 	_ infer.Annotated                                                 = (*KubernetesReady)(nil)
 	_ infer.Annotated                                                 = (*KubernetesReadyArgs)(nil)
+
+	_ infer.CustomResource[ConfigurationApplyArgs, ConfigurationApplyState] = (*ConfigurationApply)(nil)
+	_ infer.CustomCheck[ConfigurationApplyArgs]                             = (*ConfigurationApply)(nil)
+	_ infer.CustomRead[ConfigurationApplyArgs, ConfigurationApplyState]     = (*ConfigurationApply)(nil)
+	_ infer.CustomDelete[ConfigurationApplyState]                           = (*ConfigurationApply)(nil)
+	_ infer.Annotated                                                       = (*ConfigurationApply)(nil)
+	_ infer.Annotated                                                       = (*ConfigurationApplyArgs)(nil)
+	_ infer.Annotated                                                       = (*ConfigurationApplyState)(nil)
 )

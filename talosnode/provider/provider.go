@@ -1,7 +1,7 @@
 // Package provider is the talosnode Pulumi provider: getMachineConfiguration renders and validates
-// each node's machine config; NodeState records what a Talos node runs next to what the stack
-// declares, so a refresh shows drift made on the node; Rollout changes a running cluster's nodes
-// one at a time.
+// each node's machine config; ConfigurationApply installs a new node's first config; NodeState
+// records what a Talos node runs next to what the stack declares, so a refresh shows drift made on
+// the node; Rollout changes a running cluster's nodes one at a time.
 package provider
 
 import (
@@ -22,11 +22,12 @@ const Name = "talosnode"
 func New() (p.Provider, error) {
 	prov, err := infer.NewProviderBuilder().
 		WithDisplayName("talosnode").
-		WithDescription("Reads what Talos nodes run (release, booted schematic, applied config, machine status, where the config's VIP lands) over mutual TLS, so drift made on a node shows in a refresh; and rolls config changes and upgrades through a running cluster one node at a time, behind health gates.").
+		WithDescription("Installs new Talos nodes' first machine config; reads what Talos nodes run (release, booted schematic, applied config, machine status, where the config's VIP lands) over mutual TLS, so drift made on a node shows in a refresh; and rolls config changes and upgrades through a running cluster one node at a time, behind health gates.").
 		// The Node.js SDK's package is @talos-cluster/talosnode.
 		WithNamespace("talos-cluster").
 		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
-		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{}), infer.Resource(&Reachable{})).
+		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{}), infer.Resource(&Reachable{}),
+			infer.Resource(&ConfigurationApply{})).
 		// Machine configs are rendered and validated here, with this provider's Talos library.
 		WithFunctions(infer.Function(&GetMachineConfiguration{})).
 		// Types live in this Go package; their tokens are talosnode:index:*.
@@ -45,6 +46,9 @@ func New() (p.Provider, error) {
 	}
 	diff, read, update, del := prov.Diff, prov.Read, prov.Update, prov.Delete
 	prov.Diff = func(ctx context.Context, req p.DiffRequest) (p.DiffResponse, error) {
+		if req.Urn.Type() == configurationApplyType {
+			return installDiff(req), nil
+		}
 		if req.Urn.Type() == nodeStateType {
 			req.State = configKeysState(req.State)
 		}
@@ -73,8 +77,9 @@ func New() (p.Provider, error) {
 
 // The resources' type tokens.
 const (
-	nodeStateType tokens.Type = "talosnode:index:NodeState"
-	rolloutType   tokens.Type = "talosnode:index:Rollout"
+	nodeStateType          tokens.Type = "talosnode:index:NodeState"
+	rolloutType            tokens.Type = "talosnode:index:Rollout"
+	configurationApplyType tokens.Type = "talosnode:index:ConfigurationApply"
 )
 
 // configKeysState reads a NodeState recorded before config held keys: its config, the redacted

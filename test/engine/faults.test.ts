@@ -13,7 +13,8 @@ const {
 const NODE_TIMEOUT = "15s";
 
 /** The provider's error as the person running `up` sees it. */
-const errorLine = (output: string) => output.split("\n").find((l) => l.includes("error: Error")) ?? "";
+// The first resource error of an up's diagnostics (not the stack's closing "update failed").
+const errorLine = (output: string) => output.split("\n").find((l) => /error: /.test(l) && !l.includes("error: update failed")) ?? "";
 
 describeEngine("faults: a dead node, a node of another cluster, nodes on an old release", () => {
   let sim: Simulator;
