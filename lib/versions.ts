@@ -211,18 +211,13 @@ export function talosDowngrade(declared: string, contract: string): string | und
 }
 
 /**
- * The Talos config library (pkg/machinery) inside the talos plugin: terraform-provider-talos
- * v0.7.1 pins v1.9.2. Configs are rendered by talosnode (machinery v1.14.1), but the plugin's
- * config apply decodes a new node's config with v1.9.2 before sending it, so a config document it
- * does not know fails there, whatever the nodes run.
- */
-export const PLUGIN_CONFIG_LIBRARY = { version: "v1.9.2", minor: "1.9", provider: "terraform-provider-talos v0.7.1" } as const;
-
-/**
- * The Talos config library that judges every machine config at preview (talosvalidate) and, with
- * issue 20, renders it (talosnode): machinery, one version for the project's Go modules. The
- * program writes what it owns in the shape this library generates for the cluster's contract
- * (lib/patches.ts), since the library refuses the old field beside the document it generates.
+ * The Talos config library that renders every machine config, judges it at preview and applies it
+ * (talosnode, talosvalidate: machinery, one version for the project's Go modules, TALOS_LIBRARY_VERSION
+ * in scripts/toolchain.env; test/versions-compat.test.ts checks the two agree). The program writes
+ * what it owns in the shape this library generates for the cluster's contract (lib/patches.ts),
+ * since the library refuses the old field beside the document it generates. The talos plugin's
+ * own library (v1.9.2, in terraform-provider-talos v0.7.1) makes the machine secrets, bootstraps
+ * and fetches the kubeconfig; it never touches a config.
  */
 export const CONFIG_LIBRARY = { version: "v1.14.1", minor: "1.14" } as const;
 

@@ -616,13 +616,17 @@ describe("stack config: upgrades", () => {
 });
 
 describe("stack config: config documents in patches", () => {
-  it("refuses a document kind newer than the talos plugin's config library, naming the kind, its release and the key", () => {
-    const volume = { apiVersion: "v1alpha1", kind: "UserVolumeConfig", name: "data", provisioning: { diskSelector: { match: "true" } } };
+  it("refuses a document kind newer than the declared Talos release, naming the kind, its release and the key; accepts it from that release", () => {
+    const mirror = { apiVersion: "v1alpha1", kind: "RegistryMirrorConfig", name: "docker.io", endpoints: [{ url: "https://mirror.example" }] };
     const raw = validStack();
-    (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [volume] };
+    (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [mirror] };
     expect(problemsOf(raw)).toEqual([
-      'talos-cluster:nodes[3] (worker-1).patches[0]: UserVolumeConfig is a Talos 1.10 config document, and the talos plugin\'s config library (Talos v1.9.2, in terraform-provider-talos v0.7.1) cannot decode it ("UserVolumeConfig" "v1alpha1": not registered), so every config it reaches would fail; see docs/toolchain.md',
+      'talos-cluster:nodes[3] (worker-1).patches[0]: RegistryMirrorConfig is a Talos 1.12 config document, and nodes on Talos 1.11 (talos-cluster:talosVersion v1.11.5) cannot decode it ("RegistryMirrorConfig" "v1alpha1": not registered); declare Talos 1.12 or later, or express it in the machine config',
     ]);
+    expect(parseConfig({ ...raw, talosVersion: "v1.12.6", kubernetesVersion: "1.35.0" }).config.nodes[3]?.patches).toEqual([mirror]);
+    // Kinds the talos plugin's own library (v1.9.2) never knew pass once the release has them.
+    const volume = { apiVersion: "v1alpha1", kind: "UserVolumeConfig", name: "data", provisioning: { diskSelector: { match: "true" } } };
+    expect(parseConfig(stackWith({ patches: { worker: [volume] } })).config.patches.worker).toEqual([volume]);
   });
 
   it("refuses an unknown document kind, listing the kinds the library knows", () => {

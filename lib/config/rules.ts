@@ -5,12 +5,12 @@ import { closest } from "../naming";
 import { cidrContains, cidrsOverlap, parseCidr, parseIPv4 } from "../net";
 import {
   CONFIG_DOCUMENT_KINDS,
+  CONFIG_LIBRARY,
   extensionReleases,
   KUBERNETES_SUPPORT,
   minorAtLeast,
   OFFICIAL_EXTENSIONS,
   olderRelease,
-  PLUGIN_CONFIG_LIBRARY,
   talosMinor,
   upgradeRefusal,
 } from "../versions";
@@ -52,7 +52,7 @@ export function crossFieldRules(s: Sections, problems: string[], warnings: strin
   if (s.network !== undefined) checkNetwork(s.network, s.nodes, s.endpoint, problems);
   checkVipAddressing(s, problems);
   const patches = patchesWithKeys(s);
-  checkPatchDocuments(patches, problems);
+  checkPatchDocuments(patches, s.talosVersion, problems);
   checkOwnedKeys(patches, s.addons, problems);
 }
 
@@ -419,11 +419,12 @@ function checkOwnedKeys(patches: { key: string; patch: Patch }[], addons: StackI
 }
 
 /**
- * A patch that is a config document of its own (kind + apiVersion) must be one the talos plugin's
- * config library decodes: it refuses an unknown kind in every config the patch reaches, at apply.
+ * A patch that is a config document of its own (kind + apiVersion) must be one the config library
+ * knows and the declared Talos release decodes: a node refuses a kind newer than its release in
+ * every config the patch reaches ("not registered").
  */
-function checkPatchDocuments(patches: { key: string; patch: Patch }[], problems: string[]): void {
-  const library = PLUGIN_CONFIG_LIBRARY;
+function checkPatchDocuments(patches: { key: string; patch: Patch }[], talosVersion: string | undefined, problems: string[]): void {
+  const release = talosVersion === undefined ? undefined : talosMinor(talosVersion);
   for (const { key, patch } of patches) {
     const kind = patch.kind;
     if (kind === undefined) continue;
@@ -434,15 +435,11 @@ function checkPatchDocuments(patches: { key: string; patch: Patch }[], problems:
     const since = CONFIG_DOCUMENT_KINDS[kind];
     if (since === undefined) {
       problems.push(
-        `${key}: unknown config document kind ${JSON.stringify(kind)}; the talos plugin's config library (Talos ${library.version}) knows ${Object.entries(
-          CONFIG_DOCUMENT_KINDS,
-        )
-          .flatMap(([known, from]) => (minorAtLeast(library.minor, from) ? [known] : []))
-          .join(", ")}`,
+        `${key}: unknown config document kind ${JSON.stringify(kind)}; Talos ${CONFIG_LIBRARY.version}'s config library knows ${Object.keys(CONFIG_DOCUMENT_KINDS).join(", ")}`,
       );
-    } else if (!minorAtLeast(library.minor, since)) {
+    } else if (release !== undefined && !minorAtLeast(release, since)) {
       problems.push(
-        `${key}: ${kind} is a Talos ${since} config document, and the talos plugin's config library (Talos ${library.version}, in ${library.provider}) cannot decode it ("${kind}" "v1alpha1": not registered), so every config it reaches would fail; see docs/toolchain.md`,
+        `${key}: ${kind} is a Talos ${since} config document, and nodes on Talos ${release} (talos-cluster:talosVersion ${talosVersion}) cannot decode it ("${kind}" "v1alpha1": not registered); declare Talos ${since} or later, or express it in the machine config`,
       );
     } else if (patch.apiVersion !== "v1alpha1") {
       problems.push(`${key}.apiVersion: a ${kind} document needs apiVersion: v1alpha1`);
