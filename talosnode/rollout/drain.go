@@ -24,8 +24,9 @@ import (
 // (ApplyConfiguration with dry_run, v1alpha1_server.go), and when the answer is REBOOT and it has
 // the cluster's Kubernetes API (Options.Kubernetes), it cordons the Node, evicts its pods through
 // the Eviction API (which honours PodDisruptionBudgets) as kubectl drain does, applies, waits for
-// the reboot and the node's health, and uncordons the Node. Upgrades are left alone: Talos drains
-// them itself.
+// the reboot and the node's health, and uncordons the Node. An upgrade through MachineService.Upgrade
+// (Talos before 1.13) is left alone: Talos drains it itself. One through LifecycleService (1.13+)
+// is drained here too: the call neither drains nor reboots (lifecycle.go).
 
 // Drain is the phase of cordoning and draining a node before a config apply that reboots it;
 // Uncordon the phase of making it schedulable again after.
@@ -86,6 +87,20 @@ type cordoned struct {
 // passes. On a timeout the Node is uncordoned again (nothing was applied; the node runs as
 // before) and the error names the pods left and the budgets that blocked.
 func (r *runner) cordonAndDrain(ctx context.Context, n Node) (*cordoned, error) {
+	return r.cordonAndDrainFor(ctx, n, configReboot)
+}
+
+// drainReason says, in the log and errors, what reboots the node a drain makes way for.
+type drainReason struct {
+	// why is the log's cause ("the config change reboots the node"); before names the change the
+	// drain precedes; untouched says what a failed drain left undone.
+	why, before, untouched string
+}
+
+var configReboot = drainReason{why: "the config change reboots the node", before: "the config apply that reboots it", untouched: "nothing was applied"}
+
+// cordonAndDrainFor is cordonAndDrain before the change reason names.
+func (r *runner) cordonAndDrainFor(ctx context.Context, n Node, reason drainReason) (*cordoned, error) {
 	k, err := r.kube(ctx)
 	if err != nil {
 		return nil, &Error{Node: n.Target, Phase: Drain, Expected: "an admin kubeconfig to drain the node", Seen: err.Error()}
@@ -104,9 +119,9 @@ func (r *runner) cordonAndDrain(ctx context.Context, n Node) (*cordoned, error) 
 		if err := k.SetUnschedulable(ctx, bases, name, true); err != nil {
 			return nil, &Error{Node: n.Target, Phase: Drain, Expected: "Node " + name + " cordoned", Seen: err.Error()}
 		}
-		r.log("%s: the config change reboots the node: Node %s cordoned, draining it (PodDisruptionBudgets honoured, at most %s)", n.Target, name, r.drainTimeout())
+		r.log("%s: %s: Node %s cordoned, draining it (PodDisruptionBudgets honoured, at most %s)", n.Target, reason.why, name, r.drainTimeout())
 	} else {
-		r.log("%s: the config change reboots the node: Node %s was cordoned before this turn and stays so; draining it (at most %s)", n.Target, name, r.drainTimeout())
+		r.log("%s: %s: Node %s was cordoned before this turn and stays so; draining it (at most %s)", n.Target, reason.why, name, r.drainTimeout())
 	}
 
 	timeout := r.drainTimeout()
@@ -151,7 +166,7 @@ func (r *runner) cordonAndDrain(ctx context.Context, n Node) (*cordoned, error) 
 		}
 		seen := drainSeen(left, blocked, err)
 		if fatal != nil {
-			return nil, r.drainFailed(ctx, n, c, fatal.Error())
+			return nil, r.drainFailed(ctx, n, c, reason, fatal.Error())
 		}
 		if seen != lastLog {
 			r.log("%s: draining Node %s: %s", n.Target, name, seen)
@@ -168,24 +183,24 @@ func (r *runner) cordonAndDrain(ctx context.Context, n Node) (*cordoned, error) 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, r.drainFailed(ctx, n, c, fmt.Sprintf("after %s, %s", timeout, seen))
+			return nil, r.drainFailed(ctx, n, c, reason, fmt.Sprintf("after %s, %s", timeout, seen))
 		case <-time.After(wait):
 		}
 	}
 }
 
 // drainFailed uncordons a Node the rollout cordoned, and says so, for the error that stops the
-// rollout before the apply.
-func (r *runner) drainFailed(ctx context.Context, n Node, c *cordoned, seen string) error {
-	expected := fmt.Sprintf("every pod evicted from Node %s within %s, honouring PodDisruptionBudgets, before the config apply that reboots it", c.name, r.drainTimeout())
+// rollout before the change.
+func (r *runner) drainFailed(ctx context.Context, n Node, c *cordoned, reason drainReason, seen string) error {
+	expected := fmt.Sprintf("every pod evicted from Node %s within %s, honouring PodDisruptionBudgets, before %s", c.name, r.drainTimeout(), reason.before)
 	if c.byUs {
 		if err := r.uncordon(ctx, n, c); err != nil {
 			seen += fmt.Sprintf("; Node %s left cordoned: %s", c.name, err)
 		} else {
-			seen += fmt.Sprintf("; nothing was applied and Node %s is uncordoned again", c.name)
+			seen += fmt.Sprintf("; %s and Node %s is uncordoned again", reason.untouched, c.name)
 		}
 	} else {
-		seen += fmt.Sprintf("; nothing was applied; Node %s stays cordoned as it was before", c.name)
+		seen += fmt.Sprintf("; %s; Node %s stays cordoned as it was before", reason.untouched, c.name)
 	}
 	return &Error{Node: n.Target, Phase: Drain, Expected: expected, Seen: seen}
 }

@@ -168,6 +168,12 @@ func TestRunUpgradesControlPlanesInOrderAloneThenWorkersInBatches(t *testing.T) 
 	if len(upgrades) != 6 {
 		t.Errorf("upgrades %v, want every node once", upgrades)
 	}
+	// Talos 1.11 has no LifecycleService: each node takes MachineService.Upgrade, as talosctl does.
+	for name, calls := range c.calls(0) {
+		if got := strings.Join(calls, ","); got != "machine" {
+			t.Errorf("%s: upgrade calls %q, want one MachineService.Upgrade", name, got)
+		}
+	}
 	most, shared := c.downAtOnce(0, isWorker)
 	if most != 2 || shared {
 		t.Errorf("workers down at once at most %d (want 2); a control plane down with another node: %t", most, shared)

@@ -327,8 +327,15 @@ func leftCordoned(err error, drained *cordoned) error {
 	return err
 }
 
-// upgrade asks Talos to install the declared image and waits for the reboot into it.
+// upgrade asks Talos to install the declared image and waits for the reboot into it, through the
+// call talosctl uses for the release the node runs (lifecycle.go): LifecycleService on Talos 1.13+,
+// MachineService.Upgrade before.
 func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
+	if UsesLifecycleAPI(live.TalosVersion) {
+		r.log("%s: runs %s: upgrading through LifecycleService as talosctl does for Talos %s (pull the installer, install, drain, reboot)", n.Target, live.TalosVersion, lifecycleAPIVersions)
+		return r.upgradeLifecycle(ctx, n, live)
+	}
+	r.log("%s: runs %s: upgrading through MachineService.Upgrade as talosctl does outside Talos %s (Talos installs, drains and reboots itself)", n.Target, live.TalosVersion, lifecycleAPIVersions)
 	before, err := r.bootID(ctx, n)
 	if err != nil {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "the node's boot id", Seen: node.Describe(err)}
@@ -352,6 +359,15 @@ func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "Talos to accept " + n.InstallerImage, Seen: node.Describe(err)}
 	}
 	r.log("%s: upgrading %s -> %s", n.Target, describeImage(live.TalosVersion, live.SchematicID), n.InstallerImage)
+	return r.afterUpgradeReboot(ctx, n, live, before, false)
+}
+
+// afterUpgradeReboot waits for the node to come back from its upgrade's reboot, healthy, on the
+// declared image. One that runs its old image names the causes and remedies of the call it took:
+// MachineService.Upgrade installs inside its reboot sequence and aborts when the installer fails
+// (e.g. a filesystem it cannot unmount); LifecycleService installed before the reboot and said so
+// (exit code 0), so only a new image that did not boot is left.
+func (r *runner) afterUpgradeReboot(ctx context.Context, n Node, live node.State, before string, lifecycle bool) error {
 	if err := r.waitReboot(ctx, n, before, "into "+n.InstallerImage); err != nil {
 		return err
 	}
@@ -362,11 +378,16 @@ func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
 	if after.TalosVersion != n.TalosVersion || after.SchematicID != n.SchematicID {
 		seen := describeImage(after.TalosVersion, after.SchematicID)
 		if after.TalosVersion == live.TalosVersion && after.SchematicID == live.SchematicID {
-			// From outside both look alike; the node's kernel log tells them apart.
-			seen += fmt.Sprintf(", the image it ran before: Talos aborted the upgrade (it reboots on the old image when the installer fails, "+
-				"e.g. a filesystem it cannot unmount) or the new image did not boot and Talos rolled back; `talosctl -n %s dmesg` says which. "+
-				"An unmount failure passes with `talosctl -n %s upgrade --stage --image %s` (the install runs early in the next boot), then rerun; "+
-				"a machine whose kexec fails needs rebootMode powercycle", n.Target.Address, n.Target.Address, n.InstallerImage)
+			if lifecycle {
+				seen += fmt.Sprintf(", the image it ran before: the installer reported success (LifecycleService, exit code 0), so the new image did not boot "+
+					"and Talos rolled back to the old one; `talosctl -n %s dmesg` says why. A machine whose kexec fails needs rebootMode powercycle", n.Target.Address)
+			} else {
+				// From outside both look alike; the node's kernel log tells them apart.
+				seen += fmt.Sprintf(", the image it ran before: Talos aborted the upgrade (it reboots on the old image when the installer fails, "+
+					"e.g. a filesystem it cannot unmount) or the new image did not boot and Talos rolled back; `talosctl -n %s dmesg` says which. "+
+					"An unmount failure passes with `talosctl -n %s upgrade --stage --image %s` (the install runs early in the next boot), then rerun; "+
+					"a machine whose kexec fails needs rebootMode powercycle", n.Target.Address, n.Target.Address, n.InstallerImage)
+			}
 		}
 		return &Error{Node: n.Target, Phase: PostCheck, Expected: describeImage(n.TalosVersion, n.SchematicID), Seen: seen}
 	}

@@ -351,6 +351,12 @@ func (n *Node) Reboot(ctx context.Context, req *machine.RebootRequest) (*machine
 	if !n.configured() {
 		return nil, errMaintenanceUnimplemented("Reboot")
 	}
+	if k := n.trust.kubeAtApply(n); k != nil {
+		k.Mode = req.GetMode().String()
+		n.mu.Lock()
+		n.state.KubeAtReboot = append(n.state.KubeAtReboot, *k)
+		n.mu.Unlock()
+	}
 	actorID := uuid.NewString()
 	n.rebootSequence(actorID, req.GetMode() == machine.RebootRequest_POWERCYCLE, "reboot")
 	return &machine.RebootResponse{Messages: []*machine.Reboot{{ActorId: actorID}}}, nil

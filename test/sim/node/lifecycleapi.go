@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -88,7 +89,9 @@ type lifecycleService struct {
 // runInstallerContainer finds it with GetImage) onto the system disk, streaming its output and
 // then its exit code. It neither reboots nor checks etcd: the client reboots afterwards, and
 // Talos' etcd check on upgrade is MachineService.Upgrade's (v1alpha1_server.go). One install or
-// upgrade at a time (lifecycle.go: FailedPrecondition).
+// upgrade at a time (lifecycle.go: FailedPrecondition). The installer writes the system disk while
+// the machine runs: no services stop and nothing is unmounted, so the fault "a filesystem cannot
+// be unmounted" (SetUpgradeAborts) is MachineService.Upgrade's sequence alone.
 func (s lifecycleService) Upgrade(req *machine.LifecycleServiceUpgradeRequest, srv grpc.ServerStreamingServer[machine.LifecycleServiceUpgradeResponse]) error {
 	n := s.n
 	if err := n.serves1_13("machine.LifecycleService"); err != nil {
@@ -130,6 +133,25 @@ func (s lifecycleService) Upgrade(req *machine.LifecycleServiceUpgradeRequest, s
 	n.trust.record(n.address.String(), TimelineUpgrade, ref+" lifecycle")
 	progress := func(p *machine.LifecycleServiceInstallProgress) error {
 		return srv.Send(&machine.LifecycleServiceUpgradeResponse{Progress: p})
+	}
+	n.mu.Lock()
+	preflight := n.installerPreflight(target)
+	running := n.state.TalosVersion
+	n.mu.Unlock()
+	if preflight != nil {
+		// The installer's pre-flight checks (cmd/installer/pkg/install/preflight.go, run in upgrade
+		// mode) fail: it prints the error and exits with ExitEnvironment (the error is tagged
+		// EnvironmentTag; cmd/installer/cmd/installer/root.go, pkg/installer/exitcode). Its output
+		// and exit code are the stream (container.go runInstallerContainer); the call succeeds,
+		// nothing is installed, and nothing reboots: machined runs no sequence around this call.
+		msg := "pre-flight checks failed: " + preflight.Error()
+		n.trust.record(n.address.String(), TimelineUpgradeRefused, msg)
+		for _, line := range []string{"running pre-flight checks", "host Talos version: " + running, msg} {
+			if err := progress(&machine.LifecycleServiceInstallProgress{Response: &machine.LifecycleServiceInstallProgress_Message{Message: line + "\n"}}); err != nil {
+				return err
+			}
+		}
+		return progress(&machine.LifecycleServiceInstallProgress{Response: &machine.LifecycleServiceInstallProgress_ExitCode{ExitCode: constants.ExitEnvironment}})
 	}
 	for _, msg := range []string{"validating installer image", "upgrading the system disk", "installation of " + target.version + " complete"} {
 		if err := progress(&machine.LifecycleServiceInstallProgress{Response: &machine.LifecycleServiceInstallProgress_Message{Message: msg}}); err != nil {

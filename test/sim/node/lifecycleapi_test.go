@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
@@ -119,5 +120,35 @@ func TestA111NodeHasNoLifecycleService(t *testing.T) {
 	}
 	if _, _, err := lifecycleUpgrade(t, c, n, image); status.Code(err) != codes.Unimplemented {
 		t.Errorf("LifecycleService.Upgrade on 1.11.5: %v, want Unimplemented", err)
+	}
+}
+
+// The installer runs inside LifecycleService.Upgrade (v1.14.1 internal/app/lifecycle/lifecycle.go,
+// container.go runInstallerContainer): its pre-flight refusal (cmd/installer/pkg/install/
+// preflight.go) is its output and a non-zero exit code in the stream, the call itself succeeds,
+// nothing is installed, and nothing reboots (the call never reboots).
+func TestAnInstallerPreflightRefusalIsTheStreamsOutputAndExitCodeAndNothingIsInstalled(t *testing.T) {
+	n, c := lifecycleNode(t, "13", "v1.13.9")
+	image := factoryHost + "/installer/" + emptySchematic + ":v1.11.5"
+	if _, err := pull(t, c, n, image); err != nil {
+		t.Fatal(err)
+	}
+	boot := n.State().BootID
+	msgs, exit, err := lifecycleUpgrade(t, c, n, image)
+	if err != nil {
+		t.Fatalf("upgrade: %v, want the call to succeed with the installer's exit code", err)
+	}
+	if exit != 4 { // constants.ExitEnvironment: the pre-flight error is tagged EnvironmentTag
+		t.Errorf("exit code %d, want 4 (environment error)", exit)
+	}
+	if out := strings.Join(msgs, ""); !strings.Contains(out, "pre-flight checks failed: host version 1.13.9 is too new to downgrade to Talos 1.11.5\n") {
+		t.Errorf("installer output %q does not carry the pre-flight refusal", out)
+	}
+	if err := c.Reboot(ctx(t, n)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the node back from the reboot", func() bool { s := n.State(); return s.Up && s.BootID != boot })
+	if v := n.State().TalosVersion; v != "v1.13.9" {
+		t.Errorf("after a refused install and a reboot the node runs %s, want v1.13.9", v)
 	}
 }

@@ -79,6 +79,9 @@ type State struct {
 	// KubeAtApply is, per config apply on the configured machine (not dry runs), its Node and
 	// pods as the real API server showed them then; empty without a real API server.
 	KubeAtApply []KubeAtApply `json:"kubeAtApply,omitempty"`
+	// KubeAtReboot is the same per Reboot call (Mode is the reboot mode): a client that upgrades
+	// through LifecycleService drains the Node itself before it asks for the reboot.
+	KubeAtReboot []KubeAtApply `json:"kubeAtReboot,omitempty"`
 }
 
 // Node is one simulated machine. Its state survives Stop/Start, as a powered-off disk would.
@@ -233,6 +236,7 @@ func (n *Node) State() State {
 	s := n.state
 	s.ApplyModes = slices.Clone(n.state.ApplyModes)
 	s.KubeAtApply = slices.Clone(n.state.KubeAtApply)
+	s.KubeAtReboot = slices.Clone(n.state.KubeAtReboot)
 	return s
 }
 
