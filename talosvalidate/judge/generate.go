@@ -69,6 +69,12 @@ func newGenerator(in Input) (*generator, error) {
 // document in place of machine.install (config/generate init.go, worker.go), which Talos refuses
 // beside the machine.install the program patches in; skipping it changes nothing for older
 // contracts, which never write that document.
+// PluginLibraryVersion is the Talos config library inside the talos plugin (terraform-provider-talos
+// v0.7.1 pins machinery v1.9.2), whose release the default install image of a generated config
+// names: kept, so a config rendered for a cluster the plugin rendered before stays byte for byte
+// the same (the program patches the real installer image in anyway).
+const PluginLibraryVersion = "v1.9.2"
+
 func generateInput(clusterName, endpoint, kubernetesVersion string, contract *coreconfig.VersionContract, bundle *secrets.Bundle) (*generate.Input, error) {
 	input, err := generate.NewInput(clusterName, endpoint, strings.TrimPrefix(kubernetesVersion, "v"),
 		generate.WithClusterDiscovery(true),

@@ -13,8 +13,7 @@ import (
 // Messages are short and name the key to fix; Talos' own words follow in brackets, so a search
 // for them finds Talos' docs and issues.
 
-// LibraryVersion is the Talos config library this tool judges with; the talos plugin's is
-// PluginLibraryVersion.
+// LibraryVersion is the Talos config library this tool renders and judges with (talosnode's too).
 var LibraryVersion = strings.TrimSpace(gendata.VersionTag)
 
 const unknownKeys = "unknown keys found during decoding"
@@ -52,7 +51,7 @@ func describeLoad(err error, text string) error {
 		return talos(plural(len(locs), "unknown key", "unknown keys")+" "+join(locs), unknownKeys)
 	case notRegistered.MatchString(msg):
 		m := notRegistered.FindStringSubmatch(msg)
-		return talos(fmt.Sprintf("unknown document kind %s (apiVersion %s) for the talos plugin's config library %s", m[1], m[2], PluginLibraryVersion), msg)
+		return talos(fmt.Sprintf("unknown document kind %s (apiVersion %s) for Talos' config library %s", m[1], m[2], LibraryVersion), msg)
 	case strings.Contains(msg, "missing kind"):
 		return talos("neither a machine config patch (machine:, cluster:) nor a document with apiVersion and kind", msg)
 	case msg == "config not found":

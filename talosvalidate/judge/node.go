@@ -62,9 +62,6 @@ func applyOne(cfg coreconfig.Provider, text string) (out coreconfig.Provider, er
 	if err != nil {
 		return nil, describeLoad(err, text)
 	}
-	if err := pluginRefuses(patch); err != nil {
-		return nil, err
-	}
 	patched, err := configpatcher.Apply(configpatcher.WithConfig(cfg), []configpatcher.Patch{patch})
 	if err != nil {
 		return nil, describeApply(err)

@@ -107,8 +107,7 @@ func (n *Node) upgradeSequence(actorID, seq string, target bootImage, powercycle
 	if preflight != nil && seq == "upgrade" {
 		// The installer's pre-flight checks run inside the "upgrade" task (cmd/installer/pkg/install/
 		// preflight.go): the new release must be upgradeable from the running one
-		// (compatibility.TalosVersion.UpgradeableFrom) and support the Kubernetes the node runs. A
-		// failure installs nothing, and the machine reboots on the image it runs, as any failed
+		// (compatibility.TalosVersion.UpgradeableFrom). A failure installs nothing, and the machine reboots on the image it runs, as any failed
 		// upgrade does (website/content/v1.11/talos-guides/upgrading-talos.md).
 		at := slices.IndexFunc(phases, func(p phase) bool { return p.name == "upgrade" })
 		n.runPhases(phases[:at], actorID, sequenceStep, func(p phase) {
@@ -156,10 +155,10 @@ func (n *Node) upgradeSequence(actorID, seq string, target bootImage, powercycle
 }
 
 // installerPreflight is the installer's pre-flight check of an upgrade to target
-// (cmd/installer/pkg/install/preflight.go, talosVersion and kubernetesVersion): the target release
-// must accept the running one as its upgrade source, and support the Kubernetes version of the
-// kubelet and, on a control plane, of the API server, controller manager and scheduler the node
-// runs. nil when the upgrade may go ahead. Callers hold n.mu.
+// (cmd/installer/pkg/install/preflight.go, talosVersion): the target release must accept the
+// running one as its upgrade source (compatibility.TalosVersion.UpgradeableFrom). Talos v1.9's
+// installer also checked the Kubernetes of the running components; from v1.11 on (v1.11.5,
+// v1.13.9, v1.14.1) it checks the release alone. nil when the upgrade may go ahead. Callers hold n.mu.
 func (n *Node) installerPreflight(target bootImage) error {
 	host, err := compatibility.ParseTalosVersion(&machine.VersionInfo{Tag: n.state.TalosVersion})
 	if err != nil {
@@ -169,31 +168,7 @@ func (n *Node) installerPreflight(target bootImage) error {
 	if err != nil {
 		return fmt.Errorf("error parsing installer Talos version: %w", err)
 	}
-	if err := installer.UpgradeableFrom(host); err != nil {
-		return err
-	}
-	if n.cfg == nil {
-		return nil
-	}
-	images := [][2]string{}
-	if k := n.cfg.K8sKubeletConfig(); k != nil {
-		images = append(images, [2]string{"kubelet", k.Image()})
-	}
-	if n.cfg.Machine() != nil && n.cfg.Machine().Type().IsControlPlane() {
-		images = append(images, [2]string{"kube-apiserver", n.cfg.K8sAPIServerConfig().Image()},
-			[2]string{"kube-scheduler", n.cfg.K8sSchedulerConfig().Image()},
-			[2]string{"kube-controller-manager", n.cfg.K8sControllerManagerConfig().Image()})
-	}
-	for _, img := range images {
-		v, err := compatibility.KubernetesVersionFromImageRef(img[1])
-		if err != nil {
-			return fmt.Errorf("error parsing %s version: %w", img[0], err)
-		}
-		if err := v.SupportedWith(installer); err != nil {
-			return fmt.Errorf("component %s version issue: %w", img[0], err)
-		}
-	}
-	return nil
+	return installer.UpgradeableFrom(host)
 }
 
 // stopServices is the stopServices phase: cri, trustd and what depends on them (kubelet, etcd).
