@@ -29,6 +29,7 @@ export const SUITES = {
   nodestate: { files: ["test/engine/nodestate.test.ts"], nets: [4], ports: [18480, 18481], moves: true },
   rollout: { files: ["test/engine/rollout.test.ts"], nets: [5], ports: [18580, 18581], moves: true },
   validator: { files: ["test/engine/validator.test.ts"], nets: [6], ports: [18680, 18681], moves: true },
+  minors: { files: ["test/engine/minors.test.ts"], nets: [53], ports: [18530, 18531], moves: true },
   // Simulator, charts; the late (30 s) and never-ready API servers' simulators.
   addons: {
     files: ["test/engine/addons.test.ts"],
