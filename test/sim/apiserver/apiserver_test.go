@@ -42,7 +42,8 @@ import (
 
 const (
 	clusterName = "sim-apiserver"
-	// The release the generated configs' kubelet image carries (and the API server's).
+	// The release the generated configs' kubelet image carries (Talos 1.11's Kubernetes); the real
+	// API server is setup's KUBE_APISERVER_VERSION (1.37), within the kubelet's three-minor skew.
 	kubernetesVersion = "1.34.4"
 	// How long after the bootstrap the control plane starts here.
 	delay = 2 * time.Second
