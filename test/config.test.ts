@@ -617,7 +617,12 @@ describe("stack config: upgrades", () => {
 
 describe("stack config: config documents in patches", () => {
   it("refuses a document kind newer than the declared Talos release, naming the kind, its release and the key; accepts it from that release", () => {
-    const mirror = { apiVersion: "v1alpha1", kind: "RegistryMirrorConfig", name: "docker.io", endpoints: [{ url: "https://mirror.example" }] };
+    const mirror = {
+      apiVersion: "v1alpha1",
+      kind: "RegistryMirrorConfig",
+      name: "docker.io",
+      endpoints: [{ url: "https://mirror.example" }],
+    };
     const raw = validStack();
     (raw.nodes as Record<string, unknown>[])[3] = { ...(raw.nodes as Record<string, unknown>[])[3], patches: [mirror] };
     expect(problemsOf(raw)).toEqual([
