@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 )
@@ -104,5 +105,61 @@ func TestA114WorkerRegistersWithItsTaints(t *testing.T) {
 	want := withLabels(kubeletLabelsOf(w), map[string]string{"example.com/tier": "web"})
 	if !maps.Equal(got.Labels, want) || !slices.Equal(got.Taints, []Taint{{Key: "dedicated", Value: "gpu", Effect: "NoSchedule"}}) || got.Error != "" {
 		t.Fatalf("Node %s: labels %v taints %v error %q", got.Name, got.Labels, got.Taints, got.Error)
+	}
+}
+
+// A Talos 1.14 control plane serves each component's config twice: the one made of the machine
+// config (kube-apiserver...) and final-<component>, made of it and of the Kubernetes root secrets
+// (controllers/k8s/control_plane_final.go); the static pod, and its mirror pod's
+// talos.dev/config-version, follow the final one (control_plane_static_pod.go). The two versions
+// are counted apart: a new service-account issuer changes only the API server's final config.
+// A 1.11 control plane has only the first.
+func TestA114ControlPlaneRunsItsStaticPodsFromTheFinalConfigs(t *testing.T) {
+	old := startNodeRunning(t, "v1.11.5")
+	cl := newClusterOf(t, "lab", config.TalosVersion1_14)
+	if err := apply(t, insecure(t, old), old, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := safe.StateGetByID[*k8s.APIServerConfig](ctx(t, old), mutual(t, old, cl.talosconfig).COSI, k8s.FinalAPIServerConfigID); err == nil {
+		t.Error("a 1.11 node serves final-kube-apiserver")
+	}
+
+	n := startNodeRunning(t, "v1.14.1")
+	if err := apply(t, insecure(t, n), n, cl.controlPlane); err != nil {
+		t.Fatal(err)
+	}
+	c := mutual(t, n, cl.talosconfig)
+	get := func(id string) *k8s.APIServerConfig {
+		t.Helper()
+		res, err := safe.StateGetByID[*k8s.APIServerConfig](ctx(t, n), c.COSI, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		return res
+	}
+	plain, final := get(k8s.APIServerConfigID), get(k8s.FinalAPIServerConfigID)
+	if !slices.Contains(final.TypedSpec().Args, "--service-account-issuer=https://127.0.7.1:6443") {
+		t.Errorf("final-kube-apiserver args %v", final.TypedSpec().Args)
+	}
+	if _, err := safe.StateGetByID[*k8s.ControllerManagerConfig](ctx(t, n), c.COSI, k8s.FinalControllerManagerConfigID); err != nil {
+		t.Error(err)
+	}
+	if _, err := safe.StateGetByID[*k8s.SchedulerConfig](ctx(t, n), c.COSI, k8s.FinalSchedulerConfigID); err != nil {
+		t.Error(err)
+	}
+	if got := n.mirrorPods()[0].version; got != final.Metadata().Version().String() {
+		t.Errorf("kube-apiserver pod at config version %s, final-kube-apiserver at %s", got, final.Metadata().Version())
+	}
+	issuer := "apiVersion: v1alpha1\nkind: KubeServiceAccountConfig\nissuer:\n  issuerURL: https://issuer.example.com\n"
+	if err := applyMode(t, c, n, patched(t, cl.controlPlane, issuer), machine.ApplyConfigurationRequest_NO_REBOOT); err != nil {
+		t.Fatal(err)
+	}
+	plain2, final2 := get(k8s.APIServerConfigID), get(k8s.FinalAPIServerConfigID)
+	if !plain2.Metadata().Version().Equal(plain.Metadata().Version()) || final2.Metadata().Version().Equal(final.Metadata().Version()) {
+		t.Errorf("versions: kube-apiserver %s -> %s, final-kube-apiserver %s -> %s, want only the final one to move",
+			plain.Metadata().Version(), plain2.Metadata().Version(), final.Metadata().Version(), final2.Metadata().Version())
+	}
+	if got := n.mirrorPods()[0].version; got != final2.Metadata().Version().String() {
+		t.Errorf("kube-apiserver pod at config version %s, final-kube-apiserver at %s", got, final2.Metadata().Version())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,6 +145,58 @@ func componentConfig(cfg config.Provider, component string) (resource.Resource, 
 	return res, jsonOf(res.Spec()) + jsonOf(extra)
 }
 
+// finalConfig is Talos 1.14's final-<component> config: the component's config with the command
+// line Talos builds from it (control_plane_final.go): its own flags, among them the API server's
+// service-account issuers and audiences from the Kubernetes root secrets (secrets/root.go, from
+// K8sServiceAccountConfig), merged with the extra args. Only the flags that follow the machine
+// config are modelled; the fixed ones (file paths, TLS settings) would not change a version.
+func finalConfig(cfg config.Provider, plain resource.Resource) resource.Resource {
+	args := func(binary string, own map[string]string, extra map[string]k8s.ArgValues) []string {
+		merged := maps.Clone(own)
+		for k, v := range extra {
+			merged[k] = strings.Join(v.Values, ",")
+		}
+		out := []string{binary}
+		for _, k := range slices.Sorted(maps.Keys(merged)) {
+			out = append(out, "--"+k+"="+merged[k])
+		}
+		return out
+	}
+	switch in := plain.(type) {
+	case *k8s.APIServerConfig:
+		out := k8s.NewAPIServerConfig(k8s.FinalAPIServerConfigID)
+		spec := *in.TypedSpec()
+		own := map[string]string{
+			"secure-port":              strconv.Itoa(spec.LocalPort),
+			"service-cluster-ip-range": strings.Join(spec.ServiceCIDRs, ","),
+		}
+		if sa := cfg.K8sServiceAccountConfig(); sa != nil {
+			own["service-account-issuer"] = strings.Join(append([]string{sa.IssuerURL()}, sa.AcceptedIssuers()...), ",")
+			own["api-audiences"] = strings.Join(sa.APIAudiences(), ",")
+		}
+		spec.Args, spec.ExtraArgs = args("/usr/local/bin/kube-apiserver", own, spec.ExtraArgs), nil
+		*out.TypedSpec() = spec
+		return out
+	case *k8s.ControllerManagerConfig:
+		out := k8s.NewControllerManagerConfig(k8s.FinalControllerManagerConfigID)
+		spec := *in.TypedSpec()
+		own := map[string]string{
+			"cluster-cidr":             strings.Join(spec.PodCIDRs, ","),
+			"service-cluster-ip-range": strings.Join(spec.ServiceCIDRs, ","),
+		}
+		spec.Args, spec.ExtraArgs = args("/usr/local/bin/kube-controller-manager", own, spec.ExtraArgs), nil
+		*out.TypedSpec() = spec
+		return out
+	case *k8s.SchedulerConfig:
+		out := k8s.NewSchedulerConfig(k8s.FinalSchedulerConfigID)
+		spec := *in.TypedSpec()
+		spec.Args, spec.ExtraArgs = args("/usr/local/bin/kube-scheduler", map[string]string{}, spec.ExtraArgs), nil
+		*out.TypedSpec() = spec
+		return out
+	}
+	return plain
+}
+
 func volumesOf(vs []talosconfig.VolumeMount) []string {
 	out := make([]string, 0, len(vs))
 	for _, v := range vs {
@@ -188,10 +241,10 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		log.Printf("node %s: kubelet config: %v", n.address, err)
 	}
 	controlPlane := cfg.Machine().Type().IsControlPlane()
+	n.mu.Lock()
+	running := n.state.TalosVersion
+	n.mu.Unlock()
 	if controlPlane {
-		n.mu.Lock()
-		running := n.state.TalosVersion
-		n.mu.Unlock()
 		if err := put(ctx, n.cosi, bootstrapManifestsConfig(cfg, running)); err != nil {
 			log.Printf("node %s: bootstrap manifests config: %v", n.address, err)
 		}
@@ -202,17 +255,38 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 			continue
 		}
 		res, inputs := componentConfig(cfg, c)
-		n.mu.Lock()
-		changed := p.inputs[c] != inputs
-		p.inputs[c] = inputs
-		n.mu.Unlock()
-		if changed {
-			if err := put(ctx, n.cosi, res); err != nil {
-				log.Printf("node %s: %s config: %v", n.address, c, err)
-				continue
+		// Talos 1.14 renders the static pod from a second resource, final-<component>, which its
+		// own controller makes of the first (controllers/k8s/control_plane_final.go), and stamps
+		// that one's version into the pod (control_plane_static_pod.go, k8stemplates).
+		made := []struct {
+			res    resource.Resource
+			inputs string
+		}{{res, inputs}}
+		if releaseAtLeast(running, 14) {
+			final := finalConfig(cfg, res)
+			made = append(made, struct {
+				res    resource.Resource
+				inputs string
+			}{final, jsonOf(final.Spec())})
+		}
+		failed := false
+		for _, m := range made {
+			id := m.res.Metadata().ID()
+			n.mu.Lock()
+			changed := p.inputs[id] != m.inputs
+			p.inputs[id] = m.inputs
+			n.mu.Unlock()
+			if changed {
+				if err := put(ctx, n.cosi, m.res); err != nil {
+					log.Printf("node %s: %s config: %v", n.address, id, err)
+					failed = true
+				}
 			}
 		}
-		stored, err := n.cosi.Get(ctx, res.Metadata())
+		if failed {
+			continue
+		}
+		stored, err := n.cosi.Get(ctx, made[len(made)-1].res.Metadata())
 		if err != nil {
 			log.Printf("node %s: %s config: %v", n.address, c, err)
 			continue
