@@ -122,8 +122,13 @@ func kubeletInputs(cfg config.Provider) string {
 	if k == nil {
 		return ""
 	}
-	return jsonOf(map[string]any{"image": k.Image(), "args": k.ExtraArgs(), "mounts": k.ExtraMounts(), "config": k.ExtraConfig(),
-		"clusterDNS": k.ClusterDNS(), "seccomp": k.DefaultRuntimeSeccompProfileEnabled(), "manifests": k.DisableManifestsDirectory()})
+	inputs := map[string]any{"image": k.Image(), "args": k.ExtraArgs(), "mounts": k.ExtraMounts(), "config": k.ExtraConfig(),
+		"clusterDNS": k.ClusterDNS(), "seccomp": k.DefaultRuntimeSeccompProfileEnabled(), "manifests": k.DisableManifestsDirectory()}
+	// The node settings the kubelet's spec is also made of (controllers/k8s/kubelet_config.go).
+	if n := cfg.K8sNodeConfig(); n != nil {
+		inputs["node"] = []any{n.SkipNodeRegistration(), n.RegisterWithFQDN(), n.NodeIP().ValidSubnets()}
+	}
+	return jsonOf(inputs)
 }
 
 // nodeConfig is the Kubernetes node's settings: labels and taints with the control-plane ones a
