@@ -548,7 +548,7 @@ describe("stack config: apply mode", () => {
 
   it("refuses a mode the provider does not know, naming the choices", () => {
     expect(problemsOf(stackWith({ applyMode: "staged_if_needing_reboot" }))).toEqual([
-      'talos-cluster:applyMode: must be "auto" (reboot only when a change needs it), "no_reboot" (fail instead), "reboot" or "staged"',
+      'talos-cluster:applyMode: must be "auto" (reboot only when a change needs it), "no_reboot" (never reboot: before Talos 1.14 such a change fails, from 1.14 it waits for the next reboot), "reboot" or "staged"',
     ]);
   });
 });

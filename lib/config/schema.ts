@@ -146,7 +146,8 @@ export const stackSchema = z.strictObject({
   extensions: z.array(z.string({ error: "must be an extension name such as siderolabs/iscsi-tools" })).default([]),
   applyMode: z
     .enum(["auto", "no_reboot", "reboot", "staged"], {
-      error: 'must be "auto" (reboot only when a change needs it), "no_reboot" (fail instead), "reboot" or "staged"',
+      error:
+        'must be "auto" (reboot only when a change needs it), "no_reboot" (never reboot: before Talos 1.14 such a change fails, from 1.14 it waits for the next reboot), "reboot" or "staged"',
     })
     .default("auto"),
   nodeTimeout: duration("10m"),

@@ -123,7 +123,11 @@ func shortID(id string) string {
 // effect says whether the node reboots. answer is Talos' dry run of the config apply in the
 // stack's mode (auto), asked only when the config alone changes; 0 with askErr nil when it was not
 // asked.
+//
+// Talos 1.14+ applies every change without a reboot (the rollout's boot.go): the node's release is
+// the declared one here, as only the config changes when these cases are reached.
 func (p nodePlan) effect(mode machine.ApplyConfigurationRequest_Mode, answer machine.ApplyConfigurationRequest_Mode, asked bool, askErr error) string {
+	v114 := rollout.AppliesWithoutReboot(p.node.TalosVersion)
 	switch {
 	case p.new:
 		return "new node: its own config apply installs it"
@@ -135,8 +139,12 @@ func (p nodePlan) effect(mode machine.ApplyConfigurationRequest_Mode, answer mac
 		return "reboots (upgrade)"
 	case mode == machine.ApplyConfigurationRequest_STAGED:
 		return "staged, active after its next reboot"
+	case mode == machine.ApplyConfigurationRequest_NO_REBOOT && v114:
+		return "in place (apply mode no_reboot: Talos 1.14+ takes every change; one that needs a boot waits for the next)"
 	case mode == machine.ApplyConfigurationRequest_NO_REBOOT:
 		return "in place (apply mode no_reboot)"
+	case mode == machine.ApplyConfigurationRequest_REBOOT && v114:
+		return "reboots (apply mode reboot: Talos 1.14+ applies it without one, then the rollout drains and reboots the node)"
 	case mode == machine.ApplyConfigurationRequest_REBOOT:
 		return "reboots (apply mode reboot)"
 	case askErr != nil:
@@ -145,6 +153,8 @@ func (p nodePlan) effect(mode machine.ApplyConfigurationRequest_Mode, answer mac
 		return "in place or a reboot, as Talos answers at the update (a dry run needs os:admin)"
 	case answer == machine.ApplyConfigurationRequest_NO_REBOOT:
 		return "in place (Talos' dry run: no reboot)"
+	case answer == machine.ApplyConfigurationRequest_REBOOT && v114:
+		return "reboots (Talos 1.14+ applies it without one, but the change goes past what takes effect without a boot: the rollout drains and reboots the node)"
 	case answer == machine.ApplyConfigurationRequest_REBOOT:
 		return "reboots (Talos' dry run: it cannot apply this in place)"
 	default:

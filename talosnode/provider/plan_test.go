@@ -127,3 +127,24 @@ func TestTheConfigStepNamesKeysNeverValues(t *testing.T) {
 		t.Errorf("unknown: %q", got)
 	}
 }
+
+// On Talos 1.14+ nodes, which apply every change without a reboot, the plan says what the stack's
+// mode does there: no_reboot takes the change (one needing a boot waits), reboot and an auto
+// change that needs a boot are applied in place and then rebooted by the rollout.
+func TestThePlanOf114NodesSaysTheRolloutReboots(t *testing.T) {
+	l := simtest.New(t)
+	recorded := planNodes(t, l, "v1.14.1", simtest.Schematic, "")
+	declared := planNodes(t, l, "v1.14.1", simtest.Schematic, "machine:\n  env:\n    HTTP_PROXY: http://proxy.invalid:3128\n")
+	ask := func(context.Context, RolloutNode) (machine.ApplyConfigurationRequest_Mode, error) {
+		return machine.ApplyConfigurationRequest_REBOOT, nil
+	}
+	for mode, effect := range map[machine.ApplyConfigurationRequest_Mode]string{
+		machine.ApplyConfigurationRequest_AUTO:      "reboots (Talos 1.14+ applies it without one, but the change goes past what takes effect without a boot: the rollout drains and reboots the node)",
+		machine.ApplyConfigurationRequest_NO_REBOOT: "in place (apply mode no_reboot: Talos 1.14+ takes every change; one that needs a boot waits for the next)",
+		machine.ApplyConfigurationRequest_REBOOT:    "reboots (apply mode reboot: Talos 1.14+ applies it without one, then the rollout drains and reboots the node)",
+	} {
+		if got := planLines(context.Background(), recorded, declared, mode, ask); !strings.HasSuffix(got[0], "; "+effect) {
+			t.Errorf("%s: %q", mode, got[0])
+		}
+	}
+}

@@ -55,13 +55,24 @@ func (r *runner) resolveMode(ctx context.Context, n Node, mode machine.ApplyConf
 
 // DryRun asks the node which mode an apply of its declared config in mode would use
 // (ApplyConfiguration with dry_run: Talos validates the config and changes nothing). A preview
-// uses it to say whether a node's change reboots it; it needs os:admin.
+// uses it to say whether a node's change reboots it; it needs os:admin. On Talos 1.14+, which
+// answers NO_REBOOT to everything, REBOOT means the rollout reboots the node after the apply
+// (boot.go).
 func DryRun(ctx context.Context, n Node, creds node.Credentials, mode machine.ApplyConfigurationRequest_Mode) (machine.ApplyConfigurationRequest_Mode, error) {
 	c, err := node.Dial(ctx, n.Target, creds)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close() //nolint:errcheck
+	if mode == machine.ApplyConfigurationRequest_AUTO || mode == machine.ApplyConfigurationRequest_REBOOT {
+		live, err := node.Read(ctx, n.Target, creds)
+		if err != nil {
+			return 0, err
+		}
+		if AppliesWithoutReboot(live.TalosVersion) {
+			return dryRun114(ctx, c, live, n, mode)
+		}
+	}
 	callCtx, cancel := context.WithTimeout(ctx, attempt)
 	defer cancel()
 	resp, err := c.ApplyConfiguration(callCtx, &machine.ApplyConfigurationRequest{Data: n.Config, Mode: mode, DryRun: true})

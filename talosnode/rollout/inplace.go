@@ -10,7 +10,9 @@ import (
 
 	"github.com/cosi-project/runtime/pkg/resource"
 	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	talosconfig "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 
@@ -36,16 +38,53 @@ const (
 	ClusterCheck Phase = "cluster check"
 )
 
-// staticPods are the control-plane components Talos runs as static pods, with their config
-// resources, in the order upgrade-k8s updates them.
+// staticPods are the control-plane components Talos runs as static pods, with the type of their
+// config resources, in the order upgrade-k8s updates them, and what of a machine config each is
+// made of. The settings are read through machinery's K8s* accessors, which serve a config of
+// either contract: the v1alpha1 cluster.apiServer/controllerManager/scheduler sections (1.11
+// contract) or the KubeAPIServerConfig, KubeControllerManagerConfig and KubeSchedulerConfig
+// documents (1.14 contract), as Talos' own controllers do (v1.14.1
+// internal/app/machined/pkg/controllers/k8s/control_plane.go). The API server's also follows
+// the service-account issuers and audiences (control_plane_final.go, from secrets/root.go).
 var staticPods = []struct {
 	component string
 	md        resource.Metadata
-	section   func(config.Provider) any
+	inputs    func(config.Config) any
 }{
-	{"kube-apiserver", k8s.NewAPIServerConfig(k8s.APIServerConfigID).Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.APIServerConfig }},
-	{"kube-controller-manager", k8s.NewControllerManagerConfig(k8s.ControllerManagerConfigID).Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.ControllerManagerConfig }},
-	{"kube-scheduler", k8s.NewSchedulerConfig(k8s.SchedulerConfigID).Metadata().Copy(), func(c config.Provider) any { return c.RawV1Alpha1().ClusterConfig.SchedulerConfig }},
+	{"kube-apiserver", k8s.NewAPIServerConfig(k8s.APIServerConfigID).Metadata().Copy(), func(c config.Config) any {
+		out := []any{component(c.K8sAPIServerConfig()), c.K8sAPIServerConfig().APIPort(), c.K8sAPIServerConfig().StartupProbesEnabled(), c.K8sAPIServerConfig().UseAuthenticationConfig()}
+		if sa := c.K8sServiceAccountConfig(); sa != nil {
+			out = append(out, sa.IssuerURL(), sa.AcceptedIssuers(), sa.APIAudiences())
+		}
+		return out
+	}},
+	{"kube-controller-manager", k8s.NewControllerManagerConfig(k8s.ControllerManagerConfigID).Metadata().Copy(), func(c config.Config) any {
+		return []any{component(c.K8sControllerManagerConfig()), c.K8sControllerManagerConfig().Enabled()}
+	}},
+	{"kube-scheduler", k8s.NewSchedulerConfig(k8s.SchedulerConfigID).Metadata().Copy(), func(c config.Config) any {
+		return []any{component(c.K8sSchedulerConfig()), c.K8sSchedulerConfig().Enabled(), c.K8sSchedulerConfig().Config()}
+	}},
+}
+
+// componentSettings are what the three components' accessors have in common.
+type componentSettings interface {
+	Image() string
+	ExtraArgs() map[string][]string
+	ExtraVolumes() []talosconfig.VolumeMount
+	Env() talosconfig.Env
+	Resources() talosconfig.Resources
+}
+
+func component(c componentSettings) any {
+	var volumes []string
+	for _, v := range c.ExtraVolumes() {
+		volumes = append(volumes, fmt.Sprintf("%s:%s:%s:%t", v.Name(), v.HostPath(), v.MountPath(), v.ReadOnly()))
+	}
+	var resources []string
+	if r := c.Resources(); r != nil {
+		resources = []string{r.CPURequests(), r.MemoryRequests(), r.CPULimits(), r.MemoryLimits()}
+	}
+	return []any{c.Image(), c.ExtraArgs(), volumes, c.Env(), resources}
 }
 
 // versions are a control plane's config resource versions by component.
@@ -63,7 +102,17 @@ func (r *runner) configVersions(ctx context.Context, n Node) (versions, error) {
 	}
 	defer c.Close() //nolint:errcheck
 	for _, sp := range staticPods {
-		res, err := safe.StateGet[resource.Resource](ctx, c.COSI, sp.md)
+		// Talos 1.14 renders the static pod from final-<component> and stamps that resource's
+		// version into the pod; earlier releases have only <component>. The two count their
+		// versions apart, so read the one the node serves, final first, as talosctl upgrade-k8s
+		// does (v1.14.1 pkg/cluster/kubernetes/talos_managed.go watchControlPlaneConfig).
+		var res resource.Resource
+		for _, id := range []resource.ID{k8s.FinalPrefix + sp.component, sp.component} {
+			md := resource.NewMetadata(sp.md.Namespace(), sp.md.Type(), id, resource.VersionUndefined)
+			if res, err = safe.StateGet[resource.Resource](ctx, c.COSI, md); err == nil || !state.IsNotFoundError(err) {
+				break
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s config: %w", sp.component, err)
 		}
@@ -72,20 +121,20 @@ func (r *runner) configVersions(ctx context.Context, n Node) (versions, error) {
 	return out, nil
 }
 
-// section is a config section as JSON, to compare two configs by it.
-func section(cfg config.Provider, get func(config.Provider) any) string {
-	if cfg == nil || cfg.RawV1Alpha1() == nil || cfg.RawV1Alpha1().ClusterConfig == nil {
+// settings are a component's inputs in a config as JSON, to compare two configs by them.
+func settings(cfg config.Provider, get func(config.Config) any) string {
+	if cfg == nil {
 		return ""
 	}
 	data, _ := json.Marshal(get(cfg))
 	return string(data)
 }
 
-// changedComponents are the static pods whose config section differs between two configs.
+// changedComponents are the static pods whose settings differ between two configs.
 func changedComponents(live, declared config.Provider) []string {
 	var out []string
 	for _, sp := range staticPods {
-		if section(live, sp.section) != section(declared, sp.section) {
+		if settings(live, sp.inputs) != settings(declared, sp.inputs) {
 			out = append(out, sp.component)
 		}
 	}

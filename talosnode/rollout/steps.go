@@ -243,18 +243,33 @@ func (r *runner) forfeitLeadership(ctx context.Context, n Node, phase Phase) err
 // uncordoned once the node is back and healthy (drain.go).
 func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) error {
 	var drained *cordoned
-	if r.opts.Kubernetes && (mode == machine.ApplyConfigurationRequest_AUTO || mode == machine.ApplyConfigurationRequest_REBOOT) {
-		resolved, err := r.resolveMode(ctx, n, mode)
+	send, rebootAfter := mode, false
+	if mode == machine.ApplyConfigurationRequest_AUTO || mode == machine.ApplyConfigurationRequest_REBOOT {
+		// Talos 1.14+ never reboots for an apply: the rollout does when the change needs it (boot.go).
+		live, err := node.Read(ctx, n.Target, r.opts.Credentials)
 		if err != nil {
-			return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + mode.String() + " (dry run)", Seen: node.Describe(err)}
+			return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's release and config", Seen: node.Describe(err)}
 		}
-		if resolved == machine.ApplyConfigurationRequest_REBOOT {
-			if drained, err = r.cordonAndDrain(ctx, n); err != nil {
-				return err
+		v114 := AppliesWithoutReboot(live.TalosVersion)
+		if v114 || r.opts.Kubernetes {
+			resolved, err := r.resolveMode(ctx, n, mode)
+			if err != nil {
+				return &Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to accept the config in mode " + mode.String() + " (dry run)", Seen: node.Describe(err)}
+			}
+			if v114 {
+				rebootAfter = resolved == machine.ApplyConfigurationRequest_REBOOT
+				if mode == machine.ApplyConfigurationRequest_REBOOT {
+					send = machine.ApplyConfigurationRequest_NO_REBOOT
+				}
+			}
+			if r.opts.Kubernetes && resolved == machine.ApplyConfigurationRequest_REBOOT {
+				if drained, err = r.cordonAndDrain(ctx, n); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	if err := r.sendConfig(ctx, n, mode, drained); err != nil {
+	if err := r.sendConfig(ctx, n, send, drained, rebootAfter); err != nil {
 		return err
 	}
 	if err := r.uncordon(ctx, n, drained); err != nil {
@@ -266,7 +281,9 @@ func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConf
 // sendConfig sends the config and waits for its reboot or its in-place change to land. A Node
 // drained for it is uncordoned again when Talos refuses the config (nothing changed) and left
 // cordoned when the node does not come back healthy.
-func (r *runner) sendConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode, drained *cordoned) error {
+// rebootAfter: the node (Talos 1.14+) applies the config without a reboot, and the rollout
+// reboots it after, for a change that takes effect only at a boot or the stack's `reboot` mode.
+func (r *runner) sendConfig(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode, drained *cordoned, rebootAfter bool) error {
 	refused := func(err error) error {
 		if drained != nil {
 			if uerr := r.uncordon(ctx, n, drained); uerr != nil {
@@ -288,7 +305,7 @@ func (r *runner) sendConfig(ctx context.Context, n Node, mode machine.ApplyConfi
 		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "a client for the node", Seen: err.Error()})
 	}
 	defer c.Close() //nolint:errcheck
-	if mode != machine.ApplyConfigurationRequest_NO_REBOOT && mode != machine.ApplyConfigurationRequest_STAGED {
+	if rebootAfter || (mode != machine.ApplyConfigurationRequest_NO_REBOOT && mode != machine.ApplyConfigurationRequest_STAGED) {
 		if err := r.forfeitLeadership(ctx, n, ConfigApply); err != nil {
 			return err
 		}
@@ -304,6 +321,19 @@ func (r *runner) sendConfig(ctx context.Context, n Node, mode machine.ApplyConfi
 		applied = msgs[0].GetMode()
 	}
 	r.log("%s: config applied (%s)", n.Target, applied)
+	if rebootAfter {
+		r.log("%s: Talos applies it without a reboot and the change takes effect at a boot: rebooting", n.Target)
+		rebootCtx, cancel := context.WithTimeout(ctx, r.opts.HealthTimeout)
+		defer cancel()
+		var opts []client.RebootMode
+		if r.opts.RebootMode == machine.UpgradeRequest_POWERCYCLE {
+			opts = append(opts, client.WithRebootMode(machine.RebootRequest_POWERCYCLE))
+		}
+		if err := c.Reboot(rebootCtx, opts...); err != nil {
+			return leftCordoned(&Error{Node: n.Target, Phase: ConfigApply, Expected: "Talos to reboot the node after the config apply", Seen: node.Describe(err)}, drained)
+		}
+		applied = machine.ApplyConfigurationRequest_REBOOT
+	}
 	if applied != machine.ApplyConfigurationRequest_REBOOT {
 		if wait && applied == machine.ApplyConfigurationRequest_NO_REBOOT {
 			return r.awaitInPlace(ctx, n, versionsBefore, moved)

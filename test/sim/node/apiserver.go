@@ -123,7 +123,7 @@ type realAPI struct {
 // startRealAPI begins, for a cluster just bootstrapped on m, the wait and then the start of its
 // control plane. The caller holds clusterMu.
 func (t *Trust) startRealAPI(m member) {
-	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterSection(m.cfg).ClusterCA)
+	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterIssuingCA(m.cfg))
 	if err != nil {
 		log.Printf("cluster %s: no API server: cluster.ca: %v", m.cluster, err)
 		return
@@ -408,9 +408,8 @@ func tail(path string) string {
 // machine config: the cluster CA and a serving certificate it signs, the service-account key, the
 // aggregator CA and a front-proxy client certificate it signs. It returns the files by name.
 func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.CertificateAuthority, others ...net.IP) (map[string]string, error) {
-	cluster := clusterSection(cfg)
-	files := map[string][]byte{"ca.crt": cluster.ClusterCA.Crt}
-	if sa := cluster.ServiceAccount(); sa != nil {
+	files := map[string][]byte{"ca.crt": clusterCACert(cfg)}
+	if sa := serviceAccountKey(cfg); sa != nil {
 		files["sa.key"] = sa.Key
 	} else {
 		return nil, errors.New("cluster.serviceAccount is missing")
@@ -418,7 +417,7 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 
 	ips := append([]net.IP{address, net.IPv4(127, 0, 0, 1)}, others...)
 	dns := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}
-	if ep := cluster.Endpoint(); ep != nil {
+	if ep := clusterEndpoint(cfg); ep != nil {
 		if ip := net.ParseIP(ep.Hostname()); ip != nil {
 			ips = append(ips, ip)
 		} else if ep.Hostname() != "" {
@@ -443,7 +442,7 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 	}
 	files["apiserver.crt"], files["apiserver.key"] = crt, key
 
-	aggregator := cluster.ClusterAggregatorCA
+	aggregator := aggregatorCA(cfg)
 	if aggregator == nil {
 		return nil, errors.New("cluster.aggregatorCA is missing")
 	}
@@ -706,7 +705,7 @@ func (api *realAPI) runKubelet(name string, m member) (string, error) {
 	}
 	err = kubelet.do(http.MethodGet, "/api/v1/nodes/"+name, nil, &map[string]any{})
 	if isNotFound(err) {
-		taints, terr := registerWithTaints(m.cfg)
+		taints, terr := registerWithTaints(m.cfg, m.running)
 		if terr != nil {
 			return "", nil // Talos cannot render the kubelet configuration: no kubelet runs
 		}
@@ -793,7 +792,7 @@ func kubeletStatus(name string, m member) map[string]any {
 
 // kubeletVersion is the tag of machine.kubelet.image, the kubelet release the machine runs.
 func kubeletVersion(cfg config.Provider) string {
-	image := kubeletSection(cfg).Image()
+	image := kubeletImage(cfg)
 	if i := strings.LastIndex(image, "@"); i >= 0 {
 		image = image[:i]
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	talosx509 "github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 )
 
@@ -29,11 +30,21 @@ func TestKubeletVersionIsTheKubeletImageTag(t *testing.T) {
 }
 
 func TestControlPlanePKIComesFromTheMachineConfig(t *testing.T) {
-	cfg, err := configloader.NewFromBytes(newCluster(t, "lab").controlPlane)
+	for _, contract := range contracts {
+		t.Run(contractName(contract), func(t *testing.T) { controlPlanePKIComesFromTheMachineConfig(t, contract) })
+	}
+}
+
+// The files are the secrets bundle's, whichever shape the config carries them in (1.14: the
+// KubeAPIServerCAConfig, KubeServiceAccountConfig and KubeAggregatorCAConfig documents).
+func controlPlanePKIComesFromTheMachineConfig(t *testing.T, contract *config.VersionContract) {
+	cl := newClusterOf(t, "lab", contract)
+	cfg, err := configloader.NewFromBytes(cl.controlPlane)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterSection(cfg).ClusterCA)
+	certs := cl.bundle.Certs
+	ca, err := talosx509.NewCertificateAuthorityFromCertificateAndKey(certs.K8s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +60,13 @@ func TestControlPlanePKIComesFromTheMachineConfig(t *testing.T) {
 		}
 		return data
 	}
-	if got := string(read("ca.crt")); got != string(clusterSection(cfg).ClusterCA.Crt) {
+	if got := string(read("ca.crt")); got != string(certs.K8s.Crt) {
 		t.Error("ca.crt is not cluster.ca")
 	}
-	if got := string(read("sa.key")); got != string(clusterSection(cfg).ServiceAccount().Key) {
+	if got := string(read("sa.key")); got != string(certs.K8sServiceAccount.Key) {
 		t.Error("sa.key is not cluster.serviceAccount.key")
 	}
-	if got := string(read("front-proxy-ca.crt")); got != string(clusterSection(cfg).ClusterAggregatorCA.Crt) {
+	if got := string(read("front-proxy-ca.crt")); got != string(certs.K8sAggregator.Crt) {
 		t.Error("front-proxy-ca.crt is not cluster.aggregatorCA")
 	}
 	serving, err := parseCertificate(read("apiserver.crt"))
@@ -81,7 +92,7 @@ func TestControlPlanePKIComesFromTheMachineConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aggregator, err := parseCertificate(clusterSection(cfg).ClusterAggregatorCA.Crt)
+	aggregator, err := parseCertificate(certs.K8sAggregator.Crt)
 	if err != nil {
 		t.Fatal(err)
 	}

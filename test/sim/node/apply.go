@@ -25,30 +25,42 @@ import (
 // active config, and `persistent`, the one written to the STATE partition. NO_REBOOT sets both,
 // STAGED and REBOOT only `persistent` (ahead of the active one until the next boot), TRY only the
 // active one (v1.11.5 v1alpha1_server.go, SetPersistedConfig and SetConfig).
+//
+// Talos 1.14 drops the judgement (v1.14.1 v1alpha1_server.go ApplyConfiguration): AUTO is always
+// NO_REBOOT, NO_REBOOT refuses nothing (a change that needs a reboot takes effect at the next
+// one; neither the answer nor a resource says so, and CanApplyImmediate is gone from the tree),
+// and REBOOT is refused outside maintenance with Unimplemented.
 func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurationRequest, act activation) (*machine.ApplyConfigurationResponse, error) {
 	n.mu.Lock()
 	current := n.cfg
 	currentData := n.state.Config
 	running := n.state.TalosVersion
 	n.mu.Unlock()
+	mode := req.GetMode()
+	v114 := releaseAtLeast(running, 14)
+	if v114 && mode == machine.ApplyConfigurationRequest_REBOOT {
+		return nil, status.Error(codes.Unimplemented, "the REBOOT mode is not supported, please use AUTO or NO_REBOOT modes instead")
+	}
 	if err := runtimeValidate(running, act.cfg); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	mode := req.GetMode()
 	details := "Applied configuration with a reboot"
 	modeErr := ""
-	switch mode {
-	case machine.ApplyConfigurationRequest_TRY:
+	switch {
+	case v114 && (mode == machine.ApplyConfigurationRequest_AUTO || mode == machine.ApplyConfigurationRequest_NO_REBOOT):
 		mode = machine.ApplyConfigurationRequest_NO_REBOOT
 		details = "Applied configuration without a reboot"
-	case machine.ApplyConfigurationRequest_NO_REBOOT:
+	case mode == machine.ApplyConfigurationRequest_TRY:
+		mode = machine.ApplyConfigurationRequest_NO_REBOOT
+		details = "Applied configuration without a reboot"
+	case mode == machine.ApplyConfigurationRequest_NO_REBOOT:
 		if err := canApplyImmediate(current, act.cfg); err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 		details = "Applied configuration without a reboot"
-	case machine.ApplyConfigurationRequest_STAGED:
+	case mode == machine.ApplyConfigurationRequest_STAGED:
 		details = "Staged configuration to be applied after the next reboot"
-	case machine.ApplyConfigurationRequest_AUTO:
+	case mode == machine.ApplyConfigurationRequest_AUTO:
 		if err := canApplyImmediate(current, act.cfg); err != nil {
 			mode = machine.ApplyConfigurationRequest_REBOOT
 			modeErr = ": " + err.Error()
@@ -56,7 +68,7 @@ func (n *Node) applyConfigured(ctx context.Context, req *machine.ApplyConfigurat
 			mode = machine.ApplyConfigurationRequest_NO_REBOOT
 			details = "Applied configuration without a reboot"
 		}
-	case machine.ApplyConfigurationRequest_REBOOT:
+	case mode == machine.ApplyConfigurationRequest_REBOOT:
 	default:
 		return nil, fmt.Errorf("incorrect mode '%s' specified for the apply config call", mode.String())
 	}

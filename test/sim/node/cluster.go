@@ -17,6 +17,7 @@ type member struct {
 	up   bool
 	// cfg is the applied machine config; nil in maintenance.
 	cfg          config.Provider
+	running      string // the Talos release it runs
 	cluster      string
 	hostname     string
 	bootstrapped bool
@@ -33,14 +34,14 @@ func (m member) controlPlane() bool { return m.cfg != nil && m.cfg.Machine().Typ
 // clusterKey names the cluster a config joins: its name and its Kubernetes CA, the identity of the
 // API server its kubelet trusts. Two clusters that only share a name stay apart.
 func clusterKey(cfg config.Provider) string {
-	sum := sha256.Sum256(clusterSection(cfg).ClusterCA.Crt)
-	return clusterSection(cfg).Name() + "/" + hex.EncodeToString(sum[:6])
+	sum := sha256.Sum256(clusterCACert(cfg))
+	return clusterName(cfg) + "/" + hex.EncodeToString(sum[:6])
 }
 
 func (n *Node) member() member {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	m := member{node: n, up: n.state.Up, cfg: n.cfg, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped,
+	m := member{node: n, up: n.state.Up, cfg: n.cfg, running: n.state.TalosVersion, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped,
 		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped, etcdJoining: n.etcdJoining}
 	if n.cfg != nil {
 		m.cluster = clusterKey(n.cfg)

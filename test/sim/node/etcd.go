@@ -436,7 +436,7 @@ func (n *Node) snapshot(c etcdCluster) ([]byte, error) {
 	m := n.member()
 	kvs := [][2]string{{"/registry/namespaces/default", `{"kind":"Namespace","metadata":{"name":"default"}}`},
 		{"/registry/namespaces/kube-system", `{"kind":"Namespace","metadata":{"name":"kube-system"}}`},
-		{"/talos/sim/cluster", clusterSection(m.cfg).Name()}}
+		{"/talos/sim/cluster", clusterName(m.cfg)}}
 	for _, mem := range c.members {
 		kvs = append(kvs, [2]string{fmt.Sprintf("/talos/sim/members/%016x", mem.id), mem.name})
 		if mem.name != "" {

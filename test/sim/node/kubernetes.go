@@ -72,7 +72,7 @@ func (t *Trust) runKubelet(m member, bootstrapped bool) *KubernetesNode {
 	}
 	if m.up && bootstrapped {
 		if _, registered := api.nodes[name]; !registered {
-			taints, err := registerWithTaints(m.cfg)
+			taints, err := registerWithTaints(m.cfg, m.running)
 			if err != nil {
 				return nil // Talos cannot render the kubelet configuration: no kubelet runs
 			}
@@ -120,12 +120,24 @@ func nodeName(hostname string) string {
 	return strings.Trim(name, "-.")
 }
 
-// registerWithTaints is the kubelet's registerWithTaints (machine.kubelet.extraConfig), plus the
-// control-plane taint Talos adds to a control plane's kubelet so that nothing is scheduled there
-// before the node-apply controller takes the taint over.
-func registerWithTaints(cfg config.Provider) ([]Taint, error) {
+// parseTaint is a node taint as the config writes it, value:effect or effect (Talos'
+// pkg/machinery/labels ParseTaint).
+func parseTaint(key, spec string) Taint {
+	value, effect, found := strings.Cut(spec, ":")
+	if !found {
+		value, effect = "", spec
+	}
+	return Taint{Key: key, Value: value, Effect: effect}
+}
+
+// registerWithTaints is the kubelet's registerWithTaints (the kubelet's extra config), plus the
+// taints Talos adds so that nothing is scheduled before the node-apply controller takes them over
+// (controllers/k8s/kubelet_spec.go). Up to 1.13 that is the control-plane taint on a control
+// plane that does not allow scheduling; from 1.14 every taint of the node's config
+// (kubelet_config.go: RegisterWithTaints = K8sNodeConfig().Taints()), then sorted by key.
+func registerWithTaints(cfg config.Provider, running string) ([]Taint, error) {
 	var taints []Taint
-	if raw, ok := kubeletSection(cfg).ExtraConfig()["registerWithTaints"]; ok {
+	if raw, ok := kubeletExtraConfig(cfg)["registerWithTaints"]; ok {
 		data, err := json.Marshal(raw)
 		if err != nil {
 			return nil, err
@@ -134,7 +146,16 @@ func registerWithTaints(cfg config.Provider) ([]Taint, error) {
 			return nil, fmt.Errorf("machine.kubelet.extraConfig.registerWithTaints: %w", err)
 		}
 	}
-	if cfg.Machine().Type().IsControlPlane() && !clusterSection(cfg).ScheduleOnControlPlanes() &&
+	if releaseAtLeast(running, 14) {
+		for _, key := range slices.Sorted(maps.Keys(nodeTaints(cfg))) {
+			if !slices.ContainsFunc(taints, func(t Taint) bool { return t.Key == key }) {
+				taints = append(taints, parseTaint(key, nodeTaints(cfg)[key]))
+			}
+		}
+		slices.SortFunc(taints, func(a, b Taint) int { return strings.Compare(a.Key, b.Key) })
+		return taints, nil
+	}
+	if _, tainted := nodeTaints(cfg)[labelControlPlane]; tainted && cfg.Machine().Type().IsControlPlane() &&
 		!slices.ContainsFunc(taints, func(t Taint) bool { return t.Key == labelControlPlane }) {
 		taints = append(taints, Taint{Key: labelControlPlane, Effect: "NoSchedule"})
 	}
@@ -159,24 +180,13 @@ func nodeApply(name string, stored *kubeNode, cfg config.Provider) string {
 // nodeApplied is the Node as the node-apply controller would leave it: labels and taints from
 // the config merged into the stored ones with its ownership rules.
 func nodeApplied(stored *kubeNode, cfg config.Provider) *kubeNode {
-	controlPlane := cfg.Machine().Type().IsControlPlane()
-	labels := maps.Clone(machineSection(cfg).MachineNodeLabels)
+	labels := maps.Clone(nodeLabels(cfg))
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	if controlPlane {
-		labels[labelControlPlane] = ""
-	}
 	taints := map[string]Taint{}
-	if controlPlane && !clusterSection(cfg).ScheduleOnControlPlanes() {
-		taints[labelControlPlane] = Taint{Key: labelControlPlane, Effect: "NoSchedule"}
-	}
-	for key, spec := range machineSection(cfg).MachineNodeTaints {
-		value, effect, found := strings.Cut(spec, ":")
-		if !found {
-			value, effect = "", spec
-		}
-		taints[key] = Taint{Key: key, Value: value, Effect: effect}
+	for key, spec := range nodeTaints(cfg) {
+		taints[key] = parseTaint(key, spec)
 	}
 
 	updated := stored.clone()

@@ -338,14 +338,14 @@ func (n *Node) validate(data []byte) (activation, error) {
 	if act.osCACert, err = parseCertificate(issuing.Crt); err != nil {
 		return activation{}, status.Errorf(codes.InvalidArgument, "machine.ca.crt: %v", err)
 	}
-	if clusterSection(cfg).ClusterCA == nil {
+	if clusterCACert(cfg) == nil {
 		return activation{}, status.Error(codes.InvalidArgument, "configuration validation failed: cluster.ca is missing")
 	}
 	if cfg.Machine().Type() == talosmachine.TypeControlPlane {
 		if act.osCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(issuing); err != nil {
 			return activation{}, status.Errorf(codes.InvalidArgument, "machine.ca: %v", err)
 		}
-		if act.clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterSection(cfg).ClusterCA); err != nil {
+		if act.clusterCA, err = talosx509.NewCertificateAuthorityFromCertificateAndKey(clusterIssuingCA(cfg)); err != nil {
 			return activation{}, status.Errorf(codes.InvalidArgument, "cluster.ca: %v", err)
 		}
 	}
@@ -387,14 +387,14 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 	firstConfig := n.cfg == nil
 	// The API certificate is issued at the next handshake, signed by the (new) machine CA.
 	n.osCACert, n.clusterCA, n.apiCert = act.osCACert, act.clusterCA, nil
-	if ep := clusterSection(act.cfg).Endpoint(); ep != nil {
+	if ep := clusterEndpoint(act.cfg); ep != nil {
 		n.endpoint = ep.String()
 	}
 	n.cfg = act.cfg
 	n.state.Configured = true
 	n.state.Role = act.cfg.Machine().Type().String()
 	n.state.Hostname = act.hostname
-	n.state.ClusterName = clusterSection(act.cfg).Name()
+	n.state.ClusterName = clusterName(act.cfg)
 	n.state.InstallImage = act.cfg.Machine().Install().Image()
 	n.state.Config = string(act.data)
 	if record != nil {
@@ -488,7 +488,7 @@ func (n *Node) GenerateClientConfiguration(_ context.Context, req *machine.Gener
 		return nil, status.Errorf(codes.Internal, "issuing client certificate: %v", err)
 	}
 	// Talos names the context <role>@<cluster> when one role is asked, else <cluster>.
-	contextName := clusterSection(cfg).Name()
+	contextName := clusterName(cfg)
 	if r := roles.Strings(); len(r) == 1 {
 		contextName = strings.TrimPrefix(r[0], role.Prefix) + "@" + contextName
 	}

@@ -58,14 +58,25 @@ type cluster struct {
 	bundle *secrets.Bundle
 }
 
+// newCluster is a cluster of the 1.11 contract (the release most tests' nodes run, v1.11.5).
 func newCluster(t *testing.T, name string) cluster {
 	t.Helper()
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersion1_11)
+	return newClusterOf(t, name, config.TalosVersion1_11)
+}
+
+// contracts are the config contracts the nodes read: 1.11's, Kubernetes settings in the v1alpha1
+// sections; 1.14's, Kubernetes settings in Kube* documents (machinery config/generate, contract.go
+// MultidocKubernetesConfigSupported).
+var contracts = []*config.VersionContract{config.TalosVersion1_11, config.TalosVersion1_14}
+
+// newClusterOf is a cluster whose secrets and configs are generated with a contract.
+func newClusterOf(t *testing.T, name string, contract *config.VersionContract) cluster {
+	t.Helper()
+	bundle, err := secrets.NewBundle(secrets.NewClock(), contract)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The contract of the Talos release the nodes model (v1.11.5).
-	in, err := generate.NewInput(name, "https://127.0.7.1:6443", "1.34.1", generate.WithSecretsBundle(bundle), generate.WithVersionContract(config.TalosVersion1_11))
+	in, err := generate.NewInput(name, "https://127.0.7.1:6443", "1.34.1", generate.WithSecretsBundle(bundle), generate.WithVersionContract(contract))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,12 +38,14 @@ func runtimeValidate(running string, cfg config.Provider) error {
 		}
 	}
 	if cfg.Machine() != nil {
-		check("kubelet", kubeletSection(cfg).Image())
+		check("kubelet", kubeletImage(cfg))
 	}
 	if cfg.Machine() != nil && cfg.Cluster() != nil && cfg.Machine().Type().IsControlPlane() {
-		check("kube-apiserver", clusterSection(cfg).APIServer().Image())
-		check("kube-controller-manager", clusterSection(cfg).ControllerManager().Image())
-		check("kube-scheduler", clusterSection(cfg).Scheduler().Image())
+		for _, c := range components {
+			if image, ok := componentImage(cfg, c); ok {
+				check(c, image)
+			}
+		}
 	}
 	if len(problems) == 0 {
 		return nil

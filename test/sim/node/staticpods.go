@@ -7,11 +7,13 @@ import (
 	"log"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cosi-project/runtime/pkg/resource"
 	"github.com/siderolabs/talos/pkg/machinery/config"
+	talosconfig "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
@@ -96,62 +98,123 @@ func newPodModel(lag time.Duration) *podModel {
 	return &podModel{lag: lag, inputs: map[string]string{}, pods: map[string]*staticPod{}, seen: map[string]bool{}, fails: map[string]bool{}}
 }
 
-// componentConfig is the config resource Talos makes of the machine config for a component, and
-// the inputs it is made from (JSON).
+// componentConfig is the config resource Talos makes of the machine config for a component
+// (controllers/k8s/control_plane.go: ControlPlaneAPIServerController and its siblings read the
+// K8s* accessors), and the inputs it is made from (JSON): a change to them is a new version.
 func componentConfig(cfg config.Provider, component string) (resource.Resource, string) {
-	cluster := clusterSection(cfg)
-	raw := cfg.RawV1Alpha1()
-	var section any
 	var res resource.Resource
+	var extra any
 	switch component {
 	case KubeAPIServer:
+		c := cfg.K8sAPIServerConfig()
 		r := k8s.NewAPIServerConfig(k8s.APIServerConfigID)
-		r.TypedSpec().Image = cluster.APIServer().Image()
-		r.TypedSpec().ExtraArgs = argValues(cluster.APIServer().ExtraArgs())
-		r.TypedSpec().EnvironmentVariables = cluster.APIServer().Env()
+		r.TypedSpec().Image = c.Image()
+		r.TypedSpec().ExtraArgs = argValues(c.ExtraArgs())
+		r.TypedSpec().EnvironmentVariables = c.Env()
+		r.TypedSpec().LocalPort = c.APIPort()
+		r.TypedSpec().StartupProbesEnabled = c.StartupProbesEnabled()
+		r.TypedSpec().UseAuthenticationConfig = c.UseAuthenticationConfig()
 		r.TypedSpec().ServiceCIDRs = serviceCIDRs(cfg)
-		if ep := cluster.Endpoint(); ep != nil {
+		if ep := clusterEndpoint(cfg); ep != nil {
 			r.TypedSpec().ControlPlaneEndpoint = ep.String()
 		}
-		if raw != nil && raw.ClusterConfig != nil {
-			section = raw.ClusterConfig.APIServerConfig
-		}
+		extra = []any{volumesOf(c.ExtraVolumes()), resourcesOf(c.Resources())}
 		res = r
 	case KubeControllerManager:
+		c := cfg.K8sControllerManagerConfig()
 		r := k8s.NewControllerManagerConfig(k8s.ControllerManagerConfigID)
-		r.TypedSpec().Enabled = true
-		r.TypedSpec().Image = cluster.ControllerManager().Image()
-		r.TypedSpec().ExtraArgs = argValues(cluster.ControllerManager().ExtraArgs())
-		r.TypedSpec().EnvironmentVariables = cluster.ControllerManager().Env()
+		r.TypedSpec().Enabled = c.Enabled()
+		r.TypedSpec().Image = c.Image()
+		r.TypedSpec().ExtraArgs = argValues(c.ExtraArgs())
+		r.TypedSpec().EnvironmentVariables = c.Env()
 		r.TypedSpec().PodCIDRs = podCIDRs(cfg)
 		r.TypedSpec().ServiceCIDRs = serviceCIDRs(cfg)
-		if raw != nil && raw.ClusterConfig != nil {
-			section = raw.ClusterConfig.ControllerManagerConfig
-		}
+		extra = []any{volumesOf(c.ExtraVolumes()), resourcesOf(c.Resources())}
 		res = r
 	default:
+		c := cfg.K8sSchedulerConfig()
 		r := k8s.NewSchedulerConfig(k8s.SchedulerConfigID)
-		r.TypedSpec().Enabled = true
-		r.TypedSpec().Image = cluster.Scheduler().Image()
-		r.TypedSpec().ExtraArgs = argValues(cluster.Scheduler().ExtraArgs())
-		r.TypedSpec().EnvironmentVariables = cluster.Scheduler().Env()
-		if raw != nil && raw.ClusterConfig != nil {
-			section = raw.ClusterConfig.SchedulerConfig
-		}
+		r.TypedSpec().Enabled = c.Enabled()
+		r.TypedSpec().Image = c.Image()
+		r.TypedSpec().ExtraArgs = argValues(c.ExtraArgs())
+		r.TypedSpec().EnvironmentVariables = c.Env()
+		r.TypedSpec().Config = c.Config()
+		extra = []any{volumesOf(c.ExtraVolumes()), resourcesOf(c.Resources())}
 		res = r
 	}
-	spec, _ := json.Marshal(res.Spec())
-	sec, _ := json.Marshal(section)
-	return res, string(spec) + string(sec)
+	return res, jsonOf(res.Spec()) + jsonOf(extra)
 }
 
-// kubeletInputs is what the kubelet service is made from: a change restarts it.
-func kubeletInputs(cfg config.Provider) string {
-	raw := cfg.RawV1Alpha1()
-	if raw == nil || raw.MachineConfig == nil {
-		return ""
+// finalConfig is Talos 1.14's final-<component> config: the component's config with the command
+// line Talos builds from it (control_plane_final.go): its own flags, among them the API server's
+// service-account issuers and audiences from the Kubernetes root secrets (secrets/root.go, from
+// K8sServiceAccountConfig), merged with the extra args. Only the flags that follow the machine
+// config are modelled; the fixed ones (file paths, TLS settings) would not change a version.
+func finalConfig(cfg config.Provider, plain resource.Resource) resource.Resource {
+	args := func(binary string, own map[string]string, extra map[string]k8s.ArgValues) []string {
+		merged := maps.Clone(own)
+		for k, v := range extra {
+			merged[k] = strings.Join(v.Values, ",")
+		}
+		out := []string{binary}
+		for _, k := range slices.Sorted(maps.Keys(merged)) {
+			out = append(out, "--"+k+"="+merged[k])
+		}
+		return out
 	}
-	data, _ := json.Marshal(raw.MachineConfig.MachineKubelet)
+	switch in := plain.(type) {
+	case *k8s.APIServerConfig:
+		out := k8s.NewAPIServerConfig(k8s.FinalAPIServerConfigID)
+		spec := *in.TypedSpec()
+		own := map[string]string{
+			"secure-port":              strconv.Itoa(spec.LocalPort),
+			"service-cluster-ip-range": strings.Join(spec.ServiceCIDRs, ","),
+		}
+		if sa := cfg.K8sServiceAccountConfig(); sa != nil {
+			own["service-account-issuer"] = strings.Join(append([]string{sa.IssuerURL()}, sa.AcceptedIssuers()...), ",")
+			own["api-audiences"] = strings.Join(sa.APIAudiences(), ",")
+		}
+		spec.Args, spec.ExtraArgs = args("/usr/local/bin/kube-apiserver", own, spec.ExtraArgs), nil
+		*out.TypedSpec() = spec
+		return out
+	case *k8s.ControllerManagerConfig:
+		out := k8s.NewControllerManagerConfig(k8s.FinalControllerManagerConfigID)
+		spec := *in.TypedSpec()
+		own := map[string]string{
+			"cluster-cidr":             strings.Join(spec.PodCIDRs, ","),
+			"service-cluster-ip-range": strings.Join(spec.ServiceCIDRs, ","),
+		}
+		spec.Args, spec.ExtraArgs = args("/usr/local/bin/kube-controller-manager", own, spec.ExtraArgs), nil
+		*out.TypedSpec() = spec
+		return out
+	case *k8s.SchedulerConfig:
+		out := k8s.NewSchedulerConfig(k8s.FinalSchedulerConfigID)
+		spec := *in.TypedSpec()
+		spec.Args, spec.ExtraArgs = args("/usr/local/bin/kube-scheduler", map[string]string{}, spec.ExtraArgs), nil
+		*out.TypedSpec() = spec
+		return out
+	}
+	return plain
+}
+
+func volumesOf(vs []talosconfig.VolumeMount) []string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, fmt.Sprintf("%s:%s:%s:%t", v.Name(), v.HostPath(), v.MountPath(), v.ReadOnly()))
+	}
+	return out
+}
+
+func resourcesOf(r talosconfig.Resources) []string {
+	if r == nil {
+		return nil
+	}
+	return []string{r.CPURequests(), r.MemoryRequests(), r.CPULimits(), r.MemoryLimits()}
+}
+
+// jsonOf is v as JSON, to compare inputs by.
+func jsonOf(v any) string {
+	data, _ := json.Marshal(v)
 	return string(data)
 }
 
@@ -172,16 +235,16 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 	// Talos' KubeletConfig (controllers/k8s/kubelet_config.go): the kubelet's source settings from
 	// the active config, machine.kubelet.image among them. Not Sensitive: os:reader may get it.
 	kubeletConfig := k8s.NewKubeletConfig(k8s.NamespaceName, k8s.KubeletID)
-	kubeletConfig.TypedSpec().Image = kubeletSection(cfg).Image()
-	kubeletConfig.TypedSpec().ClusterDomain = clusterSection(cfg).DNSDomain()
+	kubeletConfig.TypedSpec().Image = kubeletImage(cfg)
+	kubeletConfig.TypedSpec().ClusterDomain = dnsDomain(cfg)
 	if err := put(ctx, n.cosi, kubeletConfig); err != nil {
 		log.Printf("node %s: kubelet config: %v", n.address, err)
 	}
 	controlPlane := cfg.Machine().Type().IsControlPlane()
+	n.mu.Lock()
+	running := n.state.TalosVersion
+	n.mu.Unlock()
 	if controlPlane {
-		n.mu.Lock()
-		running := n.state.TalosVersion
-		n.mu.Unlock()
 		if err := put(ctx, n.cosi, bootstrapManifestsConfig(cfg, running)); err != nil {
 			log.Printf("node %s: bootstrap manifests config: %v", n.address, err)
 		}
@@ -192,17 +255,38 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 			continue
 		}
 		res, inputs := componentConfig(cfg, c)
-		n.mu.Lock()
-		changed := p.inputs[c] != inputs
-		p.inputs[c] = inputs
-		n.mu.Unlock()
-		if changed {
-			if err := put(ctx, n.cosi, res); err != nil {
-				log.Printf("node %s: %s config: %v", n.address, c, err)
-				continue
+		// Talos 1.14 renders the static pod from a second resource, final-<component>, which its
+		// own controller makes of the first (controllers/k8s/control_plane_final.go), and stamps
+		// that one's version into the pod (control_plane_static_pod.go, k8stemplates).
+		made := []struct {
+			res    resource.Resource
+			inputs string
+		}{{res, inputs}}
+		if releaseAtLeast(running, 14) {
+			final := finalConfig(cfg, res)
+			made = append(made, struct {
+				res    resource.Resource
+				inputs string
+			}{final, jsonOf(final.Spec())})
+		}
+		failed := false
+		for _, m := range made {
+			id := m.res.Metadata().ID()
+			n.mu.Lock()
+			changed := p.inputs[id] != m.inputs
+			p.inputs[id] = m.inputs
+			n.mu.Unlock()
+			if changed {
+				if err := put(ctx, n.cosi, m.res); err != nil {
+					log.Printf("node %s: %s config: %v", n.address, id, err)
+					failed = true
+				}
 			}
 		}
-		stored, err := n.cosi.Get(ctx, res.Metadata())
+		if failed {
+			continue
+		}
+		stored, err := n.cosi.Get(ctx, made[len(made)-1].res.Metadata())
 		if err != nil {
 			log.Printf("node %s: %s config: %v", n.address, c, err)
 			continue
@@ -262,18 +346,6 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 			}
 		})
 	}
-}
-
-func componentImage(cfg config.Provider, component string) (string, bool) {
-	switch component {
-	case KubeAPIServer:
-		return clusterSection(cfg).APIServer().Image(), true
-	case KubeControllerManager:
-		return clusterSection(cfg).ControllerManager().Image(), true
-	case KubeScheduler:
-		return clusterSection(cfg).Scheduler().Image(), true
-	}
-	return "", false
 }
 
 // startPod is the kubelet replacing a static pod: not Ready now, Ready after podStart unless the
@@ -459,9 +531,9 @@ func (n *Node) SetStaticPodFails(component string, fails bool) error {
 func bootstrapManifestsConfig(cfg config.Provider, running string) *k8s.BootstrapManifestsConfig {
 	res := k8s.NewBootstrapManifestsConfig()
 	spec := res.TypedSpec()
-	spec.ClusterDomain = clusterSection(cfg).DNSDomain()
+	spec.ClusterDomain = dnsDomain(cfg)
 	spec.PodCIDRs = podCIDRs(cfg)
-	if ep := clusterSection(cfg).Endpoint(); ep != nil {
+	if ep := clusterEndpoint(cfg); ep != nil {
 		spec.Server = ep.String()
 	}
 	switch {
@@ -472,8 +544,11 @@ func bootstrapManifestsConfig(cfg config.Provider, running string) *k8s.Bootstra
 		}
 	case releaseAtLeast(running, 13):
 		spec.CNIName = constants.FlannelCNI
-		if n := clusterSection(cfg).ClusterNetwork; n != nil && n.CNI != nil && n.CNI.CNIName != "" {
-			spec.CNIName = n.CNI.CNIName
+		// 1.13 reads the v1alpha1 section only (it has no Kubernetes documents).
+		if raw := cfg.RawV1Alpha1(); raw != nil && raw.ClusterConfig != nil {
+			if n := raw.ClusterConfig.ClusterNetwork; n != nil && n.CNI != nil && n.CNI.CNIName != "" {
+				spec.CNIName = n.CNI.CNIName
+			}
 		}
 	}
 	return res

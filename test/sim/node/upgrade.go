@@ -86,7 +86,7 @@ func (n *Node) upgradeSequence(actorID, seq string, target bootImage, powercycle
 	var phases []phase
 	if seq == "upgrade" {
 		m := n.member()
-		if skip := kubeletSection(m.cfg).KubeletSkipNodeRegistration; skip == nil || !*skip {
+		if !skipNodeRegistration(m.cfg) {
 			phases = append(phases, phase{"drain", "cordonAndDrainNode"})
 		}
 		phases = append(phases, phase{"cleanup", "stopAllPods"}, phase{"dbus", "stopDBus"}, phase{"stopServices", "stopServicesForUpgrade"},

@@ -35,9 +35,9 @@ import (
 )
 
 // What the nodes run unless a test says otherwise.
-// Contract is the config contract of that release: configs are generated and secrets made as
-// Talos 1.11 makes them (machinery's current contract, 1.14, moves the cluster's CAs and
-// Kubernetes settings into documents a 1.11 node does not know).
+// Contract is the config contract of that release, the one NewCluster generates with: secrets
+// and configs as Talos 1.11 makes them. A cluster of the 1.14 contract (NewClusterOf with
+// config.TalosVersion1_14) has its CAs and Kubernetes settings in Kube* documents instead.
 var Contract = config.TalosVersion1_11
 
 const (
@@ -62,6 +62,8 @@ type Credentials struct {
 type Cluster struct {
 	Name     string
 	Endpoint string
+	// Contract is the config contract its secrets and configs are generated with.
+	Contract *config.VersionContract
 	Bundle   *secrets.Bundle
 	Trust    *simnode.Trust
 	// Talosconfig is the cluster's talosconfig (os:admin), as `talosctl gen config` writes it.
@@ -81,11 +83,17 @@ func New(t *testing.T) *Cluster {
 // simulation.
 func NewCluster(t *testing.T, name, endpoint string) *Cluster {
 	t.Helper()
-	bundle, err := secrets.NewBundle(secrets.NewClock(), Contract)
+	return NewClusterOf(t, name, endpoint, Contract)
+}
+
+// NewClusterOf is NewCluster with the secrets and configs of a config contract.
+func NewClusterOf(t *testing.T, name, endpoint string, contract *config.VersionContract) *Cluster {
+	t.Helper()
+	bundle, err := secrets.NewBundle(secrets.NewClock(), contract)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := generate.NewInput(name, endpoint, KubernetesVersion, generate.WithSecretsBundle(bundle), generate.WithVersionContract(Contract))
+	in, err := generate.NewInput(name, endpoint, KubernetesVersion, generate.WithSecretsBundle(bundle), generate.WithVersionContract(contract))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +105,7 @@ func NewCluster(t *testing.T, name, endpoint string) *Cluster {
 	return &Cluster{
 		Name:        name,
 		Endpoint:    endpoint,
+		Contract:    contract,
 		Bundle:      bundle,
 		Trust:       simnode.NewTrust(),
 		Talosconfig: tc,
@@ -135,7 +144,7 @@ func (c *Cluster) Worker(t *testing.T, kubernetes, image, patch string) []byte {
 // provider's config_patches.
 func (c *Cluster) Config(t *testing.T, kind talosmachine.Type, kubernetes, image string, patches ...string) []byte {
 	t.Helper()
-	opts := []generate.Option{generate.WithSecretsBundle(c.Bundle), generate.WithVersionContract(Contract)}
+	opts := []generate.Option{generate.WithSecretsBundle(c.Bundle), generate.WithVersionContract(c.Contract)}
 	if image != "" {
 		opts = append(opts, generate.WithInstallImage(image))
 	}
