@@ -1,9 +1,9 @@
 // Every pinned version and catalogue lives here, so Renovate (and a reviewer) finds them in one place.
 
 /** Talos release a new stack gets when it names none. */
-export const DEFAULT_TALOS_VERSION = "v1.11.5";
+export const DEFAULT_TALOS_VERSION = "v1.14.1";
 /** Kubernetes release a new stack gets when it names none. */
-export const DEFAULT_KUBERNETES_VERSION = "1.34.1";
+export const DEFAULT_KUBERNETES_VERSION = "1.37.0";
 
 /** The public Image Factory; mirrored or self-hosted factories override it per stack. */
 export const DEFAULT_IMAGE_FACTORY_HOST = "factory.talos.dev";

@@ -6,8 +6,18 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { DEFAULT_TALOS_VERSION } from "../lib/versions";
 import { SUITES } from "../test/addresses";
-import { controlPlaneFlags, missingToolchain, ROOT, type SimNodeConfig, Simulator, simStackConfig, Workspace } from "./engine";
+import {
+  controlPlaneFlags,
+  missingToolchain,
+  ROOT,
+  SIM_TALOS_VERSION,
+  type SimNodeConfig,
+  Simulator,
+  simStackConfig,
+  Workspace,
+} from "./engine";
 
 const DIR = join(ROOT, ".demo");
 const PID_FILE = join(DIR, "sim.pid");
@@ -107,7 +117,7 @@ async function main(): Promise<void> {
   });
   const ws = new Workspace("demo", config, undefined, join(DIR, "project"));
   console.log(
-    `Stack "demo" on a local backend in .demo/project/.state (passphrase "${PASSPHRASE}", set for this run). The Kubernetes addons are off: the simulator runs a real etcd and kube-apiserver, and no pods.`,
+    `Stack "demo" on a local backend in .demo/project/.state (passphrase "${PASSPHRASE}", set for this run), on Talos ${SIM_TALOS_VERSION}, the simulator's release (a new stack gets ${DEFAULT_TALOS_VERSION}). The Kubernetes addons are off: the simulator runs a real etcd and kube-apiserver, and no pods.`,
   );
 
   step("pulumi up: schematic, machine secrets, one config per node, bootstrap, node states");
@@ -147,7 +157,8 @@ async function main(): Promise<void> {
   const preview = ws.run(["preview", "--refresh", "--diff"]);
   const seen = preview.output.split("\n").filter((l) => /NodeState|talosVersion\s*:/.test(l));
   for (const line of seen) console.log(line.trimEnd());
-  if (!seen.some((l) => l.includes('"v1.11.4" => "v1.11.5"'))) fail("the refresh-preview did not name the change (output above)");
+  if (!seen.some((l) => l.includes(`"v1.11.4" => "${SIM_TALOS_VERSION}"`)))
+    fail("the refresh-preview did not name the change (output above)");
 
   step(`Done in ${Math.round((Date.now() - started) / 1000)} s`);
   if (keep) {
@@ -159,7 +170,7 @@ async function main(): Promise<void> {
   npx pulumi preview --refresh --diff  # ${target.name}'s drift
   npx talosctl --talosconfig ../talosconfig -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
   npx talosctl --talosconfig ../talosconfig -n ${NODES[0]?.address} health --server=false --control-plane-nodes ${addresses("controlplane")} --worker-nodes ${addresses("worker")} --k8s-endpoint ${NODES[0]?.address}  # Talos' cluster checks, run by talosctl (kube-proxy and CoreDNS: SKIP, not deployed)
-  npx pulumi up --refresh --yes        # the rollout upgrades ${target.name} back to v1.11.5, through its gates
+  npx pulumi up --refresh --yes        # the rollout upgrades ${target.name} back to ${SIM_TALOS_VERSION}, through its gates
 Stop it with: kill ${sim.pid}`);
   } else {
     stop();

@@ -15,6 +15,15 @@ export const BIN = join(ROOT, "node_modules", ".bin");
 export const PULUMI = join(BIN, "pulumi");
 /** The simulator: $TALOS_SIM (e.g. one built from this checkout), else the one setup linked. */
 const TALOS_SIM = process.env.TALOS_SIM || join(BIN, "talos-sim");
+/**
+ * The release a cluster created on simulated nodes declares, and its Kubernetes: the release the
+ * simulator's nodes run unless told otherwise (talos-sim -talos-version's default), not the
+ * stacks' default (lib/versions.ts), until the simulator reads 1.14-contract configs (those of a
+ * cluster created on Talos 1.14). simStackConfig, the demo and the lab use these; a test of
+ * another release names its own.
+ */
+export const SIM_TALOS_VERSION = "v1.11.5";
+export const SIM_KUBERNETES_VERSION = "1.34.1";
 /** The simulator's real control plane (talos-sim -etcd -kube-apiserver): $ETCD and $KUBE_APISERVER, else setup's links. */
 export const ETCD = process.env.ETCD || join(BIN, "etcd");
 export const KUBE_APISERVER = process.env.KUBE_APISERVER || join(BIN, "kube-apiserver");
@@ -424,9 +433,9 @@ export function simNodes(net: number, counts: { controlPlanes: number; workers: 
 }
 
 /**
- * Stack config for simulated nodes: the provider talks to the simulated factory; addons are off
- * (they need the simulator's real API server and a chart repository: test/engine/addons.test.ts
- * turns them on with `extra`).
+ * Stack config for simulated nodes: the provider talks to the simulated factory; the releases are
+ * the simulator's (SIM_TALOS_VERSION); addons are off (they need the simulator's real API server
+ * and a chart repository: test/engine/addons.test.ts turns them on with `extra`).
  */
 export function simStackConfig(
   sim: Simulator,
@@ -440,6 +449,8 @@ export function simStackConfig(
     "talos:imageFactoryUrl": sim.factoryUrl,
     "talos-cluster:clusterName": clusterName,
     "talos-cluster:endpoint": nodes[0]?.address,
+    "talos-cluster:talosVersion": SIM_TALOS_VERSION,
+    "talos-cluster:kubernetesVersion": SIM_KUBERNETES_VERSION,
     "talos-cluster:nodes": nodes,
     "talos-cluster:addons": { cilium: off, kubeletServingCertApprover: off, metricsServer: off },
     ...extra,

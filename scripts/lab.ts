@@ -9,10 +9,19 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { ADDON_DEFAULTS } from "../lib/versions";
+import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION, DEFAULT_TALOS_VERSION } from "../lib/versions";
 import { SUITES } from "../test/addresses";
 import { ChartRepo } from "./chart-repo";
-import { controlPlaneFlags, missingToolchain, PULUMI, ROOT, type SimNode, Simulator } from "./engine";
+import {
+  controlPlaneFlags,
+  missingToolchain,
+  PULUMI,
+  ROOT,
+  SIM_KUBERNETES_VERSION,
+  SIM_TALOS_VERSION,
+  type SimNode,
+  Simulator,
+} from "./engine";
 
 const {
   nets: [LAB_NET],
@@ -34,8 +43,8 @@ const MACHINES = [
 ];
 /** The machine left out of the stack, waiting to be added. */
 const SPARE = MACHINES[MACHINES.length - 1] as (typeof MACHINES)[number];
-/** Releases the simulated factory offers: the stacks' and one newer to upgrade to. */
-const TALOS_VERSIONS = ["v1.11.5", "v1.11.6", "v1.10.7"];
+/** Releases the simulated factory offers: the lab's, one newer to upgrade to, and an older one. */
+const TALOS_VERSIONS = [SIM_TALOS_VERSION, "v1.11.6", "v1.10.7"];
 const PIDS = { sim: join(DIR, "sim.pid"), charts: join(DIR, "charts.pid") };
 
 const fail = (text: string): never => {
@@ -74,6 +83,10 @@ config:
   talos-cluster:clusterName: lab
   # lab: the first control plane's API server; on hardware, a VIP or load balancer (see network.vip).
   talos-cluster:endpoint: ${MACHINES[0]?.address}
+  # lab: the simulator's release, older than the one a new stack gets (${DEFAULT_TALOS_VERSION} with
+  # Kubernetes ${DEFAULT_KUBERNETES_VERSION}); on hardware, leave both out for those.
+  talos-cluster:talosVersion: ${SIM_TALOS_VERSION}
+  talos-cluster:kubernetesVersion: ${SIM_KUBERNETES_VERSION}
   talos-cluster:nodeTimeout: 60s
   # lab: fixture charts standing in for Cilium and metrics-server, and the approver's manifest, served
   # by \`npm run lab\`; each installs a ConfigMap with its values (nothing runs: no containers here).

@@ -38,7 +38,9 @@ describe("stack config: accepted shapes and defaults", () => {
     delete raw.talosVersion;
     delete raw.kubernetesVersion;
     const { config } = parseConfig({ ...raw, network: {}, endpoint: "k8s.lab.example" });
-    expect(config.talosVersion).toMatch(/^v1\.\d+\.\d+$/);
+    // Talos 1.14.1 and its own default Kubernetes (machinery's constants.DefaultKubernetesVersion).
+    expect(config.talosVersion).toBe("v1.14.1");
+    expect(config.kubernetesVersion).toBe("1.37.0");
     expect(config.network.podSubnets).toEqual(["10.244.0.0/16"]);
     expect(config.network.serviceSubnets).toEqual(["10.96.0.0/12"]);
     expect(config.addons.cilium.enabled).toBe(true);
@@ -222,13 +224,13 @@ describe("stack config: addresses, names and versions", () => {
 
   it("refuses a malformed Talos version", () => {
     expect(problemsOf(stackWith({ talosVersion: "1.11" }))).toEqual([
-      "talos-cluster:talosVersion: must be a Talos release such as v1.11.5",
+      "talos-cluster:talosVersion: must be a Talos release such as v1.14.1",
     ]);
   });
 
   it("refuses a malformed Kubernetes version", () => {
     expect(problemsOf(stackWith({ kubernetesVersion: "latest" }))).toEqual([
-      "talos-cluster:kubernetesVersion: must be a Kubernetes release such as 1.34.1",
+      "talos-cluster:kubernetesVersion: must be a Kubernetes release such as 1.37.0",
     ]);
   });
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ConfigError, parseConfig } from "../lib/config/parse";
 import { configFromStackFile } from "../lib/config/source";
+import { DEFAULT_KUBERNETES_VERSION, DEFAULT_TALOS_VERSION, upgradeRefusal } from "../lib/versions";
 
 const root = join(__dirname, "..");
 const stackFile = (name: string) => readFileSync(join(root, `Pulumi.${name}.yaml`), "utf8");
@@ -21,6 +22,19 @@ describe("the committed stacks", () => {
     expect(config.controlPlanes.length).toBeGreaterThanOrEqual(3);
     expect(config.controlPlanes.length % 2).toBe(1);
     expect(config.network.vip?.address).toBe(config.endpointHost);
+  });
+
+  it("run the releases a new stack gets", () => {
+    for (const name of ["dev", "prod"]) {
+      const { config } = parseConfig(configFromStackFile(stackFile(name)));
+      expect([name, config.talosVersion, config.kubernetesVersion]).toEqual([name, DEFAULT_TALOS_VERSION, DEFAULT_KUBERNETES_VERSION]);
+    }
+  });
+
+  it("take prod, created on Talos 1.11, to its release through steps Talos' installer accepts", () => {
+    const { config } = parseConfig(configFromStackFile(stackFile("prod")));
+    const steps = ["v1.11.5", ...config.upgrade.path, config.talosVersion];
+    expect(steps.slice(1).map((to, i) => upgradeRefusal(steps[i] as string, to))).toEqual(steps.slice(1).map(() => undefined));
   });
 
   it("leave time servers at Talos' default, which Talos 1.14 reaches with NTS (machine.time.servers turns NTS off)", () => {

@@ -75,6 +75,10 @@ describe("the Kubernetes support table against Talos' config library", () => {
     }
   });
 
+  it("gives new stacks the release of the library that renders and validates their configs", () => {
+    expect(DEFAULT_TALOS_VERSION).toBe(data.library);
+  });
+
   it("puts the default Kubernetes release inside the default Talos release's range", () => {
     const row = byMinor.get(talosMinor(DEFAULT_TALOS_VERSION) ?? "");
     expect(row, DEFAULT_TALOS_VERSION).toBeDefined();

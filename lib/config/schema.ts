@@ -132,10 +132,10 @@ export const stackSchema = z.strictObject({
       error: (issue) =>
         `${JSON.stringify(issue.input)} is not a host, host:port or https://host:port (e.g. 10.0.0.10 or https://k8s.example.com:6443)`,
     }),
-  talosVersion: z.string().regex(TALOS_VERSION, { error: "must be a Talos release such as v1.11.5" }).default(DEFAULT_TALOS_VERSION),
+  talosVersion: z.string().regex(TALOS_VERSION, { error: "must be a Talos release such as v1.14.1" }).default(DEFAULT_TALOS_VERSION),
   kubernetesVersion: z
     .string()
-    .regex(KUBERNETES_VERSION, { error: "must be a Kubernetes release such as 1.34.1" })
+    .regex(KUBERNETES_VERSION, { error: "must be a Kubernetes release such as 1.37.0" })
     .default(DEFAULT_KUBERNETES_VERSION),
   imageFactoryHost: z
     .string()

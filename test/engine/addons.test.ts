@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ciliumValues, metricsServerValues } from "../../lib/addons";
 import { TYPES } from "../../lib/tokens";
-import { ADDON_DEFAULTS, DEFAULT_KUBERNETES_VERSION } from "../../lib/versions";
+import { ADDON_DEFAULTS } from "../../lib/versions";
 import { APPROVER_FIXTURE, ChartRepo, fixtureConfigMap } from "../../scripts/chart-repo";
 import { SUITES } from "../addresses";
 import {
@@ -19,6 +19,7 @@ import {
   jsonStream,
   kubeGet,
   type RunResult,
+  SIM_KUBERNETES_VERSION,
   type SimNodeConfig,
   Simulator,
   simNodes,
@@ -251,7 +252,7 @@ describeEngine(
       }));
       expect(listed.sort((a, b) => a.name.localeCompare(b.name))).toEqual(
         nodes
-          .map((n) => ({ name: n.name, ready: "True", kubelet: `v${DEFAULT_KUBERNETES_VERSION}` }))
+          .map((n) => ({ name: n.name, ready: "True", kubelet: `v${SIM_KUBERNETES_VERSION}` }))
           .sort((a, b) => a.name.localeCompare(b.name)),
       );
 
@@ -270,7 +271,7 @@ describeEngine(
         n.status.conditions.find((c) => c.type === "Ready")?.status,
         n.status.nodeInfo.kubeletVersion,
       ]);
-      expect(viaKubectl.sort()).toEqual(nodes.map((n) => [n.name, "True", `v${DEFAULT_KUBERNETES_VERSION}`]).sort());
+      expect(viaKubectl.sort()).toEqual(nodes.map((n) => [n.name, "True", `v${SIM_KUBERNETES_VERSION}`]).sort());
     });
 
     it("changes nothing on a second up, and preview --refresh --expect-no-changes passes", async () => {
