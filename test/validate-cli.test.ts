@@ -10,7 +10,7 @@ describe("npm run validate", () => {
   it("accepts the committed stacks and exits 0", () => {
     const result = validate("dev", "prod");
     expect(result.stdout).toContain("dev: ok (1 control plane, 2 workers, Talos v1.14.1, Kubernetes 1.37.0)");
-    expect(result.stdout).toContain("prod: ok (3 control planes, 4 workers, Talos v1.14.1, Kubernetes 1.37.0)");
+    expect(result.stdout).toContain("prod: ok (3 control planes, 4 workers, Talos v1.14.1, Kubernetes 1.34.1)");
     expect(result.status).toBe(0);
   });
 

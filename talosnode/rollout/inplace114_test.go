@@ -20,7 +20,7 @@ import (
 // Its nodes are 127.0.<subnet>.<first+i>.
 func newRealClusterOf(t *testing.T, subnet, first int, contract *config.VersionContract, release string) *realCluster {
 	t.Helper()
-	l := simtest.NewClusterOf(t, "lab", "https://127.0.9.1:6443", contract)
+	l := simtest.NewClusterOf(t, "lab", simtest.LabEndpoint, contract)
 	l.RealControlPlane(t, -1)
 	c := &realCluster{lab: l}
 	for i, name := range []string{"cp-1", "cp-2", "cp-3", "worker-1"} {

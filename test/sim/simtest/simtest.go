@@ -72,11 +72,14 @@ type Cluster struct {
 	Credentials Credentials
 }
 
+// LabEndpoint is the API server URL of New's cluster: a name in configs, never bound.
+const LabEndpoint = "https://127.0.9.1:6443"
+
 // New makes the secrets of a cluster named "lab" whose API server is https://127.0.9.1:6443,
 // and an empty simulation.
 func New(t *testing.T) *Cluster {
 	t.Helper()
-	return NewCluster(t, "lab", "https://127.0.9.1:6443")
+	return NewCluster(t, "lab", LabEndpoint)
 }
 
 // NewCluster makes a cluster's secrets for name and its Kubernetes endpoint, and an empty
