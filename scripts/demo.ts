@@ -6,24 +6,18 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { DEFAULT_TALOS_VERSION } from "../lib/versions";
+import { DEFAULT_KUBERNETES_VERSION, DEFAULT_TALOS_VERSION } from "../lib/versions";
 import { SUITES } from "../test/addresses";
-import {
-  controlPlaneFlags,
-  missingToolchain,
-  ROOT,
-  SIM_TALOS_VERSION,
-  type SimNodeConfig,
-  Simulator,
-  simStackConfig,
-  Workspace,
-} from "./engine";
+import { controlPlaneFlags, missingToolchain, ROOT, type SimNodeConfig, Simulator, simStackConfig, Workspace } from "./engine";
 
 const DIR = join(ROOT, ".demo");
 const PID_FILE = join(DIR, "sim.pid");
 const NET = `127.0.${SUITES.demo.nets[0]}`;
 const VIP = `${NET}.10`;
 const PASSPHRASE = "engine-tests";
+/** The demo runs what a new stack gets; the node "downgraded by hand" runs the patch before it. */
+const DEMO_TALOS_VERSION = DEFAULT_TALOS_VERSION;
+const DEMO_HAND_VERSION = "v1.14.0";
 const NODES: SimNodeConfig[] = [
   ...[1, 2, 3].map((i) => ({ name: `cp-${i}`, address: `${NET}.${10 + i}`, role: "controlplane" as const, installDisk: "/dev/vda" })),
   ...[1, 2].map((i) => ({ name: `worker-${i}`, address: `${NET}.${20 + i}`, role: "worker" as const, installDisk: "/dev/vda" })),
@@ -100,7 +94,7 @@ async function main(): Promise<void> {
     NODES.map((n) => n.address),
     await freePort(),
     await freePort(),
-    controlPlaneFlags(),
+    ["-talos-version", DEMO_TALOS_VERSION, "-factory-versions", `${DEMO_HAND_VERSION},${DEMO_TALOS_VERSION}`, ...controlPlaneFlags()],
     keep ? join(DIR, "sim.log") : undefined,
     "127.0.0.1",
   );
@@ -114,10 +108,13 @@ async function main(): Promise<void> {
     "talos-cluster:endpoint": VIP,
     "talos-cluster:network": { nodeSubnet: `${NET}.0/24`, vip: { address: VIP, interface: "enp1s0" } },
     "talos-cluster:nodeTimeout": "60s",
+    // The release and Kubernetes a new stack gets, on a cluster created on it (its 1.14 contract).
+    "talos-cluster:talosVersion": DEMO_TALOS_VERSION,
+    "talos-cluster:kubernetesVersion": DEFAULT_KUBERNETES_VERSION,
   });
   const ws = new Workspace("demo", config, undefined, join(DIR, "project"));
   console.log(
-    `Stack "demo" on a local backend in .demo/project/.state (passphrase "${PASSPHRASE}", set for this run), on Talos ${SIM_TALOS_VERSION}, the simulator's release (a new stack gets ${DEFAULT_TALOS_VERSION}). The Kubernetes addons are off: the simulator runs a real etcd and kube-apiserver, and no pods.`,
+    `Stack "demo" on a local backend in .demo/project/.state (passphrase "${PASSPHRASE}", set for this run), on Talos ${DEMO_TALOS_VERSION} with Kubernetes ${DEFAULT_KUBERNETES_VERSION}, what a new stack gets. The Kubernetes addons are off: the simulator runs a real etcd and kube-apiserver, and no pods.`,
   );
 
   step("pulumi up: schematic, machine secrets, one config per node, bootstrap, node states");
@@ -152,12 +149,12 @@ async function main(): Promise<void> {
   console.log("no changes: every resource is as declared");
 
   const target = NODES[1] as SimNodeConfig;
-  step(`Someone downgrades ${target.name} to Talos v1.11.4 by hand; pulumi preview --refresh reads every node`);
-  await sim.set(target.address, { talosVersion: "v1.11.4" });
+  step(`Someone downgrades ${target.name} to Talos ${DEMO_HAND_VERSION} by hand; pulumi preview --refresh reads every node`);
+  await sim.set(target.address, { talosVersion: DEMO_HAND_VERSION });
   const preview = ws.run(["preview", "--refresh", "--diff"]);
   const seen = preview.output.split("\n").filter((l) => /NodeState|talosVersion\s*:/.test(l));
   for (const line of seen) console.log(line.trimEnd());
-  if (!seen.some((l) => l.includes(`"v1.11.4" => "${SIM_TALOS_VERSION}"`)))
+  if (!seen.some((l) => l.includes(`"${DEMO_HAND_VERSION}" => "${DEMO_TALOS_VERSION}"`)))
     fail("the refresh-preview did not name the change (output above)");
 
   step(`Done in ${Math.round((Date.now() - started) / 1000)} s`);
@@ -168,9 +165,9 @@ async function main(): Promise<void> {
   export PULUMI_BACKEND_URL=file://${join(DIR, "project", ".state")} PULUMI_CONFIG_PASSPHRASE=${PASSPHRASE}
   npx pulumi stack output nodes        # what runs where
   npx pulumi preview --refresh --diff  # ${target.name}'s drift
-  npx talosctl --talosconfig ../talosconfig -n ${target.address} version  # the real talosctl: ${target.name} runs v1.11.4
+  npx talosctl --talosconfig ../talosconfig -n ${target.address} version  # the real talosctl: ${target.name} runs ${DEMO_HAND_VERSION}
   npx talosctl --talosconfig ../talosconfig -n ${NODES[0]?.address} health --server=false --control-plane-nodes ${addresses("controlplane")} --worker-nodes ${addresses("worker")} --k8s-endpoint ${NODES[0]?.address}  # Talos' cluster checks, run by talosctl (kube-proxy and CoreDNS: SKIP, not deployed)
-  npx pulumi up --refresh --yes        # the rollout upgrades ${target.name} back to ${SIM_TALOS_VERSION}, through its gates
+  npx pulumi up --refresh --yes        # the rollout upgrades ${target.name} back to ${DEMO_TALOS_VERSION}, through its gates
 Stop it with: kill ${sim.pid}`);
   } else {
     stop();

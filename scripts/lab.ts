@@ -44,7 +44,7 @@ const MACHINES = [
 /** The machine left out of the stack, waiting to be added. */
 const SPARE = MACHINES[MACHINES.length - 1] as (typeof MACHINES)[number];
 /** Releases the simulated factory offers: the lab's, one newer to upgrade to, and an older one. */
-const TALOS_VERSIONS = [SIM_TALOS_VERSION, "v1.11.6", "v1.10.7"];
+const TALOS_VERSIONS = [SIM_TALOS_VERSION, "v1.11.6", "v1.10.7", "v1.13.9", DEFAULT_TALOS_VERSION];
 const PIDS = { sim: join(DIR, "sim.pid"), charts: join(DIR, "charts.pid") };
 
 const fail = (text: string): never => {

@@ -3,6 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { expect, it } from "vitest";
+import { DEFAULT_TALOS_VERSION } from "../../lib/versions";
 import { BIN, describeEngine, ROOT } from "./workspace";
 
 const demo = () => {
@@ -20,10 +21,10 @@ describeEngine("npm run demo", () => {
       const { code, output } = demo();
       expect(code, `run ${run}:\n${output}`).toBe(0);
       expect(output).toContain("+ 23 created");
-      expect(output).toMatch(/cp-1\s+controlplane\s+127\.0\.77\.11\s+v1\.11\.5\s+2d61dd07b200\s+1\.34\.1/);
-      expect(output).toMatch(/worker-2\s+worker\s+127\.0\.77\.22\s+v1\.11\.5/);
+      expect(output).toMatch(/cp-1\s+controlplane\s+127\.0\.77\.11\s+v1\.14\.1\s+2d61dd07b200\s+1\.37\.0/);
+      expect(output).toMatch(/worker-2\s+worker\s+127\.0\.77\.22\s+v1\.14\.1/);
       expect(output).toContain("no changes: every resource is as declared");
-      expect(output).toContain('talosVersion: "v1.11.4" => "v1.11.5"');
+      expect(output).toContain(`talosVersion: "v1.14.0" => "${DEFAULT_TALOS_VERSION}"`);
       expect(output).toContain("Simulator stopped.");
     }
   });
