@@ -18,9 +18,10 @@ const TALOS_SIM = process.env.TALOS_SIM || join(BIN, "talos-sim");
 /**
  * The release a cluster created on simulated nodes declares, and its Kubernetes: the release the
  * simulator's nodes run unless told otherwise (talos-sim -talos-version's default), not the
- * stacks' default (lib/versions.ts), until the simulator reads 1.14-contract configs (those of a
- * cluster created on Talos 1.14). simStackConfig, the demo and the lab use these; a test of
- * another release names its own.
+ * stacks' default (lib/versions.ts). The engine suites test the program's mechanisms on it (and
+ * move it by patch releases the simulated factory offers); the demo runs the stacks' default on a
+ * 1.14 contract and test/engine/minors.test.ts moves a cluster across minors. simStackConfig and
+ * the lab use these; a test of another release names its own.
  */
 export const SIM_TALOS_VERSION = "v1.11.5";
 export const SIM_KUBERNETES_VERSION = "1.34.1";
