@@ -186,7 +186,8 @@ export class TalosCluster extends pulumi.ComponentResource {
         rebootMode: config.upgrade.rebootMode,
         kubernetesChecks: config.upgrade.kubernetesChecks,
         drainTimeout: config.upgrade.drainTimeout,
-        upgradePath: config.upgrade.path,
+        // Left out when empty, so a stack from before the key existed sees no change.
+        upgradePath: config.upgrade.path.length > 0 ? config.upgrade.path : undefined,
         snapshotDir: args.snapshots.dir,
         snapshotPrefix: args.snapshots.prefix,
       },

@@ -380,7 +380,8 @@ describe("changes to running nodes", () => {
     expect(path.relative(REPO, dir).startsWith(`..${path.sep}`)).toBe(true);
     expect(inputs?.snapshotPrefix).toBe("test");
     const defaults = (await planStack()).plan.ofType(T.rollout)[0]?.inputs;
-    expect(defaults).toMatchObject({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default", upgradePath: [] });
+    expect(defaults).toMatchObject({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default" });
+    expect(defaults?.upgradePath).toBeUndefined();
   });
 
   it("writes snapshots to upgrade.snapshotDir when the stack sets it", async () => {
