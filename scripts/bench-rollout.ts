@@ -69,11 +69,9 @@ async function main(): Promise<void> {
   try {
     ws.must(["up", "--yes", "--skip-preview"]);
     const noop = time(() => ws.must(["up", "--yes", "--skip-preview"]));
-    const mark = (await sim.timeline()).length;
     ws.writeConfig({ ...config, "talos-cluster:talosVersion": "v1.11.6" });
     const started = Date.now();
-    const total = time(() => ws.must(["up", "--yes", "--skip-preview"]));
-    const events = (await sim.timeline()).slice(mark);
+    const { result: total, events } = await sim.during(() => time(() => ws.must(["up", "--yes", "--skip-preview"])));
     report(events, nodes, { reboot, workers, total, noop, started, ended: started + total * 1000 });
 
     // An in-place change: Kubernetes 1.34.1 -> 1.34.2 is applied without a reboot, and each node's

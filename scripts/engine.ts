@@ -321,6 +321,13 @@ export class Simulator {
     return ((await res.json()) as { timeline?: TimelineEvent[] }).timeline ?? [];
   }
 
+  /** Runs `act` (an up, usually) and returns its result with the timeline entries it produced. */
+  async during<T>(act: () => T | Promise<T>): Promise<{ result: T; events: TimelineEvent[] }> {
+    const mark = (await this.timeline()).length;
+    const result = await act();
+    return { result, events: (await this.timeline()).slice(mark) };
+  }
+
   /** bootFails: the next upgrade's image does not boot, and the node comes back on the old one. */
   async fault(address: string, fault: { bootFails: boolean }): Promise<void> {
     await this.post(address, "fault", fault);

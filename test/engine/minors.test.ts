@@ -36,10 +36,8 @@ describeEngine(
     const up = async (changes: Record<string, unknown>) => {
       config = { ...config, ...changes };
       ws.writeConfig(config);
-      const mark = (await sim.timeline()).length;
-      const r = ws.run(["up", "--yes", "--skip-preview"]);
-      if (r.code !== 0) throw new Error(`up failed:\n${r.output}`);
-      return { events: (await sim.timeline()).slice(mark), output: r.output };
+      const { result, events } = await sim.during(() => ws.must(["up", "--yes", "--skip-preview"]));
+      return { events, output: result.output };
     };
     const named = (events: TimelineEvent[], kind: TimelineEvent["event"]) =>
       events.filter((e) => e.event === kind).map((e) => names.get(e.node) ?? e.node);

@@ -48,11 +48,10 @@ describeEngine(
     };
     /** Runs `up` and returns the timeline entries it produced. */
     const upAndTimeline = async (expectFailure = false) => {
-      const mark = (await sim.timeline()).length;
-      const r = ws.run(["up", "--yes", "--skip-preview"]);
+      const { result: r, events } = await sim.during(() => ws.run(["up", "--yes", "--skip-preview"]));
       if (!expectFailure && r.code !== 0) throw new Error(`up failed:\n${r.output}`);
       if (expectFailure && r.code === 0) throw new Error(`up succeeded, a failure was expected:\n${r.output}`);
-      return { events: (await sim.timeline()).slice(mark), output: r.output };
+      return { events, output: r.output };
     };
     const of = (events: TimelineEvent[], kind: TimelineEvent["event"]) => events.filter((e) => e.event === kind).map((e) => e.node);
     const named = (addresses: string[]) => addresses.map((a) => names.get(a) ?? a);
