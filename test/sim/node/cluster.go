@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/network"
@@ -27,6 +28,18 @@ type member struct {
 	servicesStopped bool
 	// etcdJoining: booted, its member not yet back in the cluster (WithEtcdJoinTime).
 	etcdJoining bool
+	// etcdLeft: its member left (EtcdLeaveCluster, Reset): etcd stopped, its data gone, until the
+	// next boot. etcdRemoved: another member removed it while its data stayed: etcd fails at each
+	// start until EPHEMERAL is wiped (members.go).
+	etcdLeft, etcdRemoved bool
+	// etcdPromote is how long this machine's etcd, once added as a learner, takes to catch up.
+	etcdPromote time.Duration
+	etcdJoins   int
+}
+
+// etcdRuns: the machine's etcd service runs (a control plane, up, services not stopped, not left).
+func (m member) etcdRuns() bool {
+	return m.controlPlane() && m.up && !m.servicesStopped && !m.etcdLeft && !m.etcdRemoved
 }
 
 func (m member) controlPlane() bool { return m.cfg != nil && m.cfg.Machine().Type().IsControlPlane() }
@@ -42,7 +55,8 @@ func (n *Node) member() member {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	m := member{node: n, up: n.state.Up, cfg: n.cfg, running: n.state.TalosVersion, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped,
-		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped, etcdJoining: n.etcdJoining}
+		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped, etcdJoining: n.etcdJoining,
+		etcdLeft: n.etcdLeft, etcdRemoved: n.etcdRemoved, etcdPromote: n.etcdPromote, etcdJoins: n.etcdJoins}
 	if n.cfg != nil {
 		m.cluster = clusterKey(n.cfg)
 	}
@@ -67,11 +81,11 @@ func (t *Trust) settle() {
 	}
 	// etcd exists once a control plane of the cluster was bootstrapped; it keeps its data when
 	// that machine stops.
+	// The bootstrap node founds the member list (members.go); it outlives that machine.
+	t.foundEtcd(members)
 	bootstrapped := map[string]bool{}
-	for _, m := range members {
-		if m.controlPlane() && m.bootstrapped {
-			bootstrapped[m.cluster] = true
-		}
+	for cluster := range t.etcdMembers {
+		bootstrapped[cluster] = true
 	}
 	// With a real control plane, a cluster's etcd and API server start (after a delay) on the
 	// control plane that was bootstrapped.
@@ -110,9 +124,10 @@ func (t *Trust) settle() {
 	for i := range members {
 		members[i] = members[i].node.member()
 	}
+	t.joinEtcd(members)
 	t.electLeaders(members)
 	for _, m := range members {
-		c, ok := etcdView(members, m.cluster)
+		c, ok := etcdView(members, t.etcdMembers[m.cluster], m.cluster)
 		c.leaderID = t.etcdLeaders[m.cluster]
 		m.node.showServices(context.Background(), c, ok)
 	}

@@ -24,22 +24,24 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// etcdMember is one control plane in its cluster's etcd, as the members see it.
+// etcdMember is one member of a cluster's etcd, as the members see it.
 type etcdMember struct {
 	node    *Node
 	id      uint64
-	name    string // "" until the member first started, as etcd reports it
+	name    string
 	address string
 	// serving: the machine is up and its etcd service runs; healthy: it also answers a quorum read.
 	serving bool
 	healthy bool
 	founder bool
+	// learner: added with MemberAddAsLearner and not promoted yet (members.go); it does not vote.
+	learner bool
 	// joining: the machine booted and runs, its member has not rejoined yet (WithEtcdJoinTime).
 	joining bool
 }
 
-// etcdCluster is a bootstrapped cluster's etcd: every configured control plane of it is a
-// member, the bootstrap node first, the others in the simulation's node order.
+// etcdCluster is a bootstrapped cluster's etcd: its members as etcd lists them (members.go), the
+// bootstrap node first, the others in the order they joined.
 type etcdCluster struct {
 	members []etcdMember
 	// leaderID is the member raft elected: it stays leader until it stops answering or forfeits
@@ -47,14 +49,20 @@ type etcdCluster struct {
 	leaderID uint64
 }
 
+// quorum: more than half of the voting members answer. Learners do not vote and do not count
+// (etcd's raft: a learner is a non-voting member).
 func (c etcdCluster) quorum() bool {
-	healthy := 0
+	voters, healthy := 0, 0
 	for _, m := range c.members {
+		if m.learner {
+			continue
+		}
+		voters++
 		if m.healthy {
 			healthy++
 		}
 	}
-	return healthy*2 > len(c.members)
+	return healthy*2 > voters
 }
 
 // leader is the elected member while it is healthy and there is quorum; 0 otherwise.
@@ -62,7 +70,7 @@ func (c etcdCluster) leader() uint64 {
 	if !c.quorum() {
 		return 0
 	}
-	if m, ok := c.byID(c.leaderID); ok && m.healthy {
+	if m, ok := c.byID(c.leaderID); ok && m.healthy && !m.learner {
 		return m.id
 	}
 	return 0
@@ -86,49 +94,41 @@ func (c etcdCluster) member(n *Node) (etcdMember, bool) {
 	return etcdMember{}, false
 }
 
-// memberID is a stable etcd member id for a node address.
+// memberID is a stable etcd member id for a node address; a machine that joins again after it
+// left gets a new one, as etcd gives every MemberAdd a new id (join counts the earlier joins).
 func memberID(address string) uint64 {
 	sum := sha256.Sum256([]byte("etcd member " + address))
 	return binary.BigEndian.Uint64(sum[:8]) | 1
 }
 
-// etcdView is the etcd of cluster among the members, or false if it was never bootstrapped.
-func etcdView(members []member, cluster string) (etcdCluster, bool) {
-	var c etcdCluster
-	bootstrapped := false
-	for _, m := range members {
-		if m.controlPlane() && m.cluster == cluster && m.bootstrapped {
-			bootstrapped = true
-		}
+func joinedMemberID(address string, join int) uint64 {
+	if join == 0 {
+		return memberID(address)
 	}
-	if !bootstrapped || cluster == "" {
+	return memberID(fmt.Sprintf("%s#%d", address, join))
+}
+
+// etcdView is the etcd of cluster from its member records (nil: never bootstrapped), with each
+// member's health from its machine as members shows it.
+func etcdView(members []member, records []etcdRecord, cluster string) (etcdCluster, bool) {
+	var c etcdCluster
+	if records == nil || cluster == "" {
 		return c, false
 	}
-	for _, m := range members {
-		if !m.controlPlane() || m.cluster != cluster {
-			continue
+	for _, r := range records {
+		addr := r.node.address.String()
+		em := etcdMember{node: r.node, id: r.id, name: r.name, address: addr, founder: r.founder, learner: r.learner}
+		for _, m := range members {
+			if m.node != r.node {
+				continue
+			}
+			runs := m.etcdRuns() && m.cluster == cluster
+			em.joining = runs && m.etcdJoining
+			em.serving = runs && !m.etcdJoining
+			em.healthy = em.serving && !m.etcdUnhealthy
 		}
-		addr := m.node.address.String()
-		em := etcdMember{node: m.node, id: memberID(addr), address: addr, founder: m.bootstrapped}
-		em.joining = m.up && !m.servicesStopped && m.etcdJoining
-		em.serving = m.up && !m.servicesStopped && !m.etcdJoining
-		if m.etcdStarted || em.serving {
-			em.name = m.hostname
-		}
-		em.healthy = em.serving && !m.etcdUnhealthy
 		c.members = append(c.members, em)
 	}
-	// The bootstrap node founded the cluster: it is listed first.
-	slices.SortStableFunc(c.members, func(a, b etcdMember) int {
-		ab, bb := a.founder, b.founder
-		switch {
-		case ab && !bb:
-			return -1
-		case bb && !ab:
-			return 1
-		}
-		return 0
-	})
 	return c, true
 }
 
@@ -143,8 +143,9 @@ func (n *Node) etcd() (etcdCluster, bool) {
 		members[i] = o.member()
 	}
 	cluster := n.member().cluster
-	c, ok := etcdView(members, cluster)
 	t.clusterMu.Lock()
+	records := slices.Clone(t.etcdMembers[cluster])
+	c, ok := etcdView(members, records, cluster)
 	c.leaderID = t.etcdLeaders[cluster]
 	t.clusterMu.Unlock()
 	return c, ok
@@ -162,15 +163,18 @@ func (t *Trust) electLeaders(members []member) {
 			continue
 		}
 		done[m.cluster] = true
-		c, ok := etcdView(members, m.cluster)
+		c, ok := etcdView(members, t.etcdMembers[m.cluster], m.cluster)
 		if !ok {
 			continue
 		}
 		leader := t.etcdLeaders[m.cluster]
 		if lm, ok := c.byID(leader); leader != 0 && (!ok || !lm.healthy || !c.quorum()) {
+			if !ok {
+				lm.address = t.formerMembers[leader]
+			}
 			why := "its etcd stopped answering"
 			switch {
-			case !ok:
+			case !ok || lm.learner:
 				why = "no longer a member"
 			case !c.quorum() && lm.healthy:
 				why = "the cluster lost quorum"
@@ -180,7 +184,7 @@ func (t *Trust) electLeaders(members []member) {
 		}
 		if leader == 0 && c.quorum() {
 			for _, em := range c.members {
-				if em.healthy {
+				if em.healthy && !em.learner {
 					leader = em.id
 					t.record(em.address, TimelineEtcdLeader, fmt.Sprintf("member %016x elected", leader))
 					break
@@ -252,6 +256,7 @@ func (n *Node) EtcdMemberList(ctx context.Context, req *machine.EtcdMemberListRe
 			Hostname:   m.name,
 			PeerUrls:   []string{"https://" + m.address + ":2380"},
 			ClientUrls: []string{"https://" + m.address + ":2379"},
+			IsLearner:  m.learner,
 		})
 	}
 	return &machine.EtcdMemberListResponse{Messages: []*machine.EtcdMembers{out}}, nil
@@ -545,10 +550,17 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 	out := []service{running("apid"), running("containerd"), running("cri")}
 	if m.controlPlane() {
 		etcd := running("etcd")
-		mem, _ := c.member(n)
+		mem, isMember := c.member(n)
 		switch {
 		case m.servicesStopped:
-		case !bootstrapped:
+		case m.etcdLeft:
+			// LeaveCluster stopped the service (internal/pkg/etcd/etcd.go).
+			etcd = service{id: "etcd", state: "Finished", unknown: true, message: "Service finished successfully"}
+		case m.etcdRemoved:
+			// etcd refuses to start a member removed from its cluster; the service keeps failing.
+			etcd = service{id: "etcd", state: "Failed", message: "Failed to run service: etcdserver: the member has been permanently removed from the cluster"}
+		case !bootstrapped, !isMember:
+			// The pre-state waits for the bootstrap, then for MemberAddAsLearner (which needs a leader).
 			etcd = service{id: "etcd", state: "Preparing", unknown: true, message: "Running pre state"}
 		case mem.joining:
 			// Running, its first health check still to come: MachineStatus counts it as fine.

@@ -161,6 +161,8 @@ func (n *Node) boot() error {
 		n.installed = nil
 	}
 	n.stagedInstall, n.servicesStopped = false, false
+	// A member that left has no data: its etcd starts and joins again as a learner (members.go).
+	n.etcdLeft = false
 	n.bootedAt = time.Now()
 	n.bootID = uuid.NewString()
 	n.state.BootID = n.bootID

@@ -138,6 +138,14 @@ type Node struct {
 	// meanwhile.
 	etcdJoin    time.Duration
 	etcdJoining bool
+	// Membership (members.go): etcdLeft, etcdRemoved as member shows them; etcdPromote is how long a
+	// learner takes to catch up (WithEtcdPromoteTime); etcdJoins counts the MemberAdds of this
+	// machine; drainTimeout bounds a graceful reset's drain (WithDrainTimeout).
+	etcdLeft, etcdRemoved bool
+	etcdPromote           time.Duration
+	etcdJoins             int
+	etcdMemberID          uint64
+	drainTimeout          time.Duration
 	// stagedInstall: a staged upgrade installs at the next boot and reboots once more.
 	stagedInstall bool
 	bootedAt      time.Time
@@ -155,6 +163,8 @@ type options struct {
 	rebootTime   time.Duration
 	staticPodLag time.Duration
 	etcdJoinTime time.Duration
+	promoteTime  time.Duration
+	drainTimeout time.Duration
 }
 
 // DefaultLinks is what a node has unless WithLinks says otherwise: one virtio NIC with the
@@ -169,7 +179,7 @@ func WithLinks(names ...string) Option {
 // New makes a node in maintenance mode that runs talosVersion, booted from the image of the
 // given schematic id. Nodes made with the same Trust form one simulation, in the order made.
 func New(address string, port int, talosVersion, schematicID string, trust *Trust, opts ...Option) (*Node, error) {
-	o := options{links: DefaultLinks, rebootTime: DefaultRebootTime, staticPodLag: DefaultStaticPodLag}
+	o := options{links: DefaultLinks, rebootTime: DefaultRebootTime, staticPodLag: DefaultStaticPodLag, drainTimeout: DefaultDrainTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -199,10 +209,12 @@ func New(address string, port int, talosVersion, schematicID string, trust *Trus
 		state: State{Address: address, TalosVersion: talosVersion, ApplyModes: []string{}, Links: linkNames(links),
 			Schematic: schematicID, Stage: runtime.MachineStageMaintenance.String(), EtcdHealthy: true,
 			NodeAddress: NodeAddress{Link: links[0].name, Source: "dhcp"}},
-		rebootTime: o.rebootTime,
-		etcdJoin:   o.etcdJoinTime,
-		events:     newEventLog(),
-		pods:       newPodModel(o.staticPodLag),
+		rebootTime:   o.rebootTime,
+		etcdJoin:     o.etcdJoinTime,
+		etcdPromote:  o.promoteTime,
+		drainTimeout: o.drainTimeout,
+		events:       newEventLog(),
+		pods:         newPodModel(o.staticPodLag),
 	}
 	trust.join(n)
 	return n, nil

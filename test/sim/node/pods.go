@@ -39,7 +39,8 @@ const annotationMirror = "kubernetes.io/config.mirror"
 func (t *Trust) runPods(api *realAPI) {
 	tick := time.NewTicker(podSyncInterval)
 	defer tick.Stop()
-	for {
+	heartbeats := map[string]time.Time{}
+	for round := 0; ; round++ {
 		select {
 		case <-api.cancel:
 			return
@@ -48,6 +49,7 @@ func (t *Trust) runPods(api *realAPI) {
 		t.clusterMu.Lock()
 		nodes := slices.Clone(t.nodes)
 		t.clusterMu.Unlock()
+		alive := map[string]member{}
 		for _, n := range nodes {
 			m := n.member()
 			if m.cfg == nil || !m.up || m.cluster != api.cluster {
@@ -57,9 +59,15 @@ func (t *Trust) runPods(api *realAPI) {
 			if name == "" {
 				continue
 			}
+			if !m.servicesStopped {
+				alive[name] = m
+			}
 			if err := api.syncPods(name, m); err != nil {
 				log.Printf("node %s: kubelet pods: %v", n.address, err)
 			}
+		}
+		if round%nodeMonitorEvery == 0 {
+			t.monitorNodes(api, alive, heartbeats)
 		}
 		t.podRounds.Add(1)
 	}

@@ -28,6 +28,21 @@ const (
 	TimelineEtcdLeaderLost = "etcd-leader-lost"
 	// TimelineEtcdJoined: a control plane's etcd member answers again after a boot (WithEtcdJoinTime).
 	TimelineEtcdJoined = "etcd-joined"
+	// etcd membership (members.go): a member added (the founder at the bootstrap, the others as
+	// learners), a learner promoted, a member that left by itself (EtcdLeaveCluster, a graceful
+	// Reset), one removed by id from another control plane (the entry names the removed one).
+	TimelineEtcdMemberAdded     = "etcd-member-added"
+	TimelineEtcdLearnerPromoted = "etcd-learner-promoted"
+	TimelineEtcdLeave           = "etcd-leave"
+	TimelineEtcdMemberRemoved   = "etcd-member-removed"
+	// Reset (reset.go): the request as accepted; the cordon and drain of its Node (detail: the
+	// pods evicted, or why it stopped); the wipe; the machine then goes "down".
+	TimelineReset = "reset"
+	TimelineDrain = "drain"
+	TimelineWipe  = "wipe"
+	// TimelineNodeNotReady: the Node's Ready condition turned Unknown after its kubelet went
+	// silent for the node-monitor grace period (nodemonitor.go).
+	TimelineNodeNotReady = "node-not-ready"
 )
 
 func (t *Trust) record(node, event, detail string) {

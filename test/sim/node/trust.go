@@ -7,6 +7,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	talosx509 "github.com/siderolabs/crypto/x509"
 )
@@ -35,6 +36,13 @@ type Trust struct {
 	closed    bool
 	// etcdLeaders is each cluster's etcd leader (member id), by cluster key.
 	etcdLeaders map[string]uint64
+	// etcdMembers is each bootstrapped cluster's etcd member list, by cluster key (members.go);
+	// formerMembers keeps the address of each removed member id, for the timeline.
+	etcdMembers   map[string][]etcdRecord
+	formerMembers map[uint64]string
+	// nodeMonitorGrace: how long a Node's kubelet may be silent before its Ready turns Unknown
+	// (nodemonitor.go).
+	nodeMonitorGrace time.Duration
 
 	timelineMu sync.Mutex
 	timeline   []TimelineEntry
@@ -45,11 +53,14 @@ type Trust struct {
 // NewTrust returns an empty trust registry.
 func NewTrust() *Trust {
 	return &Trust{
-		cas:         map[[32]byte]*talosx509.CertificateAuthority{},
-		apiServers:  map[string]*apiServer{},
-		nodeApply:   map[*Node]string{},
-		realAPIs:    map[string]*realAPI{},
-		etcdLeaders: map[string]uint64{},
+		cas:              map[[32]byte]*talosx509.CertificateAuthority{},
+		apiServers:       map[string]*apiServer{},
+		nodeApply:        map[*Node]string{},
+		realAPIs:         map[string]*realAPI{},
+		etcdLeaders:      map[string]uint64{},
+		etcdMembers:      map[string][]etcdRecord{},
+		formerMembers:    map[uint64]string{},
+		nodeMonitorGrace: DefaultNodeMonitorGracePeriod,
 	}
 }
 

@@ -249,7 +249,7 @@ func TestUpgradeOfAControlPlaneChecksEtcdAsTalos(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("member never started", func(t *testing.T) {
+	t.Run("member never joined", func(t *testing.T) {
 		trust := NewTrust()
 		cl := newCluster(t, "late")
 		var nodes []*Node
@@ -267,7 +267,9 @@ func TestUpgradeOfAControlPlaneChecksEtcdAsTalos(t *testing.T) {
 			}
 			nodes = append(nodes, n)
 		}
-		nodes[2].Stop() // down before the cluster existed: its member never started
+		// Down before the cluster existed: its etcd never added itself (members.go), so etcd has
+		// two members, which Talos refuses to upgrade.
+		nodes[2].Stop()
 		bootstrap(t, nodes[0], cl)
 		_, err := mutual(t, nodes[0], cl.talosconfig).UpgradeWithOptions(ctx(t, nodes[0]), client.WithUpgradeImage("x/y:z"))
 		if err == nil || !strings.Contains(err.Error(), "error validating installer image") {
@@ -275,7 +277,7 @@ func TestUpgradeOfAControlPlaneChecksEtcdAsTalos(t *testing.T) {
 		}
 		trust.SetInstallers(factoryFor())
 		_, err = mutual(t, nodes[0], cl.talosconfig).UpgradeWithOptions(ctx(t, nodes[0]), client.WithUpgradeImage(goodImage))
-		if err == nil || !strings.Contains(err.Error(), "etcd member "+formatID(nodes[2])+" is not started, all members must be running to perform an upgrade") {
+		if err == nil || !strings.Contains(err.Error(), "etcd member count(2) is insufficient to maintain quorum if upgrade commences") {
 			t.Fatal(err)
 		}
 	})

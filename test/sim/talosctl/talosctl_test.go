@@ -781,4 +781,91 @@ func TestTalosctl(t *testing.T) {
 			}
 		}
 	})
+
+	// Nodes come and go: a new control plane joins etcd as a learner and is promoted; forfeit,
+	// leave, remove-member of a dead one; a worker reset gracefully comes back in maintenance.
+	t.Run("etcd membership and reset", func(t *testing.T) {
+		n, err := node.New("127.0.15.14", toolbin.FreePort(t, "127.0.15.14"), talosVersion, posted.ID, trust, node.WithEtcdPromoteTime(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Stop)
+		cp4 := simNode{n, "127.0.15.14"}
+		c.must("apply-config", "--insecure", "-n", cp4.endpoint(), "-f", filepath.Join(dir, "controlplane.yaml"))
+		learner := func() string {
+			out, err := c.on(cps[0], "etcd", "members")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, row := range table(out) {
+				if row["HOSTNAME"] == cp4.State().Hostname {
+					return row["LEARNER"]
+				}
+			}
+			return "absent:\n" + out
+		}
+		if got := learner(); got != "true" {
+			t.Fatalf("the new control plane's LEARNER is %q, want true", got)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for learner() != "false" {
+			if time.Now().After(deadline) {
+				t.Fatalf("not promoted within 30s: %s", learner())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if _, err := c.on(cps[0], "etcd", "forfeit-leadership"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.on(cp4, "etcd", "leave"); err != nil {
+			t.Fatal(err)
+		}
+		if got := learner(); !strings.HasPrefix(got, "absent") {
+			t.Fatalf("after etcd leave the member is still listed (LEARNER %q)", got)
+		}
+
+		// A dead control plane's member goes by id, from another control plane.
+		out, err := c.on(cps[1], "etcd", "members")
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := ""
+		for _, row := range table(out) {
+			if row["HOSTNAME"] == cps[2].State().Hostname {
+				id = row["ID"]
+			}
+		}
+		if id == "" {
+			t.Fatalf("no member %s:\n%s", cps[2].State().Hostname, out)
+		}
+		cps[2].Stop()
+		if _, err := c.on(cps[1], "etcd", "remove-member", id); err != nil {
+			t.Fatal(err)
+		}
+		out, err = c.on(cps[1], "etcd", "members")
+		if err != nil || strings.Contains(out, id) {
+			t.Fatalf("after remove-member %s: %v\n%s", id, err, out)
+		}
+
+		w := start("127.0.15.23")
+		c.must("apply-config", "--insecure", "-n", w.endpoint(), "-f", filepath.Join(dir, "worker.yaml"))
+		if _, err := c.on(w, "reset", "--graceful", "--reboot", "--wait=false",
+			"--system-labels-to-wipe", "STATE", "--system-labels-to-wipe", "EPHEMERAL"); err != nil {
+			t.Fatal(err)
+		}
+		deadline = time.Now().Add(30 * time.Second)
+		for s := w.State(); !s.Up || s.Configured; s = w.State() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the reset worker is not back in maintenance within 30s: up %t, configured %t", s.Up, s.Configured)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.must("apply-config", "--insecure", "-n", w.endpoint(), "-f", filepath.Join(dir, "worker.yaml"))
+		if !w.State().Configured {
+			t.Fatal("apply-config --insecure after the reset did not configure the worker")
+		}
+	})
 }
