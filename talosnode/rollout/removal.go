@@ -124,7 +124,7 @@ func (r *runner) answers(ctx context.Context, n Node) bool {
 // does not answer).
 func (r *runner) removeWorker(ctx context.Context, n Node) error {
 	alive := r.answers(ctx, n)
-	r.log("%s: leaving the cluster (%s)", n.Target, leavingSteps(n, alive))
+	r.log("%s: leaving the cluster%s (%s)", n.Target, map[bool]string{false: ", does not answer"}[alive], LeavingSteps(n, alive))
 	name := n.Target.Name
 	if alive {
 		if nm, err := r.kubeNodeName(ctx, n); err == nil && nm != "" {
@@ -144,13 +144,13 @@ func (r *runner) removeWorker(ctx context.Context, n Node) error {
 	if err := r.kubeAfter(ctx, n, name); err != nil {
 		return err
 	}
-	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, leavingSteps(n, alive)), "")
+	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, LeavingSteps(n, alive)), "")
 	return nil
 }
 
 // removeControlPlane takes a control plane that answers out of the cluster.
 func (r *runner) removeControlPlane(ctx context.Context, n Node) error {
-	r.log("%s: leaving the cluster (%s)", n.Target, leavingSteps(n, true))
+	r.log("%s: leaving the cluster (%s)", n.Target, LeavingSteps(n, true))
 	name := n.Target.Name
 	if nm, err := r.kubeNodeName(ctx, n); err == nil && nm != "" {
 		name = nm
@@ -202,14 +202,14 @@ func (r *runner) removeControlPlane(ctx context.Context, n Node) error {
 	if err := r.kubeAfter(ctx, n, name); err != nil {
 		return err
 	}
-	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, leavingSteps(n, true)), "")
+	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, LeavingSteps(n, true)), "")
 	return nil
 }
 
 // removeDeadControlPlane removes the etcd member of a control plane that does not answer, by id
 // from a member that stays, and its Node.
 func (r *runner) removeDeadControlPlane(ctx context.Context, n Node) error {
-	r.log("%s: leaving the cluster (%s)", n.Target, leavingSteps(n, false))
+	r.log("%s: leaving the cluster, does not answer (%s)", n.Target, LeavingSteps(n, false))
 	peer, err := r.snapshotFromPeer(ctx, n)
 	if err != nil {
 		return err
@@ -245,30 +245,30 @@ func (r *runner) removeDeadControlPlane(ctx context.Context, n Node) error {
 	if err := r.kubeAfter(ctx, n, n.Target.Name); err != nil {
 		return err
 	}
-	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, leavingSteps(n, false)), "")
+	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, LeavingSteps(n, false)), "")
 	return nil
 }
 
-// leavingSteps says what taking the node out does, for the log and the changes.
-func leavingSteps(n Node, alive bool) string {
+// LeavingSteps says what taking the node out does, for the log, the changes and a preview's plan.
+func LeavingSteps(n Node, alive bool) string {
 	var steps []string
 	switch {
 	case n.Replaced && n.ControlPlane && alive:
 		return "replaced at another address: leaves etcd, reset wiping " + strings.Join(WipedPartitions, " and ") + "; its Node name stays with the new machine"
 	case n.Replaced && n.ControlPlane:
-		return "replaced at another address, does not answer: its etcd member removed by id; its Node name stays with the new machine"
+		return "replaced at another address: its etcd member removed by id from a control plane that stays; its Node name stays with the new machine"
 	case n.Replaced && alive:
 		return "replaced at another address: reset wiping " + strings.Join(WipedPartitions, " and ") + "; its Node name stays with the new machine"
 	case n.Replaced:
-		return "replaced at another address, does not answer: nothing to do; its Node name stays with the new machine"
+		return "replaced at another address: nothing to do; its Node name stays with the new machine"
 	case n.ControlPlane && alive:
-		steps = []string{"health and etcd gates", "cordon", "drain", "etcd snapshot", "forfeit etcd leadership if it leads", "leave etcd", "graceful reset wiping " + strings.Join(WipedPartitions, " and "), "Node deleted"}
+		steps = []string{"health and etcd gates", "cordon", "drain (PodDisruptionBudgets honoured, bounded by drainTimeout)", "verified etcd snapshot", "forfeit etcd leadership if it leads", "leave etcd", "graceful reset wiping " + strings.Join(WipedPartitions, " and "), "Node deleted"}
 	case n.ControlPlane:
-		steps = []string{"does not answer", "etcd snapshot", "its member removed by id from a control plane that stays", "cordon", "pods evicted", "reset skipped", "Node deleted"}
+		steps = []string{"verified etcd snapshot", "its member removed by id from a control plane that stays", "cordon", "pods evicted", "reset skipped", "Node deleted"}
 	case alive:
-		steps = []string{"cordon", "drain", "graceful reset wiping " + strings.Join(WipedPartitions, " and "), "Node deleted"}
+		steps = []string{"cordon", "drain (PodDisruptionBudgets honoured, bounded by drainTimeout)", "graceful reset wiping " + strings.Join(WipedPartitions, " and "), "Node deleted"}
 	default:
-		steps = []string{"does not answer", "cordon", "pods evicted", "reset skipped", "Node deleted"}
+		steps = []string{"cordon", "pods evicted", "reset skipped", "Node deleted"}
 	}
 	return strings.Join(steps, ", ")
 }
