@@ -124,7 +124,7 @@ func (r *runner) answers(ctx context.Context, n Node) bool {
 // does not answer).
 func (r *runner) removeWorker(ctx context.Context, n Node) error {
 	alive := r.answers(ctx, n)
-	r.log("%s: leaving the cluster%s (%s)", n.Target, map[bool]string{false: ", does not answer"}[alive], LeavingSteps(n, alive))
+	r.log("%s: leaving the cluster%s (%s)", n.Target, map[bool]string{false: ", does not answer"}[alive], leavingSteps(n, alive, r.opts.Kubernetes))
 	name := n.Target.Name
 	if alive {
 		if nm, err := r.kubeNodeName(ctx, n); err == nil && nm != "" {
@@ -144,13 +144,13 @@ func (r *runner) removeWorker(ctx context.Context, n Node) error {
 	if err := r.kubeAfter(ctx, n, name); err != nil {
 		return err
 	}
-	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, LeavingSteps(n, alive)), "")
+	r.record(r.removed(n, alive), "")
 	return nil
 }
 
 // removeControlPlane takes a control plane that answers out of the cluster.
 func (r *runner) removeControlPlane(ctx context.Context, n Node) error {
-	r.log("%s: leaving the cluster (%s)", n.Target, LeavingSteps(n, true))
+	r.log("%s: leaving the cluster (%s)", n.Target, leavingSteps(n, true, r.opts.Kubernetes))
 	name := n.Target.Name
 	if nm, err := r.kubeNodeName(ctx, n); err == nil && nm != "" {
 		name = nm
@@ -202,14 +202,14 @@ func (r *runner) removeControlPlane(ctx context.Context, n Node) error {
 	if err := r.kubeAfter(ctx, n, name); err != nil {
 		return err
 	}
-	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, LeavingSteps(n, true)), "")
+	r.record(r.removed(n, true), "")
 	return nil
 }
 
 // removeDeadControlPlane removes the etcd member of a control plane that does not answer, by id
 // from a member that stays, and its Node.
 func (r *runner) removeDeadControlPlane(ctx context.Context, n Node) error {
-	r.log("%s: leaving the cluster, does not answer (%s)", n.Target, LeavingSteps(n, false))
+	r.log("%s: leaving the cluster, does not answer (%s)", n.Target, leavingSteps(n, false, r.opts.Kubernetes))
 	peer, err := r.snapshotFromPeer(ctx, n)
 	if err != nil {
 		return err
@@ -245,12 +245,17 @@ func (r *runner) removeDeadControlPlane(ctx context.Context, n Node) error {
 	if err := r.kubeAfter(ctx, n, n.Target.Name); err != nil {
 		return err
 	}
-	r.record(fmt.Sprintf("%s: removed (%s)", n.Target.Name, LeavingSteps(n, false)), "")
+	r.record(r.removed(n, false), "")
 	return nil
 }
 
 // LeavingSteps says what taking the node out does, for the log, the changes and a preview's plan.
 func LeavingSteps(n Node, alive bool) string {
+	return leavingSteps(n, alive, true)
+}
+
+// leavingSteps is LeavingSteps; without kubernetes (kubernetesChecks off) the Node is left alone.
+func leavingSteps(n Node, alive, kubernetes bool) string {
 	var steps []string
 	switch {
 	case n.Replaced && n.ControlPlane && alive:
@@ -270,7 +275,18 @@ func LeavingSteps(n Node, alive bool) string {
 	default:
 		steps = []string{"cordon", "pods evicted", "reset skipped", "Node deleted"}
 	}
+	if !kubernetes {
+		steps = slices.DeleteFunc(steps, func(s string) bool {
+			return s == "cordon" || s == "pods evicted" || s == "Node deleted" || strings.HasPrefix(s, "drain")
+		})
+		steps = append(steps, "its Node left alone (kubernetesChecks off)")
+	}
 	return strings.Join(steps, ", ")
+}
+
+// removed is the change line of a machine taken out.
+func (r *runner) removed(n Node, alive bool) string {
+	return fmt.Sprintf("%s: removed (%s)", n.Target.Name, leavingSteps(n, alive, r.opts.Kubernetes))
 }
 
 // kubeBefore cordons and drains the leaving node's Node (a Node that does not answer: until each
