@@ -207,3 +207,14 @@ func (c *Client) Send(ctx context.Context, base, method, path string, body any) 
 	}
 	return c.send(ctx, base, method, path, contentType, body)
 }
+
+// DeleteNode deletes a Node, as kubectl delete node does; a Node already gone is not an error.
+// The pod garbage collector then deletes the pods still bound to it.
+func (c *Client) DeleteNode(ctx context.Context, bases []string, name string) error {
+	_, err := c.sendAny(ctx, bases, http.MethodDelete, "/api/v1/nodes/"+url.PathEscape(name), "", nil)
+	var apiErr *APIError
+	if err == nil || (errors.As(err, &apiErr) && apiErr.Code == http.StatusNotFound) {
+		return nil
+	}
+	return fmt.Errorf("deleting Node %s: %w", name, err)
+}

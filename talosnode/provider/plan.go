@@ -25,32 +25,58 @@ type nodePlan struct {
 	steps  []string
 	config bool
 	image  bool
+	// replaces is the address a new node's name was recorded at (a machine that replaces another).
+	replaces string
+	// leaving is the rollout's view of a removed node.
+	leaving rollout.Node
 }
 
 // planOf compares the recorded nodes with the declared ones: the nodes that change, in the order
-// the rollout takes them (control planes in the stack's order, then workers), then those no
-// longer declared.
+// the rollout takes them: new control planes (awaited until etcd promotes them), the machines that
+// leave (replaced ones, removed workers, removed control planes), then the changes (control planes
+// in the stack's order, then workers) and new workers.
 func planOf(recorded, declared []RolloutNode) []nodePlan {
 	before := map[string]RolloutNode{}
 	for _, n := range recorded {
 		before[n.Name] = n
 	}
-	ordered := make([]rollout.Node, len(declared))
+	members := rollout.PlanMembers(rolloutNodes(recorded), rolloutNodes(declared))
+	added := map[string]bool{}
+	for _, n := range members.Added {
+		added[n.Target.Name] = true
+	}
 	byName := map[string]RolloutNode{}
-	for i, n := range declared {
-		ordered[i] = rollout.Node{Target: node.Target{Name: n.Name}, ControlPlane: n.Role == "controlplane"}
+	for _, n := range declared {
 		byName[n.Name] = n
 	}
-	cps, workers := rollout.Split(ordered)
-	var plans []nodePlan
-	for _, o := range append(cps, workers...) {
-		n := byName[o.Target.Name]
-		was, ok := before[n.Name]
-		if !ok {
-			plans = append(plans, nodePlan{node: n, new: true})
+	var plans, joins, workersNew []nodePlan
+	for _, n := range declared {
+		if !added[n.Name] {
 			continue
 		}
-		delete(before, n.Name)
+		p := nodePlan{node: n, new: true}
+		if was, ok := before[n.Name]; ok {
+			p.replaces = was.Address
+		}
+		if n.Role == "controlplane" {
+			joins = append(joins, p)
+		} else {
+			workersNew = append(workersNew, p)
+		}
+	}
+	plans = append(plans, joins...)
+	for _, n := range members.Leaving() {
+		was := before[n.Target.Name]
+		plans = append(plans, nodePlan{node: was, removed: true, leaving: n})
+	}
+	ordered := make([]rollout.Node, len(declared))
+	for i, n := range declared {
+		ordered[i] = rollout.Node{Target: node.Target{Name: n.Name}, ControlPlane: n.Role == "controlplane", New: added[n.Name]}
+	}
+	cps, workers := rollout.Split(ordered)
+	for _, o := range append(cps, workers...) {
+		n := byName[o.Target.Name]
+		was := before[n.Name]
 		p := nodePlan{node: n}
 		if was.TalosVersion != n.TalosVersion {
 			p.image = true
@@ -70,12 +96,7 @@ func planOf(recorded, declared []RolloutNode) []nodePlan {
 			plans = append(plans, p)
 		}
 	}
-	for _, n := range recorded {
-		if _, gone := before[n.Name]; gone {
-			plans = append(plans, nodePlan{node: n, removed: true})
-		}
-	}
-	return plans
+	return append(plans, workersNew...)
 }
 
 // configStep names the config keys that change between two machine configs, "" when they are
@@ -129,10 +150,19 @@ func shortID(id string) string {
 func (p nodePlan) effect(mode machine.ApplyConfigurationRequest_Mode, answer machine.ApplyConfigurationRequest_Mode, asked bool, askErr error) string {
 	v114 := rollout.AppliesWithoutReboot(p.node.TalosVersion)
 	switch {
+	case p.new && p.replaces != "" && p.node.Role == "controlplane":
+		return fmt.Sprintf("new machine at %s, replacing the one at %s: its own config apply installs it; it joins etcd as a learner and counts once etcd promotes it, "+
+			"awaited before any other change", p.node.Address, p.replaces)
+	case p.new && p.replaces != "":
+		return fmt.Sprintf("new machine at %s, replacing the one at %s: its own config apply installs it", p.node.Address, p.replaces)
+	case p.new && p.node.Role == "controlplane":
+		return "new control plane: its own config apply installs it; it joins etcd as a learner and counts once etcd promotes it, awaited before any other change"
 	case p.new:
 		return "new node: its own config apply installs it"
+	case p.removed && p.leaving.Replaced:
+		return fmt.Sprintf("the machine at %s: %s; if it does not answer: %s", p.node.Address, rollout.LeavingSteps(p.leaving, true), rollout.LeavingSteps(p.leaving, false))
 	case p.removed:
-		return "no longer declared: left as it is"
+		return fmt.Sprintf("no longer declared, leaves the cluster: %s; if it does not answer: %s", rollout.LeavingSteps(p.leaving, true), rollout.LeavingSteps(p.leaving, false))
 	case p.image && p.config:
 		return "reboots once (upgrade): the config is staged for it, or applied after it when the running release refuses it"
 	case p.image:

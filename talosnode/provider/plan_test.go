@@ -100,11 +100,12 @@ func TestThePlanOfAnUpgradeANewNodeAndARemovedOne(t *testing.T) {
 	declared = append(declared[:3], RolloutNode{Name: "worker-3", Role: "worker", TalosVersion: "v1.11.6", SchematicID: simtest.Schematic})
 	got := planLines(context.Background(), recorded, declared, machine.ApplyConfigurationRequest_AUTO, nil)
 	want := []string{
+		"worker-2: no longer declared, leaves the cluster: cordon, drain (PodDisruptionBudgets honoured, bounded by drainTimeout), graceful reset wiping STATE and EPHEMERAL, Node deleted; " +
+			"if it does not answer: cordon, pods evicted, reset skipped, Node deleted",
 		"cp-1: Talos v1.11.5 -> v1.11.6; reboots (upgrade)",
 		`cp-2: Talos v1.11.5 -> v1.11.6, config + machine.sysctls["net.core.somaxconn"]; reboots once (upgrade): the config is staged for it, or applied after it when the running release refuses it`,
 		"worker-1: Talos v1.11.5 -> v1.11.6, schematic 2d61dd07b200 -> 376567988ad3; reboots (upgrade)",
 		"worker-3: new node: its own config apply installs it",
-		"worker-2: no longer declared: left as it is",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -146,5 +147,34 @@ func TestThePlanOf114NodesSaysTheRolloutReboots(t *testing.T) {
 		if got := planLines(context.Background(), recorded, declared, mode, ask); !strings.HasSuffix(got[0], "; "+effect) {
 			t.Errorf("%s: %q", mode, got[0])
 		}
+	}
+}
+
+// TestThePlanOfMachinesThatComeAndGo: new control planes are awaited first, then the machines
+// that leave go (replaced, workers, control planes), each with what happens to it in order.
+func TestThePlanOfMachinesThatComeAndGo(t *testing.T) {
+	l := simtest.New(t)
+	recorded := planNodes(t, l, simtest.TalosVersion, simtest.Schematic, "")
+	for i, address := range []string{"10.0.0.4", "10.0.0.1", "10.0.0.2", "10.0.0.5"} {
+		recorded[i].Address = address
+	}
+	recorded = append(recorded, RolloutNode{Name: "cp-3", Address: "10.0.0.3", Role: "controlplane", TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic,
+		MachineConfiguration: recorded[1].MachineConfiguration})
+	declared := slices.Clone(recorded[:4])
+	declared[2].Address = "10.0.0.12" // cp-2 on a new machine
+	declared = append(declared, RolloutNode{Name: "cp-4", Address: "10.0.0.14", Role: "controlplane", TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic,
+		MachineConfiguration: recorded[1].MachineConfiguration})
+	got := planLines(context.Background(), recorded, declared, machine.ApplyConfigurationRequest_AUTO, nil)
+	want := []string{
+		"cp-2: new machine at 10.0.0.12, replacing the one at 10.0.0.2: its own config apply installs it; it joins etcd as a learner and counts once etcd promotes it, awaited before any other change",
+		"cp-4: new control plane: its own config apply installs it; it joins etcd as a learner and counts once etcd promotes it, awaited before any other change",
+		"cp-2: the machine at 10.0.0.2: replaced at another address: leaves etcd, reset wiping STATE and EPHEMERAL; its Node name stays with the new machine; " +
+			"if it does not answer: replaced at another address: its etcd member removed by id from a control plane that stays; its Node name stays with the new machine",
+		"cp-3: no longer declared, leaves the cluster: health and etcd gates, cordon, drain (PodDisruptionBudgets honoured, bounded by drainTimeout), verified etcd snapshot, " +
+			"forfeit etcd leadership if it leads, leave etcd, graceful reset wiping STATE and EPHEMERAL, Node deleted; " +
+			"if it does not answer: verified etcd snapshot, its member removed by id from a control plane that stays, cordon, pods evicted, reset skipped, Node deleted",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

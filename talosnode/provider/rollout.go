@@ -160,6 +160,9 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 			"with \"etcd member count(2) is insufficient to maintain quorum if upgrade commences\"; add a third control plane first (or go down to one)",
 			strings.Join(upgraded, ", ")))
 	}
+	for _, refusal := range rollout.CheckMembers(recordedNodes(req.OldInputs), rolloutNodes(args.Nodes)) {
+		fail(refusal.Key, refusal.Reason)
+	}
 	seen := map[string]bool{}
 	for i, n := range args.Nodes {
 		if n.Role != "controlplane" && n.Role != "worker" {
@@ -283,22 +286,19 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 		logger.InfoStatus(line)
 		logger.Info(line)
 	}
-	existing := map[string]bool{}
-	for _, n := range req.State.Nodes {
-		existing[n.Name] = true
+	// A node is new when the last update did not record it, or recorded it at another address (a
+	// machine that replaces it); the recorded nodes no longer declared, and the machines replaced,
+	// leave the cluster before any other change.
+	members := rollout.PlanMembers(rolloutNodes(req.State.Nodes), rolloutNodes(req.Inputs.Nodes))
+	added := map[string]bool{}
+	for _, n := range members.Added {
+		added[n.Target.Name] = true
 	}
-	nodes := make([]rollout.Node, len(req.Inputs.Nodes))
-	for i, n := range req.Inputs.Nodes {
-		nodes[i] = rollout.Node{
-			Target:         node.Target{Name: n.Name, Address: n.Address},
-			ControlPlane:   n.Role == "controlplane",
-			TalosVersion:   n.TalosVersion,
-			SchematicID:    n.SchematicID,
-			InstallerImage: n.InstallerImage,
-			Config:         []byte(n.MachineConfiguration),
-			New:            !existing[n.Name],
-		}
+	nodes := rolloutNodes(req.Inputs.Nodes)
+	for i := range nodes {
+		nodes[i].New = added[nodes[i].Target.Name]
 	}
+	leaving := members.Leaving()
 	if req.DryRun {
 		// The preview reads each node's running release: a config it would refuse fails here.
 		reader, useReader, err := readCredentials()
@@ -334,7 +334,7 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 	if err := rollout.Preflight(ctx, nodes, opts); err != nil {
 		return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases, nothing was changed: %w", err)
 	}
-	result, err := rollout.Run(ctx, nodes, opts)
+	result, err := rollout.Run(ctx, append(nodes, leaving...), opts)
 	if err != nil {
 		return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("rollout stopped; nodes after this one were not touched, and a rerun continues here: %w", err)
 	}
@@ -366,6 +366,44 @@ func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutAr
 		}
 	}
 	return planLines(ctx, recorded, declared.Nodes, mode, ask)
+}
+
+// rolloutNodes are the stack's nodes as the rollout takes them.
+func rolloutNodes(nodes []RolloutNode) []rollout.Node {
+	out := make([]rollout.Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = rollout.Node{
+			Target:         node.Target{Name: n.Name, Address: n.Address},
+			ControlPlane:   n.Role == "controlplane",
+			TalosVersion:   n.TalosVersion,
+			SchematicID:    n.SchematicID,
+			InstallerImage: n.InstallerImage,
+			Config:         []byte(n.MachineConfiguration),
+		}
+	}
+	return out
+}
+
+// recordedNodes are the names, addresses and roles of the nodes in the previous inputs (none on
+// a create).
+func recordedNodes(old property.Map) []rollout.Node {
+	var out []rollout.Node
+	if list := old.Get("nodes"); list.IsArray() {
+		for _, v := range list.AsArray().All {
+			if !v.IsMap() {
+				continue
+			}
+			m := v.AsMap()
+			str := func(k string) string {
+				if x := m.Get(k); x.IsString() {
+					return x.AsString()
+				}
+				return ""
+			}
+			out = append(out, rollout.Node{Target: node.Target{Name: str("name"), Address: str("address")}, ControlPlane: str("role") == "controlplane"})
+		}
+	}
+	return out
 }
 
 func rolloutOptions(a RolloutArgs) (rollout.Options, error) {

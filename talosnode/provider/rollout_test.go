@@ -447,3 +447,52 @@ func TestAnUpgradePathOutOfOrderIsRefusedAtCheck(t *testing.T) {
 		t.Fatalf("failures %q, want %q", got, want)
 	}
 }
+
+func TestMembershipChangesTheRolloutCannotMakeSafelyAreRefusedAtCheck(t *testing.T) {
+	l := simtest.New(t)
+	s := server(t)
+	stack := func(nodes ...[3]string) property.Map {
+		var list [][5]string
+		for _, n := range nodes {
+			list = append(list, [5]string{n[0], n[1], n[2], simtest.TalosVersion, "config"})
+		}
+		return rolloutInputs(l, list...)
+	}
+	cp := func(name, address string) [3]string { return [3]string{name, address, "controlplane"} }
+	worker := func(name, address string) [3]string { return [3]string{name, address, "worker"} }
+	recorded := stack(cp("cp-1", "127.0.10.81"), cp("cp-2", "127.0.10.82"), cp("cp-3", "127.0.10.83"), worker("worker-1", "127.0.10.84"))
+	for _, tc := range []struct {
+		name string
+		next property.Map
+		want []string
+	}{
+		{"every control plane", stack(worker("worker-1", "127.0.10.84")), []string{"nodes: removes every control plane (cp-1, cp-2, cp-3)"}},
+		{"two of three at once", stack(cp("cp-1", "127.0.10.81"), worker("worker-1", "127.0.10.84")),
+			[]string{"nodes: takes 2 of the 3 control planes out of etcd at once (cp-2, cp-3)"}},
+		{"a removed address declared again", stack(cp("cp-1", "127.0.10.81"), cp("cp-2", "127.0.10.82"), cp("cp-3", "127.0.10.83"), worker("worker-2", "127.0.10.84")),
+			[]string{"nodes[3].address: worker-2 is declared at 127.0.10.84, the address of worker-1, which this update takes out of the cluster and resets"}},
+	} {
+		resp, err := s.Check(p.CheckRequest{Urn: rolloutURN("rollout"), State: recorded, Inputs: tc.next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range resp.Failures {
+			got = append(got, f.Property+": "+f.Reason)
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: failures %q, want %d", tc.name, got, len(tc.want))
+			continue
+		}
+		for i, want := range tc.want {
+			if !strings.HasPrefix(got[i], want) {
+				t.Errorf("%s: failure %q, want %q", tc.name, got[i], want)
+			}
+		}
+	}
+	// One control plane, the bootstrap node, removed with a worker added: allowed.
+	next := stack(cp("cp-2", "127.0.10.82"), cp("cp-3", "127.0.10.83"), worker("worker-1", "127.0.10.84"), worker("worker-2", "127.0.10.85"))
+	if resp, err := s.Check(p.CheckRequest{Urn: rolloutURN("rollout"), State: recorded, Inputs: next}); err != nil || len(resp.Failures) > 0 {
+		t.Errorf("check: %v %v", resp.Failures, err)
+	}
+}

@@ -112,13 +112,23 @@ var configReboot = drainReason{why: "the config change reboots the node", before
 
 // cordonAndDrainFor is cordonAndDrain before the change reason names.
 func (r *runner) cordonAndDrainFor(ctx context.Context, n Node, reason drainReason) (*cordoned, error) {
-	k, err := r.kube(ctx)
-	if err != nil {
+	if _, err := r.kube(ctx); err != nil {
 		return nil, &Error{Node: n.Target, Phase: Drain, Expected: "an admin kubeconfig to drain the node", Seen: err.Error()}
 	}
 	name, err := r.kubeNodeName(ctx, n)
 	if err != nil {
 		return nil, &Error{Node: n.Target, Phase: Drain, Expected: "the node's Node name", Seen: node.Describe(err)}
+	}
+	return r.drainNamed(ctx, n, name, reason, false)
+}
+
+// drainNamed cordons and drains Node name. dead: the node does not answer, so its kubelet never
+// confirms a pod's end; the drain is done once every pod is evicted (terminating), and deleting
+// the Node lets the pod garbage collector finish them.
+func (r *runner) drainNamed(ctx context.Context, n Node, name string, reason drainReason, dead bool) (*cordoned, error) {
+	k, err := r.kube(ctx)
+	if err != nil {
+		return nil, &Error{Node: n.Target, Phase: Drain, Expected: "an admin kubeconfig to drain the node", Seen: err.Error()}
 	}
 	bases := r.apiServers()
 	info, err := k.Node(ctx, bases, name)
@@ -171,7 +181,7 @@ func (r *runner) cordonAndDrainFor(ctx context.Context, n Node, reason drainReas
 			}
 		}
 		callCancel()
-		if err == nil && len(pods) == 0 {
+		if err == nil && (len(pods) == 0 || (dead && allTerminating(pods))) {
 			r.log("%s: Node %s drained", n.Target, name)
 			return c, nil
 		}
@@ -274,4 +284,13 @@ func causes(err error) []string {
 		return apiErr.Causes
 	}
 	return nil
+}
+
+func allTerminating(pods []kube.DrainPod) bool {
+	for _, p := range pods {
+		if !p.Terminating {
+			return false
+		}
+	}
+	return true
 }

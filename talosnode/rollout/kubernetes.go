@@ -102,7 +102,7 @@ func CheckKubernetes(cfg config.Provider, release string) error {
 func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 	var problems []string
 	for _, n := range nodes {
-		if n.New || len(n.Config) == 0 {
+		if n.New || n.Leaving || len(n.Config) == 0 {
 			continue
 		}
 		declared, err := configloader.NewFromBytes(n.Config)

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +41,11 @@ type Node struct {
 	// alone; a new control plane is awaited (it answers over mutual TLS once installed) and is then
 	// an etcd member like the others.
 	New bool
+	// Leaving is a recorded node the stack no longer declares: the rollout takes it out of the
+	// cluster before any other change (removal.go). Replaced: with Leaving, the machine at the
+	// address recorded for a node the stack now declares at another address under the same name;
+	// its etcd member and the machine go, the Node name stays with the new machine.
+	Leaving, Replaced bool
 	// step marks a turn of an upgrade path: only the release moves (to TalosVersion, if the node
 	// runs an older one); the config is the declared one only after the last step.
 	step bool
@@ -127,36 +131,35 @@ func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 		return Result{}, errors.New("rollout: health timeout must be positive")
 	}
 	r := &runner{opts: opts}
-	// A new control plane was installed by its own config apply, which the rollout follows: it
-	// joined etcd (as a learner, promoted once it caught up). Once it answers over mutual TLS it is
-	// a member the gates expect listed, started and healthy, and a node like the others; left out,
-	// every gate would count one member too many, on every rerun.
-	nodes = slices.Clone(nodes)
-	for i, n := range nodes {
-		if !n.New || !n.ControlPlane {
-			continue
+	// The members the gates expect: the control planes already in the cluster and those leaving
+	// it, each until it has left. A new control plane was installed by its own config apply, which
+	// the rollout follows: it joined etcd as a learner, promoted once it caught up. Once promoted it
+	// is a member the gates expect listed, started and healthy, and a node like the others; left
+	// out, every gate would count one member too many, on every rerun.
+	var declared, leaving []Node
+	for _, n := range nodes {
+		switch {
+		case n.Leaving:
+			leaving = append(leaving, n)
+		default:
+			declared = append(declared, n)
 		}
-		if _, err := r.waitHealthy(ctx, n, PreCheck); err != nil {
-			var rerr *Error
-			if errors.As(err, &rerr) {
-				rerr.Expected = "the new control plane installed by its config apply, answering over mutual TLS, running and ready within " + opts.HealthTimeout.String()
-			}
-			return r.result, err
+		if n.ControlPlane && !n.New {
+			r.members = append(r.members, n)
 		}
-		r.log("%s: new control plane answers over mutual TLS: an etcd member from now on", n.Target)
-		nodes[i].New = false
 	}
-	controlPlanes, workers := Split(nodes)
-	for _, n := range controlPlanes {
-		r.members = append(r.members, n)
+	declared, err := r.membership(ctx, declared, leaving)
+	if err != nil {
+		return r.result, err
 	}
+	controlPlanes, workers := Split(declared)
 	for _, release := range opts.UpgradePath {
 		r.log("upgrade path: every node on a release older than %s upgrades to it first", release)
 		if err := r.pass(ctx, stepTo(controlPlanes, release), stepTo(workers, release)); err != nil {
 			return r.result, err
 		}
 	}
-	err := r.pass(ctx, controlPlanes, workers)
+	err = r.pass(ctx, controlPlanes, workers)
 	return r.result, err
 }
 
@@ -201,11 +204,11 @@ func Older(a, b string) bool {
 }
 
 // Split is the order of a rollout: the control planes in the stack's order, then the workers;
-// nodes being created are in neither.
+// nodes being created or taken out are in neither.
 func Split(nodes []Node) (controlPlanes, workers []Node) {
 	for _, n := range nodes {
 		switch {
-		case n.New:
+		case n.New, n.Leaving:
 		case n.ControlPlane:
 			controlPlanes = append(controlPlanes, n)
 		default:
@@ -219,6 +222,8 @@ type runner struct {
 	opts Options
 	// members are the control planes already in the cluster: the etcd members the gates expect.
 	members []Node
+	// joining are new control planes whose etcd membership is not awaited yet.
+	joining []Node
 	mu      sync.Mutex
 	result  Result
 	// done are the nodes whose turn ended, for the re-check before each turn.

@@ -736,3 +736,29 @@ func TestAfterEveryRebootTheRolloutWaitsForEtcdBeforeItsNextCall(t *testing.T) {
 	}
 	check(mark, "reboot-class config")
 }
+
+// A removed worker that does not answer: without Kubernetes nothing can be done to it but say so;
+// the rollout names it, records the removal and touches no other node.
+func TestARemovedWorkerThatDoesNotAnswerIsReportedAndNothingElseIsTouched(t *testing.T) {
+	c := newCluster(t, 21)
+	c.sim[5].Stop()
+	mark := len(c.lab.Trust.Timeline())
+	leaving := c.nodes[5]
+	leaving.Leaving = true
+	var log logLines
+	opts := c.options(t, 1)
+	opts.Log = log.add
+	result, err := rollout.Run(context.Background(), append(slices.Clone(c.nodes[:5]), leaving), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "WARNING: worker-3 (" + leaving.Target.Address + "): does not answer: its reset is skipped"; !strings.Contains(log.text(), want) {
+		t.Errorf("log:\n%s\nwant %q", log.text(), want)
+	}
+	if len(result.Changes) != 1 || !strings.HasPrefix(result.Changes[0], "worker-3: removed (reset skipped, its Node left alone (kubernetesChecks off))") {
+		t.Errorf("changes %q", result.Changes)
+	}
+	if got := c.perNode(mark, simnode.TimelineApply, simnode.TimelineUpgrade, simnode.TimelineDown); len(got) > 0 {
+		t.Errorf("touched %v", got)
+	}
+}

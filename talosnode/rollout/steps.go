@@ -96,9 +96,15 @@ func (r *runner) etcdHealth(ctx context.Context) string {
 		}
 	}
 	if listed != nil {
-		members := listed.GetMembers()
+		// Learners are not counted: a new member catching up, which Talos promotes (svc/etcd.go
+		// promoteMember); the rollout awaits the promotion of the control planes it adds.
+		var members []*machine.EtcdMember
 		var unstarted []string
-		for _, m := range members {
+		for _, m := range listed.GetMembers() {
+			if m.GetIsLearner() {
+				continue
+			}
+			members = append(members, m)
 			if m.GetHostname() == "" {
 				unstarted = append(unstarted, fmt.Sprintf("%x", m.GetId()))
 			}
