@@ -83,6 +83,10 @@ export class TalosCluster extends pulumi.ComponentResource {
     });
     // Secret here as well as in state, so every resource that takes the client key holds it as one.
     const clientConfiguration = pulumi.secret(this.secrets.clientConfiguration);
+    // The project's provider mints its own short-lived os:admin certificate from the Talos CA in
+    // the machine secrets for each run, so the stored client certificate (one year) expiring never
+    // locks it out; the input is no change in a diff, and the minted certificate is never stored.
+    const machineSecrets = pulumi.secret(this.secrets.machineSecrets);
 
     // Each node's full config, rendered by this project's provider with its Talos library (the
     // talos plugin's own library, machinery v1.9.2, cannot move to a current Talos), and judged by
@@ -137,6 +141,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         p.resourceName,
         {
           clientConfiguration,
+          machineSecrets,
           machineConfiguration: nodeConfig[i] as pulumi.Output<string>,
           node: p.address,
           applyMode: config.applyMode,
@@ -171,6 +176,7 @@ export class TalosCluster extends pulumi.ComponentResource {
       resourceNames.rollout(name),
       {
         clientConfiguration,
+        machineSecrets,
         nodes: plan.nodes.map((p, i) => ({
           name: p.name,
           address: p.address,
@@ -205,6 +211,7 @@ export class TalosCluster extends pulumi.ComponentResource {
         {
           node: p.address,
           clientConfiguration,
+          machineSecrets,
           talosVersion: config.talosVersion,
           schematicId: args.schematicId,
           installerImage: p.installerImage,

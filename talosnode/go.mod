@@ -10,6 +10,7 @@ require (
 	github.com/pulumi/pulumi/pkg/v3 v3.169.0
 	github.com/pulumi/pulumi/sdk/v3 v3.169.0
 	github.com/ryanuber/go-glob v1.0.0
+	github.com/siderolabs/crypto v0.6.5
 	github.com/siderolabs/talos/pkg/machinery v1.14.1
 	go.yaml.in/yaml/v4 v4.0.0
 	google.golang.org/grpc v1.83.2
@@ -111,7 +112,6 @@ require (
 	github.com/segmentio/asm v1.1.3 // indirect
 	github.com/segmentio/encoding v0.3.5 // indirect
 	github.com/sergi/go-diff v1.3.2-0.20230802210424-5b0b94c5c0d3 // indirect
-	github.com/siderolabs/crypto v0.6.5 // indirect
 	github.com/siderolabs/gen v0.8.8 // indirect
 	github.com/siderolabs/go-api-signature v0.3.13 // indirect
 	github.com/siderolabs/go-pointer v1.0.1 // indirect

@@ -497,6 +497,16 @@ describe("live node state", () => {
     });
   });
 
+  it("gives every resource that dials the nodes the machine secrets, secret, to mint its own certificate from", async () => {
+    const { plan: p } = await planStack();
+    const dialing = [...p.ofType(T.configApply), ...p.ofType(T.rollout), ...p.ofType(T.nodeState)];
+    expect(dialing.length).toBeGreaterThan(2);
+    for (const r of dialing) {
+      expect(r.inputs.machineSecrets, r.name).toMatchObject({ certs: { os: { cert: expect.any(String), key: expect.any(String) } } });
+      expect(r.secretInputs, r.name).toContain("machineSecrets");
+    }
+  });
+
   it("keeps the client key and the full machine config secret, in inputs and in state", async () => {
     const { plan: p } = await planStack();
     for (const state of p.ofType(T.nodeState)) {

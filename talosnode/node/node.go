@@ -119,6 +119,12 @@ func (e *Error) Unwrap() error { return e.Err }
 // connection, a handshake its maintenance certificate (or a worker's missing API certificate)
 // fails, a call cut off. Anything else is an answer, and waiting does not change it.
 func (e *Error) NotAnswering() bool {
+	// The node refused the client certificate at the handshake (outside its validity at the
+	// node's clock: Go's alert "expired certificate"), which gRPC reports as Unavailable. An
+	// answer: asking again with the same certificate gets the same refusal.
+	if strings.Contains(status.Convert(e.Err).Message(), "tls: expired certificate") {
+		return false
+	}
 	switch status.Code(e.Err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return true
@@ -137,7 +143,12 @@ func Describe(err error) string {
 
 // Dial makes a client of the node itself (its address is the only endpoint, so calls are served
 // by that node, not proxied). Close it after use.
+// A stored certificate outside its validity is refused here (*CertificateExpiredError), as the
+// node would refuse the handshake, and not asked again by a wait.
 func Dial(ctx context.Context, t Target, creds Credentials) (*client.Client, error) {
+	if err := checkValidity(creds.ClientCertificate, time.Now()); err != nil {
+		return nil, &Error{Target: t, Phase: "client certificate", Err: err}
+	}
 	c, err := client.New(ctx, client.WithConfigContext(&clientconfig.Context{
 		Endpoints: []string{t.Address},
 		CA:        creds.CACertificate,

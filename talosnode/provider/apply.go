@@ -38,6 +38,8 @@ type ConfigurationApplyArgs struct {
 	MachineConfiguration string              `pulumi:"machineConfiguration" provider:"secret"`
 	ApplyMode            string              `pulumi:"applyMode,optional"`
 	Timeout              string              `pulumi:"timeout,optional"`
+	// MachineSecrets, when given, is what the provider mints its own client certificates from.
+	MachineSecrets *MachineSecrets `pulumi:"machineSecrets,optional" provider:"secret"`
 }
 
 // ConfigurationApplyState is the declaration and what the create did.
@@ -65,6 +67,7 @@ func (a *ConfigurationApplyArgs) Annotate(an infer.Annotator) {
 	an.Describe(&a.ApplyMode, "The stack's apply mode: auto, no_reboot, reboot or staged. Maintenance mode takes auto and reboot; "+
 		"no_reboot and staged, which it refuses, install with auto (a node without a config installs and reboots in any mode).")
 	an.Describe(&a.Timeout, "How long to wait for the node to answer (a Go duration). Default 10m.")
+	an.Describe(&a.MachineSecrets, machineSecretsDescription)
 	an.SetDefault(&a.ApplyMode, "auto")
 	an.SetDefault(&a.Timeout, DefaultTimeout)
 }
@@ -92,6 +95,7 @@ func (ConfigurationApply) Check(ctx context.Context, req infer.CheckRequest) (in
 		}
 	}
 	checkDuration(req.NewInputs, "timeout", args.Timeout, "10m or 90s", fail)
+	checkMachineSecrets(req.NewInputs, args.MachineSecrets, fail)
 	if v, ok := req.NewInputs.GetOk("machineConfiguration"); !ok || !v.IsComputed() {
 		if _, err := configloader.NewFromBytes([]byte(args.MachineConfiguration)); err != nil {
 			fail("machineConfiguration", "not a machine config Talos can load: "+redact.ErrorText(err))
@@ -103,6 +107,7 @@ func (ConfigurationApply) Check(ctx context.Context, req infer.CheckRequest) (in
 // Create installs the config on a node in maintenance mode, or adopts a configured one.
 func (ConfigurationApply) Create(ctx context.Context, req infer.CreateRequest[ConfigurationApplyArgs]) (infer.CreateResponse[ConfigurationApplyState], error) {
 	state := ConfigurationApplyState{ConfigurationApplyArgs: req.Inputs}
+	state.MachineSecrets = nil
 	if req.DryRun {
 		return infer.CreateResponse[ConfigurationApplyState]{Output: state}, nil
 	}
@@ -161,7 +166,10 @@ func install(ctx context.Context, t node.Target, a ConfigurationApplyArgs, sink 
 	if err != nil {
 		return installResult{}, fmt.Errorf("%s: %w", t, err)
 	}
-	creds := credentials(a.ClientConfiguration)
+	creds, err := dialCredentials(a.ClientConfiguration, a.MachineSecrets, timeout+node.ClockSkew)
+	if err != nil {
+		return installResult{}, fmt.Errorf("%s: %w", t, err)
+	}
 	mode := maintenanceMode(a.ApplyMode)
 	var result installResult
 	w := sink.Start(fmt.Sprintf("waiting for %s to answer, in maintenance mode or over mutual TLS", t.Where()), timeout)

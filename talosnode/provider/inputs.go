@@ -7,6 +7,7 @@ import (
 
 	p "github.com/pulumi/pulumi-go-provider"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
+	"github.com/siderolabs/talos/pkg/machinery/role"
 
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/progress"
@@ -48,6 +49,50 @@ func failWith(failures *[]p.CheckFailure) func(property, reason string) {
 // credentials is the stack's client configuration as the node package dials with it.
 func credentials(c ClientConfiguration) node.Credentials {
 	return node.Credentials{CACertificate: c.CACertificate, ClientCertificate: c.ClientCertificate, ClientKey: c.ClientKey}
+}
+
+// issuerOf is the process's os:admin issuer for the machine secrets' Talos CA (certs.os), or nil
+// when the resource is given no machine secrets (or, in a preview, not yet known ones): then the
+// stack's clientConfiguration is used. The error names the input and what is wrong with it.
+func issuerOf(s *MachineSecrets) (*node.Issuer, error) {
+	if s == nil || (s.Certs.Os.Cert == "" && s.Certs.Os.Key == "") {
+		return nil, nil
+	}
+	issuer, err := node.NewIssuer(s.Certs.Os.Cert, s.Certs.Os.Key, role.MakeSet(role.Admin))
+	if err != nil {
+		return nil, fmt.Errorf("machineSecrets.certs.os (the Talos CA): %w; pass the talos plugin's machine.Secrets machineSecrets unchanged", err)
+	}
+	return issuer, nil
+}
+
+// dialCredentials are what the provider dials the nodes with for one operation that may last up
+// to lasting: an os:admin certificate it mints from the machine secrets' Talos CA when the
+// resource is given them (the stored client certificate lives a year; this one an hour, or as long
+// as the operation, and never leaves the process), else the stack's clientConfiguration.
+func dialCredentials(c ClientConfiguration, s *MachineSecrets, lasting time.Duration) (node.Credentials, error) {
+	issuer, err := issuerOf(s)
+	if err != nil || issuer == nil {
+		return credentials(c), err
+	}
+	return issuer.Credentials(lasting), nil
+}
+
+// checkMachineSecrets is a Check's judgement of the machineSecrets input: when given and known,
+// its Talos CA must be one a certificate can be minted from.
+func checkMachineSecrets(inputs property.Map, s *MachineSecrets, fail func(property, reason string)) {
+	if v, ok := inputs.GetOk("machineSecrets"); !ok || v.HasComputed() {
+		return
+	}
+	if _, err := issuerOf(s); err != nil {
+		fail("machineSecrets", err.Error())
+	}
+}
+
+// withoutMachineSecrets drops the machineSecrets input from a diff's two sides: it is only the
+// credential the provider mints its own certificates with, so adding it to a stack, or the
+// secrets' renewal, changes nothing on a node.
+func withoutMachineSecrets(m property.Map) property.Map {
+	return m.Delete("machineSecrets")
 }
 
 // progressSink is where a wait of this request shows where it stands: the resource's row in

@@ -21,6 +21,11 @@ func machineSecrets(t *testing.T) (property.Value, *secrets.Bundle) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return secretsValue(b), b
+}
+
+// secretsValue is a bundle in the form the talos plugin's machine.Secrets outputs it, secret.
+func secretsValue(b *secrets.Bundle) property.Value {
 	s := func(v string) property.Value { return property.New(v) }
 	e := func(v []byte) property.Value { return s(base64.StdEncoding.EncodeToString(v)) }
 	pair := func(crt, key []byte) property.Value {
@@ -37,7 +42,7 @@ func machineSecrets(t *testing.T) (property.Value, *secrets.Bundle) {
 			"k8sServiceaccount": property.New(map[string]property.Value{"key": e(c.K8sServiceAccount.Key)}),
 			"os":                pair(c.OS.Crt, c.OS.Key),
 		}),
-	}).WithSecret(true), b
+	}).WithSecret(true)
 }
 
 func renderArgs(t *testing.T, patches ...[2]string) (property.Map, *secrets.Bundle) {

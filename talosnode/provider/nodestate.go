@@ -50,6 +50,9 @@ type NodeStateArgs struct {
 	// value, keyed by its path, so a diff names the keys that change (redact.Keys).
 	Config     map[string]string `pulumi:"config,optional"`
 	ConfigHash string            `pulumi:"configHash,optional"`
+	// MachineSecrets, when given, is what the provider mints its own client certificates from;
+	// kept among the inputs only (never in the outputs) and left out of every diff.
+	MachineSecrets *MachineSecrets `pulumi:"machineSecrets,optional" provider:"secret"`
 }
 
 // NodeStateState is the declared state and what the node reported at the last read.
@@ -87,7 +90,7 @@ func (c *ClientConfiguration) Annotate(a infer.Annotator) {
 // Annotate describes the inputs.
 func (a *NodeStateArgs) Annotate(an infer.Annotator) {
 	an.Describe(&a.Node, "The node's address (Talos API on port 50000 unless host:port is given).")
-	an.Describe(&a.ClientConfiguration, "Credentials for mutual TLS with the node.")
+	an.Describe(&a.ClientConfiguration, "Credentials for mutual TLS with the node (unused when machineSecrets is given).")
 	an.Describe(&a.TalosVersion, "The Talos release the node should run, e.g. v1.11.5. A refresh stores the running one here.")
 	an.Describe(&a.SchematicID, "The Image Factory schematic the node should boot. A refresh stores the booted one here.")
 	an.Describe(&a.InstallerImage, "The installer image the node's config should carry. A refresh stores the applied one here.")
@@ -102,6 +105,7 @@ func (a *NodeStateArgs) Annotate(an infer.Annotator) {
 		`(machine.sysctls["net.core.somaxconn"], machine.certSANs[0]; another document's paths start with its kind), so a diff names the keys that change. `+
 		"A refresh stores the applied one here. A value given is replaced.")
 	an.Describe(&a.ConfigHash, "Computed from machineConfiguration: sha256 of the unredacted config in canonical form. A refresh stores the applied one's here. A value given is replaced.")
+	an.Describe(&a.MachineSecrets, machineSecretsDescription)
 }
 
 // Annotate describes the outputs.
@@ -140,6 +144,7 @@ func (NodeState) Check(ctx context.Context, req infer.CheckRequest) (infer.Check
 	}
 	args.KubernetesVersion = strings.TrimPrefix(args.KubernetesVersion, "v")
 	checkDuration(inputs, "timeout", args.Timeout, "10m or 90s", fail)
+	checkMachineSecrets(inputs, args.MachineSecrets, fail)
 	if vip, ok := inputs.GetOk("vip"); ok && vip.IsComputed() {
 		// An output of the program, known by the time the resource is created.
 	} else if _, err := netip.ParseAddr(args.VIP); args.VIP != "" && err != nil {
@@ -164,6 +169,7 @@ func (NodeState) Check(ctx context.Context, req infer.CheckRequest) (infer.Check
 // the next refresh, it is not hidden here.
 func (NodeState) Create(ctx context.Context, req infer.CreateRequest[NodeStateArgs]) (infer.CreateResponse[NodeStateState], error) {
 	state := NodeStateState{NodeStateArgs: req.Inputs}
+	state.MachineSecrets = nil
 	if req.DryRun {
 		return infer.CreateResponse[NodeStateState]{Output: state}, nil
 	}
@@ -181,6 +187,8 @@ func (NodeState) Create(ctx context.Context, req infer.CreateRequest[NodeStateAr
 // does not answer fails the refresh; it is never dropped from the state.
 func (NodeState) Read(ctx context.Context, req infer.ReadRequest[NodeStateArgs, NodeStateState]) (infer.ReadResponse[NodeStateArgs, NodeStateState], error) {
 	declared := req.State.NodeStateArgs
+	// The machine secrets are kept among the inputs only.
+	declared.MachineSecrets = req.Inputs.MachineSecrets
 	t := node.Target{Name: req.ID, Address: declared.Node}
 	reader, useReader, err := readCredentials()
 	if err != nil {
@@ -197,6 +205,7 @@ func (NodeState) Read(ctx context.Context, req infer.ReadRequest[NodeStateArgs, 
 	inputs := req.Inputs
 	inputs.setLive(live)
 	state := req.State
+	state.MachineSecrets = nil
 	state.NodeStateArgs.setLive(live)
 	state.record(live)
 	return infer.ReadResponse[NodeStateArgs, NodeStateState]{ID: req.ID, Inputs: inputs, State: state}, nil
@@ -209,9 +218,11 @@ func (NodeState) Update(ctx context.Context, req infer.UpdateRequest[NodeStateAr
 		// the inputs changed).
 		state := req.State
 		state.NodeStateArgs = req.Inputs
+		state.MachineSecrets = nil
 		return infer.UpdateResponse[NodeStateState]{Output: state}, nil
 	}
 	state := NodeStateState{NodeStateArgs: req.Inputs}
+	state.MachineSecrets = nil
 	live, err := observe(ctx, "update", node.Target{Name: req.ID, Address: req.Inputs.Node}, req.Inputs, nil, progressSink(ctx))
 	if err != nil {
 		return infer.UpdateResponse[NodeStateState]{}, err
@@ -257,7 +268,10 @@ func observe(ctx context.Context, op string, t node.Target, declared NodeStateAr
 	logger := p.GetLogger(ctx)
 	w := sink.Start(fmt.Sprintf("%s: waiting for %s to answer over mutual TLS", op, t.Where()), timeout)
 	progress := func(_ int, seen string) { w.Seen("last attempt: " + seen) }
-	creds := credentials(declared.ClientConfiguration)
+	creds, err := dialCredentials(declared.ClientConfiguration, declared.MachineSecrets, timeout+node.ClockSkew)
+	if err != nil {
+		return observed{}, fmt.Errorf("%s %s: %w", op, t, err)
+	}
 	wait := node.Wait
 	if reader != nil {
 		creds, wait = *reader, node.WaitAvailable
@@ -341,3 +355,9 @@ func (s *NodeStateState) record(o observed) {
 	s.VIPLink = o.vip.Link
 	s.Links = o.links
 }
+
+// machineSecretsDescription describes the machineSecrets input of every resource that dials nodes.
+const machineSecretsDescription = "The talos plugin's machine.Secrets machineSecrets, unchanged. When given, the provider mints its own os:admin " +
+	"client certificate from the Talos CA in it (certs.os) for its calls, valid for an hour (or the operation) from five minutes back, " +
+	"instead of using clientConfiguration's, which expires a year after the secrets were made. The minted certificate is never stored; " +
+	"this input is kept among the inputs only and is no change in a diff."

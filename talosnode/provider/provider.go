@@ -52,6 +52,9 @@ func New() (p.Provider, error) {
 		if req.Urn.Type() == nodeStateType {
 			req.State = configKeysState(req.State)
 		}
+		if t := req.Urn.Type(); t == nodeStateType || t == rolloutType {
+			req.State, req.Inputs = withoutMachineSecrets(req.State), withoutMachineSecrets(req.Inputs)
+		}
 		return diff(ctx, req)
 	}
 	prov.Read = func(ctx context.Context, req p.ReadRequest) (p.ReadResponse, error) {

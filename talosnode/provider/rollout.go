@@ -56,6 +56,9 @@ type RolloutArgs struct {
 	UpgradePath           []string            `pulumi:"upgradePath,optional"`
 	SnapshotDir           string              `pulumi:"snapshotDir"`
 	SnapshotPrefix        string              `pulumi:"snapshotPrefix"`
+	// MachineSecrets, when given, is what the provider mints its own client certificates from;
+	// kept among the inputs only (never in the outputs) and left out of every diff.
+	MachineSecrets *MachineSecrets `pulumi:"machineSecrets,optional" provider:"secret"`
 }
 
 // RolloutState is the declaration and what the last rollout did.
@@ -89,7 +92,7 @@ func (n *RolloutNode) Annotate(a infer.Annotator) {
 
 // Annotate describes the inputs.
 func (a *RolloutArgs) Annotate(an infer.Annotator) {
-	an.Describe(&a.ClientConfiguration, "Credentials for mutual TLS with the nodes (os:admin).")
+	an.Describe(&a.ClientConfiguration, "Credentials for mutual TLS with the nodes (os:admin; unused when machineSecrets is given).")
 	an.Describe(&a.Nodes, "Every node, in the stack's order: control planes are changed in this order.")
 	an.Describe(&a.ApplyMode, "How config changes are applied: auto (reboot only when Talos cannot apply in place), no_reboot, reboot or staged.")
 	an.SetDefault(&a.ApplyMode, "auto")
@@ -115,6 +118,7 @@ func (a *RolloutArgs) Annotate(an infer.Annotator) {
 		"the pre-flight refuses a way Talos' installer would refuse.")
 	an.Describe(&a.SnapshotDir, "Where etcd snapshots are written on the machine that runs the update (absolute path).")
 	an.Describe(&a.SnapshotPrefix, "What snapshot file names start with (the stack): <prefix>-<node>-<time>.db.")
+	an.Describe(&a.MachineSecrets, machineSecretsDescription+" A rollout that runs for hours gets a fresh certificate whenever the last one has less than 15 minutes left.")
 }
 
 // Annotate describes the outputs.
@@ -163,6 +167,7 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 	for _, refusal := range rollout.CheckMembers(recordedNodes(req.OldInputs), rolloutNodes(args.Nodes)) {
 		fail(refusal.Key, refusal.Reason)
 	}
+	checkMachineSecrets(req.NewInputs, args.MachineSecrets, fail)
 	seen := map[string]bool{}
 	for i, n := range args.Nodes {
 		if n.Role != "controlplane" && n.Role != "worker" {
@@ -179,7 +184,9 @@ func (Rollout) Check(ctx context.Context, req infer.CheckRequest) (infer.CheckRe
 // Create records the declaration. The nodes are being installed by their own config applies;
 // holding the first up to one node at a time would only make it slower.
 func (Rollout) Create(_ context.Context, req infer.CreateRequest[RolloutArgs]) (infer.CreateResponse[RolloutState], error) {
-	return infer.CreateResponse[RolloutState]{ID: req.Name, Output: RolloutState{RolloutArgs: req.Inputs}}, nil
+	state := RolloutState{RolloutArgs: req.Inputs}
+	state.MachineSecrets = nil
+	return infer.CreateResponse[RolloutState]{ID: req.Name, Output: state}, nil
 }
 
 // Read is a refresh: every recorded node is read and judged as Update judges it
@@ -191,7 +198,10 @@ func (Rollout) Create(_ context.Context, req infer.CreateRequest[RolloutArgs]) (
 // A node that does not answer is asked once (its NodeState waits for it and fails the refresh
 // naming it) and recorded as it was, with a warning; an answer that is an error fails the refresh.
 func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, RolloutState]) (infer.ReadResponse[RolloutArgs, RolloutState], error) {
-	opts, err := rolloutOptions(req.State.RolloutArgs)
+	recorded := req.State.RolloutArgs
+	// The machine secrets are kept among the inputs only.
+	recorded.MachineSecrets = req.Inputs.MachineSecrets
+	opts, err := rolloutOptions(recorded)
 	if err != nil {
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
 	}
@@ -200,7 +210,7 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
 	}
 	if useReader {
-		opts.Credentials = reader
+		opts.Credentials, opts.Issuer = reader, nil
 	}
 	logger := p.GetLogger(ctx)
 	nodes := slices.Clone(req.State.Nodes)
@@ -221,6 +231,7 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, err
 	}
 	state, inputs := req.State, req.Inputs
+	state.MachineSecrets = nil
 	state.Nodes, inputs.Nodes = nodes, slices.Clone(nodes)
 	return infer.ReadResponse[RolloutArgs, RolloutState]{ID: req.ID, Inputs: inputs, State: state}, nil
 }
@@ -248,7 +259,7 @@ func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, reader 
 	if reader {
 		read = node.ReadAvailable
 	}
-	live, err := read(callCtx, t, opts.Credentials)
+	live, err := read(callCtx, t, opts.Creds())
 	var rerr *node.Error
 	switch {
 	case errors.As(err, &rerr) && rerr.NotAnswering():
@@ -281,6 +292,7 @@ func readLive(ctx context.Context, n *RolloutNode, opts rollout.Options, reader 
 // the old one, so the next up tries again; nodes that already run the target are skipped then.
 func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, RolloutState]) (infer.UpdateResponse[RolloutState], error) {
 	state := RolloutState{RolloutArgs: req.Inputs}
+	state.MachineSecrets = nil
 	logger := p.GetLogger(ctx)
 	log := func(line string) {
 		logger.InfoStatus(line)
@@ -305,10 +317,17 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 		if err != nil {
 			return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight: %w", err)
 		}
-		admin := !useReader && req.Inputs.ClientConfiguration.ClientKey != ""
+		issuer, err := issuerOf(req.Inputs.MachineSecrets)
+		if err != nil {
+			return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight: %w", err)
+		}
+		admin := !useReader && (issuer != nil || req.Inputs.ClientConfiguration.ClientKey != "")
+		creds := credentials(req.Inputs.ClientConfiguration)
+		if issuer != nil {
+			creds = issuer.Credentials(node.ClockSkew)
+		}
 		if useReader || admin {
 			// A preview only reads: with the refresh credential when one is given.
-			creds := credentials(req.Inputs.ClientConfiguration)
 			if useReader {
 				creds = reader
 			}
@@ -316,7 +335,7 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
 			}
 		}
-		lines := previewPlan(ctx, req.State.Nodes, req.Inputs, admin)
+		lines := previewPlan(ctx, req.State.Nodes, req.Inputs, creds, admin)
 		if len(lines) > 0 && len(req.Inputs.UpgradePath) > 0 {
 			lines = append([]string{"upgrade path: every node on an older release goes to " + strings.Join(req.Inputs.UpgradePath, ", then ") +
 				", the whole cluster each time, before the declared release"}, lines...)
@@ -349,14 +368,13 @@ func (Rollout) Delete(context.Context, infer.DeleteRequest[RolloutState]) (infer
 
 // previewPlan is the plan a preview logs. With the admin credential (not a refresh's os:reader)
 // Talos is asked, with a dry run, whether a node's config change reboots it.
-func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutArgs, admin bool) []string {
+func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutArgs, creds node.Credentials, admin bool) []string {
 	mode, err := rollout.ApplyMode(declared.ApplyMode)
 	if err != nil {
 		mode = machine.ApplyConfigurationRequest_AUTO
 	}
 	var ask func(context.Context, RolloutNode) (machine.ApplyConfigurationRequest_Mode, error)
 	if admin {
-		creds := credentials(declared.ClientConfiguration)
 		ask = func(ctx context.Context, n RolloutNode) (machine.ApplyConfigurationRequest_Mode, error) {
 			answer, err := rollout.DryRun(ctx, rollout.Node{Target: node.Target{Name: n.Name, Address: n.Address}, Config: []byte(n.MachineConfiguration)}, creds, mode)
 			if err != nil {
@@ -425,8 +443,13 @@ func rolloutOptions(a RolloutArgs) (rollout.Options, error) {
 			return rollout.Options{}, err
 		}
 	}
+	issuer, err := issuerOf(a.MachineSecrets)
+	if err != nil {
+		return rollout.Options{}, err
+	}
 	return rollout.Options{
 		Credentials:           credentials(a.ClientConfiguration),
+		Issuer:                issuer,
 		ApplyMode:             apply,
 		RebootMode:            reboot,
 		MaxUnavailableWorkers: a.MaxUnavailableWorkers,

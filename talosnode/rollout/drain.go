@@ -50,7 +50,7 @@ func (r *runner) drainTimeout() time.Duration {
 // Talos validates the config in the dry run too, so a config it refuses stops the turn before any
 // drain.
 func (r *runner) resolveMode(ctx context.Context, n Node, mode machine.ApplyConfigurationRequest_Mode) (machine.ApplyConfigurationRequest_Mode, error) {
-	return DryRun(ctx, n, r.opts.Credentials, mode)
+	return DryRun(ctx, n, r.opts.Creds(), mode)
 }
 
 // DryRun asks the node which mode an apply of its declared config in mode would use

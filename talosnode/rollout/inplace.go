@@ -96,7 +96,7 @@ func (r *runner) configVersions(ctx context.Context, n Node) (versions, error) {
 	if !n.ControlPlane {
 		return out, nil
 	}
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func changedComponents(live, declared config.Provider) []string {
 // kubeNodeName is the name of the node's Node: Talos' Nodename resource (the one its kubelet
 // registers, derived from the hostname however the config sets it).
 func (r *runner) kubeNodeName(ctx context.Context, n Node) (string, error) {
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return "", err
 	}
@@ -166,7 +166,7 @@ func (r *runner) kube(ctx context.Context) (*kube.Client, error) {
 	}
 	var errs []string
 	for _, m := range r.members {
-		c, err := node.Dial(ctx, m.Target, r.opts.Credentials)
+		c, err := node.Dial(ctx, m.Target, r.opts.Creds())
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %s", m.Target.Name, err))
 			continue
@@ -269,7 +269,7 @@ func (r *runner) inPlaceBefore(ctx context.Context, n Node) (before versions, mo
 	if !r.opts.Kubernetes {
 		return nil, nil, false, nil
 	}
-	live, err := node.Read(ctx, n.Target, r.opts.Credentials)
+	live, err := node.Read(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return nil, nil, false, err
 	}

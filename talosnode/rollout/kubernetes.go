@@ -111,8 +111,13 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 		}
 		callCtx, cancel := context.WithTimeout(ctx, attempt)
 		// What the credential may read: a preview's os:reader gets the release, not the config.
-		live, err := node.ReadAvailable(callCtx, n.Target, opts.Credentials)
+		live, err := node.ReadAvailable(callCtx, n.Target, opts.Creds())
 		cancel()
+		var expired *node.CertificateExpiredError
+		if errors.As(err, &expired) {
+			// No node answers this credential: nothing is tried.
+			return err
+		}
 		if err != nil {
 			if opts.Log != nil {
 				opts.Log(fmt.Sprintf("%s: pre-flight could not read the node (%s); the rollout waits for it", n.Target, node.Describe(err)))

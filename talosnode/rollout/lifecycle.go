@@ -62,7 +62,7 @@ func (r *runner) upgradeLifecycle(ctx context.Context, n Node, live node.State) 
 	if err != nil {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "the node's boot id", Seen: node.Describe(err)}
 	}
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "a client for the node", Seen: err.Error()}
 	}

@@ -53,7 +53,10 @@ type Node struct {
 
 // Options say how to reach the nodes and how careful to be.
 type Options struct {
+	// Credentials reach the nodes; Issuer, when set, is used instead: each call gets a certificate
+	// it minted that is valid for a while yet, however long the rollout runs (Creds).
 	Credentials node.Credentials
+	Issuer      *node.Issuer
 	// ApplyMode is the stack's apply mode for config changes (AUTO reboots only when Talos cannot
 	// apply the change in place).
 	ApplyMode machine.ApplyConfigurationRequest_Mode
@@ -391,7 +394,7 @@ func (r *runner) converge(ctx context.Context, n Node) error {
 		if err := r.waitEtcd(ctx, n, PreCheck); err != nil {
 			return err
 		}
-		path, err := r.opts.Snapshots.Take(ctx, n.Target, r.opts.Credentials, time.Now())
+		path, err := r.opts.Snapshots.Take(ctx, n.Target, r.opts.Creds(), time.Now())
 		if err != nil {
 			return &Error{Node: n.Target, Phase: Snapshot, Expected: "a verified etcd snapshot on this machine", Seen: err.Error()}
 		}
@@ -511,4 +514,16 @@ func Compare(n Node, declaredHash string, live node.State, mode machine.ApplyCon
 		d.Config, d.Seen = live.Config, "the applied config: sha256 "+short(active.Hash)
 	}
 	return d, nil
+}
+
+// callLifetime is how long a minted certificate must still be valid when a call starts: a
+// handshake is verified once, so a connection opened now may outlive it, but a dial must not.
+const callLifetime = 15 * time.Minute
+
+// Creds are the credentials of the next call: Credentials, or the Issuer's current ones.
+func (o Options) Creds() node.Credentials {
+	if o.Issuer == nil {
+		return o.Credentials
+	}
+	return o.Issuer.Credentials(callLifetime)
 }

@@ -39,7 +39,7 @@ func (r *runner) poll(ctx context.Context, what string, try wait.Check) (string,
 func (r *runner) waitHealthy(ctx context.Context, n Node, phase Phase) (node.State, error) {
 	var state node.State
 	seen, err := r.poll(ctx, fmt.Sprintf("%s: %s: waiting for it to answer over mutual TLS, running and ready", n.Target.Where(), phase), func(ctx context.Context) (bool, string, error) {
-		s, err := node.Read(ctx, n.Target, r.opts.Credentials)
+		s, err := node.Read(ctx, n.Target, r.opts.Creds())
 		if err != nil {
 			var rerr *node.Error
 			if errors.As(err, &rerr) && rerr.NotAnswering() {
@@ -65,7 +65,7 @@ func (r *runner) etcdHealth(ctx context.Context) string {
 	var problems []string
 	var listed *machine.EtcdMembers
 	for _, m := range r.members {
-		c, err := node.Dial(ctx, m.Target, r.opts.Credentials)
+		c, err := node.Dial(ctx, m.Target, r.opts.Creds())
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %s", m.Target.Name, err))
 			continue
@@ -137,7 +137,7 @@ func (r *runner) waitEtcd(ctx context.Context, n Node, phase Phase) error {
 
 // bootID reads the id of the node's current boot.
 func (r *runner) bootID(ctx context.Context, n Node) (string, error) {
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return "", err
 	}
@@ -201,7 +201,7 @@ func (r *runner) forfeitLeadership(ctx context.Context, n Node, phase Phase) err
 	if !n.ControlPlane || len(r.members) < 2 {
 		return nil
 	}
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return &Error{Node: n.Target, Phase: phase, Expected: "a client for the node", Seen: err.Error()}
 	}
@@ -252,7 +252,7 @@ func (r *runner) applyConfig(ctx context.Context, n Node, mode machine.ApplyConf
 	send, rebootAfter := mode, false
 	if mode == machine.ApplyConfigurationRequest_AUTO || mode == machine.ApplyConfigurationRequest_REBOOT {
 		// Talos 1.14+ never reboots for an apply: the rollout does when the change needs it (boot.go).
-		live, err := node.Read(ctx, n.Target, r.opts.Credentials)
+		live, err := node.Read(ctx, n.Target, r.opts.Creds())
 		if err != nil {
 			return &Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's release and config", Seen: node.Describe(err)}
 		}
@@ -306,7 +306,7 @@ func (r *runner) sendConfig(ctx context.Context, n Node, mode machine.ApplyConfi
 	if err != nil {
 		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "the node's boot id", Seen: node.Describe(err)})
 	}
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return refused(&Error{Node: n.Target, Phase: ConfigApply, Expected: "a client for the node", Seen: err.Error()})
 	}
@@ -376,7 +376,7 @@ func (r *runner) upgrade(ctx context.Context, n Node, live node.State) error {
 	if err != nil {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "the node's boot id", Seen: node.Describe(err)}
 	}
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return &Error{Node: n.Target, Phase: UpgradeCall, Expected: "a client for the node", Seen: err.Error()}
 	}
