@@ -366,7 +366,24 @@ export interface TimelineEvent {
   at: string;
   /** The node's address. */
   node: string;
-  event: "upgrade" | "upgrade-refused" | "apply" | "down" | "up" | "snapshot";
+  event:
+    | "upgrade"
+    | "upgrade-refused"
+    | "apply"
+    | "down"
+    | "up"
+    | "snapshot"
+    | "etcd-leader"
+    | "etcd-leader-lost"
+    | "etcd-joined"
+    | "etcd-member-added"
+    | "etcd-learner-promoted"
+    | "etcd-leave"
+    | "etcd-member-removed"
+    | "reset"
+    | "drain"
+    | "wipe"
+    | "node-not-ready";
   detail: string;
 }
 

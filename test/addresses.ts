@@ -30,6 +30,7 @@ export const SUITES = {
   rollout: { files: ["test/engine/rollout.test.ts"], nets: [5], ports: [18580, 18581], moves: true },
   validator: { files: ["test/engine/validator.test.ts"], nets: [6], ports: [18680, 18681], moves: true },
   minors: { files: ["test/engine/minors.test.ts"], nets: [53], ports: [18530, 18531], moves: true },
+  members: { files: ["test/engine/members.test.ts"], nets: [55], ports: [18550, 18551], moves: true },
   // Simulator, charts; the late (30 s) and never-ready API servers' simulators.
   addons: {
     files: ["test/engine/addons.test.ts"],

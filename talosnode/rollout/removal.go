@@ -108,7 +108,7 @@ func (r *runner) answers(ctx context.Context, n Node) bool {
 	poll := r.opts
 	poll.HealthTimeout = min(r.opts.HealthTimeout, confirmDown)
 	seen, err := (&runner{opts: poll}).poll(ctx, fmt.Sprintf("%s: %s: is it down?", n.Target.Where(), Remove), func(ctx context.Context) (bool, string, error) {
-		if _, err := node.ReadAvailable(ctx, n.Target, r.opts.Credentials); err != nil {
+		if _, err := node.ReadAvailable(ctx, n.Target, r.opts.Creds()); err != nil {
 			return false, node.Describe(err), nil
 		}
 		return true, "", nil
@@ -180,7 +180,7 @@ func (r *runner) removeControlPlane(ctx context.Context, n Node) error {
 		if err := r.forfeitLeadership(ctx, n, Remove); err != nil {
 			return err
 		}
-		c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+		c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 		if err != nil {
 			return &Error{Node: n.Target, Phase: Remove, Expected: "a client for the node", Seen: err.Error()}
 		}
@@ -221,7 +221,7 @@ func (r *runner) removeDeadControlPlane(ctx context.Context, n Node) error {
 	if member == nil {
 		r.log("%s: no longer an etcd member", n.Target)
 	} else {
-		c, err := node.Dial(ctx, peer.Target, r.opts.Credentials)
+		c, err := node.Dial(ctx, peer.Target, r.opts.Creds())
 		if err != nil {
 			return &Error{Node: n.Target, Phase: Remove, Expected: "a client for " + peer.Target.String(), Seen: err.Error()}
 		}
@@ -339,7 +339,7 @@ func (r *runner) reset(ctx context.Context, n Node) error {
 	if err != nil {
 		return &Error{Node: n.Target, Phase: Remove, Expected: "the node's boot id before its reset", Seen: node.Describe(err)}
 	}
-	c, err := node.Dial(ctx, n.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, n.Target, r.opts.Creds())
 	if err != nil {
 		return &Error{Node: n.Target, Phase: Remove, Expected: "a client for the node", Seen: err.Error()}
 	}
@@ -391,7 +391,7 @@ func (r *runner) staying(n Node) []Node {
 func (r *runner) snapshotFromPeer(ctx context.Context, n Node) (Node, error) {
 	var errs []string
 	for _, m := range r.staying(n) {
-		path, err := r.opts.Snapshots.Take(ctx, m.Target, r.opts.Credentials, time.Now())
+		path, err := r.opts.Snapshots.Take(ctx, m.Target, r.opts.Creds(), time.Now())
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %s", m.Target.Name, err))
 			continue
@@ -408,7 +408,7 @@ func (r *runner) snapshotFromPeer(ctx context.Context, n Node) (Node, error) {
 
 // memberList is the etcd member list as peer's etcd sees it.
 func (r *runner) memberList(ctx context.Context, peer Node) ([]*machine.EtcdMember, error) {
-	c, err := node.Dial(ctx, peer.Target, r.opts.Credentials)
+	c, err := node.Dial(ctx, peer.Target, r.opts.Creds())
 	if err != nil {
 		return nil, err
 	}
