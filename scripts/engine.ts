@@ -328,6 +328,12 @@ export class Simulator {
     return { result, events: (await this.timeline()).slice(mark) };
   }
 
+  /** etcd's members in a cluster as the simulator keeps them (a stopped machine's member stays). */
+  async etcdMembers(cluster: string): Promise<EtcdMember[]> {
+    const res = await fetch(`${this.controlUrl}/state`);
+    return ((await res.json()) as { etcd?: Record<string, EtcdMember[]> }).etcd?.[cluster] ?? [];
+  }
+
   /** bootFails: the next upgrade's image does not boot, and the node comes back on the old one. */
   async fault(address: string, fault: { bootFails: boolean }): Promise<void> {
     await this.post(address, "fault", fault);
@@ -359,6 +365,14 @@ export class Simulator {
   dispose(): void {
     this.proc.kill();
   }
+}
+
+/** An etcd member: its name is "" until it first started; a learner does not vote yet. */
+export interface EtcdMember {
+  id: string;
+  name: string;
+  address: string;
+  learner: boolean;
 }
 
 /** One entry of the simulator's timeline. */
