@@ -62,6 +62,8 @@ export const SUITES = {
   talosnodeNode: { files: ["talosnode/node/", "test/sim/simtest/"], nets: [9], ports: [], moves: false },
   talosnodeProvider: { files: ["talosnode/provider/"], nets: [10, 47], ports: [], moves: false },
   talosnodeRollout: { files: ["talosnode/rollout/"], nets: [17, 42, 43, 44], ports: [], moves: false },
+  // The scheduled snapshot's control planes (talosnode/backup: npm run snapshot's command).
+  talosnodeBackup: { files: ["talosnode/backup/"], nets: [58], ports: [], moves: false },
 } as const satisfies Record<string, Suite>;
 
 export type SuiteName = keyof typeof SUITES;

@@ -9,6 +9,7 @@ import (
 	"log"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/common"
@@ -419,7 +420,8 @@ func (n *Node) EtcdSnapshot(_ *machine.EtcdSnapshotRequest, stream grpc.ServerSt
 			return err
 		}
 	}
-	n.trust.record(n.address.String(), TimelineSnapshot, fmt.Sprintf("%d bytes", len(data)))
+	// Who took it: the caller's roles (authz.go), so a test sees a least-privilege backup as one.
+	n.trust.record(n.address.String(), TimelineSnapshot, fmt.Sprintf("%d bytes, by %s", len(data), strings.Join(callerRoles(stream.Context()).Strings(), ",")))
 	return nil
 }
 
