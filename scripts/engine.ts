@@ -501,6 +501,11 @@ export function runDrift(ws: Workspace, ...args: string[]): RunResult {
   return ws.exec("npm run drift --", join(BIN, "vite-node"), [join(ROOT, "scripts", "drift.ts"), "--", ...args]);
 }
 
+/** `npm run snapshot -- ARGS` in a workspace. */
+export function runSnapshot(ws: Workspace, ...args: string[]): RunResult {
+  return ws.exec("npm run snapshot --", join(BIN, "vite-node"), [join(ROOT, "scripts", "snapshot.ts"), "--", ...args]);
+}
+
 /** Splits concatenated (pretty-printed) JSON values, as `pulumi up --json` writes its events. */
 export function jsonStream(text: string): unknown[] {
   const values: unknown[] = [];

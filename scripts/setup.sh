@@ -257,6 +257,14 @@ else
   rm -rf "$TALOSNODE" && mv "$TALOSNODE.tmp" "$TALOSNODE"
   echo "  built in $(elapsed "$t")"
 fi
+# npm run snapshot's command (talosnode/cmd/talosnode-snapshot): the same module, build cache and
+# folder as the provider, so it costs a link once the provider is built, and nothing after.
+if [ -x "$TALOSNODE/talosnode-snapshot" ]; then echo "talosnode-snapshot: cached in $TALOSNODE"; else
+  t=$(date +%s)
+  (cd talosnode && go build -trimpath -ldflags "-s -w" -o "$TALOSNODE/talosnode-snapshot.tmp" ./cmd/talosnode-snapshot)
+  mv "$TALOSNODE/talosnode-snapshot.tmp" "$TALOSNODE/talosnode-snapshot"
+  echo "talosnode-snapshot: built in $(elapsed "$t")"
+fi
 
 install_plugin() { # name version build-dir
   local dir="$PLUGINS/resource-$1-v$2" binary="$3/pulumi-resource-$1"
@@ -331,6 +339,7 @@ ln -sf "$TALOSCTL" node_modules/.bin/talosctl
 ln -sf "$ETCD" node_modules/.bin/etcd
 ln -sf "$KUBE_APISERVER" node_modules/.bin/kube-apiserver
 ln -sf "$KUBECTL" node_modules/.bin/kubectl
+ln -sf "$TALOSNODE/talosnode-snapshot" node_modules/.bin/talosnode-snapshot
 echo "node_modules/.bin/pulumi -> $PULUMI ($("$PULUMI" version))"
 # `npm run` and `npx` put node_modules/.bin first on PATH: scripts, tests and the Pulumi language
 # host they start find the installed Node.js there. A PATH's own supported node needs no link.

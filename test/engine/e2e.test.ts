@@ -1,10 +1,22 @@
 // End to end with the real CLI, engine, talos plugin and program, against simulated nodes and
 // factory: 3 control planes behind a VIP and 2 workers (one tainted), addons off, config changes
 // in no_reboot mode. Steps run in order on one stack.
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { TYPES } from "../../lib/tokens";
 import { netPrefix, SUITES } from "../addresses";
-import { describeEngine, jsonStream, runDrift, type SimNodeConfig, Simulator, simNodes, simStackConfig, Workspace } from "./workspace";
+import {
+  describeEngine,
+  jsonStream,
+  runDrift,
+  runSnapshot,
+  type SimNodeConfig,
+  Simulator,
+  simNodes,
+  simStackConfig,
+  Workspace,
+} from "./workspace";
 
 const INTEL_UCODE_SCHEMATIC = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8";
 const {
@@ -127,6 +139,24 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
       expect(value, what).toBeTruthy();
       expect(text.includes(String(value)), `${what} in plain text in state`).toBe(false);
     }
+  });
+
+  it("takes a verified etcd snapshot outside a rollout: npm run snapshot, as os:etcd:backup alone, into the rollout's folder", async () => {
+    const { result: r, events } = await sim.during(() => runSnapshot(ws, "sim"));
+    expect(r.code, r.output).toBe(0);
+    const cp = nodes[0];
+    const files = readdirSync(ws.snapshotFolder());
+    expect(files).toHaveLength(1);
+    const path = join(ws.snapshotFolder(), files[0] ?? "");
+    expect(files[0]).toMatch(/^sim-cp-1-\d{8}T\d{6}\.\d{3}Z\.db$/);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(r.stdout.trim()).toBe(
+      `sim: etcd snapshot of cp-1 (${cp?.address}), verified: ${path} (${statSync(path).size} bytes, revision ${/revision (\d+)/.exec(r.stdout)?.[1]})`,
+    );
+    expect(Number(/revision (\d+)/.exec(r.stdout)?.[1])).toBeGreaterThan(1);
+    expect(events.filter((e) => e.event === "snapshot").map((e) => [e.node, e.detail.replace(/^\d+ bytes/, "N bytes")])).toEqual([
+      [cp?.address, "N bytes, by os:etcd:backup"],
+    ]);
   });
 
   it("changes nothing on a second up, and preview --expect-no-changes passes", async () => {
