@@ -401,7 +401,7 @@ runs:
 
 describe("the workflows", () => {
   it("exist", () => {
-    expect(workflowFiles).toEqual(["deploy.yml", "drift.yml", "pull-request.yml"]);
+    expect(workflowFiles).toEqual(["deploy.yml", "drift.yml", "pull-request.yml", "snapshot.yml"]);
   });
 
   for (const name of workflowFiles) {
@@ -426,7 +426,13 @@ describe("the workflows", () => {
         expect(steps.filter(ownSetup), `${name} ${jobName}: its own setup steps`).toEqual([]);
       }
     }
-    expect(jobs.sort()).toEqual(["deploy.yml up", "drift.yml drift", "pull-request.yml checks", "pull-request.yml preview"]);
+    expect(jobs.sort()).toEqual([
+      "deploy.yml up",
+      "drift.yml drift",
+      "pull-request.yml checks",
+      "pull-request.yml preview",
+      "snapshot.yml snapshot",
+    ]);
   });
 
   it("a pull request's checks are CI's: `.ci/run`, which runs the setup, the Go checks and npm test itself", () => {
@@ -473,6 +479,9 @@ describe("the workflows", () => {
     // Scheduled drift runs unattended: prod's secrets come from an environment open to main only.
     const drift = asMap(asMap(workflow("drift.yml").jobs).drift);
     expect(environmentsByStack(drift)).toEqual({ dev: "development", prod: "production-drift" });
+    // So do scheduled snapshots.
+    const snapshot = asMap(asMap(workflow("snapshot.yml").jobs).snapshot);
+    expect(environmentsByStack(snapshot)).toEqual({ dev: "development", prod: "production-drift" });
   });
 
   it("the preview's refresh reads the nodes with the environment's os:reader talosconfig, never the admin one; deploy and drift compare in full", () => {
@@ -506,7 +515,7 @@ describe("the workflows", () => {
       "TALOS_READER_TALOSCONFIG",
     ]);
     // A deploy's refresh must put a changed config back, and drift must see it: both read as admin.
-    for (const name of ["deploy.yml", "drift.yml"]) {
+    for (const name of ["deploy.yml", "drift.yml", "snapshot.yml"]) {
       expect(read(name)).not.toMatch(/TALOSNODE_READ_TALOSCONFIG|TALOS_READER_TALOSCONFIG/);
     }
   });
@@ -516,6 +525,7 @@ describe("the workflows", () => {
     expect(permissions("pull-request.yml", "preview")).toEqual({ contents: "read", "pull-requests": "write" });
     expect(permissions("drift.yml", "drift")).toEqual({ contents: "read", issues: "write" });
     expect(permissions("deploy.yml", "up")).toEqual({ contents: "read" });
+    expect(permissions("snapshot.yml", "snapshot")).toEqual({ contents: "read" });
   });
 
   it("take Go from the module that needs the newest Go, and Node from .nvmrc", () => {
@@ -560,7 +570,39 @@ describe("the workflows", () => {
         expect(asMap(steps[setup]).with).toMatchObject({ "node-version-file": ".nvmrc" });
       }
     }
-    expect(jobsRunningNode.sort()).toEqual(["deploy.yml up", "drift.yml drift", "pull-request.yml checks", "pull-request.yml preview"]);
+    expect(jobsRunningNode.sort()).toEqual([
+      "deploy.yml up",
+      "drift.yml drift",
+      "pull-request.yml checks",
+      "pull-request.yml preview",
+      "snapshot.yml snapshot",
+    ]);
+  });
+
+  it("snapshots on a schedule (or on demand) with `npm run snapshot`, on the site runner, the stack's backend and passphrase to that step alone", () => {
+    const file = workflow("snapshot.yml");
+    expect(triggers(file.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    expect(asList(asMap(file.on).schedule)).toHaveLength(1);
+    const job = asMap(asMap(file.jobs).snapshot);
+    // The nodes' Talos API and a folder that outlives the job: where deploy and drift run.
+    expect(job["runs-on"]).toEqual(asMap(asMap(workflow("deploy.yml").jobs).up)["runs-on"]);
+    expect(job["runs-on"]).toEqual(["self-hosted", "talos-site"]);
+    // Not the deploy's group: a queued snapshot would cancel a deploy waiting in it.
+    expect(asMap(job.concurrency)).toEqual({ group: `snapshot-${expression("matrix.stack")}`, "cancel-in-progress": false });
+    const steps = asList(job.steps).map(asMap);
+    expect(steps.slice(2)).toEqual([
+      {
+        run: 'npm run --silent snapshot -- "$STACK"',
+        env: {
+          STACK: expression("matrix.stack"),
+          PULUMI_ACCESS_TOKEN: expression("secrets.PULUMI_ACCESS_TOKEN"),
+          PULUMI_BACKEND_URL: expression("vars.PULUMI_BACKEND_URL"),
+          PULUMI_CONFIG_PASSPHRASE: expression("secrets.PULUMI_CONFIG_PASSPHRASE"),
+        },
+      },
+    ]);
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    expect(pkg.scripts.snapshot).toBe("vite-node scripts/snapshot.ts --");
   });
 
   it("Renovate keeps the pinned action digests current", () => {
