@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,7 +124,8 @@ func (s Snapshots) prune(base string) error {
 	}
 	slices.Sort(mine)
 	for len(mine) > keep {
-		if err := os.Remove(filepath.Join(s.Dir, mine[0])); err != nil {
+		// A scheduled snapshot (npm run snapshot) may prune the same node's files at the same time.
+		if err := os.Remove(filepath.Join(s.Dir, mine[0])); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		mine = mine[1:]
