@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+
 	simnode "talos-cluster/sim/node"
+	"talos-cluster/sim/simtest"
+	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/rollout"
 )
 
@@ -117,5 +121,107 @@ func TestARemovedWorkerIsDrainedResetIntoMaintenanceAndItsNodeDeleted(t *testing
 	}
 	if got := c.kinds(mark, simnode.TimelineReset, simnode.TimelineApply, simnode.TimelineUpgrade, simnode.TimelineDown, simnode.TimelineEtcdLeave); len(got) > 0 {
 		t.Errorf("rerun touched %v", got)
+	}
+}
+
+// members are the etcd member list as cp-1 reports it, "name" or "name (learner)", sorted.
+func (c *realCluster) members(t *testing.T, ctx context.Context, from *simnode.Node) []string {
+	t.Helper()
+	list, err := c.lab.Client(t, from).EtcdMemberList(ctx, &machine.EtcdMemberListRequest{QueryLocal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range list.GetMessages()[0].GetMembers() {
+		name := m.GetHostname()
+		if m.GetIsLearner() {
+			name += " (learner)"
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// to is the declared nodes moved to another release (its installer in their config too).
+func (c *realCluster) to(t *testing.T, nodes []rollout.Node, version string) []rollout.Node {
+	t.Helper()
+	out := slices.Clone(nodes)
+	for i := range out {
+		out[i].TalosVersion, out[i].InstallerImage = version, simtest.InstallerOf(simtest.Schematic, version)
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, simtest.KubernetesVersion, out[i].InstallerImage, c.patches[c.index(out[i].Target.Name)])
+	}
+	return out
+}
+
+func (c *realCluster) index(name string) int {
+	return slices.IndexFunc(c.nodes, func(n rollout.Node) bool { return n.Target.Name == name })
+}
+
+// configure starts a machine at address with the cluster's config for name (its hostname too),
+// as its own config apply installs it; not yet one of c.nodes.
+func (c *realCluster) configure(t *testing.T, name, address string, controlPlane bool, opts ...simnode.Option) (*simnode.Node, rollout.Node) {
+	t.Helper()
+	cfg := declaredConfig(t, c.lab, controlPlane, simtest.KubernetesVersion, simtest.Installer, hostnamePatch(name))
+	n := c.lab.Configured(t, address, cfg, append([]simnode.Option{simnode.WithStaticPodLag(3 * time.Second), simnode.WithRebootTime(150 * time.Millisecond)}, opts...)...)
+	return n, rollout.Node{Target: node.Target{Name: name, Address: n.Addr()}, ControlPlane: controlPlane,
+		TalosVersion: simtest.TalosVersion, SchematicID: simtest.Schematic, InstallerImage: simtest.Installer, Config: cfg}
+}
+
+// A control plane that answers leaves etcd itself after the gates and a snapshot; the member
+// list is then the control planes declared, its Node is deleted, and the next Talos upgrade
+// passes every etcd gate. From 4 to 3: Talos refuses to upgrade a control plane of a cluster of
+// two members (internal/pkg/etcd/etcd.go ValidateForUpgrade).
+func TestARemovedControlPlaneLeavesEtcdAndTheNextUpgradeRolls(t *testing.T) {
+	c := newRealCluster(t, 45)
+	c.lab.Trust.SetInstallers(simtest.Factory{Versions: []string{"v1.11.5", "v1.11.6"}})
+	cp4, cp4Node := c.configure(t, "cp-4", "127.0.45.15", true)
+	c.sim, c.nodes, c.patches = append(c.sim, cp4), append(c.nodes, cp4Node), append(c.patches, hostnamePatch("cp-4"))
+	c.waitKubernetes(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	k, base := c.admin(t, ctx)
+	if got := c.members(t, ctx, c.sim[0]); !slices.Equal(got, []string{"cp-1", "cp-2", "cp-3", "cp-4"}) {
+		t.Fatalf("etcd members %v before the removal, want cp-1 to cp-4", got)
+	}
+
+	leaving := c.nodes[2]
+	leaving.Leaving = true
+	staying := []rollout.Node{c.nodes[0], c.nodes[1], c.nodes[4], c.nodes[3]}
+	mark := len(c.lab.Trust.Timeline())
+	var log logLines
+	result, err := rollout.Run(ctx, append(slices.Clone(staying), leaving), c.options(t, log.add))
+	if err != nil {
+		t.Fatalf("rollout: %v\n%s", err, log.text())
+	}
+	if len(result.Changes) != 1 || !strings.HasPrefix(result.Changes[0], "cp-3: removed (health and etcd gates") || len(result.Snapshots) != 1 {
+		t.Errorf("changes %q, snapshots %q", result.Changes, result.Snapshots)
+	}
+	if got := c.members(t, ctx, c.sim[0]); !slices.Equal(got, []string{"cp-1", "cp-2", "cp-4"}) {
+		t.Errorf("etcd members %v, want cp-1, cp-2 and cp-4", got)
+	}
+	if _, err := k.Send(ctx, base, http.MethodGet, "/api/v1/nodes/cp-3", nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("Node cp-3 after the removal: %v, want not found", err)
+	}
+	c.awaitMaintenance(t, c.sim[2])
+	got := c.kinds(mark, simnode.TimelineSnapshot, simnode.TimelineEtcdLeave, simnode.TimelineReset, simnode.TimelineWipe, simnode.TimelineApply, simnode.TimelineUpgrade)
+	if want := []string{"cp-1:snapshot", "cp-3:etcd-leave", "cp-3:reset", "cp-3:wipe"}; !slices.Equal(got, want) {
+		t.Errorf("timeline %v, want %v", got, want)
+	}
+
+	// The next Talos upgrade counts two members and rolls.
+	mark = len(c.lab.Trust.Timeline())
+	log = logLines{}
+	result, err = rollout.Run(ctx, c.to(t, staying, "v1.11.6"), c.options(t, log.add))
+	if err != nil {
+		t.Fatalf("upgrade after the removal: %v\n%s", err, log.text())
+	}
+	if got := c.kinds(mark, simnode.TimelineUpgrade); !slices.Equal(got, []string{"cp-1:upgrade", "cp-2:upgrade", "cp-4:upgrade", "worker-1:upgrade"}) {
+		t.Errorf("upgrades %v, want cp-1, cp-2, cp-4, worker-1", got)
+	}
+	for _, i := range []int{0, 1, 3, 4} {
+		if v := c.sim[i].State().TalosVersion; v != "v1.11.6" {
+			t.Errorf("%s runs %s", c.nodes[i].Target.Name, v)
+		}
 	}
 }
