@@ -149,12 +149,12 @@ func (c *realCluster) to(t *testing.T, nodes []rollout.Node, version string) []r
 	out := slices.Clone(nodes)
 	for i := range out {
 		out[i].TalosVersion, out[i].InstallerImage = version, simtest.InstallerOf(simtest.Schematic, version)
-		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, simtest.KubernetesVersion, out[i].InstallerImage, c.patches[c.index(out[i].Target.Name)])
+		out[i].Config = declaredConfig(t, c.lab, out[i].ControlPlane, simtest.KubernetesVersion, out[i].InstallerImage, c.patches[c.at(out[i].Target.Name)])
 	}
 	return out
 }
 
-func (c *realCluster) index(name string) int {
+func (c *realCluster) at(name string) int {
 	return slices.IndexFunc(c.nodes, func(n rollout.Node) bool { return n.Target.Name == name })
 }
 
@@ -223,5 +223,112 @@ func TestARemovedControlPlaneLeavesEtcdAndTheNextUpgradeRolls(t *testing.T) {
 		if v := c.sim[i].State().TalosVersion; v != "v1.11.6" {
 			t.Errorf("%s runs %s", c.nodes[i].Target.Name, v)
 		}
+	}
+}
+
+// index is where the first timeline entry after mark of node name and kind is, -1 without one.
+func (c *realCluster) index(mark int, name, kind string) int {
+	for i, e := range c.lab.Trust.Timeline()[mark:] {
+		if e.Event == kind && c.name(e.Node) == name {
+			return mark + i
+		}
+	}
+	return -1
+}
+
+// A control plane that stopped is declared again under its name at a new address, where its
+// replacement was installed by its own config apply and joined etcd as a learner: the dead member
+// is removed by id from a control plane that stays, the new one is awaited until etcd promoted it,
+// and only then does anything else roll (cp-1's and worker-1's config changes, behind gates that
+// count the new member).
+func TestAStoppedControlPlaneReplacedAtANewAddressLeavesEtcdByIDAndItsSuccessorJoinsFirst(t *testing.T) {
+	c := newRealCluster(t, 48)
+	c.waitKubernetes(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	c.sim[2].Stop()
+	old := c.nodes[2]
+	mark := len(c.lab.Trust.Timeline())
+	newCP3, declaredCP3 := c.configure(t, "cp-3", "127.0.48.15", true, simnode.WithEtcdPromoteTime(time.Second))
+	if got := c.members(t, ctx, c.sim[0]); !slices.Equal(got, []string{"cp-1", "cp-2", "cp-3", "cp-3 (learner)"}) {
+		t.Fatalf("etcd members %v once the new cp-3 is installed, want the stopped cp-3 and the new one a learner", got)
+	}
+	c.nodes[2] = declaredCP3
+	c.sim[2] = newCP3
+	sysctl := "machine:\n  sysctls:\n    vm.max_map_count: '262144'\n"
+	declared := c.declare(t, sysctl, sysctl)
+	declared[2].Config = declaredCP3.Config // cp-3 carries what its own apply installed
+	declared[2].New = true
+	old.Leaving, old.Replaced = true, true
+	var log logLines
+	opts := c.options(t, log.add)
+	opts.HealthTimeout = 8 * time.Second // also how long the stopped cp-3 is given to answer
+	result, err := rollout.Run(ctx, append(declared, old), opts)
+	if err != nil {
+		t.Fatalf("rollout: %v\n%s", err, log.text())
+	}
+	if got := c.members(t, ctx, c.sim[0]); !slices.Equal(got, []string{"cp-1", "cp-2", "cp-3"}) {
+		t.Errorf("etcd members %v, want cp-1, cp-2 and the new cp-3", got)
+	}
+	oldIP := strings.Split(old.Target.Address, ":")[0]
+	removed := -1
+	for i, e := range c.lab.Trust.Timeline()[mark:] {
+		if e.Event == simnode.TimelineEtcdMemberRemoved && e.Node == oldIP {
+			removed = mark + i
+		}
+	}
+	promoted := c.index(mark, "cp-3", simnode.TimelineEtcdLearnerPromoted)
+	first := min(c.index(mark, "cp-1", simnode.TimelineApply), c.index(mark, "worker-1", simnode.TimelineApply))
+	if removed < 0 || promoted < 0 || first < 0 || removed > first || promoted > first {
+		t.Errorf("timeline indexes: old cp-3 removed %d, new cp-3 promoted %d, first other apply %d; want both before\n%v", removed, promoted, first, c.lab.Trust.Timeline()[mark:])
+	}
+	if !strings.Contains(strings.Join(result.Changes, "\n"), "cp-3: removed (replaced at another address: its etcd member removed by id") {
+		t.Errorf("changes %q", result.Changes)
+	}
+	if !strings.Contains(log.text(), "WARNING") && !strings.Contains(log.text(), "does not answer") {
+		t.Errorf("the log does not say the old cp-3 did not answer:\n%s", log.text())
+	}
+
+	// A rerun with the same declaration (the new cp-3 now recorded) changes nothing.
+	declared[2].New = false
+	mark = len(c.lab.Trust.Timeline())
+	if result, err = rollout.Run(ctx, declared, c.options(t, nil)); err != nil || len(result.Changes) != 0 {
+		t.Fatalf("rerun: %v, changes %q", err, result.Changes)
+	}
+	if got := c.kinds(mark, simnode.TimelineApply, simnode.TimelineReset, simnode.TimelineEtcdMemberRemoved, simnode.TimelineEtcdLeave); len(got) > 0 {
+		t.Errorf("rerun touched %v", got)
+	}
+}
+
+// A control plane added while its etcd member is a learner: the rollout waits until etcd has
+// promoted it before it changes any other node, and then counts it in every etcd gate.
+func TestANewControlPlaneIsAwaitedUntilEtcdPromotesItBeforeAnyOtherChange(t *testing.T) {
+	c := newRealCluster(t, 49)
+	c.waitKubernetes(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	mark := len(c.lab.Trust.Timeline())
+	cp4, declaredCP4 := c.configure(t, "cp-4", "127.0.49.15", true, simnode.WithEtcdPromoteTime(2*time.Second))
+	if got := c.members(t, ctx, c.sim[0]); !slices.Contains(got, "cp-4 (learner)") {
+		t.Fatalf("etcd members %v once cp-4 is installed, want cp-4 a learner", got)
+	}
+	c.sim, c.nodes, c.patches = append(c.sim, cp4), append(c.nodes, declaredCP4), append(c.patches, hostnamePatch("cp-4"))
+	sysctl := "machine:\n  sysctls:\n    vm.max_map_count: '262144'\n"
+	declared := c.declare(t, sysctl, sysctl)
+	declared[4].Config, declared[4].New = declaredCP4.Config, true // what its own apply installed
+	var log logLines
+	if _, err := rollout.Run(ctx, declared, c.options(t, log.add)); err != nil {
+		t.Fatalf("rollout: %v\n%s", err, log.text())
+	}
+	promoted := c.index(mark, "cp-4", simnode.TimelineEtcdLearnerPromoted)
+	first := c.index(mark, "cp-1", simnode.TimelineApply)
+	if promoted < 0 || first < 0 || promoted > first {
+		t.Errorf("cp-4 promoted at %d, cp-1's apply at %d: want the promotion first\n%v", promoted, first, c.lab.Trust.Timeline()[mark:])
+	}
+	if got := c.members(t, ctx, c.sim[0]); !slices.Equal(got, []string{"cp-1", "cp-2", "cp-3", "cp-4"}) {
+		t.Errorf("etcd members %v", got)
+	}
+	if !strings.Contains(log.text(), "cp-4 ("+cp4.Addr()+"): new control plane: a promoted etcd member") {
+		t.Errorf("the log does not say cp-4 was awaited:\n%s", log.text())
 	}
 }
