@@ -332,3 +332,22 @@ func TestANewControlPlaneIsAwaitedUntilEtcdPromotesItBeforeAnyOtherChange(t *tes
 		t.Errorf("the log does not say cp-4 was awaited:\n%s", log.text())
 	}
 }
+
+// While a control plane's removal is pending it is still a member the gate expects: an etcd
+// member nobody declares stops the removal, and the gate says which members it expects.
+func TestTheEtcdGateOfAPendingRemovalCountsTheLeavingMachineAsLeaving(t *testing.T) {
+	c := newCluster(t, 22)
+	c.lab.Configured(t, "127.0.17.227", declaredConfig(t, c.lab, true, "1.34.1", simtest.Installer, ""), simnode.WithRebootTime(150*time.Millisecond))
+	leaving := c.nodes[2]
+	leaving.Leaving = true
+	declared := append(slices.Delete(slices.Clone(c.nodes), 2, 3), leaving)
+	opts := c.options(t, 1)
+	opts.HealthTimeout = 2 * time.Second
+	_, err := rollout.Run(context.Background(), declared, opts)
+	if err == nil || !strings.Contains(err.Error(), "4 etcd members listed, 3 expected (2 control planes declared and cp-3, still a member until it leaves)") {
+		t.Fatalf("error %v, want the leaving control plane counted as leaving", err)
+	}
+	if got := c.events(0, simnode.TimelineEtcdLeave); len(got) > 0 {
+		t.Errorf("left etcd: %v", got)
+	}
+}
