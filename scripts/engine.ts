@@ -236,6 +236,13 @@ export interface SimNode {
   kubeAtApply?: { mode: string; unschedulable: boolean; pods: string[] }[];
 }
 
+/** One cluster's etcd member list as the simulator keeps it: a learner is not promoted yet. */
+export interface EtcdCluster {
+  /** The cluster's name and a short hash of its Kubernetes CA ("lab/6d9f197e8cac"). */
+  cluster: string;
+  members: { id: string; name: string; address: string; learner: boolean }[];
+}
+
 /**
  * talos-sim flags for a real etcd and kube-apiserver per bootstrapped cluster, on the bootstrapped
  * control plane's address, port 6443; `delay` (a Go duration) after the bootstrap, else the
@@ -313,6 +320,12 @@ export class Simulator {
   async set(address: string, change: { talosVersion?: string; schematic?: string; configPatch?: string }): Promise<void> {
     const res = await fetch(`${this.controlUrl}/nodes/${address}/set`, { method: "POST", body: JSON.stringify(change) });
     if (!res.ok) throw new Error(`talos-sim set ${address}: ${res.status} ${await res.text()}`);
+  }
+
+  /** Each bootstrapped cluster's etcd member list, in its order (the simulator's /state). */
+  async etcdMembers(): Promise<EtcdCluster[]> {
+    const res = await fetch(`${this.controlUrl}/state`);
+    return ((await res.json()) as { etcd?: EtcdCluster[] }).etcd ?? [];
   }
 
   /** What happened to the nodes, in time order: upgrades, applies, reboots, snapshots. */
