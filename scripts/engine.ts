@@ -236,6 +236,13 @@ export interface SimNode {
   kubeAtApply?: { mode: string; unschedulable: boolean; pods: string[] }[];
 }
 
+/** One cluster's etcd member list as the simulator keeps it: a learner is not promoted yet. */
+export interface EtcdCluster {
+  /** The cluster's name and a short hash of its Kubernetes CA ("lab/6d9f197e8cac"). */
+  cluster: string;
+  members: { id: string; name: string; address: string; learner: boolean }[];
+}
+
 /**
  * talos-sim flags for a real etcd and kube-apiserver per bootstrapped cluster, on the bootstrapped
  * control plane's address, port 6443; `delay` (a Go duration) after the bootstrap, else the
@@ -315,6 +322,12 @@ export class Simulator {
     if (!res.ok) throw new Error(`talos-sim set ${address}: ${res.status} ${await res.text()}`);
   }
 
+  /** Each bootstrapped cluster's etcd member list, in its order (the simulator's /state). */
+  async etcdMembers(): Promise<EtcdCluster[]> {
+    const res = await fetch(`${this.controlUrl}/state`);
+    return ((await res.json()) as { etcd?: EtcdCluster[] }).etcd ?? [];
+  }
+
   /** What happened to the nodes, in time order: upgrades, applies, reboots, snapshots. */
   async timeline(): Promise<TimelineEvent[]> {
     const res = await fetch(`${this.controlUrl}/state`);
@@ -326,12 +339,6 @@ export class Simulator {
     const mark = (await this.timeline()).length;
     const result = await act();
     return { result, events: (await this.timeline()).slice(mark) };
-  }
-
-  /** etcd's members in a cluster as the simulator keeps them (a stopped machine's member stays). */
-  async etcdMembers(cluster: string): Promise<EtcdMember[]> {
-    const res = await fetch(`${this.controlUrl}/state`);
-    return ((await res.json()) as { etcd?: Record<string, EtcdMember[]> }).etcd?.[cluster] ?? [];
   }
 
   /** bootFails: the next upgrade's image does not boot, and the node comes back on the old one. */
@@ -365,14 +372,6 @@ export class Simulator {
   dispose(): void {
     this.proc.kill();
   }
-}
-
-/** An etcd member: its name is "" until it first started; a learner does not vote yet. */
-export interface EtcdMember {
-  id: string;
-  name: string;
-  address: string;
-  learner: boolean;
 }
 
 /** One entry of the simulator's timeline. */

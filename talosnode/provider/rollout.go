@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -197,6 +198,8 @@ func (Rollout) Create(_ context.Context, req infer.CreateRequest[RolloutArgs]) (
 // runs its declaration is recorded as it was, so a refresh of a converged cluster changes nothing.
 // A node that does not answer is asked once (its NodeState waits for it and fails the refresh
 // naming it) and recorded as it was, with a warning; an answer that is an error fails the refresh.
+// An etcd member no recorded control plane accounts for is recorded as a control plane the stack
+// no longer declares (strayMembers), so the diff names it and the update takes it out.
 func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, RolloutState]) (infer.ReadResponse[RolloutArgs, RolloutState], error) {
 	recorded := req.State.RolloutArgs
 	// The machine secrets are kept among the inputs only.
@@ -213,7 +216,8 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 		opts.Credentials, opts.Issuer = reader, nil
 	}
 	logger := p.GetLogger(ctx)
-	nodes := slices.Clone(req.State.Nodes)
+	// What a previous refresh recorded for etcd members no node accounts for is read again below.
+	nodes := slices.DeleteFunc(slices.Clone(req.State.Nodes), isStrayMember)
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, refreshParallelism)
@@ -230,10 +234,72 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 	if err := errors.Join(errs...); err != nil {
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, err
 	}
+	nodes = append(nodes, strayMembers(ctx, nodes, opts, func(msg string) { logger.Warning(msg) })...)
 	state, inputs := req.State, req.Inputs
 	state.MachineSecrets = nil
 	state.Nodes, inputs.Nodes = nodes, slices.Clone(nodes)
 	return infer.ReadResponse[RolloutArgs, RolloutState]{ID: req.ID, Inputs: inputs, State: state}, nil
+}
+
+// strayMembers are the voting etcd members no recorded control plane accounts for, as a control
+// plane the stack no longer declares (the name the member reports, the address of its peer URL,
+// nothing else): the diff against the program then names each, the preview says what the update
+// does to it, and the update takes it out as a removed control plane (its member removed by id
+// when its machine does not answer; it leaves etcd and is reset when it does). A member some
+// machine left behind under a declared node's name (a replaced machine's) is at another address:
+// the update removes it as a replaced machine's, the Node left to the declared one. Asked of the
+// first recorded control plane that answers; when none does, nothing is added, with a warning.
+func strayMembers(ctx context.Context, nodes []RolloutNode, opts rollout.Options, warn func(string)) []RolloutNode {
+	var controlPlanes []rollout.Node
+	for _, n := range rolloutNodes(nodes) {
+		if n.ControlPlane {
+			controlPlanes = append(controlPlanes, n)
+		}
+	}
+	if len(controlPlanes) == 0 {
+		return nil
+	}
+	callCtx, cancel := context.WithTimeout(ctx, min(opts.HealthTimeout, refreshAttempt))
+	defer cancel()
+	list, err := rollout.MemberList(callCtx, controlPlanes, opts.Credentials)
+	if err != nil {
+		warn(fmt.Sprintf("refresh: the etcd member list: no control plane answered (%s): members not compared with the control planes", err))
+		return nil
+	}
+	// A member is matched by its peer URL's address, else its name: with a control plane recorded
+	// by a DNS name whose hostname differs, its own member would look unaccounted for.
+	byName := slices.ContainsFunc(controlPlanes, func(n rollout.Node) bool {
+		h, _, err := net.SplitHostPort(n.Target.Address)
+		if err != nil {
+			h = n.Target.Address
+		}
+		return net.ParseIP(h) == nil
+	})
+	var out []RolloutNode
+	for _, m := range rollout.Unaccounted(list, controlPlanes) {
+		name, address := m.GetHostname(), rollout.MemberHost(m)
+		if name == "" {
+			name = fmt.Sprintf("etcd-member-%016x", m.GetId())
+		}
+		if byName {
+			warn(fmt.Sprintf("refresh: etcd member %016x (%s at %s) is no declared control plane's by name, and some are declared by a DNS name: not recorded; "+
+				"if it is no machine of the stack, remove it by hand (talosctl etcd remove-member %016x)", m.GetId(), name, address, m.GetId()))
+			continue
+		}
+		if address == "" {
+			warn(fmt.Sprintf("refresh: etcd member %016x (%s) is no declared control plane's and has no peer URL: remove it by hand (talosctl etcd remove-member %016x)", m.GetId(), name, m.GetId()))
+			continue
+		}
+		warn(fmt.Sprintf("refresh: etcd member %016x (%s at %s) is no declared control plane's: recorded as a control plane the stack no longer declares, "+
+			"so the next update takes it out of etcd (and resets its machine if it answers); declare it under that name and address to keep it", m.GetId(), name, address))
+		out = append(out, RolloutNode{Name: name, Address: address, Role: "controlplane"})
+	}
+	return out
+}
+
+// isStrayMember is an entry strayMembers recorded: no release and no config.
+func isStrayMember(n RolloutNode) bool {
+	return n.Role == "controlplane" && n.TalosVersion == "" && n.MachineConfiguration == ""
 }
 
 // refreshParallelism is how many nodes a refresh reads at once; refreshAttempt bounds each read.

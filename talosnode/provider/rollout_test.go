@@ -12,6 +12,7 @@ import (
 	presource "github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/property"
 
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 
 	simnode "talos-cluster/sim/node"
@@ -494,5 +495,66 @@ func TestMembershipChangesTheRolloutCannotMakeSafelyAreRefusedAtCheck(t *testing
 	next := stack(cp("cp-2", "127.0.10.82"), cp("cp-3", "127.0.10.83"), worker("worker-1", "127.0.10.84"), worker("worker-2", "127.0.10.85"))
 	if resp, err := s.Check(p.CheckRequest{Urn: rolloutURN("rollout"), State: recorded, Inputs: next}); err != nil || len(resp.Failures) > 0 {
 		t.Errorf("check: %v %v", resp.Failures, err)
+	}
+}
+
+// An etcd member no declared control plane accounts for (a control plane installed by hand) is
+// drift: the refresh records it as a control plane the stack no longer declares, the diff names
+// it, and the update takes it out of etcd; the next refresh is clean.
+func TestRefreshShowsAnEtcdMemberNoDeclaredControlPlaneAccountsForAndTheUpdateRemovesIt(t *testing.T) {
+	rl := newRolloutLab(t, "127.0.10.67", "127.0.10.68")
+	lc := createRollout(t, rl.inputs(t, "auto"))
+	if changed, keys := lc.refreshDiff(t); changed {
+		t.Fatalf("a refresh of a cluster as declared shows changes: %v", keys)
+	}
+	stray := rl.lab.Configured(t, "127.0.10.69", rl.lab.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  network:\n    hostname: cp-stray\n"),
+		simnode.WithRebootTime(100*time.Millisecond))
+
+	read, err := lc.s.Read(p.ReadRequest{ID: "lab-rollout", Urn: rolloutURN("lab-rollout"), Properties: lc.state, Inputs: lc.program})
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	lc.state = read.Properties
+	nodes := lc.state.Get("nodes").AsArray()
+	if nodes.Len() != 3 {
+		t.Fatalf("refreshed nodes: %d, want the stray member recorded as a third", nodes.Len())
+	}
+	got := nodes.Get(2).AsMap()
+	if got.Get("name").AsString() != "cp-stray" || got.Get("address").AsString() != "127.0.10.69" || got.Get("role").AsString() != "controlplane" {
+		t.Errorf("the stray member recorded as %v", got)
+	}
+	d, err := lc.s.Diff(p.DiffRequest{ID: "lab-rollout", Urn: rolloutURN("lab-rollout"), State: lc.state, Inputs: lc.program})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, named := d.DetailedDiff["nodes[2]"]; !d.HasChanges || !named || len(d.DetailedDiff) != 1 {
+		t.Errorf("diff: changes %t, %v; want nodes[2] alone", d.HasChanges, d.DetailedDiff)
+	}
+	// A second refresh finds it again, the same.
+	again, err := lc.s.Read(p.ReadRequest{ID: "lab-rollout", Urn: rolloutURN("lab-rollout"), Properties: lc.state, Inputs: lc.program})
+	if err != nil || again.Properties.Get("nodes").AsArray().Len() != 3 {
+		t.Fatalf("second refresh: %v, %v", err, again.Properties.Get("nodes"))
+	}
+
+	changes := lc.update(t)
+	if len(changes) != 1 || !strings.HasPrefix(changes[0], "cp-stray: removed (health and etcd gates") {
+		t.Errorf("changes %q", changes)
+	}
+	list, err := rl.lab.Client(t, rl.cp).EtcdMemberList(context.Background(), &machine.EtcdMemberListRequest{QueryLocal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if members := list.GetMessages()[0].GetMembers(); len(members) != 1 || members[0].GetHostname() == "cp-stray" {
+		t.Errorf("etcd members after the update: %v", members)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for s := stray.State(); !s.Up || s.Configured; s = stray.State() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stray control plane after the update: up %t, configured %t; want maintenance mode", s.Up, s.Configured)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if changed, keys := lc.refreshDiff(t); changed {
+		t.Errorf("a refresh after the update shows changes: %v", keys)
 	}
 }

@@ -55,7 +55,7 @@ func TestAWaitOnANodeThatDoesNotAnswerShowsWhereItStands(t *testing.T) {
 	if len(shown) < 2 {
 		t.Fatalf("shown %d lines, want at least 2: %q", len(shown), shown)
 	}
-	prefix := "cp-4 at " + address + ": pre-check: waiting for it to answer over mutual TLS, running and ready: not answering (version: Unavailable: "
+	prefix := "cp-4 at " + address + ": join: waiting for it to answer over mutual TLS, running and ready: not answering (version: Unavailable: "
 	for i, left := range []string{"9m50s", "9m40s"} {
 		if line := shown[i]; !strings.HasPrefix(line, prefix) || !strings.Contains(line, "connection refused") || !strings.HasSuffix(line, "; "+left+" left of 10m0s") {
 			t.Errorf("line %d:\n%s\nwant %q ... connection refused ... %q", i, line, prefix, "; "+left+" left of 10m0s")

@@ -459,24 +459,17 @@ func IsMemberOf(m *machine.EtcdMember, n Node) bool {
 func MemberProblems(list []*machine.EtcdMember, expected, joining []Node) string {
 	var problems, extra []string
 	found := map[int]bool{}
-	for _, m := range list {
-		if m.GetIsLearner() || slices.ContainsFunc(joining, func(n Node) bool { return IsMemberOf(m, n) }) {
-			continue
-		}
-		mine := -1
-		for i, n := range expected {
-			if !found[i] && IsMemberOf(m, n) {
-				mine = i
-				break
-			}
-		}
-		if mine < 0 {
+	for i, mine := range match(list, expected, joining) {
+		m := list[i]
+		switch {
+		case mine == skipped:
+		case mine == unaccounted:
 			extra = append(extra, describeMember(m))
-			continue
-		}
-		found[mine] = true
-		if m.GetHostname() == "" {
-			problems = append(problems, expected[mine].Target.Name+": member not started")
+		default:
+			found[mine] = true
+			if m.GetHostname() == "" {
+				problems = append(problems, expected[mine].Target.Name+": member not started")
+			}
 		}
 	}
 	var missing []string
@@ -492,6 +485,68 @@ func MemberProblems(list []*machine.EtcdMember, expected, joining []Node) string
 		problems = append(problems, "members no control plane accounts for: "+strings.Join(extra, ", "))
 	}
 	return strings.Join(problems, "; ")
+}
+
+const (
+	skipped     = -2
+	unaccounted = -1
+)
+
+// match is, for each member of list, the index of the expected control plane it is the member
+// of, unaccounted when none, skipped for a learner or a member of joining.
+func match(list []*machine.EtcdMember, expected, joining []Node) []int {
+	out := make([]int, len(list))
+	found := map[int]bool{}
+	for j, m := range list {
+		out[j] = unaccounted
+		if m.GetIsLearner() || slices.ContainsFunc(joining, func(n Node) bool { return IsMemberOf(m, n) }) {
+			out[j] = skipped
+			continue
+		}
+		for i, n := range expected {
+			if !found[i] && IsMemberOf(m, n) {
+				out[j], found[i] = i, true
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Unaccounted are the voting etcd members of list no expected control plane accounts for
+// (learners, members still catching up, aside): a machine the stack does not declare, or the
+// member a replaced or removed machine left behind.
+func Unaccounted(list []*machine.EtcdMember, expected []Node) []*machine.EtcdMember {
+	var out []*machine.EtcdMember
+	for i, mine := range match(list, expected, nil) {
+		if mine == unaccounted {
+			out = append(out, list[i])
+		}
+	}
+	return out
+}
+
+// MemberHost is the host of an etcd member's first peer URL ("" without one).
+func MemberHost(m *machine.EtcdMember) string {
+	for _, u := range m.GetPeerUrls() {
+		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
+			return pu.Hostname()
+		}
+	}
+	return ""
+}
+
+// MemberList is the etcd member list as the first of the control planes that answers reports it.
+func MemberList(ctx context.Context, controlPlanes []Node, creds node.Credentials) ([]*machine.EtcdMember, error) {
+	var errs []string
+	for _, n := range controlPlanes {
+		list, err := (&runner{opts: Options{Credentials: creds}}).memberList(ctx, n)
+		if err == nil {
+			return list, nil
+		}
+		errs = append(errs, fmt.Sprintf("%s: %s", n.Target, node.Describe(err)))
+	}
+	return nil, errors.New(strings.Join(errs, "; "))
 }
 
 func describeMember(m *machine.EtcdMember) string {

@@ -110,7 +110,7 @@ func (r *runner) etcdHealth(ctx context.Context) string {
 			}
 		}
 		if len(members) != len(r.members) {
-			problems = append(problems, fmt.Sprintf("%d etcd members listed, %d control planes declared", len(members), len(r.members)))
+			problems = append(problems, fmt.Sprintf("%d etcd members listed, %s", len(members), r.expectedMembers()))
 		}
 		if len(unstarted) > 0 {
 			problems = append(problems, "members not started: "+strings.Join(unstarted, ", "))
@@ -119,6 +119,22 @@ func (r *runner) etcdHealth(ctx context.Context) string {
 		problems = append(problems, "no control plane listed the etcd members")
 	}
 	return strings.Join(problems, "; ")
+}
+
+// expectedMembers says which control planes the gates expect as etcd members: those declared
+// and, while a removal is pending, those still to leave.
+func (r *runner) expectedMembers() string {
+	var leaving []string
+	for _, m := range r.members {
+		if m.Leaving {
+			leaving = append(leaving, m.Target.Name)
+		}
+	}
+	declared := len(r.members) - len(leaving)
+	if len(leaving) == 0 {
+		return fmt.Sprintf("%d control planes declared", declared)
+	}
+	return fmt.Sprintf("%d expected (%d control planes declared and %s, still a member until it leaves)", len(r.members), declared, strings.Join(leaving, ", "))
 }
 
 // waitEtcd waits until every etcd member the cluster should have is listed, started and healthy.

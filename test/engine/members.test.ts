@@ -65,7 +65,11 @@ describeEngine(
       [...new Set(events.filter((e) => !e.event.startsWith("etcd-leader")).map((e) => names.get(e.node) ?? e.node))].sort();
     /** etcd's members as the simulator's cluster lists them: names, learners marked. */
     const members = async () =>
-      (await sim.etcdMembers(STACK)).map((m) => (m.learner ? `${m.name} (learner)` : m.name || `(unstarted ${m.address})`)).sort();
+      (await sim.etcdMembers())
+        .filter((c) => c.cluster.startsWith(`${STACK}/`))
+        .flatMap((c) => c.members)
+        .map((m) => (m.learner ? `${m.name} (learner)` : m.name || `(unstarted ${m.address})`))
+        .sort();
     const kubeconfig = () => JSON.parse(ws.must(["stack", "output", "kubeconfig", "--show-secrets", "--json"]).stdout) as string;
     const kubeNodes = async () => {
       const r = await kubeGet(kubeconfig(), "/api/v1/nodes");

@@ -102,11 +102,18 @@ type realAPI struct {
 	// kubelets use; clients reach it through each control plane's :6443 (frontends.go).
 	url     string
 	backend string
-	// addresses are the machines' addresses its serving certificate names.
+	// addresses are the machines' addresses its serving certificate names (frontends.go adds a
+	// control plane that comes later).
 	addresses []net.IP
-	ca        *talosx509.CertificateAuthority
-	rootCAs   *stdx509.CertPool
-	admin     *kubeClient
+	// serving is its serving certificate's template, written to servingCrt and servingKey.
+	serving                *stdx509.Certificate
+	servingCrt, servingKey string
+	// naming are the addresses being added to the serving certificate, one at a time (nameMu).
+	naming  map[string]bool
+	nameMu  sync.Mutex
+	ca      *talosx509.CertificateAuthority
+	rootCAs *stdx509.CertPool
+	admin   *kubeClient
 
 	mu       sync.Mutex
 	ready    bool
@@ -194,6 +201,9 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 	if err != nil {
 		return err
 	}
+	api.mu.Lock()
+	api.serving, api.servingCrt, api.servingKey = servingTemplate(cfg, address, api.addresses...), files["apiserver.crt"], files["apiserver.key"]
+	api.mu.Unlock()
 	clientPort, err := freeLoopbackPort()
 	if err != nil {
 		return err
@@ -415,28 +425,7 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 		return nil, errors.New("cluster.serviceAccount is missing")
 	}
 
-	ips := append([]net.IP{address, net.IPv4(127, 0, 0, 1)}, others...)
-	dns := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}
-	if ep := clusterEndpoint(cfg); ep != nil {
-		if ip := net.ParseIP(ep.Hostname()); ip != nil {
-			ips = append(ips, ip)
-		} else if ep.Hostname() != "" {
-			dns = append(dns, ep.Hostname())
-		}
-	}
-	for _, cidr := range serviceCIDRs(cfg) {
-		// The first address of the service range is the kubernetes Service's.
-		if prefix, err := netip.ParsePrefix(cidr); err == nil {
-			ips = append(ips, net.IP(prefix.Masked().Addr().Next().AsSlice()))
-		}
-	}
-	crt, key, err := leafPEM(ca, &stdx509.Certificate{
-		Subject:     pkix.Name{CommonName: "kube-apiserver"},
-		DNSNames:    dns,
-		IPAddresses: ips,
-		KeyUsage:    stdx509.KeyUsageDigitalSignature | stdx509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []stdx509.ExtKeyUsage{stdx509.ExtKeyUsageServerAuth},
-	})
+	crt, key, err := leafPEM(ca, servingTemplate(cfg, address, others...))
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
@@ -470,6 +459,33 @@ func writePKI(dir string, cfg config.Provider, address net.IP, ca *talosx509.Cer
 		paths[name] = path
 	}
 	return paths, nil
+}
+
+// servingTemplate is the API server's serving certificate: the machines' addresses, loopback, the
+// cluster endpoint and the kubernetes Service's names and address.
+func servingTemplate(cfg config.Provider, address net.IP, others ...net.IP) *stdx509.Certificate {
+	ips := append([]net.IP{address, net.IPv4(127, 0, 0, 1)}, others...)
+	dns := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"}
+	if ep := clusterEndpoint(cfg); ep != nil {
+		if ip := net.ParseIP(ep.Hostname()); ip != nil {
+			ips = append(ips, ip)
+		} else if ep.Hostname() != "" {
+			dns = append(dns, ep.Hostname())
+		}
+	}
+	for _, cidr := range serviceCIDRs(cfg) {
+		// The first address of the service range is the kubernetes Service's.
+		if prefix, err := netip.ParsePrefix(cidr); err == nil {
+			ips = append(ips, net.IP(prefix.Masked().Addr().Next().AsSlice()))
+		}
+	}
+	return &stdx509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		DNSNames:    dns,
+		IPAddresses: ips,
+		KeyUsage:    stdx509.KeyUsageDigitalSignature | stdx509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []stdx509.ExtKeyUsage{stdx509.ExtKeyUsageServerAuth},
+	}
 }
 
 // leafPEM is a certificate from the CA with a new ECDSA P-256 key, both PEM-encoded.

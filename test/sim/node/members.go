@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -228,4 +229,38 @@ func (n *Node) EtcdRemoveMemberByID(ctx context.Context, req *machine.EtcdRemove
 	n.trust.record(removed.address.String(), TimelineEtcdMemberRemoved, fmt.Sprintf("member %016x removed by %s", id, n.address))
 	n.trust.settle()
 	return &machine.EtcdRemoveMemberByIDResponse{Messages: []*machine.EtcdRemoveMemberByID{{}}}, nil
+}
+
+// EtcdCluster is one cluster's etcd member list as the simulator keeps it, for a test or the
+// talos-sim control endpoint's /state.
+type EtcdCluster struct {
+	// Cluster is the cluster's name and a short hash of its Kubernetes CA ("lab/6d9f197e8cac").
+	Cluster string       `json:"cluster"`
+	Members []EtcdMember `json:"members"`
+}
+
+// EtcdMember is one entry of a member list, in the list's order.
+type EtcdMember struct {
+	// ID is the member id in hex, as `talosctl etcd members` shows it.
+	ID string `json:"id"`
+	// Name is the hostname the member joined with.
+	Name string `json:"name"`
+	// Address is its machine's address (its peer URL's host).
+	Address string `json:"address"`
+	Learner bool   `json:"learner"`
+}
+
+// EtcdMembers is every bootstrapped cluster's etcd member list, by cluster.
+func (t *Trust) EtcdMembers() []EtcdCluster {
+	t.clusterMu.Lock()
+	defer t.clusterMu.Unlock()
+	out := []EtcdCluster{}
+	for _, cluster := range slices.Sorted(maps.Keys(t.etcdMembers)) {
+		c := EtcdCluster{Cluster: cluster, Members: []EtcdMember{}}
+		for _, r := range t.etcdMembers[cluster] {
+			c.Members = append(c.Members, EtcdMember{ID: fmt.Sprintf("%016x", r.id), Name: r.name, Address: r.node.address.String(), Learner: r.learner})
+		}
+		out = append(out, c)
+	}
+	return out
 }

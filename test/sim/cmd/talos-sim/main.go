@@ -5,7 +5,7 @@
 // With -etcd and -kube-apiserver, a bootstrapped cluster runs a real etcd and kube-apiserver (on
 // the bootstrap node's address, port 6443) after -apiserver-delay.
 //
-// Control endpoint (JSON): GET /state; POST /nodes/<address>/stop and /nodes/<address>/start;
+// Control endpoint (JSON): GET /state (nodes, timeline, each cluster's etcd members); POST /nodes/<address>/stop and /nodes/<address>/start;
 // POST /nodes/<address>/set {"talosVersion", "schematic", "configPatch"} (a change made by hand);
 // POST /nodes/<address>/fault {"bootFails": bool}; POST /nodes/<address>/etcd {"healthy": bool}.
 package main
@@ -43,6 +43,9 @@ func main() {
 	rebootTime := flag.Duration("reboot-time", node.DefaultRebootTime, "how long a reboot (upgrade, apply, reboot) keeps a node down")
 	staticPodLag := flag.Duration("static-pod-lag", node.DefaultStaticPodLag, "how often a node refreshes its view of its static pods (Talos: 15s); MachineStatus lags them by up to this")
 	etcdJoinTime := flag.Duration("etcd-join-time", 0, "how long a control plane's etcd member takes to rejoin after a boot (the node is ready before)")
+	etcdPromoteTime := flag.Duration("etcd-promote-time", node.DefaultEtcdPromoteTime, "how long a control plane's etcd member stays a learner once it joined a cluster, before etcd promotes it (0: at once)")
+	nodeMonitorGrace := flag.Duration("node-monitor-grace", node.DefaultNodeMonitorGracePeriod, "how long a Node's kubelet may be silent before its Ready condition turns Unknown (kube-controller-manager's --node-monitor-grace-period; needs -etcd and -kube-apiserver)")
+	drainTimeout := flag.Duration("drain-timeout", node.DefaultDrainTimeout, "how long a graceful reset's drain may take before the reset goes on (Talos: 5m)")
 	etcd := flag.String("etcd", "", "etcd binary: with -kube-apiserver, each bootstrapped cluster runs a real etcd and API server")
 	apiServer := flag.String("kube-apiserver", "", "kube-apiserver binary, listening on the bootstrapped control plane's address, port 6443 (needs -etcd)")
 	apiServerDelay := flag.Duration("apiserver-delay", node.DefaultAPIServerDelay, "how long after the bootstrap etcd and the API server start")
@@ -59,7 +62,9 @@ func main() {
 	case *etcd != "" || *apiServer != "":
 		log.Fatal("-etcd and -kube-apiserver go together")
 	}
-	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, []node.Option{node.WithRebootTime(*rebootTime), node.WithEtcdJoinTime(*etcdJoinTime), node.WithStaticPodLag(*staticPodLag)}, controlPlane); err != nil {
+	nodeOpts := []node.Option{node.WithRebootTime(*rebootTime), node.WithEtcdJoinTime(*etcdJoinTime), node.WithStaticPodLag(*staticPodLag),
+		node.WithEtcdPromoteTime(*etcdPromoteTime), node.WithDrainTimeout(*drainTimeout)}
+	if err := run(*nodesFlag, split(*links), *factoryAddr, *controlAddr, *talosVersion, *schematicID, split(*versions), split(*extensions), *readyFile, nodeOpts, controlPlane, *nodeMonitorGrace); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -88,8 +93,9 @@ func loopbackListen(addr string) (net.Listener, error) {
 // IntelUcodeSchematic is the factory's id for a schematic holding only siderolabs/intel-ucode.
 const IntelUcodeSchematic = "2d61dd07b20062062ea671b4d01873506103b67c0f7a4c3fb6cf4ee85585dcb8"
 
-func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, nodeOpts []node.Option, controlPlane *node.ControlPlane) error {
+func run(nodeList string, links []string, factoryAddr, controlAddr, talosVersion, schematicID string, versions, extensions []string, readyFile string, nodeOpts []node.Option, controlPlane *node.ControlPlane, nodeMonitorGrace time.Duration) error {
 	trust := node.NewTrust()
+	trust.SetNodeMonitorGracePeriod(nodeMonitorGrace)
 	// Stops the etcd and kube-apiserver processes (their process groups) and removes their folders;
 	// should this process die without it, the kernel kills them (Pdeathsig).
 	defer trust.Close()
@@ -157,6 +163,8 @@ type simState struct {
 	Nodes          []node.State         `json:"nodes"`
 	SchematicPosts int                  `json:"schematicPosts"`
 	Timeline       []node.TimelineEntry `json:"timeline"`
+	// Etcd is each bootstrapped cluster's etcd member list (an empty list before any bootstrap).
+	Etcd []node.EtcdCluster `json:"etcd"`
 }
 
 // fault is the body of POST /nodes/<address>/fault.
@@ -179,7 +187,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 func control(nodes map[string]*node.Node, order []string, f *factory.Server, trust *node.Trust) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
-		state := simState{SchematicPosts: f.Posts(), Timeline: trust.Timeline()}
+		state := simState{SchematicPosts: f.Posts(), Timeline: trust.Timeline(), Etcd: trust.EtcdMembers()}
 		for _, addr := range order {
 			state.Nodes = append(state.Nodes, nodes[addr].State())
 		}

@@ -2,15 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"talos-cluster/sim/factory"
 	"talos-cluster/sim/node"
+	"talos-cluster/sim/simtest"
 )
 
 func TestControlStopsStartsAndReportsNodes(t *testing.T) {
@@ -179,5 +182,51 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 	want := "up v1.11.5 " + IntelUcodeSchematic + "|down stop|up v1.11.5 " + IntelUcodeSchematic
 	if got := strings.Join(events, "|"); got != want {
 		t.Fatalf("timeline\n got %s\nwant %s", got, want)
+	}
+}
+
+// /state lists each bootstrapped cluster's etcd members: a control plane that joined later is a
+// learner until etcd promotes it.
+func TestStateListsEachClustersEtcdMembers(t *testing.T) {
+	l := simtest.New(t)
+	cp1 := l.Configured(t, "127.0.36.21", l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  network:\n    hostname: cp-1\n"))
+	srv := httptest.NewServer(control(map[string]*node.Node{"127.0.36.21": cp1}, []string{"127.0.36.21"}, factory.New(nil, nil), l.Trust))
+	t.Cleanup(srv.Close)
+	etcd := func() string {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var s struct {
+			Etcd json.RawMessage `json:"etcd"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		return string(s.Etcd)
+	}
+	if got := etcd(); got != "[]" {
+		t.Fatalf("etcd before the bootstrap: %s, want []", got)
+	}
+	l.Bootstrap(t, cp1)
+	l.Configured(t, "127.0.36.22", l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "machine:\n  network:\n    hostname: cp-2\n"), node.WithEtcdPromoteTime(time.Hour))
+	var clusters []node.EtcdCluster
+	if err := json.Unmarshal([]byte(etcd()), &clusters); err != nil {
+		t.Fatal(err)
+	}
+	if len(clusters) != 1 || !strings.HasPrefix(clusters[0].Cluster, "lab/") {
+		t.Fatalf("clusters %+v, want lab's", clusters)
+	}
+	var got []string
+	for _, m := range clusters[0].Members {
+		if len(m.ID) != 16 {
+			t.Errorf("member id %q, want 16 hex digits", m.ID)
+		}
+		got = append(got, fmt.Sprintf("%s %s learner=%t", m.Name, m.Address, m.Learner))
+	}
+	if want := []string{"cp-1 127.0.36.21 learner=false", "cp-2 127.0.36.22 learner=true"}; !slices.Equal(got, want) {
+		t.Errorf("members %v, want %v", got, want)
 	}
 }
