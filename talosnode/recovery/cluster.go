@@ -180,8 +180,8 @@ func notYet(err error) bool {
 // --recover-from does. Answers that waiting changes are asked again until timeout, with sink
 // showing where it stands; any other answer ends it, naming the node and the step.
 func Restore(ctx context.Context, t node.Target, creds func() node.Credentials, snapshot Snapshot, timeout time.Duration, sink progress.Sink) error {
-	step := func(phase string, call func(ctx context.Context) error) error {
-		w := sink.Start(fmt.Sprintf("%s %s", phase, t.Where()), timeout)
+	step := func(phase, what string, call func(ctx context.Context) error) error {
+		w := sink.Start(fmt.Sprintf("%s %s", what, t.Where()), timeout)
 		poll := wait.Poll{Timeout: timeout, Interval: 500 * time.Millisecond, MaxInterval: 5 * time.Second, Progress: w.Seen}
 		var last error
 		_, err := poll.Until(ctx, func(ctx context.Context) (bool, string, error) {
@@ -203,7 +203,7 @@ func Restore(ctx context.Context, t node.Target, creds func() node.Credentials, 
 		}
 		return nil
 	}
-	if err := step("upload the snapshot to", func(ctx context.Context) error {
+	if err := step("EtcdRecover (the snapshot's upload)", "uploading the snapshot to", func(ctx context.Context) error {
 		c, err := node.Dial(ctx, t, creds())
 		if err != nil {
 			return err
@@ -219,7 +219,7 @@ func Restore(ctx context.Context, t node.Target, creds func() node.Credentials, 
 	}); err != nil {
 		return err
 	}
-	return step("bootstrap etcd from the snapshot on", func(ctx context.Context) error {
+	return step("Bootstrap with recover_etcd", "bootstrapping etcd from the snapshot on", func(ctx context.Context) error {
 		c, err := node.Dial(ctx, t, creds())
 		if err != nil {
 			return err
