@@ -20,6 +20,8 @@ export interface TalosClusterArgs {
   schematicId: pulumi.Input<string>;
   /** Where the rollout writes etcd snapshots (absolute folder) and what their names start with. */
   snapshots: { dir: string; prefix: string };
+  /** recover.snapshot as an absolute path: etcd is recovered from it on a wiped cluster. */
+  recoverSnapshot?: string;
   /** Resources the config applies wait for: the schematic must exist before a node installs it. */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
@@ -44,6 +46,8 @@ export class TalosCluster extends pulumi.ComponentResource {
   /** Each node's first config (talosnode): installed in maintenance mode, or a configured node adopted. */
   public readonly applies: talosnode.ConfigurationApply[];
   public readonly bootstrap: talos.machine.Bootstrap;
+  /** With recover.snapshot: etcd recovered from it when every control plane's etcd is empty. */
+  public readonly recovery?: talosnode.EtcdRecovery;
   /** Rolls changes of running nodes' config, release and schematic through the cluster. */
   public readonly rollout: talosnode.Rollout;
   /** Per node, in the stack's order: what it runs, as the last up or refresh read it. */
@@ -170,6 +174,26 @@ export class TalosCluster extends pulumi.ComponentResource {
       },
     );
 
+    // Disaster recovery, with recover.snapshot: on a cluster whose control planes were wiped, the
+    // recorded bootstrap above never runs again; this restores etcd from the snapshot after the
+    // configs apply and before anything waits for Kubernetes. On a cluster whose etcd runs it
+    // changes nothing, and removing the key deletes only its record.
+    if (args.recoverSnapshot !== undefined) {
+      this.recovery = new talosnode.EtcdRecovery(
+        resourceNames.recovery(name),
+        {
+          snapshot: args.recoverSnapshot,
+          controlPlanes: config.controlPlanes.map((n) => ({ name: n.name, address: n.address })),
+          bootstrapNode: plan.bootstrapNode.name,
+          clientConfiguration,
+          machineSecrets,
+          timeout: config.upgrade.healthTimeout,
+        },
+        { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.etcdRecovery] },
+      );
+    }
+    const recovered = this.recovery === undefined ? [] : [this.recovery];
+
     // Changes to running nodes (config, release, schematic) roll one node at a time behind health
     // gates. One resource for the whole cluster: per-node resources would be updated in parallel.
     this.rollout = new talosnode.Rollout(
@@ -197,7 +221,11 @@ export class TalosCluster extends pulumi.ComponentResource {
         snapshotDir: args.snapshots.dir,
         snapshotPrefix: args.snapshots.prefix,
       },
-      { parent: this, dependsOn: [...this.applies, this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.rollout] },
+      {
+        parent: this,
+        dependsOn: [...this.applies, this.bootstrap, ...recovered],
+        additionalSecretOutputs: SECRET_OUTPUTS[TYPES.rollout],
+      },
     );
 
     // The talos provider never reads a node back; this does, so a refresh shows a node that was
@@ -221,7 +249,11 @@ export class TalosCluster extends pulumi.ComponentResource {
           // Talos ignores a VIP entry for a link the node lacks without a word; the read says so.
           vip: p.role === "controlplane" ? config.network.vip?.address : undefined,
         },
-        { parent: this, dependsOn: [apply, this.bootstrap, this.rollout], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.nodeState] },
+        {
+          parent: this,
+          dependsOn: [apply, this.bootstrap, ...recovered, this.rollout],
+          additionalSecretOutputs: SECRET_OUTPUTS[TYPES.nodeState],
+        },
       );
       const status = pulumi
         .all([state.runningTalosVersion, state.bootedSchematicId, state.appliedKubernetesVersion])
@@ -241,7 +273,7 @@ export class TalosCluster extends pulumi.ComponentResource {
     this.kubeconfigResource = new talos.cluster.Kubeconfig(
       resourceNames.kubeconfig(name),
       { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.kubeconfig },
-      { parent: this, dependsOn: [this.bootstrap], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.kubeconfig] },
+      { parent: this, dependsOn: [this.bootstrap, ...recovered], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.kubeconfig] },
     );
     this.kubeconfig = pulumi.secret(this.kubeconfigResource.kubeconfigRaw);
 

@@ -39,6 +39,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
   const stack = pulumi.getStack();
   // First: a refused snapshot folder stops the program before it declares anything.
   const snapshots = snapshotFolder(config, stack);
+  const recoverSnapshot = recoverySnapshot(config);
   const image = new TalosImage(name, imageSource(config), opts);
   const cluster = new TalosCluster(
     name,
@@ -47,6 +48,7 @@ export function deployCluster(config: ClusterConfig, opts?: pulumi.ComponentReso
       installerImage: image.installerImage,
       schematicId: image.schematicId,
       snapshots,
+      recoverSnapshot,
       dependsOn: [image.schematic],
     },
     opts,
@@ -124,6 +126,23 @@ export function snapshotFolder(
     }
   }
   return { dir, prefix: stack };
+}
+
+/**
+ * The snapshot `recover.snapshot` names, as an absolute path (relative ones are read from the
+ * program's folder), or undefined without the key. A path where no file is stops the program
+ * naming the key; the provider checks the file itself (size, sha256 trailer) in the preview.
+ */
+export function recoverySnapshot(config: Pick<ClusterConfig, "recover">, cwd: string = process.cwd()): string | undefined {
+  const set = config.recover?.snapshot;
+  if (set === undefined) return undefined;
+  const file = path.resolve(cwd, set);
+  if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    throw new ConfigError([
+      `${PROJECT}:recover.snapshot: ${JSON.stringify(set)} (${file}) is not a file: name an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir, or remove the key`,
+    ]);
+  }
+  return file;
 }
 
 /**

@@ -10,6 +10,7 @@ export const resourceNames = {
   nodeState: (cluster: string, node: string) => `${cluster}-${node}-state`,
   bootstrap: (cluster: string) => `${cluster}-bootstrap`,
   rollout: (cluster: string) => `${cluster}-rollout`,
+  recovery: (cluster: string) => `${cluster}-etcd-recovery`,
   kubeconfig: (cluster: string) => `${cluster}-kubeconfig`,
   k8sProvider: (cluster: string) => `${cluster}-k8s`,
   ready: (cluster: string, stage: "api-server" | "nodes") => `${cluster}-${stage}-ready`,

@@ -24,6 +24,7 @@ export const TYPES = {
   kubernetesReady: "talosnode:index:KubernetesReady",
   reachable: "talosnode:index:Reachable",
   configApply: "talosnode:index:ConfigurationApply",
+  etcdRecovery: "talosnode:index:EtcdRecovery",
   k8sProvider: "pulumi:providers:kubernetes",
 } as const;
 
@@ -38,6 +39,7 @@ export const SECRET_OUTPUTS = {
   [TYPES.pluginConfigApply]: ["machineConfiguration", "clientConfiguration"],
   [TYPES.nodeState]: ["machineConfiguration", "clientConfiguration"],
   [TYPES.rollout]: ["clientConfiguration"],
+  [TYPES.etcdRecovery]: ["clientConfiguration"],
   [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
 };
 

@@ -587,6 +587,19 @@ describe("stack config: upgrades", () => {
     });
   });
 
+  it("takes recover.snapshot as a path, and names a missing or empty one", () => {
+    expect(parseConfig(validStack()).config.recover).toBeUndefined();
+    expect(parseConfig(stackWith({ recover: { snapshot: "snapshots/prod-cp-1.db" } })).config.recover).toEqual({
+      snapshot: "snapshots/prod-cp-1.db",
+    });
+    expect(problemsOf(stackWith({ recover: { snapshot: "" } }))).toEqual([
+      "talos-cluster:recover.snapshot: must be the path of an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir",
+    ]);
+    expect(problemsOf(stackWith({ recover: {} }))).toEqual([
+      "talos-cluster:recover.snapshot: is required: the path of an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir",
+    ]);
+  });
+
   it("names every bad upgrade key at once, with what it takes", () => {
     expect(
       problemsOf(

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { deployCluster, type StackOutputs, snapshotFolder } from "../components/program";
+import { deployCluster, recoverySnapshot, type StackOutputs, snapshotFolder } from "../components/program";
 import { ConfigError, parseConfig } from "../lib/config/parse";
 import { PROJECT } from "../lib/config/source";
 import { verifiedSchematicId } from "../lib/image";
@@ -179,7 +179,12 @@ describe("the machine secrets", () => {
 
 describe("what the policy pack judges", () => {
   it("finds every resource whose type carries credentials listing them all as secret outputs, as the pack requires", async () => {
-    const { plan: p } = await planStack();
+    // With recover.snapshot, so the etcd recovery is declared too.
+    const dir = mkdtempSync(path.join(tmpdir(), "recover-"));
+    writeFileSync(path.join(dir, "prod-cp-1.db"), "a snapshot");
+    const { plan: p } = await planStack(stackWith({ recover: { snapshot: path.join(dir, "prod-cp-1.db") } })).finally(() =>
+      rmSync(dir, { recursive: true, force: true }),
+    );
     const judged = p.resources.filter((r) => secretOutputsOf(r.type) !== undefined);
     // The talos plugin's config apply is judged for the stacks that still hold it; the program no longer declares it.
     const declared = Object.keys(SECRET_OUTPUTS).filter((t) => t !== T.pluginConfigApply);
@@ -387,6 +392,45 @@ describe("changes to running nodes", () => {
   it("writes snapshots to upgrade.snapshotDir when the stack sets it", async () => {
     const { plan: p } = await planStack(stackWith({ upgrade: { snapshotDir: "/var/backups/etcd" } }));
     expect(p.ofType(T.rollout)[0]?.inputs.snapshotDir).toBe("/var/backups/etcd");
+  });
+});
+
+describe("disaster recovery", () => {
+  it("declares no etcd recovery without recover.snapshot", async () => {
+    const { plan: p } = await planStack();
+    expect(p.ofType(T.etcdRecovery)).toEqual([]);
+    expect(p.ofType(T.rollout)[0]?.dependsOn).not.toContain("lab-etcd-recovery");
+  });
+
+  it("recovers from recover.snapshot (relative to the program) after the applies and the bootstrap, before the rollout, node reads and kubeconfig", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "recover-"));
+    try {
+      writeFileSync(path.join(dir, "prod-cp-1.db"), "a snapshot");
+      const relative = path.relative(process.cwd(), path.join(dir, "prod-cp-1.db"));
+      const { plan: p, config } = await planStack(stackWith({ recover: { snapshot: relative } }));
+      const [recovery] = p.ofType(T.etcdRecovery);
+      expect(recovery?.name).toBe("lab-etcd-recovery");
+      expect(recovery?.inputs).toMatchObject({
+        snapshot: path.join(dir, "prod-cp-1.db"),
+        controlPlanes: config.controlPlanes.map((n) => ({ name: n.name, address: n.address })),
+        bootstrapNode: config.controlPlanes[0]?.name,
+        timeout: "15m",
+      });
+      expect(recovery?.dependsOn).toEqual([...config.nodes.map((n) => `lab-${n.name}`), "lab-bootstrap"]);
+      expect(recovery?.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration", "machineSecrets"]));
+      expect(p.ofType(T.rollout)[0]?.dependsOn).toContain("lab-etcd-recovery");
+      for (const state of p.ofType(T.nodeState)) expect(state.dependsOn).toContain("lab-etcd-recovery");
+      expect(p.ofType(T.kubeconfig)[0]?.dependsOn).toEqual(["lab-bootstrap", "lab-etcd-recovery"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("stops naming recover.snapshot when no file is there", () => {
+    const { config } = parseConfig(stackWith({ recover: { snapshot: "/nonexistent/prod-cp-1.db" } }));
+    expect(() => recoverySnapshot(config)).toThrow(
+      `${PROJECT}:recover.snapshot: "/nonexistent/prod-cp-1.db" (/nonexistent/prod-cp-1.db) is not a file: name an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir, or remove the key`,
+    );
   });
 });
 

@@ -201,6 +201,15 @@ export const stackSchema = z.strictObject({
         .default([]),
     })
     .default({ maxUnavailableWorkers: 1, healthTimeout: "15m", rebootMode: "default", kubernetesChecks: true, path: [] }),
+  // Disaster recovery: etcd is restored from this snapshot when every control plane's etcd is
+  // empty and waits for the bootstrap (their EPHEMERAL wiped); otherwise it changes nothing.
+  recover: z
+    .strictObject({
+      snapshot: z
+        .string({ error: "is required: the path of an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir" })
+        .min(1, { error: "must be the path of an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir" }),
+    })
+    .optional(),
   addons: z
     .strictObject({
       cilium: addonSchema(ADDON_DEFAULTS.cilium),

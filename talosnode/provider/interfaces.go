@@ -42,4 +42,13 @@ var (
 	_ infer.Annotated                                                       = (*ConfigurationApply)(nil)
 	_ infer.Annotated                                                       = (*ConfigurationApplyArgs)(nil)
 	_ infer.Annotated                                                       = (*ConfigurationApplyState)(nil)
+
+	_ infer.CustomResource[EtcdRecoveryArgs, EtcdRecoveryState] = (*EtcdRecovery)(nil)
+	_ infer.CustomCheck[EtcdRecoveryArgs]                       = (*EtcdRecovery)(nil)
+	_ infer.CustomDiff[EtcdRecoveryArgs, EtcdRecoveryState]     = (*EtcdRecovery)(nil)
+	_ infer.CustomUpdate[EtcdRecoveryArgs, EtcdRecoveryState]   = (*EtcdRecovery)(nil)
+	_ infer.CustomDelete[EtcdRecoveryState]                     = (*EtcdRecovery)(nil)
+	_ infer.Annotated                                           = (*EtcdRecovery)(nil)
+	_ infer.Annotated                                           = (*EtcdRecoveryArgs)(nil)
+	_ infer.Annotated                                           = (*EtcdRecoveryState)(nil)
 )

@@ -1,7 +1,8 @@
 // Package provider is the talosnode Pulumi provider: getMachineConfiguration renders and validates
 // each node's machine config; ConfigurationApply installs a new node's first config; NodeState
 // records what a Talos node runs next to what the stack declares, so a refresh shows drift made on
-// the node; Rollout changes a running cluster's nodes one at a time.
+// the node; Rollout changes a running cluster's nodes one at a time; EtcdRecovery brings a wiped
+// cluster's etcd back from a snapshot.
 package provider
 
 import (
@@ -27,7 +28,7 @@ func New() (p.Provider, error) {
 		WithNamespace("talos-cluster").
 		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
 		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{}), infer.Resource(&Reachable{}),
-			infer.Resource(&ConfigurationApply{})).
+			infer.Resource(&ConfigurationApply{}), infer.Resource(&EtcdRecovery{})).
 		// Machine configs are rendered and validated here, with this provider's Talos library.
 		WithFunctions(infer.Function(&GetMachineConfiguration{})).
 		// Types live in this Go package; their tokens are talosnode:index:*.
