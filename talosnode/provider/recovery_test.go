@@ -42,7 +42,7 @@ type recoveryLab struct {
 func newRecoveryLab(t *testing.T) *recoveryLab {
 	t.Helper()
 	source := simtest.New(t)
-	old := source.Configured(t, "127.0.48.21", source.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""))
+	old := source.Configured(t, "127.0.50.21", source.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, ""))
 	source.Bootstrap(t, old)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -53,7 +53,7 @@ func newRecoveryLab(t *testing.T) *recoveryLab {
 	l := simtest.New(t)
 	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
 	rl := &recoveryLab{lab: l, snapshot: path}
-	for _, a := range []string{"127.0.48.11", "127.0.48.12", "127.0.48.13"} {
+	for _, a := range []string{"127.0.50.11", "127.0.50.12", "127.0.50.13"} {
 		rl.cps = append(rl.cps, l.Configured(t, a, config, simnode.WithRebootTime(100*time.Millisecond)))
 	}
 	return rl
