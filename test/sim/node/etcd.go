@@ -122,7 +122,8 @@ func etcdView(members []member, records []etcdRecord, cluster string) (etcdClust
 			if m.node != r.node {
 				continue
 			}
-			runs := m.etcdRuns() && m.cluster == cluster
+			// A member whose machine's data was wiped since no longer runs (recover.go).
+			runs := m.etcdRuns() && m.cluster == cluster && m.etcdMemberID == r.id
 			em.joining = runs && m.etcdJoining
 			em.serving = runs && !m.etcdJoining
 			em.healthy = em.serving && !m.etcdUnhealthy

@@ -180,3 +180,40 @@ func TestRecoveryFromASnapshotAfterEveryControlPlaneLostItsEtcd(t *testing.T) {
 		t.Fatalf("a second recovery: %v, want AlreadyExists", err)
 	}
 }
+
+// TestAControlPlaneWipedAloneRejoinsWithANewMember: one control plane at a time reset without
+// leaving, EPHEMERAL wiped: at its boot it finds its old member by name, removes it and joins as
+// a new one (services/etcd.go addMember), so the cluster keeps its etcd through a rolling wipe of
+// every control plane.
+func TestAControlPlaneWipedAloneRejoinsWithANewMember(t *testing.T) {
+	s := newSim(t, 23, 3, 0)
+	mark := len(s.trust.Timeline())
+	for _, n := range s.nodes {
+		before := n.etcdMemberID
+		wipeEtcd(t, s, n)
+		eventually(t, n.address.String()+" rejoins", func() bool {
+			got, err := s.client(t, s.nodes[0]).EtcdMemberList(ctx(t, s.nodes[0]), &machine.EtcdMemberListRequest{})
+			if err != nil {
+				return false
+			}
+			var ids []uint64
+			for _, m := range got.GetMessages()[0].GetMembers() {
+				ids = append(ids, m.GetId())
+			}
+			n.mu.Lock()
+			id := n.etcdMemberID
+			n.mu.Unlock()
+			return len(ids) == 3 && id != 0 && id != before && slices.Contains(ids, id) && !slices.Contains(ids, before)
+		})
+	}
+	if got := events(s, mark, TimelineEtcdLost); len(got) != 0 {
+		t.Fatalf("a rolling wipe lost the cluster's etcd: %q", got)
+	}
+	var want []string
+	for _, n := range s.nodes {
+		want = append(want, TimelineEtcdMemberRemoved+" "+n.address.String(), TimelineEtcdMemberAdded+" "+n.address.String())
+	}
+	if got := events(s, mark, TimelineEtcdMemberRemoved, TimelineEtcdMemberAdded); !slices.Equal(got, want) {
+		t.Fatalf("timeline %q, want %q", got, want)
+	}
+}
