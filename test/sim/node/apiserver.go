@@ -93,6 +93,7 @@ func (t *Trust) Close() {
 		wg.Go(api.stop)
 	}
 	wg.Wait()
+	t.halting.Wait()
 }
 
 // realAPI is one cluster's etcd and kube-apiserver.
@@ -115,10 +116,15 @@ type realAPI struct {
 	rootCAs *stdx509.CertPool
 	admin   *kubeClient
 
+	// recoverFrom, when set, is the snapshot its etcd is restored from before it starts
+	// (recover.go); etcdURL is its etcd's client URL once started.
+	recoverFrom *recovery
+
 	mu       sync.Mutex
 	ready    bool
 	stopped  bool
 	dir      string
+	etcdURL  string
 	procs    []*process
 	cancel   chan struct{}
 	kubelets map[string]*kubeClient
@@ -151,7 +157,10 @@ func (t *Trust) startRealAPI(m member) {
 		kubelets:  map[string]*kubeClient{},
 		frontends: map[string]*frontend{},
 		mirrors:   map[string]mirrorKey{},
+		// A recovery's snapshot, verified by the bootstrap node (recover.go).
+		recoverFrom: t.recoveries[m.cluster],
 	}
+	delete(t.recoveries, m.cluster)
 	for _, n := range t.nodes {
 		api.addresses = append(api.addresses, n.address)
 	}
@@ -214,6 +223,12 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 	}
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
+	if r := api.recoverFrom; r != nil {
+		// The etcd service's recoverFromSnapshot: etcdutl restores a single member's data.
+		if err := restoreDataDir(r, dir, "default", peerURL); err != nil {
+			return err
+		}
+	}
 	// As envtest runs etcd: one member, plain HTTP on loopback, no fsync.
 	etcdArgs := []string{
 		"--name=default",
@@ -228,6 +243,9 @@ func (api *realAPI) start(cp ControlPlane, cfg config.Provider, address net.IP) 
 	if err := api.run("etcd", cp.Etcd, etcdArgs); err != nil {
 		return err
 	}
+	api.mu.Lock()
+	api.etcdURL = etcdURL
+	api.mu.Unlock()
 	serviceCIDRs := serviceCIDRs(cfg)
 	apiArgs := []string{
 		"--etcd-servers=" + etcdURL,
@@ -310,10 +328,18 @@ func (api *realAPI) run(name, path string, args []string) error {
 
 // stop ends the control plane: the API server first, then etcd; then its folder goes.
 func (api *realAPI) stop() {
+	if procs, dir, ok := api.stopServing(); ok {
+		api.kill(procs, dir)
+	}
+}
+
+// stopServing marks the control plane stopped and closes its frontends; ok is false when it
+// already was.
+func (api *realAPI) stopServing() (procs []*process, dir string, ok bool) {
 	api.mu.Lock()
+	defer api.mu.Unlock()
 	if api.stopped {
-		api.mu.Unlock()
-		return
+		return nil, "", false
 	}
 	api.stopped, api.ready = true, false
 	close(api.cancel)
@@ -321,8 +347,10 @@ func (api *realAPI) stop() {
 		f.close()
 	}
 	api.frontends = map[string]*frontend{}
-	procs, dir := api.procs, api.dir
-	api.mu.Unlock()
+	return api.procs, api.dir, true
+}
+
+func (api *realAPI) kill(procs []*process, dir string) {
 	for _, p := range slices.Backward(procs) {
 		p.stop()
 	}

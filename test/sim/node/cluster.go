@@ -35,11 +35,15 @@ type member struct {
 	// etcdPromote is how long this machine's etcd, once added as a learner, takes to catch up.
 	etcdPromote time.Duration
 	etcdJoins   int
+	// etcdMemberID is the member its etcd data belongs to (0: none, EPHEMERAL wiped).
+	etcdMemberID uint64
+	etcdFailed   string
 }
 
-// etcdRuns: the machine's etcd service runs (a control plane, up, services not stopped, not left).
+// etcdRuns: the machine's etcd service runs (a control plane, up, services not stopped, not left,
+// its pre-state not failed).
 func (m member) etcdRuns() bool {
-	return m.controlPlane() && m.up && !m.servicesStopped && !m.etcdLeft && !m.etcdRemoved
+	return m.controlPlane() && m.up && !m.servicesStopped && !m.etcdLeft && !m.etcdRemoved && m.etcdFailed == ""
 }
 
 func (m member) controlPlane() bool { return m.cfg != nil && m.cfg.Machine().Type().IsControlPlane() }
@@ -56,7 +60,8 @@ func (n *Node) member() member {
 	defer n.mu.Unlock()
 	m := member{node: n, up: n.state.Up, cfg: n.cfg, running: n.state.TalosVersion, hostname: n.state.Hostname, bootstrapped: n.state.Bootstrapped,
 		etcdStarted: n.etcdStarted, etcdUnhealthy: n.etcdUnhealthy, servicesStopped: n.servicesStopped, etcdJoining: n.etcdJoining,
-		etcdLeft: n.etcdLeft, etcdRemoved: n.etcdRemoved, etcdPromote: n.etcdPromote, etcdJoins: n.etcdJoins}
+		etcdLeft: n.etcdLeft, etcdRemoved: n.etcdRemoved, etcdPromote: n.etcdPromote, etcdJoins: n.etcdJoins,
+		etcdMemberID: n.etcdMemberID, etcdFailed: n.etcdFailed}
 	if n.cfg != nil {
 		m.cluster = clusterKey(n.cfg)
 	}
@@ -81,7 +86,9 @@ func (t *Trust) settle() {
 	}
 	// etcd exists once a control plane of the cluster was bootstrapped; it keeps its data when
 	// that machine stops.
-	// The bootstrap node founds the member list (members.go); it outlives that machine.
+	// The bootstrap node founds the member list (members.go); it outlives that machine, but not
+	// the wipe of every member's data (recover.go).
+	t.loseEtcd(members)
 	t.foundEtcd(members)
 	bootstrapped := map[string]bool{}
 	for cluster := range t.etcdMembers {

@@ -123,7 +123,8 @@ func etcdView(members []member, records []etcdRecord, cluster string) (etcdClust
 			if m.node != r.node {
 				continue
 			}
-			runs := m.etcdRuns() && m.cluster == cluster
+			// A member whose machine's data was wiped since no longer runs (recover.go).
+			runs := m.etcdRuns() && m.cluster == cluster && m.etcdMemberID == r.id
 			em.joining = runs && m.etcdJoining
 			em.serving = runs && !m.etcdJoining
 			em.healthy = em.serving && !m.etcdUnhealthy
@@ -402,7 +403,8 @@ func (n *Node) SetEtcdHealthy(healthy bool) {
 }
 
 // EtcdSnapshot streams a snapshot as etcd's Maintenance.Snapshot does: a bbolt database followed
-// by its sha256, in 1024-byte chunks.
+// by its sha256, in 1024-byte chunks: the real etcd's when the simulation runs one for the
+// cluster and it has started, else one the simulator builds from the cluster state.
 func (n *Node) EtcdSnapshot(_ *machine.EtcdSnapshotRequest, stream grpc.ServerStreamingServer[common.Data]) error {
 	if err := n.checkControlplane("etcd snapshot", "EtcdSnapshot"); err != nil {
 		return err
@@ -410,6 +412,15 @@ func (n *Node) EtcdSnapshot(_ *machine.EtcdSnapshotRequest, stream grpc.ServerSt
 	c, _, err := n.localEtcd()
 	if err != nil {
 		return fmt.Errorf("failed reading etcd snapshot: %w", err)
+	}
+	// With a real control plane whose etcd runs, its own snapshot (recover.go).
+	size, real, err := n.realSnapshot(func(b []byte) error { return stream.Send(&common.Data{Bytes: b}) })
+	if real {
+		if err != nil {
+			return fmt.Errorf("failed reading etcd snapshot: %w", err)
+		}
+		n.trust.record(n.address.String(), TimelineSnapshot, fmt.Sprintf("%d bytes from the real etcd", size))
+		return nil
 	}
 	data, err := n.snapshot(c)
 	if err != nil {
@@ -558,6 +569,9 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 		case m.etcdLeft:
 			// LeaveCluster stopped the service (internal/pkg/etcd/etcd.go).
 			etcd = service{id: "etcd", state: "Finished", unknown: true, message: "Service finished successfully"}
+		case m.etcdFailed != "" && (!bootstrapped || !isMember):
+			// Bootstrap's etcd failed its pre-state (a recovery that failed, recover.go).
+			etcd = service{id: "etcd", state: "Failed", message: m.etcdFailed}
 		case m.etcdRemoved:
 			// etcd refuses to start a member removed from its cluster; the service keeps failing.
 			etcd = service{id: "etcd", state: "Failed", message: "Failed to run service: etcdserver: the member has been permanently removed from the cluster"}

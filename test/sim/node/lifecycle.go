@@ -163,6 +163,10 @@ func (n *Node) boot() error {
 	n.stagedInstall, n.servicesStopped = false, false
 	// A member that left has no data: its etcd starts and joins again as a learner (members.go).
 	n.etcdLeft = false
+	// A failed pre-state is retried by the new machined, unless a failed restore left files.
+	if !n.etcdDataLeft {
+		n.etcdFailed = ""
+	}
 	n.bootedAt = time.Now()
 	n.bootID = uuid.NewString()
 	n.state.BootID = n.bootID

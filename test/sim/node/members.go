@@ -76,19 +76,37 @@ func (n *Node) addedToEtcd(joins int) uint64 {
 // a member (its etcd started with no data), while the cluster has a leader; the caller holds
 // clusterMu.
 func (t *Trust) joinEtcd(members []member) {
-	for _, m := range members {
+	for i, m := range members {
 		if !m.etcdRuns() {
 			continue
 		}
 		records, ok := t.etcdMembers[m.cluster]
-		if !ok || slices.ContainsFunc(records, func(r etcdRecord) bool { return r.node == m.node }) {
+		if !ok || slices.ContainsFunc(records, func(r etcdRecord) bool { return r.node == m.node && r.id == m.etcdMemberID }) {
 			continue
 		}
-		if c, _ := etcdView(members, records, m.cluster); !c.quorum() {
+		c, _ := etcdView(members, records, m.cluster)
+		if !c.quorum() {
 			continue // MemberAddAsLearner needs a leader: the etcd service's pre-state retries
 		}
 		addr := m.node.address.String()
+		// A machine whose data was wiped without leaving first finds its old member (same name)
+		// and removes it before it adds itself (services/etcd.go addMember), unless the others
+		// would lose their started quorum (etcd's strict reconfiguration check).
+		kept := slices.DeleteFunc(slices.Clone(records), func(r etcdRecord) bool { return r.name == m.hostname && r.node == m.node })
+		if len(kept) < len(records) {
+			if rest, _ := etcdView(members, kept, m.cluster); !rest.quorum() {
+				continue
+			}
+			for _, r := range records {
+				if r.name == m.hostname && r.node == m.node {
+					t.formerMembers[r.id] = addr
+					t.record(addr, TimelineEtcdMemberRemoved, fmt.Sprintf("member %016x removed by its machine, which rejoins with no data", r.id))
+				}
+			}
+			records = kept
+		}
 		id := m.node.addedToEtcd(m.etcdJoins)
+		members[i].etcdMemberID = id
 		learner := m.etcdPromote > 0
 		t.etcdMembers[m.cluster] = append(slices.Clone(records), etcdRecord{node: m.node, id: id, name: m.hostname, learner: learner})
 		t.record(addr, TimelineEtcdMemberAdded, fmt.Sprintf("member %016x added as learner", id))

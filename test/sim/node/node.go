@@ -146,6 +146,12 @@ type Node struct {
 	etcdJoins             int
 	etcdMemberID          uint64
 	drainTimeout          time.Duration
+	// Recovery (recover.go): the snapshot EtcdRecover uploaded to /var/lib/etcd.snapshot (nil:
+	// none), the leftovers a failed restore wrote into /var/lib/etcd, and the etcd service's
+	// failure ("" unless its pre-state failed); all on EPHEMERAL.
+	recoverySnapshot []byte
+	etcdDataLeft     bool
+	etcdFailed       string
 	// stagedInstall: a staged upgrade installs at the next boot and reboots once more.
 	stagedInstall bool
 	bootedAt      time.Time
@@ -428,8 +434,13 @@ func (n *Node) activate(ctx context.Context, act activation, record func(*State)
 	return nil
 }
 
-// Bootstrap starts etcd once, on a configured control plane; a second call fails as on Talos.
-func (n *Node) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*machine.BootstrapResponse, error) {
+// Bootstrap is machined's (v1.11.5 internal/app/machined/internal/server/v1alpha1/
+// v1alpha1_server.go Bootstrap): refused in maintenance, on a worker and while etcd's data
+// directory holds anything (AlreadyExists: the member ran, or a failed restore left files); then
+// the etcd service restarts in bootstrap mode (services/etcd.go BootstrapEtcd), restoring the
+// uploaded snapshot first with recover_etcd (recover.go). A failed restore does not fail the call:
+// the etcd service fails its pre-state, as Talos' service runner reports it.
+func (n *Node) Bootstrap(ctx context.Context, req *machine.BootstrapRequest) (*machine.BootstrapResponse, error) {
 	n.mu.Lock()
 	n.state.BootstrapCalls++
 	var err error
@@ -438,15 +449,33 @@ func (n *Node) Bootstrap(ctx context.Context, _ *machine.BootstrapRequest) (*mac
 		err = status.Error(codes.Unimplemented, "bootstrap is not available in maintenance mode")
 	case n.state.Role != talosmachine.TypeControlPlane.String():
 		err = status.Error(codes.FailedPrecondition, "bootstrap can only be performed on a control plane node")
-	case n.state.Bootstrapped:
+	case n.state.Bootstrapped || n.etcdStarted || n.etcdDataLeft:
 		err = status.Error(codes.AlreadyExists, "etcd data directory is not empty")
 	}
 	if err != nil {
 		n.mu.Unlock()
 		return nil, err
 	}
+	n.etcdFailed = ""
+	snapshot := n.recoverySnapshot
+	n.mu.Unlock()
+	detail := ""
+	var restored *recovery
+	if req.GetRecoverEtcd() {
+		restored, detail, err = n.restoreSnapshot(snapshot, req.GetRecoverSkipHashCheck())
+		if err != nil {
+			n.trust.record(n.address.String(), TimelineBootstrap, "recover failed: "+err.Error())
+			n.trust.settle()
+			return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil
+		}
+	}
+	n.mu.Lock()
 	n.state.Bootstrapped = true
 	n.mu.Unlock()
+	if restored != nil {
+		n.trust.recovered(n.member().cluster, restored)
+		n.trust.record(n.address.String(), TimelineBootstrap, detail)
+	}
 	// With etcd and the API server up, VIPs are elected and kubelets register.
 	n.trust.settle()
 	return &machine.BootstrapResponse{Messages: []*machine.Bootstrap{{}}}, nil

@@ -193,6 +193,7 @@ func (n *Node) wipe(ctx context.Context, wipe map[string]bool) {
 		n.etcdStarted, n.etcdRemoved, n.etcdLeft = false, false, true
 		n.etcdMemberID = 0
 		n.state.Bootstrapped = false
+		n.recoverySnapshot, n.etcdDataLeft, n.etcdFailed = nil, false, ""
 	}
 	if wipe["STATE"] {
 		n.cfg, n.osCACert, n.clusterCA, n.apiCert, n.endpoint, n.pending = nil, nil, nil, nil, "", nil

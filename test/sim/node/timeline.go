@@ -43,6 +43,12 @@ const (
 	// TimelineNodeNotReady: the Node's Ready condition turned Unknown after its kubelet went
 	// silent for the node-monitor grace period (nodemonitor.go).
 	TimelineNodeNotReady = "node-not-ready"
+	// Recovery (recover.go): a bootstrap with recover_etcd (detail: the snapshot's status, or
+	// why the recovery failed), a snapshot uploaded with EtcdRecover, and a cluster's etcd lost because
+	// every member's data was wiped.
+	TimelineBootstrap   = "bootstrap"
+	TimelineEtcdRecover = "etcd-recover"
+	TimelineEtcdLost    = "etcd-lost"
 )
 
 func (t *Trust) record(node, event, detail string) {

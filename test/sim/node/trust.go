@@ -40,6 +40,10 @@ type Trust struct {
 	// formerMembers keeps the address of each removed member id, for the timeline.
 	etcdMembers   map[string][]etcdRecord
 	formerMembers map[uint64]string
+	// recoveries are the snapshots a cluster's next real etcd starts from (recover.go).
+	recoveries map[string]*recovery
+	// halting counts the control planes of lost clusters still stopping (Close waits for them).
+	halting sync.WaitGroup
 	// nodeMonitorGrace: how long a Node's kubelet may be silent before its Ready turns Unknown
 	// (nodemonitor.go).
 	nodeMonitorGrace time.Duration
@@ -60,6 +64,7 @@ func NewTrust() *Trust {
 		etcdLeaders:      map[string]uint64{},
 		etcdMembers:      map[string][]etcdRecord{},
 		formerMembers:    map[uint64]string{},
+		recoveries:       map[string]*recovery{},
 		nodeMonitorGrace: DefaultNodeMonitorGracePeriod,
 	}
 }
