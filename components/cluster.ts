@@ -54,7 +54,8 @@ export class TalosCluster extends pulumi.ComponentResource {
   public readonly nodeStates: talosnode.NodeState[];
   /** `nodeStates` as plain per-node status, for the stack's `nodes` output. */
   public readonly nodes: pulumi.Output<NodeStatus[]>;
-  public readonly kubeconfigResource: talos.cluster.Kubeconfig;
+  /** What makes the kubeconfig and the talosconfig, and renews them (talosnode.Credentials). */
+  public readonly kubeconfigResource: talosnode.Credentials;
   /** When each client certificate and CA ends (subjects and dates only: not secret). */
   public readonly credentials: pulumi.Output<CertificateExpiry[]>;
 
@@ -270,29 +271,34 @@ export class TalosCluster extends pulumi.ComponentResource {
     this.nodeStates = states.map((s) => s.state);
     this.nodes = pulumi.all(states.map((s) => s.status));
 
-    this.kubeconfigResource = new talos.cluster.Kubeconfig(
-      resourceNames.kubeconfig(name),
-      { clientConfiguration, node: plan.bootstrapNode.address, timeouts: timeouts.kubeconfig },
-      { parent: this, dependsOn: [this.bootstrap, ...recovered], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.kubeconfig] },
+    // The talosconfig and the admin kubeconfig, minted by the project's provider from the machine
+    // secrets' Talos and Kubernetes CAs, touching no node (the talos plugin's Kubeconfig asked the
+    // bootstrap node, and its talosconfig reused the stored client certificate). Each client
+    // certificate lasts a year; an up renews both once either has less than credentials.renewBefore
+    // left, and the Kubernetes provider takes the new kubeconfig in place (addons.ts).
+    this.kubeconfigResource = new talosnode.Credentials(
+      resourceNames.credentials(name),
+      {
+        clusterName: config.clusterName,
+        clusterEndpoint: config.endpoint,
+        endpoints: plan.talosconfig.endpoints,
+        machineSecrets,
+        renewBefore: config.credentials.renewBefore,
+      },
+      { parent: this, dependsOn: [this.bootstrap, ...recovered], additionalSecretOutputs: SECRET_OUTPUTS[TYPES.credentials] },
     );
-    this.kubeconfig = pulumi.secret(this.kubeconfigResource.kubeconfigRaw);
-
-    this.talosconfig = pulumi.secret(
-      talos.client.getConfigurationOutput(
-        {
-          clusterName: config.clusterName,
-          clientConfiguration,
-          endpoints: plan.talosconfig.endpoints,
-        },
-        { parent: this },
-      ).talosConfig,
-    );
+    this.kubeconfig = pulumi.secret(this.kubeconfigResource.kubeconfig);
+    this.talosconfig = pulumi.secret(this.kubeconfigResource.talosconfig);
 
     this.credentials = pulumi.unsecret(
       pulumi
-        .all([this.secrets.clientConfiguration, this.secrets.machineSecrets, this.kubeconfigResource.kubernetesClientConfiguration])
-        .apply(([client, secrets, kube]) => {
-          const certs = stackCertificates({ client, secrets, kube });
+        .all([
+          this.kubeconfigResource.talosClientCertificate,
+          this.secrets.machineSecrets,
+          this.kubeconfigResource.kubernetesClientCertificate,
+        ])
+        .apply(([talosClient, secrets, kubeClient]) => {
+          const certs = stackCertificates({ client: { clientCertificate: talosClient }, secrets, kube: { clientCertificate: kubeClient } });
           if (certs === undefined) return [];
           const now = new Date();
           const expiries = certificateExpiries(certs, now);

@@ -109,12 +109,10 @@ export function planCluster(
  * Every key of each resource's timeouts is set: the bridge refuses to store a timeouts object
  * with an unset key ("recovered raw state does not byte-for-byte match").
  */
-export function operationTimeouts(config: Pick<ClusterConfig, "nodeTimeout" | "bootstrapTimeout">) {
-  const node = config.nodeTimeout;
+export function operationTimeouts(config: Pick<ClusterConfig, "bootstrapTimeout">) {
   return {
     // The bootstrap waits for the first control plane to finish installing and rebooting.
     bootstrap: { create: config.bootstrapTimeout },
-    kubeconfig: { create: node, update: node },
   };
 }
 

@@ -10,12 +10,13 @@ export const TYPES = {
   // The talos plugin's resources and invokes.
   schematic: "talos:imagefactory/schematic:Schematic",
   secrets: "talos:machine/secrets:Secrets",
-  clientConfig: "talos:client/getConfiguration:getConfiguration",
   // What installed a node's first config until talosnode's ConfigurationApply did: an existing
   // stack still holds these, and its next up deletes them (a delete that does nothing to the machine).
   pluginConfigApply: "talos:machine/configurationApply:ConfigurationApply",
   bootstrap: "talos:machine/bootstrap:Bootstrap",
-  kubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
+  // What fetched the admin kubeconfig from the bootstrap node until talosnode's Credentials minted
+  // it: an existing stack still holds one, and its next up deletes it (a delete that calls no node).
+  pluginKubeconfig: "talos:cluster/kubeconfig:Kubeconfig",
   // This project's provider (talosnode/). Machine configs are rendered (and validated) here, not
   // by the talos plugin, whose config library cannot move to a current Talos.
   machineConfig: "talosnode:index:getMachineConfiguration",
@@ -25,6 +26,7 @@ export const TYPES = {
   reachable: "talosnode:index:Reachable",
   configApply: "talosnode:index:ConfigurationApply",
   etcdRecovery: "talosnode:index:EtcdRecovery",
+  credentials: "talosnode:index:Credentials",
   k8sProvider: "pulumi:providers:kubernetes",
 } as const;
 
@@ -40,7 +42,8 @@ export const SECRET_OUTPUTS = {
   [TYPES.nodeState]: ["machineConfiguration", "clientConfiguration"],
   [TYPES.rollout]: ["clientConfiguration"],
   [TYPES.etcdRecovery]: ["clientConfiguration"],
-  [TYPES.kubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
+  [TYPES.pluginKubeconfig]: ["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"],
+  [TYPES.credentials]: ["talosconfig", "kubeconfig", "machineSecrets"],
 };
 
 /**

@@ -630,6 +630,22 @@ describe("stack config: upgrades", () => {
   });
 });
 
+describe("stack config: credentials", () => {
+  it("renews the talosconfig and kubeconfig 30 days before their end unless the stack says otherwise", () => {
+    expect(parseConfig(validStack()).config.credentials).toEqual({ renewBefore: "720h" });
+    expect(parseConfig(stackWith({ credentials: { renewBefore: "2160h" } })).config.credentials).toEqual({ renewBefore: "2160h" });
+  });
+
+  it("refuses a renewBefore that is no duration, or not shorter than the certificates' year, naming the key", () => {
+    expect(problemsOf(stackWith({ credentials: { renewBefore: "30d" } }))).toEqual([
+      "talos-cluster:credentials.renewBefore: must be a duration such as 720h, 90s or 1h30m",
+    ]);
+    expect(problemsOf(stackWith({ credentials: { renewBefore: "8760h" } }))).toEqual([
+      "talos-cluster:credentials.renewBefore: must be shorter than the certificates' lifetime (8760h), e.g. 720h (30 days): the talosconfig and kubeconfig are renewed by an up once they have this long left",
+    ]);
+  });
+});
+
 describe("stack config: config documents in patches", () => {
   it("refuses a document kind newer than the declared Talos release, naming the kind, its release and the key; accepts it from that release", () => {
     const mirror = {

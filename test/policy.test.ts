@@ -63,7 +63,7 @@ describe("policy: machine-secrets-protected", () => {
 
 describe("policy: credentials-are-secret", () => {
   it("rejects a kubeconfig resource that does not mark its credentials secret", () => {
-    expect(credentialsSecret(resource(TYPES.kubeconfig, "prod-kubeconfig", {}, { additionalSecretOutputs: ["kubeconfigRaw"] }))).toBe(
+    expect(credentialsSecret(resource(TYPES.pluginKubeconfig, "prod-kubeconfig", {}, { additionalSecretOutputs: ["kubeconfigRaw"] }))).toBe(
       "prod-kubeconfig must list kubernetesClientConfiguration, clientConfiguration in additionalSecretOutputs: they carry cluster credentials",
     );
   });

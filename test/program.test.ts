@@ -51,14 +51,11 @@ function providers(): MockOutputs {
       },
       clientConfiguration: { caCertificate: CERTS.talosCa, clientCertificate: CERTS.talosClient, clientKey: "key" },
     }),
-    [T.kubeconfig]: () => ({
-      kubeconfigRaw: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n",
-      kubernetesClientConfiguration: {
-        caCertificate: CERTS.kubernetesCa,
-        clientCertificate: CERTS.kubeClient,
-        clientKey: "key",
-        host: "https://x:6443",
-      },
+    [T.credentials]: (inputs) => ({
+      kubeconfig: "apiVersion: v1\nkind: Config\nusers: [{name: admin}]\n",
+      talosconfig: `context: ${String(inputs.clusterName)}\n`,
+      talosClientCertificate: CERTS.talosClient,
+      kubernetesClientCertificate: CERTS.kubeClient,
     }),
     [T.configApply]: () => ({ adopted: false, installMode: "AUTO" }),
     [T.nodeState]: (inputs) => ({
@@ -76,7 +73,6 @@ const calls = {
   [T.machineConfig]: (args: Record<string, unknown>) => ({
     machineConfiguration: `machine config for ${String(args.machineType)} ${hostnameIn(args.configPatches)}`,
   }),
-  [T.clientConfig]: () => ({ talosConfig: "context: lab\n" }),
 };
 
 async function planStack(raw: Record<string, unknown> = validStack()) {
@@ -90,8 +86,6 @@ async function planStack(raw: Record<string, unknown> = validStack()) {
     calls,
   );
   if (out === undefined) throw new Error("program did not run");
-  // The talosconfig is a data source read after the resources; wait for it so `calls` is complete.
-  await promiseOf(out.talosconfig);
   return { plan: p, out, config };
 }
 
@@ -168,12 +162,10 @@ describe("the machine secrets", () => {
     expect(secrets[0]?.ignoreChanges).toEqual(["talosVersion"]);
   });
 
-  it("mark the machine secrets and client certificate secret in state", async () => {
+  it("mark the machine secrets, client certificate, talosconfig and kubeconfig secret in state", async () => {
     const { plan: p } = await planStack();
     expect(p.ofType(T.secrets)[0]?.additionalSecretOutputs).toEqual(["machineSecrets", "clientConfiguration"]);
-    expect(p.ofType(T.kubeconfig)[0]?.additionalSecretOutputs).toEqual(
-      expect.arrayContaining(["kubeconfigRaw", "kubernetesClientConfiguration", "clientConfiguration"]),
-    );
+    expect(p.ofType(T.credentials)[0]?.additionalSecretOutputs).toEqual(expect.arrayContaining(["talosconfig", "kubeconfig"]));
   });
 });
 
@@ -186,8 +178,8 @@ describe("what the policy pack judges", () => {
       rmSync(dir, { recursive: true, force: true }),
     );
     const judged = p.resources.filter((r) => secretOutputsOf(r.type) !== undefined);
-    // The talos plugin's config apply is judged for the stacks that still hold it; the program no longer declares it.
-    const declared = Object.keys(SECRET_OUTPUTS).filter((t) => t !== T.pluginConfigApply);
+    // The talos plugin's config apply and kubeconfig are judged for the stacks that still hold them; the program no longer declares them.
+    const declared = Object.keys(SECRET_OUTPUTS).filter((t) => t !== T.pluginConfigApply && t !== T.pluginKubeconfig);
     expect(new Set(judged.map((r) => r.type))).toEqual(new Set(declared));
     for (const r of judged) {
       const asPolicySees = {
@@ -317,17 +309,15 @@ describe("a node that does not answer", () => {
 });
 
 describe("timeouts", () => {
-  it("gives config applies and the kubeconfig the stack's node timeout, and the bootstrap its own, with every key set", async () => {
+  it("gives config applies the stack's node timeout, and the bootstrap its own, with every key set", async () => {
     const { plan: p } = await planStack(stackWith({ nodeTimeout: "45s", bootstrapTimeout: "30m" }));
     for (const apply of p.ofType(T.configApply)) expect(apply.inputs.timeout).toBe("45s");
     expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "30m" });
-    expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "45s", update: "45s" });
   });
 
   it("waits 20 minutes for the bootstrap and 10 for other node operations when the stack sets none", async () => {
     const { plan: p } = await planStack();
     expect(p.ofType(T.bootstrap)[0]?.inputs.timeouts).toEqual({ create: "20m" });
-    expect(p.ofType(T.kubeconfig)[0]?.inputs.timeouts).toEqual({ create: "10m", update: "10m" });
   });
 });
 
@@ -592,19 +582,23 @@ describe("bootstrap and credentials", () => {
     expect(bootstraps[0]?.ignoreChanges).toEqual(["node"]);
   });
 
-  it("reads the kubeconfig from the bootstrapped node, after the bootstrap", async () => {
+  it("mints the kubeconfig and talosconfig from the machine secrets after the bootstrap, for the cluster's endpoint, renewed 30 days before their end", async () => {
     const { plan: p } = await planStack();
-    const kubeconfig = p.ofType(T.kubeconfig);
-    expect(kubeconfig).toHaveLength(1);
-    expect(kubeconfig[0]?.inputs.node).toBe("10.0.0.11");
-    expect(kubeconfig[0]?.dependsOn).toEqual(["lab-bootstrap"]);
+    const credentials = p.ofType(T.credentials);
+    expect(credentials).toHaveLength(1);
+    expect(credentials[0]?.inputs).toMatchObject({ clusterName: "lab", clusterEndpoint: "https://10.0.0.10:6443", renewBefore: "720h" });
+    expect(credentials[0]?.secretInputs).toContain("machineSecrets");
+    expect(credentials[0]?.dependsOn).toEqual(["lab-bootstrap"]);
+    expect(p.ofType(T.pluginKubeconfig)).toHaveLength(0);
+    const { plan: later } = await planStack(stackWith({ credentials: { renewBefore: "2160h" } }));
+    expect(later.ofType(T.credentials)[0]?.inputs.renewBefore).toBe("2160h");
   });
 
   it("lists every control plane as a talosconfig endpoint and no default nodes, so talosctl never targets the whole cluster", async () => {
     const { plan: p } = await planStack();
-    const [talosconfig] = p.calls.filter((c) => c.token === T.clientConfig);
-    expect(talosconfig?.inputs).toMatchObject({ clusterName: "lab", endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"] });
-    expect(talosconfig?.inputs.nodes).toBeUndefined();
+    const [credentials] = p.ofType(T.credentials);
+    expect(credentials?.inputs).toMatchObject({ clusterName: "lab", endpoints: ["10.0.0.11", "10.0.0.12", "10.0.0.13"] });
+    expect(credentials?.inputs.nodes).toBeUndefined();
   });
 
   it("exports the kubeconfig, talosconfig and machine secrets only as secrets", async () => {
@@ -646,7 +640,7 @@ describe("addons", () => {
     const { plan: p } = await planStack();
     const addons = p.resources.filter((r) => r.type.startsWith("kubernetes:") || r.type === T.k8sProvider);
     expect(addons.map((r) => r.name)).toEqual(["lab-k8s", "lab-cilium", "lab-kubelet-serving-cert-approver", "lab-metrics-server"]);
-    for (const addon of addons) expect(addon.dependsOn).toEqual(expect.arrayContaining(["lab-bootstrap", "lab-kubeconfig"]));
+    for (const addon of addons) expect(addon.dependsOn).toEqual(expect.arrayContaining(["lab-bootstrap", "lab-credentials"]));
   });
 
   it("declares no Kubernetes provider at all when every addon is off", async () => {
@@ -678,7 +672,7 @@ describe("component tree", () => {
     const image = p.resources.find((r) => r.type === T.image);
     const cluster = p.resources.find((r) => r.type === T.cluster);
     expect(p.ofType(T.schematic)[0]?.parent).toBe(image?.name);
-    for (const t of [T.secrets, T.configApply, T.bootstrap, T.kubeconfig]) {
+    for (const t of [T.secrets, T.configApply, T.bootstrap, T.credentials]) {
       for (const r of p.ofType(t)) expect(r.parent).toBe(cluster?.name);
     }
   });

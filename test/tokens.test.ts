@@ -22,12 +22,13 @@ describe("type tokens", () => {
     ["secrets", talos.machine.Secrets],
     ["pluginConfigApply", talos.machine.ConfigurationApply],
     ["bootstrap", talos.machine.Bootstrap],
-    ["kubeconfig", talos.cluster.Kubeconfig],
+    ["pluginKubeconfig", talos.cluster.Kubeconfig],
     ["rollout", talosnode.Rollout],
     ["nodeState", talosnode.NodeState],
     ["kubernetesReady", talosnode.KubernetesReady],
     ["reachable", talosnode.Reachable],
     ["configApply", talosnode.ConfigurationApply],
+    ["credentials", talosnode.Credentials],
   ];
   for (const [key, resource] of sdk) {
     it(`names ${key} as its SDK declares it`, () => {
@@ -83,7 +84,7 @@ describe("secret outputs", () => {
   });
 
   it("name the outputs of a type that carries credentials, and nothing for any other name", () => {
-    expect(secretOutputsOf(TYPES.kubeconfig)).toEqual(SECRET_OUTPUTS[TYPES.kubeconfig]);
+    expect(secretOutputsOf(TYPES.credentials)).toEqual(SECRET_OUTPUTS[TYPES.credentials]);
     expect(secretOutputsOf(TYPES.schematic)).toBeUndefined();
     expect(secretOutputsOf("constructor")).toBeUndefined();
   });

@@ -86,6 +86,16 @@ const addonSchema = (defaults: { version: string; repository: string }) =>
     })
     .default(addonDefault(defaults));
 
+/** How long the talosconfig's and kubeconfig's client certificates are valid (Talos' one year). */
+export const CREDENTIALS_LIFETIME_HOURS = 365 * 24;
+
+/** A duration as DURATION matches it (90s, 10m, 1h30m), in seconds. */
+export function durationSeconds(d: string): number {
+  const m = DURATION.exec(d);
+  const n = (s: string | undefined) => (s === undefined ? 0 : Number.parseInt(s, 10));
+  return m === null ? Number.NaN : n(m[1]) * 3600 + n(m[2]) * 60 + n(m[3]);
+}
+
 const anyDuration = (example: string) =>
   z
     .string()
@@ -210,6 +220,17 @@ export const stackSchema = z.strictObject({
         .min(1, { error: "must be the path of an etcd snapshot, e.g. one the rollout wrote to upgrade.snapshotDir" }),
     })
     .optional(),
+  // The talosconfig's and kubeconfig's client certificates live a year; an up renews both once
+  // either has less than this left. Shorter than the year, or every up would renew them.
+  credentials: z
+    .strictObject({
+      renewBefore: anyDuration("720h")
+        .refine((d) => !(durationSeconds(d) >= CREDENTIALS_LIFETIME_HOURS * 3600), {
+          error: `must be shorter than the certificates' lifetime (${CREDENTIALS_LIFETIME_HOURS}h), e.g. 720h (30 days): the talosconfig and kubeconfig are renewed by an up once they have this long left`,
+        })
+        .default("720h"),
+    })
+    .default({ renewBefore: "720h" }),
   addons: z
     .strictObject({
       cilium: addonSchema(ADDON_DEFAULTS.cilium),

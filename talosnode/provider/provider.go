@@ -28,7 +28,7 @@ func New() (p.Provider, error) {
 		WithNamespace("talos-cluster").
 		WithGoImportPath("talos-cluster/talosnode/sdk/go/talosnode").
 		WithResources(infer.Resource(&NodeState{}), infer.Resource(&Rollout{}), infer.Resource(&KubernetesReady{}), infer.Resource(&Reachable{}),
-			infer.Resource(&ConfigurationApply{}), infer.Resource(&EtcdRecovery{})).
+			infer.Resource(&ConfigurationApply{}), infer.Resource(&EtcdRecovery{}), infer.Resource(&Credentials{})).
 		// Machine configs are rendered and validated here, with this provider's Talos library.
 		WithFunctions(infer.Function(&GetMachineConfiguration{})).
 		// Types live in this Go package; their tokens are talosnode:index:*.
@@ -56,7 +56,11 @@ func New() (p.Provider, error) {
 		if t := req.Urn.Type(); t == nodeStateType || t == rolloutType {
 			req.State, req.Inputs = withoutMachineSecrets(req.State), withoutMachineSecrets(req.Inputs)
 		}
-		return diff(ctx, req)
+		resp, err := diff(ctx, req)
+		if err == nil && req.Urn.Type() == credentialsType {
+			resp = credentialsRenewal(resp, req, clock())
+		}
+		return resp, err
 	}
 	prov.Read = func(ctx context.Context, req p.ReadRequest) (p.ReadResponse, error) {
 		if req.Urn.Type() == nodeStateType {
@@ -68,7 +72,11 @@ func New() (p.Provider, error) {
 		if req.Urn.Type() == nodeStateType {
 			req.State = configKeysState(req.State)
 		}
-		return update(ctx, req)
+		resp, err := update(ctx, req)
+		if err == nil && req.DryRun && req.Urn.Type() == credentialsType {
+			resp.Properties = unknownMinted(resp.Properties)
+		}
+		return resp, err
 	}
 	prov.Delete = func(ctx context.Context, req p.DeleteRequest) error {
 		if req.Urn.Type() == nodeStateType {

@@ -281,29 +281,48 @@ describeEngine(
       expect(await helmReleases(kubeconfig)).toEqual({ cilium: 1, "metrics-server": 1 });
     });
 
-    it("replaces neither the Kubernetes provider nor any addon when the kubeconfig is renewed", async () => {
-      const urn = ws.state().resources.find((r) => r.type === TYPES.kubeconfig)?.urn;
-      expect(urn).toBeDefined();
-      const up = ws.must(["up", "--yes", "--json", "--replace", String(urn)]);
+    it("renews the talosconfig and kubeconfig on an up once they have less than 30 days left, touching no node and replacing no addon", async () => {
+      // A stack whose credentials were minted 340 days ago: their recorded ends moved to 25 days
+      // from now, as the state backend would hold them then.
+      const stateFile = join(ws.dir, "near-expiry.json");
+      const exported = JSON.parse(ws.must(["stack", "export"]).stdout) as {
+        deployment: { resources: { type: string; outputs?: Record<string, unknown> }[] };
+      };
+      const creds = exported.deployment.resources.find((r) => r.type === TYPES.credentials);
+      expect(creds?.outputs).toBeDefined();
+      const soon = new Date(Date.now() + 25 * 24 * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+      Object.assign(creds?.outputs ?? {}, { talosconfigNotAfter: soon, kubeconfigNotAfter: soon });
+      writeFileSync(stateFile, JSON.stringify(exported));
+      ws.must(["stack", "import", "--file", stateFile]);
+      const talosconfig = JSON.parse(ws.must(["stack", "output", "talosconfig", "--show-secrets", "--json"]).stdout) as string;
+
+      const preview = ws.must(["preview", "--json"]);
+      expect(preview.stdout).toContain("addons-credentials");
+      const { result: up, events: timeline } = await sim.during(() => ws.must(["up", "--yes", "--json"]));
       const changed = changes(eventsOf(up.stdout));
-      console.log(`renewed kubeconfig: ${JSON.stringify(changed)}`);
-      expect(changed.filter(([, name]) => name === "addons-kubeconfig").map(([op]) => op)).toEqual([
-        "create-replacement",
-        "replace",
-        "delete-replaced",
-      ]);
+      console.log(`renewed credentials: ${JSON.stringify(changed)}`);
       // The provider takes the new kubeconfig in place (its cluster identifier is fixed) and the
-      // gates check it; no addon changes.
-      expect(changed.filter(([, name]) => name !== "addons-kubeconfig").sort()).toEqual([
+      // gates check it; no addon and no node changes.
+      expect(changed.sort()).toEqual([
         ["update", "addons-api-server-ready"],
+        ["update", "addons-credentials"],
         ["update", "addons-k8s"],
         ["update", "addons-nodes-ready"],
       ]);
+      expect(timeline).toEqual([]);
       const renewed = readKubeconfig();
       expect(renewed).not.toBe(kubeconfig);
+      expect(JSON.parse(ws.must(["stack", "output", "talosconfig", "--show-secrets", "--json"]).stdout)).not.toBe(talosconfig);
+      // Both end a year from now again.
+      const renewedState = ws.state().resources.find((r) => r.type === TYPES.credentials)?.outputs ?? {};
+      for (const key of ["talosconfigNotAfter", "kubeconfigNotAfter"]) {
+        const daysLeft = (Date.parse(String(renewedState[key])) - Date.now()) / (24 * 3600 * 1000);
+        expect(daysLeft, key).toBeGreaterThan(364);
+      }
       kubeconfig = renewed;
-      // No Helm upgrade either; the next step's up shows nothing else left to change.
+      // The new kubeconfig works, and no Helm upgrade ran.
       expect(await helmReleases(kubeconfig)).toEqual({ cilium: 1, "metrics-server": 1 });
+      expect(changes(eventsOf(ws.must(["up", "--yes", "--json"]).stdout))).toEqual([]);
     });
 
     it("deletes only metrics-server when it is switched off, and installs only it when switched on again", async () => {

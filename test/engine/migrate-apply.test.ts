@@ -94,7 +94,7 @@ describeEngine("an existing stack moves from the talos plugin's config apply to 
     for (const n of before) expect([n.hostname, n.configured, n.applies]).toEqual([n.hostname, true, 1]);
   });
 
-  it("moves with today's program: the plugin's applies deleted, talosnode's adopting every node, nothing else changed", async () => {
+  it("moves with today's program: the plugin's applies and kubeconfig deleted, talosnode's adopting every node and minting the credentials, nothing else changed", async () => {
     copyFileSync(join(ROOT, "components", "cluster.ts"), join(program, "components", "cluster.ts"));
     const { result: up, events } = await sim.during(() => ws.must(["up", "--yes", "--json"]));
 
@@ -106,6 +106,9 @@ describeEngine("an existing stack moves from the talos plugin's config apply to 
       [
         ...nodes.map((n) => `create ${TYPES.configApply}::migrate-${n.name}`),
         ...nodes.map((n) => `delete ${TYPES.pluginConfigApply}::migrate-${n.name}`),
+        // The kubeconfig and talosconfig are minted from the machine secrets now: no node is asked.
+        `create ${TYPES.credentials}::migrate-credentials`,
+        `delete ${TYPES.pluginKubeconfig}::migrate-kubeconfig`,
       ].sort(),
     );
     for (const n of nodes) expect(up.stdout).toContain(`migrate-${n.name} (${n.address}) already answers over mutual TLS`);

@@ -33,7 +33,7 @@ describeEngine("pulumi preview of the dev and prod stacks", () => {
       expect(count(steps, TYPES.secrets)).toBe(1);
       expect(count(steps, TYPES.configApply)).toBe(nodes);
       expect(count(steps, TYPES.bootstrap)).toBe(1);
-      expect(count(steps, TYPES.kubeconfig)).toBe(1);
+      expect(count(steps, TYPES.credentials)).toBe(1);
       expect(count(steps, TYPES.k8sProvider)).toBe(1);
       expect(count(steps, "kubernetes:helm.sh/v3:Release")).toBeGreaterThanOrEqual(1);
       expect(count(steps, TYPES.cluster)).toBe(1);
