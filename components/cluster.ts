@@ -297,7 +297,8 @@ export class TalosCluster extends pulumi.ComponentResource {
           this.secrets.machineSecrets,
           this.kubeconfigResource.kubernetesClientCertificate,
         ])
-        .apply(([talosClient, secrets, kubeClient]) => {
+        .apply((values) => {
+          const [talosClient, secrets, kubeClient] = values.map(unwrapNestedSecrets) as typeof values;
           const certs = stackCertificates({ client: { clientCertificate: talosClient }, secrets, kube: { clientCertificate: kubeClient } });
           if (certs === undefined) return [];
           const now = new Date();
@@ -317,4 +318,18 @@ export class TalosCluster extends pulumi.ComponentResource {
       bootstrapNode: plan.bootstrapNode.name,
     });
   }
+}
+
+/**
+ * A value with the secrets inside it unwrapped. The SDK hands an apply a provider's nested secret
+ * outputs (the talos plugin's machine secrets) still wrapped as RPC secrets, so every field read
+ * from them would be undefined.
+ */
+function unwrapNestedSecrets(value: unknown): unknown {
+  if (pulumi.runtime.isRpcSecret(value)) return unwrapNestedSecrets(pulumi.runtime.unwrapRpcSecret(value));
+  if (Array.isArray(value)) return value.map(unwrapNestedSecrets);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapNestedSecrets(v)]));
+  }
+  return value;
 }

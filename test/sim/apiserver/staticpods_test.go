@@ -287,11 +287,12 @@ func TestStaticPodsAreMirroredAndEachControlPlaneAnswersOnItsOwn(t *testing.T) {
 			t.Fatalf("evicting web-2 with no disruption left: %v (%v), want 429 naming the budget", err, err.(apierrors.APIStatus).Status().Details)
 		}
 
-		// worker-1 goes down: a pod deleted meanwhile stays terminating until it is back.
+		// worker-1 goes down: a pod deleted meanwhile stays terminating until it is back. (Stopped
+		// first: a kubelet round between the delete and the stop would finish the pod.)
+		nodes[3].Stop()
 		if err := admin.CoreV1().Pods(ns).Delete(ctx, "web-2", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		nodes[3].Stop()
 		if _, err := admin.CoreV1().Pods(ns).Create(ctx, pod("web-3"), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
