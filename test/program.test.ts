@@ -410,7 +410,7 @@ describe("disaster recovery", () => {
       expect(recovery?.secretInputs).toEqual(expect.arrayContaining(["clientConfiguration", "machineSecrets"]));
       expect(p.ofType(T.rollout)[0]?.dependsOn).toContain("lab-etcd-recovery");
       for (const state of p.ofType(T.nodeState)) expect(state.dependsOn).toContain("lab-etcd-recovery");
-      expect(p.ofType(T.kubeconfig)[0]?.dependsOn).toEqual(["lab-bootstrap", "lab-etcd-recovery"]);
+      expect(p.ofType(T.credentials)[0]?.dependsOn).toEqual(["lab-bootstrap", "lab-etcd-recovery"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

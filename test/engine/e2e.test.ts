@@ -141,6 +141,18 @@ describeEngine("end to end: pulumi up against simulated Talos nodes", () => {
     }
   });
 
+  it("lists when each credential ends, as plain dates: both client certificates a year out, the four CAs ten", () => {
+    const credentials = JSON.parse(ws.must(["stack", "output", "credentials", "--json"]).stdout) as { name: string; daysLeft: number }[];
+    expect(credentials.map((c) => [c.name, c.daysLeft >= 3649 ? "10y" : c.daysLeft >= 364 ? "1y" : String(c.daysLeft)])).toEqual([
+      ["talosconfig client certificate", "1y"],
+      ["kubeconfig client certificate", "1y"],
+      ["Talos CA", "10y"],
+      ["Kubernetes CA", "10y"],
+      ["etcd CA", "10y"],
+      ["aggregator CA", "10y"],
+    ]);
+  });
+
   it("takes a verified etcd snapshot outside a rollout: npm run snapshot, as os:etcd:backup alone, into the rollout's folder", async () => {
     const { result: r, events } = await sim.during(() => runSnapshot(ws, "sim"));
     expect(r.code, r.output).toBe(0);
