@@ -396,7 +396,10 @@ export interface TimelineEvent {
     | "reset"
     | "drain"
     | "wipe"
-    | "node-not-ready";
+    | "node-not-ready"
+    | "etcd-lost"
+    | "etcd-recover"
+    | "bootstrap";
   detail: string;
 }
 
