@@ -3,7 +3,7 @@
 // brought back to the declared release and config by the Rollout, through its gates, and the next
 // up changes nothing. Nodes, factory and control: SUITES.refresh (test/addresses.ts).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -74,6 +74,98 @@ describeEngine(
 
       ws.must(["preview", "--refresh", "--expect-no-changes"]);
       ws.must(["up", "--yes", "--expect-no-changes"]);
+    });
+
+    it("still refreshes and rolls a change a year on, with the stored client certificate expired: the provider mints its own", async () => {
+      // The talos plugin's stored os:admin certificate, replaced everywhere in the state by one
+      // from the same Talos CA that ended yesterday (openssl ca: x509 cannot date a certificate back).
+      const exported = ws.must(["stack", "export", "--show-secrets"]).stdout;
+      const secretsResource = (
+        JSON.parse(exported) as { deployment: { resources: { type: string; outputs?: Record<string, unknown> }[] } }
+      ).deployment.resources.find((r) => r.type === "talos:machine/secrets:Secrets");
+      const plain = (v: unknown): unknown => {
+        if (v !== null && typeof v === "object" && "plaintext" in v)
+          return plain(JSON.parse(String((v as { plaintext: string }).plaintext)));
+        if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+        return v;
+      };
+      const outputs = plain(secretsResource?.outputs) as {
+        clientConfiguration: { clientCertificate: string; clientKey: string };
+        machineSecrets: { certs: { os: { cert: string; key: string } } };
+      };
+      const work = mkdtempSync(join(tmpdir(), "expired-"));
+      const at = (name: string) => join(work, name);
+      const pem = (b64: string) => Buffer.from(b64, "base64").toString();
+      writeFileSync(at("ca.crt"), pem(outputs.machineSecrets.certs.os.cert));
+      // Talos writes its Ed25519 keys as PKCS#8 under a label of its own.
+      writeFileSync(at("ca.key"), pem(outputs.machineSecrets.certs.os.key).replaceAll("ED25519 PRIVATE KEY", "PRIVATE KEY"), {
+        mode: 0o600,
+      });
+      writeFileSync(at("index.txt"), "");
+      writeFileSync(at("serial"), "01\n");
+      writeFileSync(
+        at("ca.cnf"),
+        `[ca]\ndefault_ca = d\n[d]\ndatabase = ${at("index.txt")}\nnew_certs_dir = ${work}\nserial = ${at("serial")}\ndefault_md = default\npolicy = p\n[p]\norganizationName = optional\n`,
+      );
+      const openssl = (...args: string[]) => {
+        const r = spawnSync("openssl", args, { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+      };
+      openssl("genpkey", "-algorithm", "ed25519", "-out", at("client.key"));
+      openssl("req", "-new", "-key", at("client.key"), "-subj", "/O=os:admin", "-out", at("client.csr"));
+      const yesterday = new Date(Date.now() - 86_400_000);
+      const stamp = (d: Date) => `${d.toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
+      openssl(
+        "ca",
+        "-config",
+        at("ca.cnf"),
+        "-batch",
+        "-notext",
+        "-in",
+        at("client.csr"),
+        "-cert",
+        at("ca.crt"),
+        "-keyfile",
+        at("ca.key"),
+        "-startdate",
+        stamp(new Date(yesterday.getTime() - 365 * 86_400_000)),
+        "-enddate",
+        stamp(yesterday),
+        "-out",
+        at("client.crt"),
+      );
+      const expiredCert = Buffer.from(readFileSync(at("client.crt"))).toString("base64");
+      const expiredKey = Buffer.from(readFileSync(at("client.key"), "utf8").replaceAll("PRIVATE KEY", "ED25519 PRIVATE KEY")).toString(
+        "base64",
+      );
+      const stale = exported
+        .replaceAll(outputs.clientConfiguration.clientCertificate, expiredCert)
+        .replaceAll(outputs.clientConfiguration.clientKey, expiredKey);
+      expect(stale).not.toBe(exported);
+      writeFileSync(at("state.json"), stale);
+      ws.must(["stack", "import", "--file", at("state.json")]);
+
+      // What Talos says to the stored certificate now, through talosctl (a client nobody here wrote).
+      const old = join(work, "talosconfig");
+      writeFileSync(
+        old,
+        readFileSync(talosconfig, "utf8")
+          .replace(/crt: \S+/, `crt: ${expiredCert}`)
+          .replace(/key: \S+/, `key: ${expiredKey}`),
+      );
+      const refused = spawnSync(TALOSCTL, ["--talosconfig", old, "-e", cp.address, "-n", cp.address, "version"], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toContain("expired certificate");
+
+      ws.must(["preview", "--refresh"]);
+      const config = simStackConfig(sim, STACK, [cp, { ...worker, patches: [{ machine: { sysctls: { "net.core.somaxconn": "2048" } } }] } as SimNodeConfig]);
+      ws.writeConfig(config);
+      ws.must(["up", "--yes", "--skip-preview"]);
+      expect((await sim.node(worker.address)).config).toContain("net.core.somaxconn");
+      ws.must(["preview", "--refresh", "--expect-no-changes"]);
     });
   },
   { controlPlane: true },
