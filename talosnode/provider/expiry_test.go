@@ -1,8 +1,10 @@
 package provider_test
 
 import (
+	"context"
 	stdx509 "crypto/x509"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +14,9 @@ import (
 	talosx509 "github.com/siderolabs/crypto/x509"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 
+	simnode "talos-cluster/sim/node"
 	"talos-cluster/sim/simtest"
+	"talos-cluster/talosnode/provider"
 )
 
 // expiredClientConfiguration is the stack's clientConfiguration a year and a day after the
@@ -167,5 +171,43 @@ func TestARolloutWithAnExpiredStoredCertificateRunsOnTheMachineSecrets(t *testin
 	}
 	if changed, keys := lc.refreshDiff(t); changed {
 		t.Errorf("a refresh after the update shows changes: %v", keys)
+	}
+}
+
+// TestTheDriftJobsReaderIsMintedFromTheMachineSecrets: with TALOSNODE_READ_ROLES=os:reader the
+// refresh reads with an os:reader certificate minted from the machine secrets (the stored client
+// certificate is expired, so nothing else could answer): the release drift shows, the config is
+// left uncompared as Talos refuses a reader the MachineConfig. A role Talos does not know, or no
+// machine secrets to mint from, fails the refresh naming the variable.
+func TestTheDriftJobsReaderIsMintedFromTheMachineSecrets(t *testing.T) {
+	l := simtest.New(t)
+	config := l.ControlPlane(t, simtest.KubernetesVersion, simtest.Installer, "")
+	const address = "127.0.10.152"
+	sim := l.Configured(t, address, config)
+	expired, _ := expiredClientConfiguration(t, l)
+	lc := createFrom(t, "cp-1", declared(l, address, config, "20s").Set("clientConfiguration", expired).Set("machineSecrets", secretsValue(l.Bundle)))
+	if err := sim.Set(context.Background(), simnode.Change{
+		TalosVersion: "v1.11.4",
+		ConfigPatch:  "machine:\n  sysctls:\n    vm.max_map_count: \"262144\"\n",
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv(provider.ReadRolesEnv, "os:reader")
+	if _, err := lc.refresh(t); err != nil {
+		t.Fatalf("refresh with a minted os:reader certificate: %v", err)
+	}
+	if got, want := diffFields(lc.diff(t)), []string{"talosVersion"}; !slices.Equal(got, want) {
+		t.Errorf("diff with os:reader: %v, want %v (the config is not compared)", got, want)
+	}
+
+	t.Setenv(provider.ReadRolesEnv, "os:boss")
+	if _, err := lc.refresh(t); err == nil || !strings.Contains(err.Error(), "TALOSNODE_READ_ROLES=os:boss: unknown roles os:boss") {
+		t.Errorf("refresh with an unknown role: %v", err)
+	}
+	t.Setenv(provider.ReadRolesEnv, "os:reader")
+	bare := &lifecycle{s: lc.s, name: "cp-1", program: lc.program.Delete("machineSecrets"), id: lc.id, state: lc.state}
+	if _, err := bare.refresh(t); err == nil || !strings.Contains(err.Error(), "has no machineSecrets to mint the certificate from") {
+		t.Errorf("refresh without machine secrets: %v", err)
 	}
 }

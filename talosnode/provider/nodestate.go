@@ -190,7 +190,7 @@ func (NodeState) Read(ctx context.Context, req infer.ReadRequest[NodeStateArgs, 
 	// The machine secrets are kept among the inputs only.
 	declared.MachineSecrets = req.Inputs.MachineSecrets
 	t := node.Target{Name: req.ID, Address: declared.Node}
-	reader, useReader, err := readCredentials()
+	reader, useReader, err := readCredentials(declared.MachineSecrets)
 	if err != nil {
 		return infer.ReadResponse[NodeStateArgs, NodeStateState]{}, fmt.Errorf("refresh %s: %w", t, err)
 	}

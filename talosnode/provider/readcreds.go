@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	"github.com/siderolabs/talos/pkg/machinery/role"
 
 	"talos-cluster/talosnode/node"
 )
@@ -21,12 +22,19 @@ import (
 // MachineConfig (a Sensitive resource), so the config is then not compared.
 const ReadTalosconfigEnv = "TALOSNODE_READ_TALOSCONFIG"
 
-// readCredentials is the refresh credential from ReadTalosconfigEnv; ok is false when the
-// variable is unset or empty (reads use the stack's clientConfiguration, os:admin).
-func readCredentials() (creds node.Credentials, ok bool, err error) {
+// ReadRolesEnv names the environment variable that makes refreshes read with a certificate the
+// provider mints from the resource's machineSecrets with these roles (comma-separated, e.g.
+// os:reader), instead of a talosconfig file: one that cannot expire on the drift job, as the
+// stored reader talosconfig does a year after it was made. ReadTalosconfigEnv wins when both are set.
+const ReadRolesEnv = "TALOSNODE_READ_ROLES"
+
+// readCredentials is the refresh credential from ReadTalosconfigEnv, or minted from the machine
+// secrets with ReadRolesEnv's roles; ok is false when neither is set (reads use the stack's own
+// credential, os:admin).
+func readCredentials(s *MachineSecrets) (creds node.Credentials, ok bool, err error) {
 	path := os.Getenv(ReadTalosconfigEnv)
 	if path == "" {
-		return node.Credentials{}, false, nil
+		return mintedReadCredentials(s)
 	}
 	fix := fmt.Sprintf("point %s at a talosconfig made by `talosctl config new <path> --roles os:reader`, or unset it to read with the stack's clientConfiguration",
 		ReadTalosconfigEnv)
@@ -62,6 +70,30 @@ func readCredentials() (creds node.Credentials, ok bool, err error) {
 	return node.Credentials{CACertificate: ctx.CA, ClientCertificate: ctx.Crt, ClientKey: ctx.Key}, true, nil
 }
 
+// mintedReadCredentials is a certificate with ReadRolesEnv's roles from the machine secrets' Talos CA.
+func mintedReadCredentials(s *MachineSecrets) (node.Credentials, bool, error) {
+	value := strings.TrimSpace(os.Getenv(ReadRolesEnv))
+	if value == "" {
+		return node.Credentials{}, false, nil
+	}
+	var roles []string
+	for r := range strings.SplitSeq(value, ",") {
+		roles = append(roles, strings.TrimSpace(r))
+	}
+	set, unknown := role.Parse(roles)
+	if len(unknown) > 0 {
+		return node.Credentials{}, false, fmt.Errorf("%s=%s: unknown roles %s; name Talos roles, e.g. os:reader", ReadRolesEnv, value, strings.Join(unknown, ", "))
+	}
+	if s == nil || s.Certs.Os.Cert == "" || s.Certs.Os.Key == "" {
+		return node.Credentials{}, false, fmt.Errorf("%s=%s: the resource has no machineSecrets to mint the certificate from; pass them (TalosCluster does), or use %s", ReadRolesEnv, value, ReadTalosconfigEnv)
+	}
+	issuer, err := node.NewIssuer(s.Certs.Os.Cert, s.Certs.Os.Key, set)
+	if err != nil {
+		return node.Credentials{}, false, fmt.Errorf("%s: machineSecrets.certs.os (the Talos CA): %w", ReadRolesEnv, err)
+	}
+	return issuer.Credentials(node.ClockSkew), true, nil
+}
+
 // configNotCompared is what the log and the refresh say when the credential may not read the
 // MachineConfig.
 const configNotCompared = "config not compared (os:reader may not read the MachineConfig)"
@@ -76,6 +108,6 @@ func warnConfigNotCompared(t node.Target, warn func(string)) {
 		return
 	}
 	warn(fmt.Sprintf("refresh %s: %s: the recorded config, configHash, installerImage and vip are kept as they were; "+
-		"release, schematic, links, stage and the Kubernetes version (KubeletConfig) were read. %s holds no os:admin certificate; "+
-		"the full comparison runs with the stack's credentials (unset %s)", t, configNotCompared, ReadTalosconfigEnv, ReadTalosconfigEnv))
+		"release, schematic, links, stage and the Kubernetes version (KubeletConfig) were read. The read credential (%s or %s) holds no os:admin certificate; "+
+		"the full comparison runs with the stack's credentials (unset both)", t, configNotCompared, ReadTalosconfigEnv, ReadRolesEnv))
 }

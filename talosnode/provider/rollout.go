@@ -208,7 +208,7 @@ func (Rollout) Read(ctx context.Context, req infer.ReadRequest[RolloutArgs, Roll
 	if err != nil {
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
 	}
-	reader, useReader, err := readCredentials()
+	reader, useReader, err := readCredentials(recorded.MachineSecrets)
 	if err != nil {
 		return infer.ReadResponse[RolloutArgs, RolloutState]{}, fmt.Errorf("refresh %s: %w", req.ID, err)
 	}
@@ -379,7 +379,7 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 	leaving := members.Leaving()
 	if req.DryRun {
 		// The preview reads each node's running release: a config it would refuse fails here.
-		reader, useReader, err := readCredentials()
+		reader, useReader, err := readCredentials(req.Inputs.MachineSecrets)
 		if err != nil {
 			return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight: %w", err)
 		}
