@@ -161,7 +161,10 @@ describeEngine(
       expect(refused.stderr).toContain("expired certificate");
 
       ws.must(["preview", "--refresh"]);
-      const config = simStackConfig(sim, STACK, [cp, { ...worker, patches: [{ machine: { sysctls: { "net.core.somaxconn": "2048" } } }] } as SimNodeConfig]);
+      const config = simStackConfig(sim, STACK, [
+        cp,
+        { ...worker, patches: [{ machine: { sysctls: { "net.core.somaxconn": "2048" } } }] } as SimNodeConfig,
+      ]);
       ws.writeConfig(config);
       ws.must(["up", "--yes", "--skip-preview"]);
       expect((await sim.node(worker.address)).config).toContain("net.core.somaxconn");
