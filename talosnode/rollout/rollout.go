@@ -162,6 +162,10 @@ func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 			return r.result, err
 		}
 	}
+	// A Kubernetes version change goes component-major before the final pass (k8supgrade.go).
+	if err := r.kubernetesUpgrade(ctx, controlPlanes, workers); err != nil {
+		return r.result, err
+	}
 	err = r.pass(ctx, controlPlanes, workers)
 	return r.result, err
 }
@@ -270,6 +274,11 @@ func poolOf(n Node) string {
 // worker is back and healthy. Unlabelled workers are one pool. After a failure no further worker
 // starts.
 func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
+	return r.workersWith(ctx, workers, limit, r.converge)
+}
+
+// workersWith is workers with another turn than converge.
+func (r *runner) workersWith(ctx context.Context, workers []Node, limit int, turn func(context.Context, Node) error) error {
 	var (
 		order []string
 		pools = map[string][]Node{}
@@ -303,7 +312,7 @@ func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.pool(ctx, members, slots, failed, func(err error) {
+			r.pool(ctx, members, slots, turn, failed, func(err error) {
 				mu.Lock()
 				failures = append(failures, err)
 				mu.Unlock()
@@ -318,7 +327,7 @@ func (r *runner) workers(ctx context.Context, workers []Node, limit int) error {
 }
 
 // pool converges one pool's workers through `limit` slots.
-func (r *runner) pool(ctx context.Context, workers []Node, limit int, failed func() bool, fail func(error)) {
+func (r *runner) pool(ctx context.Context, workers []Node, limit int, turn func(context.Context, Node) error, failed func() bool, fail func(error)) {
 	slots := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for _, n := range workers {
@@ -331,7 +340,7 @@ func (r *runner) pool(ctx context.Context, workers []Node, limit int, failed fun
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			if err := r.converge(ctx, n); err != nil {
+			if err := turn(ctx, n); err != nil {
 				fail(err)
 			}
 		}()
