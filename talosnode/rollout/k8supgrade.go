@@ -360,16 +360,25 @@ func (r *runner) upgradeStaticPod(ctx context.Context, n k8sNode, component Phas
 	}
 	want := n.images[component]
 	from, skipped, err := r.applyImage(ctx, n, component)
-	if err != nil || skipped {
+	if err != nil {
 		return err
 	}
 	c := string(component)
-	r.log("%s: %s %s -> %s: applied in place; awaiting a config version past %s, the mirror pod at it and Ready", n.Target, c, version(from), version(want), before[c])
+	if skipped {
+		// Already in the config (a rerun): awaited still, as upgrade-k8s checks the pod of a
+		// skipped update, so a run that stopped here does not go on past a pod that is not Ready.
+		before = nil
+	} else {
+		r.log("%s: %s %s -> %s: applied in place; awaiting a config version past %s, the mirror pod at it and Ready", n.Target, c, version(from), version(want), before[c])
+	}
 	name, err := r.kubeNodeName(ctx, n.Node)
 	if err != nil {
 		return &Error{Node: n.Target, Phase: component, Expected: "the node's Node name", Seen: node.Describe(err)}
 	}
-	expected := fmt.Sprintf("%s %s running within %s: its config resource past version %s, ", c, version(want), r.opts.HealthTimeout, before[c])
+	expected := fmt.Sprintf("%s %s running within %s: ", c, version(want), r.opts.HealthTimeout)
+	if before != nil {
+		expected += fmt.Sprintf("its config resource past version %s, ", before[c])
+	}
 	var check func(ctx context.Context, now string) string
 	if r.opts.Kubernetes {
 		expected += "the mirror pod at that version and Ready"
@@ -399,7 +408,7 @@ func (r *runner) upgradeStaticPod(ctx context.Context, n k8sNode, component Phas
 		if err != nil {
 			return false, node.Describe(err), nil
 		}
-		if now[c] == before[c] {
+		if before != nil && now[c] == before[c] {
 			return false, fmt.Sprintf("Talos' %s config still at version %s", c, now[c]), nil
 		}
 		if p := check(ctx, now[c]); p != "" {
@@ -410,6 +419,9 @@ func (r *runner) upgradeStaticPod(ctx context.Context, n k8sNode, component Phas
 	})
 	if err != nil {
 		return &Error{Node: n.Target, Phase: component, Expected: expected, Seen: seen}
+	}
+	if skipped {
+		return nil
 	}
 	r.log("%s: %s %s runs (config version %s)", n.Target, c, version(want), landed)
 	r.record(fmt.Sprintf("%s: %s %s -> %s", n.Target.Name, c, version(from), version(want)), "")
