@@ -62,7 +62,7 @@ export const SUITES = {
   // The provider's node reads; the lab's cluster endpoint (127.0.9.1:6443) is a name in configs.
   talosnodeNode: { files: ["talosnode/node/", "test/sim/simtest/"], nets: [9], ports: [], moves: false },
   talosnodeProvider: { files: ["talosnode/provider/"], nets: [10, 47, 50], ports: [], moves: false },
-  talosnodeRollout: { files: ["talosnode/rollout/"], nets: [17, 42, 43, 44, 45, 48, 49], ports: [], moves: false },
+  talosnodeRollout: { files: ["talosnode/rollout/"], nets: [17, 32, 34, 42, 43, 44, 45, 48, 49], ports: [], moves: false },
   // The scheduled snapshot's control planes (talosnode/backup: npm run snapshot's command).
   talosnodeBackup: { files: ["talosnode/backup/"], nets: [58], ports: [], moves: false },
 } as const satisfies Record<string, Suite>;
