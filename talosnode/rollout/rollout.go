@@ -2,6 +2,9 @@
 // machine config a node does not carry yet, then the installer image (release and schematic) it
 // does not run, each behind health gates, with an etcd snapshot before every control plane.
 //
+// A change of the Kubernetes images goes first, component-major as `talosctl upgrade-k8s` makes
+// it (k8supgrade.go), so no kubelet ever runs newer than an API server.
+//
 // Decisions are made from what each node reports, never from what a previous run recorded, so a
 // rerun after any failure skips the nodes that are done and continues with the first that is not.
 package rollout
