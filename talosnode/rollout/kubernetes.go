@@ -97,10 +97,12 @@ func CheckKubernetes(cfg config.Provider, release string) error {
 // Preflight reads each existing node's running release and refuses, before anything changes, a
 // declaration no order of the node's changes can reach: a running Talos (1.10+) refuses a config
 // whose Kubernetes version it does not support, and after an upgrade the target release runs the
-// config the node carries now until the new one is applied. A node that does not answer is left
+// config the node carries now until the new one is applied. It also refuses a Kubernetes change
+// `talosctl upgrade-k8s` refuses: a skipped minor or a downgrade across minors from the oldest
+// Kubernetes the nodes run (k8spath.go). A node that does not answer is left
 // to the rollout's own gates, which wait for it and name it.
 func Preflight(ctx context.Context, nodes []Node, opts Options) error {
-	var problems []string
+	var problems, running []string
 	for _, n := range nodes {
 		if n.New || n.Leaving || len(n.Config) == 0 {
 			continue
@@ -124,6 +126,9 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 			}
 			continue
 		}
+		if live.KubernetesVersion != "" {
+			running = append(running, live.KubernetesVersion)
+		}
 		if p := downgradeProblem(n, live); p != "" {
 			problems = append(problems, p)
 		} else if p := pathProblem(n, live, opts.UpgradePath); p != "" {
@@ -132,10 +137,27 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 			problems = append(problems, p)
 		}
 	}
+	problems = append(problems, kubernetesPathProblems(nodes, running)...)
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
+}
+
+// kubernetesPathProblems judges the way from the oldest Kubernetes the nodes run (their kubelets)
+// to each version the declared configs run, as `talosctl upgrade-k8s` would (KubernetesPath).
+func kubernetesPathProblems(nodes []Node, running []string) []string {
+	from := lowestVersion(running)
+	var out []string
+	for _, n := range nodes {
+		if n.Leaving {
+			continue
+		}
+		if _, p := KubernetesPath(from, declaredKubernetes(n)); p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // downgradeProblem refuses a Talos release a minor below the one the node runs. Each minor moves
