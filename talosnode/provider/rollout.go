@@ -449,7 +449,12 @@ func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutAr
 			return answer, nil
 		}
 	}
-	return planLines(ctx, recorded, declared.Nodes, mode, ask)
+	lines := planLines(ctx, recorded, declared.Nodes, mode, ask)
+	if _, to := kubernetesChange(recorded, declared.Nodes); to != "" {
+		// Each node's running release, read only when Kubernetes changes (plan_kubernetes.go).
+		lines = append(lines, kubernetesPlan(recorded, declared.Nodes, declared.MaxUnavailableWorkers, runningReleases(ctx, recorded, creds))...)
+	}
+	return lines
 }
 
 // rolloutNodes are the stack's nodes as the rollout takes them.

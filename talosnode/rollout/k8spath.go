@@ -87,3 +87,19 @@ func lowestVersion(versions []string) string {
 	}
 	return lowest
 }
+
+// CompareKubernetes orders two Kubernetes versions (a leading v or not) as semver: -1, 0 or 1;
+// a version that does not parse sorts before every one that does.
+func CompareKubernetes(a, b string) int {
+	va, errA := semver.ParseTolerant(strings.TrimPrefix(a, "v"))
+	vb, errB := semver.ParseTolerant(strings.TrimPrefix(b, "v"))
+	switch {
+	case errA != nil && errB != nil:
+		return 0
+	case errA != nil:
+		return -1
+	case errB != nil:
+		return 1
+	}
+	return va.Compare(vb)
+}
