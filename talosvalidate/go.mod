@@ -2,7 +2,9 @@
 // (the project's one Talos library), and refuses on top what the talos plugin's older library
 // (v1.9.2, lib/versions.ts PLUGIN_CONFIG_LIBRARY) refuses and this one takes: the document kinds
 // and list-valued extraArgs it does not know (judge/pluginkinds.go, judge/validate.go). It also
-// prints the library's per-minor support data (talosvalidate -support).
+// prints the library's per-minor support data (talosvalidate -support). go-kubernetes (v0.2.41, the
+// one talos v1.14.1 pins) gives the table of removed Kubernetes flags, feature gates and admission
+// plugins (judge/removed.go).
 //
 // Two replaces, because the versions machinery v1.14.1 asks for are refused by the module proxy:
 // cosi-project/runtime v1.16.3 (v1.16.2 is served and has what machinery uses) and an
