@@ -397,7 +397,10 @@ func (Rollout) Update(ctx context.Context, req infer.UpdateRequest[RolloutArgs, 
 			if useReader {
 				creds = reader
 			}
-			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log, UpgradePath: req.Inputs.UpgradePath}); err != nil {
+			// With the Kubernetes checks on, a minor upgrade also runs go-kubernetes' removed-item
+			// checks against the running cluster, as talosctl upgrade-k8s does before it starts.
+			kubernetes := req.Inputs.KubernetesChecks == nil || *req.Inputs.KubernetesChecks
+			if err := rollout.Preflight(ctx, nodes, rollout.Options{Credentials: creds, Log: log, UpgradePath: req.Inputs.UpgradePath, Kubernetes: kubernetes}); err != nil {
 				return infer.UpdateResponse[RolloutState]{}, fmt.Errorf("pre-flight against the nodes' running releases: %w", err)
 			}
 		}
@@ -449,7 +452,12 @@ func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutAr
 			return answer, nil
 		}
 	}
-	return planLines(ctx, recorded, declared.Nodes, mode, ask)
+	lines := planLines(ctx, recorded, declared.Nodes, mode, ask)
+	if _, to := kubernetesChange(recorded, declared.Nodes); to != "" {
+		// Each node's running release, read only when Kubernetes changes (plan_kubernetes.go).
+		lines = append(lines, kubernetesPlan(recorded, declared.Nodes, declared.MaxUnavailableWorkers, runningReleases(ctx, recorded, creds))...)
+	}
+	return lines
 }
 
 // rolloutNodes are the stack's nodes as the rollout takes them.

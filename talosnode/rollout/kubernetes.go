@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/compatibility"
@@ -97,10 +98,12 @@ func CheckKubernetes(cfg config.Provider, release string) error {
 // Preflight reads each existing node's running release and refuses, before anything changes, a
 // declaration no order of the node's changes can reach: a running Talos (1.10+) refuses a config
 // whose Kubernetes version it does not support, and after an upgrade the target release runs the
-// config the node carries now until the new one is applied. A node that does not answer is left
+// config the node carries now until the new one is applied. It also refuses a Kubernetes change
+// `talosctl upgrade-k8s` refuses: a skipped minor or a downgrade across minors from the oldest
+// Kubernetes the nodes run (k8spath.go). A node that does not answer is left
 // to the rollout's own gates, which wait for it and name it.
 func Preflight(ctx context.Context, nodes []Node, opts Options) error {
-	var problems []string
+	var problems, running []string
 	for _, n := range nodes {
 		if n.New || n.Leaving || len(n.Config) == 0 {
 			continue
@@ -124,6 +127,14 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 			}
 			continue
 		}
+		if live.KubernetesVersion != "" {
+			running = append(running, live.KubernetesVersion)
+		}
+		if n.ControlPlane {
+			callCtx, cancel := context.WithTimeout(ctx, attempt)
+			running = append(running, controlPlaneVersions(callCtx, n.Target, opts.Creds())...)
+			cancel()
+		}
 		if p := downgradeProblem(n, live); p != "" {
 			problems = append(problems, p)
 		} else if p := pathProblem(n, live, opts.UpgradePath); p != "" {
@@ -132,10 +143,82 @@ func Preflight(ctx context.Context, nodes []Node, opts Options) error {
 			problems = append(problems, p)
 		}
 	}
+	paths := kubernetesPathProblems(nodes, running)
+	problems = append(problems, paths...)
+	if len(paths) == 0 && opts.Kubernetes {
+		removed, err := liveKubernetesChecks(ctx, nodes, running, opts)
+		if err != nil && opts.Log != nil {
+			opts.Log(fmt.Sprintf("pre-flight could not run the removed-item checks against the cluster (%s); the rollout goes on without them", node.Describe(err)))
+		}
+		problems = append(problems, removed...)
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
+}
+
+// liveKubernetesChecks runs go-kubernetes' removed-item checks against the running cluster when
+// the declared Kubernetes is a minor ahead of the oldest the nodes run (k8slive.go), with an
+// admin kubeconfig from the first control plane that gives one (as talosctl upgrade-k8s gets it).
+func liveKubernetesChecks(ctx context.Context, nodes []Node, running []string, opts Options) ([]string, error) {
+	from, to := lowestVersion(running), ""
+	var cps []Node
+	for _, n := range nodes {
+		if n.Leaving {
+			continue
+		}
+		if v := declaredKubernetes(n); v != "" && (to == "" || CompareKubernetes(v, to) > 0) {
+			to = v
+		}
+		if n.ControlPlane && !n.New {
+			cps = append(cps, n)
+		}
+	}
+	if from == "" || to == "" || sameMinor(from, to) {
+		return nil, nil
+	}
+	var kubeconfig []byte
+	for _, n := range cps {
+		callCtx, cancel := context.WithTimeout(ctx, attempt)
+		c, err := node.Dial(callCtx, n.Target, opts.Creds())
+		if err == nil {
+			kubeconfig, err = c.Kubeconfig(callCtx)
+			c.Close() //nolint:errcheck
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	// Without a kubeconfig the nodes' flags are still checked; the API resources are not. One
+	// attempt's time per node bounds the whole run, as a node that hangs would hold it.
+	checkCtx, cancel := context.WithTimeout(ctx, attempt*time.Duration(len(nodes)+1))
+	defer cancel()
+	return liveRemovedItems(checkCtx, nodes, from, to, opts, kubeconfig)
+}
+
+// sameMinor says whether two Kubernetes versions share major and minor.
+func sameMinor(a, b string) bool {
+	pa := strings.SplitN(strings.TrimPrefix(a, "v"), ".", 3)
+	pb := strings.SplitN(strings.TrimPrefix(b, "v"), ".", 3)
+	return len(pa) >= 2 && len(pb) >= 2 && pa[0] == pb[0] && pa[1] == pb[1]
+}
+
+// kubernetesPathProblems judges the way from the oldest Kubernetes the nodes run (their kubelets)
+// to each version the declared configs run, as `talosctl upgrade-k8s` would (KubernetesPath).
+func kubernetesPathProblems(nodes []Node, running []string) []string {
+	from := lowestVersion(running)
+	var out []string
+	for _, n := range nodes {
+		if n.Leaving {
+			continue
+		}
+		if _, p := KubernetesPath(from, declaredKubernetes(n)); p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // downgradeProblem refuses a Talos release a minor below the one the node runs. Each minor moves

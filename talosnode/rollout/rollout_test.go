@@ -492,12 +492,15 @@ func TestPreflightRefusesAKubernetesVersionNoOrderOfChangesReaches(t *testing.T)
 		{"v1.11.5", "1.35.0", []string{"cp-1 runs Talos v1.11.5, which refuses the declared config", "Kubernetes 1.35.0; Talos v1.11.5 supports 1.29.0 to 1.34.99"}, nil},
 		// 1.11 refuses 1.35 and 1.12 refuses the 1.29 the node runs: no order works.
 		{"v1.12.0", "1.35.0", []string{"cp-1 runs Talos v1.11.5", "Talos v1.12.0 refuses the config the node carries now", "supports 1.30.0 to 1.35.99", "two updates"}, nil},
-		// Staged on 1.11, or applied after the upgrade: both fine.
-		{"v1.12.0", "1.34.1", nil, nil},
-		{"v1.11.5", "1.34.1", nil, nil},
+		// Staged on 1.11, or applied after the upgrade: both fine (1.30, the one minor after
+		// the 1.29 the node runs, as Kubernetes moves one minor at a time).
+		{"v1.12.0", "1.30.0", nil, nil},
+		{"v1.11.5", "1.30.0", nil, nil},
+		// A skipped minor is refused as talosctl upgrade-k8s refuses it (k8spath.go).
+		{"v1.11.5", "1.31.0", []string{"talos-cluster:kubernetesVersion: 1.31.0 skips 1.30 (the cluster runs 1.29.0); Kubernetes moves one minor at a time: declare a 1.30 release first"}, nil},
 		// A minor below the running one: refused whatever the config; a patch below is a rollback.
 		{"v1.10.7", "1.33.0", []string{"cp-1 runs Talos v1.11.5 and the stack declares v1.10.7, an older minor", "etcd"}, nil},
-		{"v1.11.4", "1.34.1", nil, nil},
+		{"v1.11.4", "1.30.0", nil, nil},
 		// Talos 1.14 installs only over 1.12.0 or later (machinery compatibility/talos114): the
 		// refusal says why and which minors lead there; with a 1.13 release on the way, it goes.
 		{"v1.14.1", "1.34.1", []string{"cp-1 runs Talos v1.11.5, and Talos v1.14.1 cannot be installed over v1.11.5 (host version 1.11.5 is too old to upgrade to Talos 1.14.1)",

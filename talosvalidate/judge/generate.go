@@ -27,12 +27,16 @@ type generator struct {
 	// random ones among them (tokens, base64), whose fragments give a secret away too, unlike
 	// the PEM text's "BEGIN PRIVATE KEY".
 	secrets, opaque []string
+	// kubernetes is the declared Kubernetes release.
+	kubernetes string
 }
 
 // roleBase is a role's generated config before any patch, and Talos' verdict on it.
 type roleBase struct {
 	cfg     coreconfig.Provider
 	verdict verdict
+	// kubernetes is the declared Kubernetes release the extraArgs are judged for (removed.go).
+	kubernetes string
 }
 
 func parseContract(version string) (*coreconfig.VersionContract, error) {
@@ -55,7 +59,9 @@ func newGenerator(in Input) (*generator, error) {
 		return nil, err
 	}
 	all, opaque := secretStrings(bundle)
-	return &generator{input: input, roles: map[string]*roleBase{}, secrets: all, opaque: opaque}, nil
+	return &generator{
+		input: input, roles: map[string]*roleBase{}, secrets: all, opaque: opaque, kubernetes: in.KubernetesVersion,
+	}, nil
 }
 
 // generateInput prepares config generation with the options terraform-provider-talos v0.7.1
@@ -114,7 +120,7 @@ func (g *generator) base(role string) (*roleBase, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &roleBase{cfg: cfg, verdict: validate(cfg)}
+	b := &roleBase{cfg: cfg, verdict: judgeConfig(cfg, g.kubernetes), kubernetes: g.kubernetes}
 	g.roles[role] = b
 	return b, nil
 }

@@ -35,7 +35,7 @@ func judgeNode(base *roleBase, patches []Patch) (cfg coreconfig.Provider, proble
 			continue
 		}
 		cfg = next
-		v := validate(cfg)
+		v := judgeConfig(cfg, base.kubernetes)
 		errs.update(v.errors, step)
 		warns.update(v.warnings, step)
 	}

@@ -127,7 +127,9 @@ func Render(in RenderInput) (config string, warnings []string, err error) {
 		return fmt.Sprintf("%s: %s", f.Key, scrub.redact(f.Message))
 	}
 
-	cfg, problems, found := judgeNode(&roleBase{cfg: generated, verdict: validate(generated)}, in.Patches)
+	cfg, problems, found := judgeNode(&roleBase{
+		cfg: generated, verdict: judgeConfig(generated, in.KubernetesVersion), kubernetes: in.KubernetesVersion,
+	}, in.Patches)
 	for _, w := range found {
 		warnings = append(warnings, line(w))
 	}

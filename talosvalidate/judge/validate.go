@@ -57,6 +57,15 @@ func validate(cfg coreconfig.Provider) verdict {
 	return v
 }
 
+// judgeConfig is validate plus the Kubernetes flags, feature gates and admission plugins the
+// declared release no longer has (removed.go): Talos' validator does not know them, and the
+// component would fail to start with them.
+func judgeConfig(cfg coreconfig.Provider, kubernetes string) verdict {
+	v := validate(cfg)
+	v.errors = dedupe(append(v.errors, removedItems(cfg, kubernetes)...))
+	return v
+}
+
 // notChecked marks a refusal of this tool, not of Talos' validator.
 const notChecked = "Talos does not check this; Kubernetes would fail to start"
 
