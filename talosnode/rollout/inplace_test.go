@@ -128,10 +128,17 @@ func TestInPlaceChangesAreAwaitedAndABadAPIServerFlagStopsAtTheFirstControlPlane
 	if _, err := rollout.Run(ctx, good, c.options(t, log.add)); err != nil {
 		t.Fatalf("rollout: %v\n%s", err, log.text())
 	}
-	for _, name := range []string{"cp-1", "cp-2", "cp-3", "worker-1"} {
-		if !strings.Contains(log.text(), name+" ("+c.nodes[slices.IndexFunc(c.nodes, func(n rollout.Node) bool { return n.Target.Name == name })].Target.Address+"): the change has landed") {
+	address := func(name string) string {
+		return c.nodes[slices.IndexFunc(c.nodes, func(n rollout.Node) bool { return n.Target.Name == name })].Target.Address
+	}
+	for _, name := range []string{"cp-1", "cp-2", "cp-3"} {
+		if !strings.Contains(log.text(), name+" ("+address(name)+"): the change has landed") {
 			t.Errorf("no wait for %s's change to land:\n%s", name, log.text())
 		}
+	}
+	// A new kubelet image is a Kubernetes upgrade: its own step, awaited until the Node reports it.
+	if !strings.Contains(log.text(), "worker-1 ("+address("worker-1")+"): kubelet 1.34.2 runs") {
+		t.Errorf("no wait for worker-1's kubelet:\n%s", log.text())
 	}
 	if !strings.Contains(log.text(), "waiting for kube-apiserver to run the new config") {
 		t.Errorf("the log does not say what it waits for:\n%s", log.text())
