@@ -550,6 +550,7 @@ func (n *Node) SetStaticPodFails(component string, fails bool) error {
 	}
 	n.mu.Lock()
 	n.pods.fails[component] = fails
+	n.state.StaticPodFails = slices.DeleteFunc(slices.Sorted(maps.Keys(n.pods.fails)), func(c string) bool { return !n.pods.fails[c] })
 	pod := n.pods.pods[component]
 	restart := !fails && pod != nil && !pod.ready
 	n.mu.Unlock()

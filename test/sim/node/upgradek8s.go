@@ -161,6 +161,7 @@ func (n *Node) ImagePull(_ context.Context, req *machine.ImagePullRequest) (*mac
 func (n *Node) SetKubeletNeverReady(fails bool) {
 	n.mu.Lock()
 	n.pods.kubeletNeverReady = fails
+	n.state.KubeletNeverReady = fails
 	recovered := !fails && n.pods.kubeletFailing
 	if recovered {
 		n.pods.kubeletFailing = false
@@ -178,3 +179,6 @@ func (n *Node) kubeletUnhealthy() bool {
 	defer n.mu.Unlock()
 	return n.pods.kubeletFailing && !n.pods.kubeletRestarting
 }
+
+// Components are the control-plane components Talos runs as static pods, in upgrade-k8s' order.
+func Components() []string { return slices.Clone(components) }
