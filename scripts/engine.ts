@@ -422,7 +422,7 @@ export interface TimelineEvent {
     | "component";
   /** image-pull: the image; component: "<component> <version>". */
   detail: string;
-  /** component entries only: what started running a version it did not run before on the node. */
+  /** component entries only: what started on another version than it ran on the node (not a first start). */
   component?: KubernetesComponent;
   /** component entries only: the image's version without the v ("1.37.0"). */
   version?: string;

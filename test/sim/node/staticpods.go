@@ -256,8 +256,8 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		}
 	}
 	var started []string
-	// newVersions are the components (and images) that start on an image version they did not
-	// run before here: TimelineComponent entries.
+	// newVersions are the components (and images) that start on another image version than they
+	// ran before here (not their first start): TimelineComponent entries.
 	var newVersions [][2]string
 	for _, c := range components {
 		if !controlPlane {
@@ -311,7 +311,7 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 			if pod != nil {
 				gen = pod.generation + 1
 			}
-			if pod == nil || imageTag(pod.image) != imageTag(image) {
+			if pod != nil && imageTag(pod.image) != imageTag(image) {
 				newVersions = append(newVersions, [2]string{c, image})
 			}
 			pod = &staticPod{version: stored.Metadata().Version(), image: image, generation: gen}
@@ -336,7 +336,7 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 	restart := !booted && p.kubeletConfig != "" && p.kubeletConfig != kubelet
 	p.kubeletConfig = kubelet
 	if booted || p.kubeletVersion == "" {
-		if p.kubeletVersion != kubeletVersion(cfg) && kubeletImage(cfg) != "" {
+		if p.kubeletVersion != "" && p.kubeletVersion != kubeletVersion(cfg) {
 			newVersions = append(newVersions, [2]string{"kubelet", kubeletImage(cfg)})
 		}
 		p.kubeletVersion, p.kubeletRestarting = kubeletVersion(cfg), false

@@ -55,9 +55,10 @@ const (
 	TimelineEtcdRecover = "etcd-recover"
 	TimelineEtcdLost    = "etcd-lost"
 	// Kubernetes upgrades (upgradek8s.go): an image pulled with MachineService.ImagePull (detail:
-	// the image), and a component that starts running an image version it did not run before on
-	// that node (a control-plane static pod or the kubelet; Component and Version set, detail
-	// "<component> <version>"), so a test can check the version-skew policy at every step.
+	// the image), and a component that starts on that node with another image version than it
+	// ran there (a control-plane static pod or the kubelet; Component and Version set, detail
+	// "<component> <version>"; a first start is not recorded: its version is the config's), so a
+	// test can check the version-skew policy at every step.
 	TimelineImagePull = "image-pull"
 	TimelineComponent = "component"
 )

@@ -77,7 +77,7 @@ func TestUpgradeK8s(t *testing.T) {
 			}
 			t.Logf("upgrade-k8s --to %s failed at the manifest sync only: %v\n%s", to, err, out)
 		}
-		if problems := checkUpgrade(cluster.Trust.Timeline(), mark, cps, all, to); len(problems) > 0 {
+		if problems := checkUpgrade(cluster.Trust.Timeline(), mark, cps, all, from, to); len(problems) > 0 {
 			t.Fatalf("upgrade-k8s --to %s:\n%s\ntalosctl said:\n%s", to, strings.Join(problems, "\n"), out)
 		}
 	}
@@ -116,7 +116,7 @@ func TestUpgradeK8s(t *testing.T) {
 // what breaks upgrade-k8s' order (v1.14.1 talos_managed.go Upgrade: prePullImages, then
 // upgradeStaticPod per component over every control plane, then upgradeKubelet over every node),
 // and the version-skew invariant over the whole timeline: no kubelet newer than an API server.
-func checkUpgrade(timeline []node.TimelineEntry, mark int, cps, all []string, to string) []string {
+func checkUpgrade(timeline []node.TimelineEntry, mark int, cps, all []string, from, to string) []string {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	pulls := map[string][]string{}
@@ -178,7 +178,20 @@ func checkUpgrade(timeline []node.TimelineEntry, mark int, cps, all []string, to
 		}
 	}
 	// Skew: at each kubelet start, every API server runs at least the kubelet's version.
+	// A first start is not an entry: every component starts on the configs' version.
+	var initial version
+	if _, err := fmt.Sscanf(from, "%d.%d.%d", &initial[0], &initial[1], &initial[2]); err != nil {
+		bad("version %q: %v", from, err)
+	}
 	running := map[string]map[string]version{}
+	for _, component := range phases {
+		running[component] = map[string]version{}
+		for _, ip := range all {
+			if component == "kubelet" || slices.Contains(cps, ip) {
+				running[component][ip] = initial
+			}
+		}
+	}
 	for _, e := range timeline {
 		if e.Event != node.TimelineComponent {
 			continue
@@ -187,9 +200,6 @@ func checkUpgrade(timeline []node.TimelineEntry, mark int, cps, all []string, to
 		if _, err := fmt.Sscanf(e.Version, "%d.%d.%d", &v[0], &v[1], &v[2]); err != nil {
 			bad("component entry %+v: %v", e, err)
 			continue
-		}
-		if running[e.Component] == nil {
-			running[e.Component] = map[string]version{}
 		}
 		running[e.Component][e.Node] = v
 		if e.Component != "kubelet" {
