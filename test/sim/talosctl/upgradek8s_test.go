@@ -72,7 +72,7 @@ func TestUpgradeK8s(t *testing.T) {
 		if err != nil {
 			// The final manifest sync reads Talos' Manifest resources, which the simulator may
 			// not register yet: everything before it is still checked.
-			if !strings.Contains(out, "Manifests.kubernetes.talos.dev") && !strings.Contains(out, "manifests") {
+			if !strings.Contains(out, "Manifests.kubernetes.talos.dev") && !strings.Contains(out, "updating manifests") {
 				t.Fatalf("upgrade-k8s --to %s: %v\n%s", to, err, out)
 			}
 			t.Logf("upgrade-k8s --to %s failed at the manifest sync only: %v\n%s", to, err, out)
