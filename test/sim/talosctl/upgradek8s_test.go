@@ -1,7 +1,11 @@
 package talosctl
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,7 +79,7 @@ func TestUpgradeK8s(t *testing.T) {
 			if !strings.Contains(out, "Manifests.kubernetes.talos.dev") && !strings.Contains(out, "updating manifests") {
 				t.Fatalf("upgrade-k8s --to %s: %v\n%s", to, err, out)
 			}
-			t.Logf("upgrade-k8s --to %s failed at the manifest sync only: %v\n%s", to, err, out)
+			t.Logf("upgrade-k8s --to %s failed at the manifest sync only: %v", to, err)
 		}
 		if problems := checkUpgrade(cluster.Trust.Timeline(), mark, cps, all, from, to); len(problems) > 0 {
 			t.Fatalf("upgrade-k8s --to %s:\n%s\ntalosctl said:\n%s", to, strings.Join(problems, "\n"), out)
@@ -110,6 +114,55 @@ func TestUpgradeK8s(t *testing.T) {
 	})
 
 	t.Run("minor", func(t *testing.T) { run(t, "1.37.0") })
+
+	// The worker's kubelet runs 1.37.1 but never turns Ready: upgrade-k8s waits for it (the
+	// Service never healthy) and never reports it updated. Last: the cluster stays so.
+	t.Run("a kubelet that never turns ready", func(t *testing.T) {
+		w := workers[0]
+		nodes[w].SetKubeletNeverReady(true)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		cmd := exec.CommandContext(ctx, c.bin, "--talosconfig", c.config, "-n", cps[0], "upgrade-k8s", "--to", "1.37.1",
+			"--with-docs=false", "--with-examples=false")
+		cmd.Dir, cmd.Env = c.dir, append(os.Environ(), "HOME="+c.dir)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		started := func() bool {
+			for _, e := range cluster.Trust.Timeline() {
+				if e.Event == node.TimelineComponent && e.Node == w && e.Component == "kubelet" && e.Version == "1.37.1" {
+					return true
+				}
+			}
+			return false
+		}
+		deadline := time.Now().Add(4 * time.Minute)
+		for !started() {
+			select {
+			case err := <-done:
+				t.Fatalf("upgrade-k8s ended (%v) before the worker's kubelet restarted:\n%s", err, out.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the worker's kubelet never restarted on 1.37.1:\n%s", out.String())
+			}
+		}
+		// It still waits a while later (the Service never turns healthy); then it is stopped.
+		select {
+		case err := <-done:
+			t.Fatalf("upgrade-k8s ended (%v) with a kubelet that is not ready:\n%s", err, out.String())
+		case <-time.After(3 * time.Second):
+		}
+		cancel()
+		<-done
+		if text := out.String(); !strings.Contains(text, `"`+w+`": waiting for kubelet restart`) || strings.Contains(text, `< "`+w+`": successfully updated`) {
+			t.Fatalf("upgrade-k8s did not wait for the worker's kubelet:\n%s", text)
+		}
+	})
 }
 
 // checkUpgrade reads the timeline from mark on (one upgrade-k8s run to version to) and returns
