@@ -341,8 +341,13 @@ export class Simulator {
     return { result, events: (await this.timeline()).slice(mark) };
   }
 
-  /** bootFails: the next upgrade's image does not boot, and the node comes back on the old one. */
-  async fault(address: string, fault: { bootFails: boolean }): Promise<void> {
+  /**
+   * Sets a node's faults (at least one): bootFails, the next upgrade's image does not boot and the
+   * node comes back on the old one; kubeletNeverReady, the kubelet that starts next (after a
+   * machine.kubelet change or a boot) never turns Ready; staticPodFails, that control-plane
+   * component's pod never turns Ready from its next start ("" clears every component's).
+   */
+  async fault(address: string, fault: SimFault): Promise<void> {
     await this.post(address, "fault", fault);
   }
 
@@ -374,6 +379,19 @@ export class Simulator {
   }
 }
 
+/** The faults POST /nodes/{address}/fault takes (test/sim/README.md). */
+export interface SimFault {
+  bootFails?: boolean;
+  kubeletNeverReady?: boolean;
+  staticPodFails?: ControlPlaneComponent | "";
+}
+
+/** The control-plane static pods the simulator runs, in upgrade-k8s' order. */
+export type ControlPlaneComponent = "kube-apiserver" | "kube-controller-manager" | "kube-scheduler";
+
+/** What a "component" timeline entry names. */
+export type KubernetesComponent = ControlPlaneComponent | "kubelet";
+
 /** One entry of the simulator's timeline. */
 export interface TimelineEvent {
   at: string;
@@ -399,8 +417,15 @@ export interface TimelineEvent {
     | "node-not-ready"
     | "etcd-lost"
     | "etcd-recover"
-    | "bootstrap";
+    | "bootstrap"
+    | "image-pull"
+    | "component";
+  /** image-pull: the image; component: "<component> <version>". */
   detail: string;
+  /** component entries only: what started on another version than it ran on the node (not a first start). */
+  component?: KubernetesComponent;
+  /** component entries only: the image's version without the v ("1.37.0"). */
+  version?: string;
 }
 
 /** A time a node was away (rebooting or stopped), from the simulator's timeline. */

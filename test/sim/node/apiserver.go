@@ -813,11 +813,16 @@ func isNotReadyTaint(taint any) bool {
 // kubeletStatus is the status a running kubelet posts: Ready, its addresses, and what it runs.
 func kubeletStatus(name string, m member) map[string]any {
 	now := time.Now().UTC().Format(time.RFC3339)
+	ready := map[string]any{
+		"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+		"lastHeartbeatTime": now, "lastTransitionTime": now,
+	}
+	if m.node.kubeletUnhealthy() {
+		// The fault SetKubeletNeverReady: the kubelet runs and reports itself not ready.
+		ready["status"], ready["reason"], ready["message"] = "False", "KubeletNotReady", "container runtime status check may not have completed yet"
+	}
 	return map[string]any{"status": map[string]any{
-		"conditions": []map[string]any{{
-			"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
-			"lastHeartbeatTime": now, "lastTransitionTime": now,
-		}},
+		"conditions": []map[string]any{ready},
 		"addresses": []map[string]any{
 			{"type": "InternalIP", "address": m.node.address.String()},
 			{"type": "Hostname", "address": name},

@@ -537,6 +537,8 @@ type service struct {
 	healthy bool
 	unknown bool
 	message string
+	// noResource: the service is stopped, and Talos shows no Service resource for it.
+	noResource bool
 }
 
 // services are the machine's system services: etcd and trustd only on control planes; etcd waits
@@ -587,9 +589,16 @@ func (n *Node) servicesWith(c etcdCluster, bootstrapped bool) []service {
 		out = append(out, etcd)
 	}
 	kubelet := running("kubelet")
-	if !m.servicesStopped && n.kubeletRestarting() {
-		// Talos restarts the kubelet service when its spec changes (staticpods.go).
-		kubelet = service{id: "kubelet", state: "Preparing", unknown: true, message: "Running pre state"}
+	switch {
+	case m.servicesStopped:
+	case n.kubeletRestarting():
+		// Talos restarts the kubelet service when its spec changes (staticpods.go); the stopped
+		// service's resource is destroyed (v1.14.1 controllers/v1alpha1/service.go: every state
+		// but RUNNING), which `talosctl upgrade-k8s` waits for (kubelet.go upgradeKubeletOnNode).
+		kubelet = service{id: "kubelet", state: "Preparing", unknown: true, message: "Running pre state", noResource: true}
+	case n.kubeletUnhealthy():
+		// The fault SetKubeletNeverReady: the new kubelet runs and fails its health check.
+		kubelet.healthy, kubelet.message = false, "Get \"http://127.0.0.1:10248/healthz\": dial tcp 127.0.0.1:10248: connect: connection refused"
 	}
 	out = append(out, kubelet, service{id: "machined", state: "Running", unknown: true, message: "Service started as goroutine"})
 	if m.controlPlane() {
@@ -626,6 +635,9 @@ func (n *Node) ServiceList(ctx context.Context, _ *emptypb.Empty) (*machine.Serv
 func (n *Node) showServices(ctx context.Context, c etcdCluster, bootstrapped bool) {
 	want := map[string]service{}
 	for _, s := range n.servicesWith(c, bootstrapped) {
+		if s.noResource {
+			continue
+		}
 		want[s.id] = s
 		res := v1alpha1.NewService(s.id)
 		res.TypedSpec().Running = s.state == "Running"

@@ -74,6 +74,10 @@ type State struct {
 	BootFails bool `json:"bootFails"`
 	// EtcdHealthy is false while the etcd member fault is set.
 	EtcdHealthy bool `json:"etcdHealthy"`
+	// KubeletNeverReady and StaticPodFails are the faults of SetKubeletNeverReady and
+	// SetStaticPodFails (the components whose pod never turns Ready, sorted).
+	KubeletNeverReady bool     `json:"kubeletNeverReady"`
+	StaticPodFails    []string `json:"staticPodFails"`
 	// NodeAddress is how the machine's address reaches its first link, or why it does not.
 	NodeAddress NodeAddress `json:"nodeAddress"`
 	// KubeAtApply is, per config apply on the configured machine (not dry runs), its Node and
@@ -255,6 +259,7 @@ func (n *Node) State() State {
 	s.ApplyModes = slices.Clone(n.state.ApplyModes)
 	s.KubeAtApply = slices.Clone(n.state.KubeAtApply)
 	s.KubeAtReboot = slices.Clone(n.state.KubeAtReboot)
+	s.StaticPodFails = append([]string{}, n.state.StaticPodFails...)
 	return s
 }
 

@@ -67,6 +67,8 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&k8s.SchedulerConfig{},
 		&k8s.BootstrapManifestsConfig{},
 		&k8s.StaticPodStatus{},
+		&k8s.StaticPod{},
+		&k8s.KubeletSpec{},
 		&k8s.Nodename{},
 		asTalos111{&k8s.KubeletConfig{}},
 		&block.VolumeStatus{},

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/cosi-project/runtime/pkg/resource"
+	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/config"
 	talosconfig "github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
 	"github.com/siderolabs/talos/pkg/machinery/resources/runtime"
+	"github.com/siderolabs/talos/pkg/machinery/resources/v1alpha1"
 )
 
 // The control plane's static pods and the kubelet, as Talos runs them and as slowly as it reports
@@ -87,6 +89,10 @@ type podModel struct {
 	kubeletVersion    string
 	kubeletRestarting bool
 	kubeletGeneration int
+	// kubeletNeverReady is the fault SetKubeletNeverReady; kubeletFailing is true while the
+	// kubelet it caught runs without turning Ready.
+	kubeletNeverReady bool
+	kubeletFailing    bool
 }
 
 // podStart is how long a replaced static pod takes to turn Ready; kubeletRestart how long the
@@ -250,6 +256,9 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		}
 	}
 	var started []string
+	// newVersions are the components (and images) that start on another image version than they
+	// ran before here (not their first start): TimelineComponent entries.
+	var newVersions [][2]string
 	for _, c := range components {
 		if !controlPlane {
 			continue
@@ -291,14 +300,20 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 			log.Printf("node %s: %s config: %v", n.address, c, err)
 			continue
 		}
+		if err := put(ctx, n.cosi, staticPodResource(cfg, res, stored.Metadata().Version())); err != nil {
+			log.Printf("node %s: %s static pod: %v", n.address, c, err)
+		}
 		n.mu.Lock()
 		pod := p.pods[c]
 		if pod == nil || booted || !pod.version.Equal(stored.Metadata().Version()) {
 			gen := 1
+			image, _ := componentImage(cfg, c)
 			if pod != nil {
 				gen = pod.generation + 1
 			}
-			image, _ := componentImage(cfg, c)
+			if pod != nil && imageTag(pod.image) != imageTag(image) {
+				newVersions = append(newVersions, [2]string{c, image})
+			}
 			pod = &staticPod{version: stored.Metadata().Version(), image: image, generation: gen}
 			p.pods[c] = pod
 			if booted && !p.fails[c] {
@@ -310,12 +325,22 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		}
 		n.mu.Unlock()
 	}
+	n.mu.Lock()
+	hostname := n.state.Hostname
+	n.mu.Unlock()
+	if err := put(ctx, n.cosi, kubeletSpecResource(cfg, nodeName(hostname), n.address.String())); err != nil {
+		log.Printf("node %s: kubelet spec: %v", n.address, err)
+	}
 	kubelet := kubeletInputs(cfg)
 	n.mu.Lock()
 	restart := !booted && p.kubeletConfig != "" && p.kubeletConfig != kubelet
 	p.kubeletConfig = kubelet
 	if booted || p.kubeletVersion == "" {
+		if p.kubeletVersion != "" && p.kubeletVersion != kubeletVersion(cfg) {
+			newVersions = append(newVersions, [2]string{"kubelet", kubeletImage(cfg)})
+		}
 		p.kubeletVersion, p.kubeletRestarting = kubeletVersion(cfg), false
+		p.kubeletFailing = p.kubeletNeverReady
 	}
 	var kubeletGen int
 	if restart {
@@ -324,6 +349,9 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		kubeletGen = p.kubeletGeneration
 	}
 	n.mu.Unlock()
+	for _, v := range newVersions {
+		n.trust.recordComponent(n.address.String(), v[0], v[1])
+	}
 	if booted {
 		n.writeStaticPodStatus(ctx)
 	}
@@ -331,15 +359,25 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		n.startPod(c)
 	}
 	if restart {
+		// The stopped service's resource goes at once (etcd.go servicesWith), as on Talos.
+		if err := n.cosi.Destroy(ctx, v1alpha1.NewService("kubelet").Metadata()); err != nil && !state.IsNotFoundError(err) {
+			log.Printf("node %s: kubelet service: %v", n.address, err)
+		}
 		n.refreshMachineStatus(ctx)
-		version := kubeletVersion(cfg)
+		version, image := kubeletVersion(cfg), kubeletImage(cfg)
 		time.AfterFunc(p.kubeletRestart(), func() {
 			n.mu.Lock()
 			current := p.kubeletGeneration == kubeletGen
+			changed := false
 			if current {
+				changed = p.kubeletVersion != version
 				p.kubeletRestarting, p.kubeletVersion = false, version
+				p.kubeletFailing = p.kubeletNeverReady
 			}
 			n.mu.Unlock()
+			if changed {
+				n.trust.recordComponent(n.address.String(), "kubelet", image)
+			}
 			if current {
 				n.refreshMachineStatus(context.Background())
 				n.trust.settle()
@@ -436,7 +474,7 @@ func (n *Node) unmetConditions() []runtime.UnmetCondition {
 			notReady = append(notReady, fmt.Sprintf("kube-system/%s-%s not ready", c, nodeName(n.state.Hostname)))
 		}
 	}
-	restarting := p.kubeletRestarting
+	restarting := p.kubeletRestarting || p.kubeletFailing
 	n.mu.Unlock()
 	var unmet []runtime.UnmetCondition
 	if restarting {
@@ -512,6 +550,7 @@ func (n *Node) SetStaticPodFails(component string, fails bool) error {
 	}
 	n.mu.Lock()
 	n.pods.fails[component] = fails
+	n.state.StaticPodFails = slices.DeleteFunc(slices.Sorted(maps.Keys(n.pods.fails)), func(c string) bool { return !n.pods.fails[c] })
 	pod := n.pods.pods[component]
 	restart := !fails && pod != nil && !pod.ready
 	n.mu.Unlock()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -12,6 +13,10 @@ type TimelineEntry struct {
 	Node   string    `json:"node"`
 	Event  string    `json:"event"`
 	Detail string    `json:"detail"`
+	// Component and Version are set on TimelineComponent entries only (omitted from the JSON
+	// otherwise, so older readers see what they saw before).
+	Component string `json:"component,omitempty"`
+	Version   string `json:"version,omitempty"`
 }
 
 // Timeline event kinds.
@@ -49,12 +54,28 @@ const (
 	TimelineBootstrap   = "bootstrap"
 	TimelineEtcdRecover = "etcd-recover"
 	TimelineEtcdLost    = "etcd-lost"
+	// Kubernetes upgrades (upgradek8s.go): an image pulled with MachineService.ImagePull (detail:
+	// the image), and a component that starts on that node with another image version than it
+	// ran there (a control-plane static pod or the kubelet; Component and Version set, detail
+	// "<component> <version>"; a first start is not recorded: its version is the config's), so a
+	// test can check the version-skew policy at every step.
+	TimelineImagePull = "image-pull"
+	TimelineComponent = "component"
 )
 
 func (t *Trust) record(node, event, detail string) {
 	t.timelineMu.Lock()
 	defer t.timelineMu.Unlock()
 	t.timeline = append(t.timeline, TimelineEntry{At: time.Now(), Node: node, Event: event, Detail: detail})
+}
+
+// recordComponent is a TimelineComponent entry: component runs image's version on node from now.
+func (t *Trust) recordComponent(node, component, image string) {
+	version := strings.TrimPrefix(imageTag(image), "v")
+	t.timelineMu.Lock()
+	defer t.timelineMu.Unlock()
+	t.timeline = append(t.timeline, TimelineEntry{At: time.Now(), Node: node, Event: TimelineComponent,
+		Detail: component + " " + version, Component: component, Version: version})
 }
 
 // Timeline is everything recorded so far by the simulation's nodes, in time order.

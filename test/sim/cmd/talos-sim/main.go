@@ -7,7 +7,7 @@
 //
 // Control endpoint (JSON): GET /state (nodes, timeline, each cluster's etcd members); POST /nodes/<address>/stop and /nodes/<address>/start;
 // POST /nodes/<address>/set {"talosVersion", "schematic", "configPatch"} (a change made by hand);
-// POST /nodes/<address>/fault {"bootFails": bool}; POST /nodes/<address>/etcd {"healthy": bool}.
+// POST /nodes/<address>/fault {"bootFails": bool, "kubeletNeverReady": bool, "staticPodFails": component}; POST /nodes/<address>/etcd {"healthy": bool}.
 package main
 
 import (
@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -167,9 +168,39 @@ type simState struct {
 	Etcd []node.EtcdCluster `json:"etcd"`
 }
 
-// fault is the body of POST /nodes/<address>/fault.
+// fault is the body of POST /nodes/<address>/fault: any of its faults, at least one.
 type fault struct {
-	BootFails *bool `json:"bootFails"`
+	BootFails         *bool `json:"bootFails"`
+	KubeletNeverReady *bool `json:"kubeletNeverReady"`
+	// StaticPodFails names the control-plane component whose pod never turns Ready from its next
+	// start; "" clears the fault of every component.
+	StaticPodFails *string `json:"staticPodFails"`
+}
+
+const faultUsage = `fault: body must be JSON with at least one of {"bootFails": true|false, "kubeletNeverReady": true|false, "staticPodFails": "kube-apiserver"|"kube-controller-manager"|"kube-scheduler"|""}`
+
+// apply sets the faults the body names on n, or refuses the body (changing nothing).
+func (f fault) apply(n *node.Node) error {
+	if f.BootFails == nil && f.KubeletNeverReady == nil && f.StaticPodFails == nil {
+		return errors.New(faultUsage)
+	}
+	if f.StaticPodFails != nil && *f.StaticPodFails != "" && !slices.Contains(node.Components(), *f.StaticPodFails) {
+		return fmt.Errorf("%s: unknown component %q", faultUsage, *f.StaticPodFails)
+	}
+	if f.BootFails != nil {
+		n.SetBootFails(*f.BootFails)
+	}
+	if f.KubeletNeverReady != nil {
+		n.SetKubeletNeverReady(*f.KubeletNeverReady)
+	}
+	if f.StaticPodFails != nil {
+		for _, c := range node.Components() {
+			if err := n.SetStaticPodFails(c, c == *f.StaticPodFails); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // etcdFault is the body of POST /nodes/<address>/etcd.
@@ -226,11 +257,14 @@ func control(nodes map[string]*node.Node, order []string, f *factory.Server, tru
 			}
 		case "fault":
 			var body fault
-			if err := decodeStrict(w, r, &body); err != nil || body.BootFails == nil {
-				http.Error(w, "fault: body must be JSON {\"bootFails\": true|false}", http.StatusBadRequest)
+			if err := decodeStrict(w, r, &body); err != nil {
+				http.Error(w, faultUsage, http.StatusBadRequest)
 				return
 			}
-			n.SetBootFails(*body.BootFails)
+			if err := body.apply(n); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
 		case "etcd":
 			var body etcdFault
 			if err := decodeStrict(w, r, &body); err != nil || body.Healthy == nil {

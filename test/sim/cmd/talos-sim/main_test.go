@@ -141,6 +141,9 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 		{"/nodes/127.0.36.201/fault", `{"bootFail": true}`, http.StatusBadRequest},
 		{"/nodes/127.0.36.201/fault", `{}`, http.StatusBadRequest},
 		{"/nodes/127.0.36.201/fault", `{"bootFails": "yes"}`, http.StatusBadRequest},
+		{"/nodes/127.0.36.201/fault", `{"kubeletNeverReady": true}`, http.StatusNoContent},
+		{"/nodes/127.0.36.201/fault", `{"staticPodFails": "kube-proxy"}`, http.StatusBadRequest},
+		{"/nodes/127.0.36.201/fault", `{"staticPodFails": "kube-apiserver"}`, http.StatusNoContent},
 		{"/nodes/127.0.36.201/etcd", `{"healthy": false}`, http.StatusNoContent},
 		{"/nodes/127.0.36.201/etcd", `{"healthy": false, "x": 1}`, http.StatusBadRequest},
 	} {
@@ -148,7 +151,7 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 		if code != tc.code {
 			t.Fatalf("%s %s: %d %s", tc.path, tc.body, code, body)
 		}
-		if code == http.StatusBadRequest && !strings.Contains(body, "true|false}") {
+		if code == http.StatusBadRequest && !strings.Contains(body, "body must be JSON") {
 			t.Fatalf("%s %s: %s", tc.path, tc.body, body)
 		}
 	}
@@ -172,6 +175,9 @@ func TestControlFaultsAndTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := raw.Nodes[0]
+	if fails, _ := st["staticPodFails"].([]any); st["kubeletNeverReady"] != true || len(fails) != 1 || fails[0] != "kube-apiserver" {
+		t.Fatalf("faults in state %v", st)
+	}
 	if st["bootFails"] != true || st["etcdHealthy"] != false || st["stage"] != "maintenance" || st["bootId"] == "" || st["schematic"] != IntelUcodeSchematic {
 		t.Fatalf("state %v", st)
 	}
