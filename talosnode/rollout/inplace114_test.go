@@ -58,7 +58,12 @@ func TestA114ContractChangeIsAwaitedOnTalos114Nodes(t *testing.T) {
 		t.Fatalf("rollout with a new service-account issuer: %v\n%s", err, log.text())
 	}
 	for i, n := range c.nodes {
-		if !strings.Contains(log.text(), n.Target.String()+": the change has landed") {
+		// The worker's only change is its kubelet image: the Kubernetes upgrade's kubelet step.
+		landed := n.Target.String() + ": the change has landed"
+		if !n.ControlPlane {
+			landed = n.Target.String() + ": kubelet 1.34.2 runs"
+		}
+		if !strings.Contains(log.text(), landed) {
 			t.Errorf("no wait for %s's change to land (node %d):\n%s", n.Target, i, log.text())
 		}
 	}
