@@ -248,6 +248,7 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		if err := put(ctx, n.cosi, bootstrapManifestsConfig(cfg, running)); err != nil {
 			log.Printf("node %s: bootstrap manifests config: %v", n.address, err)
 		}
+		n.manifestsConfigured(ctx, cfg)
 	}
 	var started []string
 	for _, c := range components {
