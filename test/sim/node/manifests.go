@@ -79,7 +79,18 @@ func renderManifests(cfg config.Provider) map[string][]runtime.Object {
 // manifestsConfigured writes the rendered manifests of a control plane's active config as
 // k8s.Manifest resources; an unchanged one keeps its version, as the controller's modify does.
 func (n *Node) manifestsConfigured(ctx context.Context, cfg config.Provider) {
-	for id, objs := range renderManifests(cfg) {
+	rendered := renderManifests(cfg)
+	// A manifest no longer rendered (kube-proxy turned off) goes, as the controller removes it.
+	if list, err := safe.StateListAll[*k8s.Manifest](ctx, n.cosi); err == nil {
+		for m := range list.All() {
+			if _, ok := rendered[m.Metadata().ID()]; !ok {
+				if err := n.cosi.Destroy(ctx, m.Metadata()); err != nil {
+					log.Printf("node %s: manifest %s: %v", n.address, m.Metadata().ID(), err)
+				}
+			}
+		}
+	}
+	for id, objs := range rendered {
 		res := k8s.NewManifest(k8s.ControlPlaneNamespaceName, id)
 		for _, obj := range objs {
 			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
