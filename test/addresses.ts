@@ -57,7 +57,7 @@ export const SUITES = {
   // talos-sim and its tests; the ports are its factory's and control endpoint's defaults (a
   // simulator run by hand, test/sim/README.md).
   simCommand: { files: ["test/sim/cmd/"], nets: [36], ports: [18080, 18081], moves: false },
-  simApiserver: { files: ["test/sim/apiserver/"], nets: [18, 38], ports: [], moves: false },
+  simApiserver: { files: ["test/sim/apiserver/"], nets: [18, 38, 39], ports: [], moves: false },
   simTalosctl: { files: ["test/sim/talosctl/"], nets: [15, 16, 25], ports: [], moves: false },
   // The provider's node reads; the lab's cluster endpoint (127.0.9.1:6443) is a name in configs.
   talosnodeNode: { files: ["talosnode/node/", "test/sim/simtest/"], nets: [9], ports: [], moves: false },
