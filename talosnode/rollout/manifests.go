@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -34,8 +35,8 @@ const manifestWaitInterval = time.Second
 // manifestWaitTimeout bounds the wait for the rollouts (talosctl's --manifests-reconcile-timeout).
 const manifestWaitTimeout = 5 * time.Minute
 
-// SyncManifests applies the bootstrap manifests of controlPlane to the cluster that kubeconfig
-// reaches, as talosctl upgrade-k8s does for a cluster whose oldest node runs minTalos, except
+// SyncManifests applies the bootstrap manifests of controlPlane to its cluster through its own
+// API server (https://<address>:6443) with kubeconfig's credentials, as talosctl upgrade-k8s does for a cluster whose oldest node runs minTalos, except
 // that nothing is deleted; then it waits until the Deployments and DaemonSets it changed have
 // rolled out. log gets one line per object created or updated.
 func SyncManifests(ctx context.Context, controlPlane node.Target, creds node.Credentials, kubeconfig []byte, minTalos string, log func(string)) error {
@@ -66,6 +67,9 @@ func syncManifests(ctx context.Context, controlPlane node.Target, creds node.Cre
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
+	// The control plane's own API server, as the rest of the rollout asks (runner.apiServers):
+	// the cluster endpoint may be a name or VIP this machine does not reach.
+	config.Host = ownAPIServer(controlPlane)
 	if !talos.SupportsSSAManifestSync() {
 		return legacySync(ctx, objects, config, dryRun, log)
 	}
@@ -116,6 +120,15 @@ func syncManifests(ctx context.Context, controlPlane node.Target, creds node.Cre
 		return fmt.Errorf("waiting for the changed manifests to roll out: %w", err)
 	}
 	return nil
+}
+
+// ownAPIServer is https://<the node's address>:6443, where Talos runs kube-apiserver.
+func ownAPIServer(t node.Target) string {
+	host := t.Address
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return "https://" + net.JoinHostPort(host, "6443")
 }
 
 // readManifests are the objects of the node's k8s.Manifest resources (namespace controlplane).
