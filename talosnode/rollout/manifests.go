@@ -36,9 +36,10 @@ const manifestWaitInterval = time.Second
 const manifestWaitTimeout = 5 * time.Minute
 
 // SyncManifests applies the bootstrap manifests of controlPlane to its cluster through its own
-// API server (https://<address>:6443) with kubeconfig's credentials, as talosctl upgrade-k8s does for a cluster whose oldest node runs minTalos, except
-// that nothing is deleted; then it waits until the Deployments and DaemonSets it changed have
-// rolled out. log gets one line per object created or updated.
+// API server (https://<address>:6443) with kubeconfig's credentials, as talosctl upgrade-k8s
+// does for a cluster whose oldest node runs minTalos, except that nothing is deleted; then it
+// waits until what it changed has rolled out (Deployments, DaemonSets: kstatus Current). log
+// gets one line per object created or updated: "updated apps/v1 Deployment kube-system/coredns".
 func SyncManifests(ctx context.Context, controlPlane node.Target, creds node.Credentials, kubeconfig []byte, minTalos string, log func(string)) error {
 	return syncManifests(ctx, controlPlane, creds, kubeconfig, minTalos, false, log)
 }
