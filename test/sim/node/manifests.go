@@ -428,9 +428,10 @@ var manifestKinds = map[string]struct {
 }
 
 // applyManifests is ManifestApplyController's pass over one control plane's manifests, in the
-// order of their ids: each object that does not exist is created (server-side, as "talos", with
-// the inventory annotation); one that exists is left as it is.
-func (api *realAPI) applyManifests(n *Node) error {
+// order of their ids: each object that does not exist is created (from Talos 1.13 on server-side,
+// as "talos", with the inventory annotation); one that exists is left as it is.
+func (api *realAPI) applyManifests(n *Node, running string) error {
+	inventory := releaseAtLeast(running, 13)
 	list, err := safe.StateListAll[*k8s.Manifest](context.Background(), n.cosi)
 	if err != nil {
 		return err
@@ -459,6 +460,15 @@ func (api *realAPI) applyManifests(n *Node) error {
 			}
 			if !isNotFound(err) {
 				return err
+			}
+			if !inventory {
+				// Before 1.13 Talos kept no inventory (v1.14.1 manifest_apply.go: "Talos v1.13 inserted ...
+				// into the inventory"): a plain create, modelled with the same field manager.
+				create := strings.TrimSuffix(path, "/"+name) + "?fieldManager=" + constants.KubernetesFieldManagerName
+				if err := api.admin.do(http.MethodPost, create, obj, nil); err != nil {
+					return fmt.Errorf("creating %s %s: %w", kind, name, err)
+				}
+				continue
 			}
 			annotations, _ := meta["annotations"].(map[string]any)
 			if annotations == nil {
@@ -503,7 +513,7 @@ func (api *realAPI) applyClusterManifests(members []member) {
 		if done || strings.HasSuffix(key, " ") {
 			continue
 		}
-		if err := api.applyManifests(m.node); err != nil {
+		if err := api.applyManifests(m.node, m.running); err != nil {
 			log.Printf("node %s: bootstrap manifests: %v", m.node.address, err)
 			continue
 		}
