@@ -87,7 +87,7 @@ func syncManifests(ctx context.Context, controlPlane node.Target, creds node.Cre
 		}
 		for _, r := range results {
 			if verb := diffVerb(r.Action); verb != "" {
-				log(changeLine(verb, r.GroupVersion, r.ObjMetadata.GroupKind.Kind, r.ObjMetadata.Namespace, r.ObjMetadata.Name))
+				log(changeLine(verb, groupVersion(r.ObjMetadata.GroupKind.Group, r.GroupVersion), r.ObjMetadata.GroupKind.Kind, r.ObjMetadata.Namespace, r.ObjMetadata.Name))
 			}
 		}
 		return nil
@@ -102,7 +102,7 @@ func syncManifests(ctx context.Context, controlPlane node.Target, creds node.Cre
 	var changed []ssa.Change
 	for _, c := range changes {
 		if verb := applyVerb(c.Action); verb != "" {
-			log(changeLine(verb, c.GroupVersion, c.ObjMetadata.GroupKind.Kind, c.ObjMetadata.Namespace, c.ObjMetadata.Name))
+			log(changeLine(verb, groupVersion(c.ObjMetadata.GroupKind.Group, c.GroupVersion), c.ObjMetadata.GroupKind.Kind, c.ObjMetadata.Namespace, c.ObjMetadata.Name))
 			changed = append(changed, c)
 		}
 	}
@@ -171,6 +171,16 @@ func applyVerb(a ssa.Action) string {
 		return "deleted"
 	}
 	return ""
+}
+
+// groupVersion is group/version: go-kubernetes' change may name the version alone ("v1" for an
+// apps/v1 Deployment), while its object metadata always has the group.
+func groupVersion(group, gv string) string {
+	parsed, err := schema.ParseGroupVersion(gv)
+	if err != nil {
+		return gv
+	}
+	return schema.GroupVersion{Group: group, Version: parsed.Version}.String()
 }
 
 // changeLine is "update apps/v1 Deployment kube-system/coredns" (no namespace: cluster-wide).

@@ -3,13 +3,15 @@ package rollout_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"talos-cluster/sim/simtest"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+
 	"talos-cluster/talosnode/node"
 	"talos-cluster/talosnode/rollout"
 )
@@ -43,7 +45,20 @@ func corednsImage(t *testing.T, ctx context.Context, c *realCluster) string {
 // config reaches the cluster through the run's final manifest sync, which deletes nothing, and a
 // second sync has nothing to do.
 func TestTheManifestSyncUpdatesCoreDNSAndDeletesNothing(t *testing.T) {
-	c := newRealCluster(t, 33)
+	// Talos 1.11 (the lab's release) takes talosctl's legacy sync, which does not tell updates apart.
+	t.Run("Talos 1.11: legacy sync", func(t *testing.T) {
+		manifestSync(t, newRealCluster(t, 33), "cluster:\n  coreDNS:\n    image: %s\n", "synced")
+	})
+	// Talos 1.13+ takes the server-side apply against Talos' inventory.
+	t.Run("Talos 1.14: server-side apply", func(t *testing.T) {
+		// The 1.14 contract keeps CoreDNS' settings in their own document.
+		manifestSync(t, newRealClusterOf(t, 33, 21, config.TalosVersion1_14, "v1.14.1"), "apiVersion: v1alpha1\nkind: KubeCoreDNSConfig\nimage: %s\n", "updated")
+	})
+}
+
+// manifestSync changes the CoreDNS image of c's control planes with the patch (a format of the
+// image) and expects the sync to log verb for the Deployment.
+func manifestSync(t *testing.T, c *realCluster, patch, verb string) {
 	c.waitKubernetes(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -69,7 +84,7 @@ func TestTheManifestSyncUpdatesCoreDNSAndDeletesNothing(t *testing.T) {
 	declared := slices.Clone(c.nodes)
 	for i := range declared {
 		if declared[i].ControlPlane {
-			declared[i].Config = addPatch(t, declared[i].Config, "cluster:\n  coreDNS:\n    image: "+image+"\n")
+			declared[i].Config = addPatch(t, declared[i].Config, fmt.Sprintf(patch, image))
 		}
 	}
 	if _, err := rollout.Run(ctx, declared, c.options(t, log.add)); err != nil {
@@ -78,8 +93,7 @@ func TestTheManifestSyncUpdatesCoreDNSAndDeletesNothing(t *testing.T) {
 	if got := corednsImage(t, ctx, c); got != image {
 		t.Errorf("CoreDNS runs %s after the sync, want %s\n%s", got, image, log.text())
 	}
-	// Talos 1.11 (the lab's release) takes talosctl's legacy sync, which does not tell updates apart.
-	if !strings.Contains(log.text(), "manifest sync: synced apps/v1 Deployment kube-system/coredns") {
+	if !strings.Contains(log.text(), "manifest sync: "+verb+" apps/v1 Deployment kube-system/coredns") {
 		t.Errorf("the log does not name the updated Deployment:\n%s", log.text())
 	}
 	if _, err := k.Send(ctx, base, http.MethodGet, "/api/v1/namespaces/kube-system/configmaps/hand-made", nil); err != nil {
@@ -96,12 +110,12 @@ func TestTheManifestSyncUpdatesCoreDNSAndDeletesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	diff, err := rollout.DiffManifests(ctx, c.nodes[0].Target, creds, kubeconfig, simtest.TalosVersion)
+	diff, err := rollout.DiffManifests(ctx, c.nodes[0].Target, creds, kubeconfig, c.nodes[0].TalosVersion)
 	if err != nil || len(diff) != 0 {
 		t.Errorf("diff after the sync: %q, %v; want nothing", diff, err)
 	}
 	var again []string
-	if err := rollout.SyncManifests(ctx, c.nodes[0].Target, creds, kubeconfig, simtest.TalosVersion, func(s string) { again = append(again, s) }); err != nil || len(again) != 0 {
+	if err := rollout.SyncManifests(ctx, c.nodes[0].Target, creds, kubeconfig, c.nodes[0].TalosVersion, func(s string) { again = append(again, s) }); err != nil || len(again) != 0 {
 		t.Errorf("a second sync: %q, %v; want no change", again, err)
 	}
 }
