@@ -53,16 +53,16 @@ export const SUITES = {
 
   // Go tests: `go test ./...` runs a module's packages side by side, so each package has its own.
   // The simulator's nodes (its factory host 127.0.0.1:18082 is a name in images, never bound).
-  simNode: { files: ["test/sim/node/"], nets: [7, 11, 12, 13, 14, 21, 22, 23, 24, 26, 99], ports: [18082], moves: false },
+  simNode: { files: ["test/sim/node/"], nets: [7, 11, 12, 13, 14, 21, 22, 23, 24, 26, 29, 99], ports: [18082], moves: false },
   // talos-sim and its tests; the ports are its factory's and control endpoint's defaults (a
   // simulator run by hand, test/sim/README.md).
   simCommand: { files: ["test/sim/cmd/"], nets: [36], ports: [18080, 18081], moves: false },
-  simApiserver: { files: ["test/sim/apiserver/"], nets: [18, 38], ports: [], moves: false },
+  simApiserver: { files: ["test/sim/apiserver/"], nets: [18, 38, 39], ports: [], moves: false },
   simTalosctl: { files: ["test/sim/talosctl/"], nets: [15, 16, 25, 27], ports: [], moves: false },
   // The provider's node reads; the lab's cluster endpoint (127.0.9.1:6443) is a name in configs.
   talosnodeNode: { files: ["talosnode/node/", "test/sim/simtest/"], nets: [9], ports: [], moves: false },
   talosnodeProvider: { files: ["talosnode/provider/"], nets: [10, 47, 50], ports: [], moves: false },
-  talosnodeRollout: { files: ["talosnode/rollout/"], nets: [17, 32, 34, 42, 43, 44, 45, 48, 49], ports: [], moves: false },
+  talosnodeRollout: { files: ["talosnode/rollout/"], nets: [17, 32, 33, 34, 42, 43, 44, 45, 48, 49], ports: [], moves: false },
   // The scheduled snapshot's control planes (talosnode/backup: npm run snapshot's command).
   talosnodeBackup: { files: ["talosnode/backup/"], nets: [58], ports: [], moves: false },
 } as const satisfies Record<string, Suite>;

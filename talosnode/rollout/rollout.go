@@ -103,6 +103,8 @@ const (
 	UpgradeCall Phase = "upgrade call"
 	Reboot      Phase = "reboot"
 	PostCheck   Phase = "post-check"
+	// ManifestSync is the bootstrap-manifest sync at the end of a run (manifests.go).
+	ManifestSync Phase = "manifest sync"
 )
 
 // Error stops a rollout: which node, in which phase, what was expected and what was seen.
@@ -165,11 +167,14 @@ func Run(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 			return r.result, err
 		}
 	}
-	// A Kubernetes version change goes component-major before the final pass (k8supgrade.go).
+	// A Kubernetes version change goes component-major before the final pass (k8supgrade.go);
+	// the bootstrap manifests follow everything else (manifests.go).
 	if err := r.kubernetesUpgrade(ctx, controlPlanes, workers); err != nil {
 		return r.result, err
 	}
-	err = r.pass(ctx, controlPlanes, workers)
+	if err = r.pass(ctx, controlPlanes, workers); err == nil && opts.Kubernetes {
+		err = r.syncManifests(ctx, declared)
+	}
 	return r.result, err
 }
 

@@ -131,6 +131,9 @@ type realAPI struct {
 	// frontends are the control planes' :6443 by address; mirrors what each mirror pod shows.
 	frontends map[string]*frontend
 	mirrors   map[string]mirrorKey
+	// manifestsApplied is, per control plane, the manifests its last create-only apply saw
+	// (manifests.go).
+	manifestsApplied map[string]string
 }
 
 // startRealAPI begins, for a cluster just bootstrapped on m, the wait and then the start of its
@@ -157,6 +160,8 @@ func (t *Trust) startRealAPI(m member) {
 		kubelets:  map[string]*kubeClient{},
 		frontends: map[string]*frontend{},
 		mirrors:   map[string]mirrorKey{},
+
+		manifestsApplied: map[string]string{},
 		// A recovery's snapshot, verified by the bootstrap node (recover.go).
 		recoverFrom: t.recoveries[m.cluster],
 	}
@@ -584,6 +589,15 @@ func isNotFound(err error) bool {
 
 // do sends body (JSON; a merge patch for PATCH) and decodes the answer into out.
 func (c *kubeClient) do(method, path string, body, out any) error {
+	contentType := "application/json"
+	if method == http.MethodPatch {
+		contentType = "application/merge-patch+json"
+	}
+	return c.send(method, path, contentType, body, out)
+}
+
+// send is do with the body's content type given (a server-side apply's, for one).
+func (c *kubeClient) send(method, path, contentType string, body, out any) error {
 	var reader io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -600,10 +614,7 @@ func (c *kubeClient) do(method, path string, body, out any) error {
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-		if method == http.MethodPatch {
-			req.Header.Set("Content-Type", "application/merge-patch+json")
-		}
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -50,11 +50,13 @@ func (t *Trust) runPods(api *realAPI) {
 		nodes := slices.Clone(t.nodes)
 		t.clusterMu.Unlock()
 		alive := map[string]member{}
+		var running []member
 		for _, n := range nodes {
 			m := n.member()
 			if m.cfg == nil || !m.up || m.cluster != api.cluster {
 				continue
 			}
+			running = append(running, m)
 			name := nodeName(m.hostname)
 			if name == "" {
 				continue
@@ -64,6 +66,13 @@ func (t *Trust) runPods(api *realAPI) {
 			}
 			if err := api.syncPods(name, m); err != nil {
 				log.Printf("node %s: kubelet pods: %v", n.address, err)
+			}
+		}
+		// The bootstrap manifests and the status of the workloads they hold (manifests.go).
+		if api.isReady() {
+			api.applyClusterManifests(running)
+			if err := api.syncWorkloadStatus(); err != nil {
+				log.Printf("cluster %s: workload status: %v", api.cluster, err)
 			}
 		}
 		if round%nodeMonitorEvery == 0 {

@@ -66,6 +66,7 @@ func newResourceState(schematicID string, links []link) (state.State, error) {
 		&k8s.ControllerManagerConfig{},
 		&k8s.SchedulerConfig{},
 		&k8s.BootstrapManifestsConfig{},
+		&k8s.Manifest{},
 		&k8s.StaticPodStatus{},
 		&k8s.StaticPod{},
 		&k8s.KubeletSpec{},

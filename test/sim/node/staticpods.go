@@ -254,6 +254,7 @@ func (n *Node) podsConfigured(ctx context.Context, cfg config.Provider, booted b
 		if err := put(ctx, n.cosi, bootstrapManifestsConfig(cfg, running)); err != nil {
 			log.Printf("node %s: bootstrap manifests config: %v", n.address, err)
 		}
+		n.manifestsConfigured(ctx, cfg)
 	}
 	var started []string
 	// newVersions are the components (and images) that start on another image version than they
