@@ -32,6 +32,7 @@ export const SUITES = {
   minors: { files: ["test/engine/minors.test.ts"], nets: [53], ports: [18530, 18531], moves: true },
   members: { files: ["test/engine/members.test.ts"], nets: [55], ports: [18550, 18551], moves: true },
   recover: { files: ["test/engine/recover.test.ts"], nets: [57], ports: [18570, 18571], moves: true },
+  kubernetes: { files: ["test/engine/kubernetes.test.ts"], nets: [59], ports: [18590, 18591], moves: true },
   // Simulator, charts; the late (30 s) and never-ready API servers' simulators.
   addons: {
     files: ["test/engine/addons.test.ts"],

@@ -456,8 +456,65 @@ func previewPlan(ctx context.Context, recorded []RolloutNode, declared RolloutAr
 	if _, to := kubernetesChange(recorded, declared.Nodes); to != "" {
 		// Each node's running release, read only when Kubernetes changes (plan_kubernetes.go).
 		lines = append(lines, kubernetesPlan(recorded, declared.Nodes, declared.MaxUnavailableWorkers, runningReleases(ctx, recorded, creds))...)
+		if admin {
+			lines = append(lines, manifestPlan(ctx, recorded, declared.Nodes, creds))
+		}
 	}
 	return lines
+}
+
+// manifestPlan says which bootstrap objects the up's manifest sync changes: those the control
+// planes render differently from the cluster now (a server-side dry run, rollout.DiffManifests),
+// and kube-proxy's DaemonSet, which follows the declared proxy image only once the configs carry
+// it. Best effort: a preview does not fail for it.
+func manifestPlan(ctx context.Context, recorded, declared []RolloutNode, creds node.Credentials) string {
+	head := "bootstrap manifests (synced after the upgrade, nothing deleted): "
+	var cp *RolloutNode
+	for i := range recorded {
+		if recorded[i].Role == "controlplane" && !isStrayMember(recorded[i]) {
+			cp = &recorded[i]
+			break
+		}
+	}
+	var changes []string
+	for _, n := range declared {
+		if _, cfg := kubernetesOf(n.MachineConfiguration); n.Role == "controlplane" && cfg != nil && cfg.K8sProxyConfig() != nil && cfg.K8sProxyConfig().Enabled() {
+			changes = append(changes, "update apps/v1 DaemonSet kube-system/kube-proxy to "+cfg.K8sProxyConfig().Image())
+			break
+		}
+	}
+	if cp == nil {
+		return head + strings.Join(append(changes, "the rest not read (no control plane recorded)"), "; ")
+	}
+	target := node.Target{Name: cp.Name, Address: cp.Address}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	diff, err := func() ([]string, error) {
+		c, err := node.Dial(ctx, target, creds)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close() //nolint:errcheck
+		kubeconfig, err := c.Kubeconfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return rollout.DiffManifests(ctx, target, creds, kubeconfig, cp.TalosVersion)
+	}()
+	switch {
+	case err != nil:
+		changes = append(changes, "the rest not read ("+node.Describe(err)+")")
+	default:
+		for _, d := range diff {
+			if !strings.Contains(d, "DaemonSet kube-system/kube-proxy") || len(changes) == 0 {
+				changes = append(changes, d)
+			}
+		}
+	}
+	if len(changes) == 0 {
+		return head + "none differ"
+	}
+	return head + strings.Join(changes, "; ")
 }
 
 // rolloutNodes are the stack's nodes as the rollout takes them.
