@@ -150,17 +150,22 @@ describeEngine(
       ws.must(["preview", "--refresh", "--expect-no-changes"]);
     });
 
-    it("changes the Kubernetes version node by node in the stack's order, without a reboot, each landing before the next node", async () => {
+    it("changes the Kubernetes version component by component, as upgrade-k8s does, without a reboot, each step landing before the next", async () => {
       change({ "talos-cluster:kubernetesVersion": "1.34.2" });
       const { events, output } = await upAndTimeline();
-      expect(named(of(events, "apply"))).toEqual(nodes.map((n) => n.name));
+      const applies = named(of(events, "apply"));
+      // kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy on each control plane
+      // first, then every kubelet: control planes, then workers (one at a time here).
+      const cpNames = named(controlPlanes);
+      expect(applies.slice(0, 4 * cpNames.length).every((n) => cpNames.includes(n))).toBe(true);
+      expect(applies.slice(4 * cpNames.length)).toEqual(nodes.map((n) => n.name));
       expect(of(events, "down")).toEqual([]);
       for (const n of await sim.nodes()) expect(n.config).toContain("kubelet:v1.34.2");
-      // The in-place wait ran through the API server for every node, in the stack's order.
+      // Each kubelet was awaited through the API server (the Node at the new version and Ready).
       // (The CLI prints each line while it runs and again in its summary: the first of each counts.)
-      const landed = new Set([...output.matchAll(/([\w-]+) \([\d.:]+\): the change has landed/g)].map((m) => m[1]));
-      expect([...landed]).toEqual(nodes.map((n) => n.name));
-      expect(output).toContain("waiting for kube-apiserver, kube-controller-manager, kube-scheduler to run the new config");
+      const kubelets = new Set([...output.matchAll(/([\w-]+) \([\d.:]+\): kubelet 1\.34\.2 runs/g)].map((m) => m[1]));
+      expect([...kubelets]).toEqual(nodes.map((n) => n.name));
+      expect(output).toMatch(/kube-apiserver 1\.34\.1 -> 1\.34\.2: applied in place/);
     });
 
     it("reboots nodes one at a time for a cluster-wide patch Talos cannot apply in place, each cordoned and drained first, uncordoned after", async () => {
