@@ -98,6 +98,7 @@ type boundPods struct {
 			UID               string            `json:"uid"`
 			Annotations       map[string]string `json:"annotations"`
 			DeletionTimestamp *string           `json:"deletionTimestamp"`
+			OwnerReferences   []ownerReference  `json:"ownerReferences"`
 		} `json:"metadata"`
 		Spec struct {
 			Containers []podContainer `json:"containers"`
@@ -107,6 +108,11 @@ type boundPods struct {
 			Conditions []podCondition `json:"conditions"`
 		} `json:"status"`
 	} `json:"items"`
+}
+
+type ownerReference struct {
+	Kind       string `json:"kind"`
+	Controller bool   `json:"controller"`
 }
 
 type podContainer struct {
@@ -183,7 +189,8 @@ func runningPodStatus(m member, containers []podContainer) map[string]any {
 
 // KubeAtApply is what the cluster's API server showed of a machine when a config apply reached it
 // (recorded with a real API server only): whether its Node was cordoned, and the pods bound to it
-// other than mirror pods, as namespace/name.
+// that a drain evicts, as namespace/name: not mirror pods nor a DaemonSet's (kube-proxy's, which
+// stays on a drained Node as kubectl drain --ignore-daemonsets leaves it).
 type KubeAtApply struct {
 	Mode          string   `json:"mode"`
 	Unschedulable bool     `json:"unschedulable"`
@@ -214,7 +221,9 @@ func (t *Trust) kubeAtApply(n *Node) *KubeAtApply {
 	}
 	out := &KubeAtApply{Unschedulable: node.Spec.Unschedulable, Pods: []string{}}
 	for _, p := range pods.Items {
-		if _, mirror := p.Metadata.Annotations[annotationMirror]; !mirror {
+		_, mirror := p.Metadata.Annotations[annotationMirror]
+		daemon := slices.ContainsFunc(p.Metadata.OwnerReferences, func(r ownerReference) bool { return r.Controller && r.Kind == "DaemonSet" })
+		if !mirror && !daemon {
 			out.Pods = append(out.Pods, p.Metadata.Namespace+"/"+p.Metadata.Name)
 		}
 	}
