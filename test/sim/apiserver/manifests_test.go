@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/client"
 	talosmachine "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/k8s"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -23,7 +26,8 @@ import (
 
 // Talos creates its bootstrap manifests once the API server answers and never updates them
 // (manifest_apply.go); the simulation stands in for kube-controller-manager with the status of
-// kube-system's Deployments and DaemonSets, so a rollout wait on them finishes.
+// kube-system's Deployments and DaemonSets and with their pods, so a rollout wait on them and
+// talosctl health's pod checks finish.
 func TestBootstrapManifestsAreCreatedOnceAndWorkloadsReportARollout(t *testing.T) {
 	cluster := simtest.NewCluster(t, clusterName, "https://"+net.JoinHostPort("127.0.39.11", "6443"))
 	cluster.RealControlPlane(t, -1)
@@ -85,6 +89,21 @@ func TestBootstrapManifestsAreCreatedOnceAndWorkloadsReportARollout(t *testing.T
 		}
 		return ds.Status.ObservedGeneration == ds.Generation && ds.Status.NumberReady == 2 && ds.Status.DesiredNumberScheduled == 2, ds.Status.String()
 	})
+	// The modelled controllers keep their pods, which the kubelets start: kube-proxy one per Node,
+	// owned by its DaemonSet (so a drain skips it); CoreDNS its two replicas.
+	within(t, "a Ready kube-proxy pod on each Node", func() (bool, string) {
+		pods := readyPods(ctx, admin, "k8s-app=kube-proxy")
+		ok := len(pods) == 2 && pods[0].Spec.NodeName != pods[1].Spec.NodeName
+		for _, p := range pods {
+			ref := metav1.GetControllerOf(&p)
+			ok = ok && ref != nil && ref.Kind == "DaemonSet" && ref.Name == "kube-proxy" && p.Name == "kube-proxy-"+p.Spec.NodeName
+		}
+		return ok, describePods(pods)
+	})
+	within(t, "two Ready CoreDNS pods", func() (bool, string) {
+		pods := readyPods(ctx, admin, "k8s-app=kube-dns")
+		return len(pods) == 2, describePods(pods)
+	})
 	before := image()
 
 	// A new CoreDNS image: the Manifest is re-rendered, the Deployment stays as it was.
@@ -130,4 +149,52 @@ func TestBootstrapManifestsAreCreatedOnceAndWorkloadsReportARollout(t *testing.T
 		}
 		return got.Status.ObservedGeneration == d.Generation && got.Status.UpdatedReplicas == 2, got.Status.String()
 	})
+	within(t, "CoreDNS pods of the new image", func() (bool, string) {
+		pods := readyPods(ctx, admin, "k8s-app=kube-dns")
+		return len(pods) == 2 && pods[0].Spec.Containers[0].Image == newImage && pods[1].Spec.Containers[0].Image == newImage, describePods(pods)
+	})
+
+	// A new kube-proxy image (as upgrade-k8s' sync applies it): each Node's pod is replaced.
+	const newProxy = "registry.k8s.io/kube-proxy:v1.35.1"
+	patch = []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"kube-proxy","image":"` + newProxy + `"}]}}}}`)
+	if _, err := admin.AppsV1().DaemonSets("kube-system").Patch(ctx, "kube-proxy", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "kube-proxy pods of the new image on each Node", func() (bool, string) {
+		pods := readyPods(ctx, admin, "k8s-app=kube-proxy")
+		return len(pods) == 2 && pods[0].Spec.NodeName != pods[1].Spec.NodeName &&
+			pods[0].Spec.Containers[0].Image == newProxy && pods[1].Spec.Containers[0].Image == newProxy, describePods(pods)
+	})
+	within(t, "the DaemonSet's status counts them", func() (bool, string) {
+		ds, err := admin.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return ds.Status.ObservedGeneration == ds.Generation && ds.Status.UpdatedNumberScheduled == 2 && ds.Status.NumberReady == 2, ds.Status.String()
+	})
+}
+
+// readyPods are the kube-system pods of the selector that are Ready and not being deleted.
+func readyPods(ctx context.Context, admin *kubernetes.Clientset, selector string) []corev1.Pod {
+	list, err := admin.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+			return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+		}) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func describePods(pods []corev1.Pod) string {
+	var parts []string
+	for _, p := range pods {
+		parts = append(parts, p.Name+"@"+p.Spec.NodeName+":"+p.Spec.Containers[0].Image)
+	}
+	return strings.Join(parts, ", ")
 }

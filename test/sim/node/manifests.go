@@ -39,8 +39,8 @@ import (
 //     re-rendered manifest reaches the cluster only through `talosctl upgrade-k8s`' final sync
 //     (pkg/cluster/kubernetes/talos_managed.go PerformManifestsSync).
 //
-// The simulation runs no kube-controller-manager, so the status its Deployment and DaemonSet
-// controllers would write is modelled too (syncWorkloadStatus): a rollout wait can finish.
+// The simulation runs no kube-controller-manager, so the pods and status its Deployment and
+// DaemonSet controllers would keep are modelled too (workloads.go): a rollout wait can finish.
 
 // renderManifests is ManifestController.render for the modelled manifests: id → objects.
 func renderManifests(cfg config.Provider) map[string][]runtime.Object {
@@ -521,64 +521,4 @@ func (api *realAPI) applyClusterManifests(members []member) {
 		api.manifestsApplied[m.node.address.String()] = key
 		api.mu.Unlock()
 	}
-}
-
-// workload is the part of a Deployment or DaemonSet the status model reads.
-type workload struct {
-	Metadata struct {
-		Name       string `json:"name"`
-		Generation int64  `json:"generation"`
-	} `json:"metadata"`
-	Spec struct {
-		Replicas *int32 `json:"replicas"`
-	} `json:"spec"`
-	Status struct {
-		ObservedGeneration int64 `json:"observedGeneration"`
-	} `json:"status"`
-}
-
-// syncWorkloadStatus is what kube-controller-manager's Deployment and DaemonSet controllers
-// would report of kube-system's workloads once their pods run: a Deployment whose generation
-// moved has all its replicas updated, ready and available; a DaemonSet runs one ready pod on
-// every Node. Pods themselves are not made.
-func (api *realAPI) syncWorkloadStatus() error {
-	var nodes struct {
-		Items []any `json:"items"`
-	}
-	for _, kind := range []string{"deployments", "daemonsets"} {
-		var list struct {
-			Items []workload `json:"items"`
-		}
-		base := "/apis/apps/v1/namespaces/kube-system/" + kind
-		if err := api.admin.do(http.MethodGet, base, nil, &list); err != nil {
-			return err
-		}
-		for _, w := range list.Items {
-			if w.Status.ObservedGeneration == w.Metadata.Generation {
-				continue
-			}
-			var status map[string]any
-			if kind == "deployments" {
-				replicas := int32(1)
-				if w.Spec.Replicas != nil {
-					replicas = *w.Spec.Replicas
-				}
-				status = map[string]any{"observedGeneration": w.Metadata.Generation, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
-					"conditions": []map[string]any{{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}, {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}}}
-			} else {
-				if nodes.Items == nil {
-					if err := api.admin.do(http.MethodGet, "/api/v1/nodes", nil, &nodes); err != nil {
-						return err
-					}
-				}
-				count := len(nodes.Items)
-				status = map[string]any{"observedGeneration": w.Metadata.Generation, "desiredNumberScheduled": count, "currentNumberScheduled": count, "updatedNumberScheduled": count,
-					"numberReady": count, "numberAvailable": count, "numberMisscheduled": 0}
-			}
-			if err := api.admin.do(http.MethodPatch, base+"/"+w.Metadata.Name+"/status", map[string]any{"status": status}, nil); err != nil && !isNotFound(err) {
-				return fmt.Errorf("%s %s status: %w", kind, w.Metadata.Name, err)
-			}
-		}
-	}
-	return nil
 }

@@ -81,7 +81,8 @@ type State struct {
 	// NodeAddress is how the machine's address reaches its first link, or why it does not.
 	NodeAddress NodeAddress `json:"nodeAddress"`
 	// KubeAtApply is, per config apply on the configured machine (not dry runs), its Node and
-	// pods as the real API server showed them then; empty without a real API server.
+	// the pods a drain evicts as the real API server showed them then; empty without a real API
+	// server.
 	KubeAtApply []KubeAtApply `json:"kubeAtApply,omitempty"`
 	// KubeAtReboot is the same per Reboot call (Mode is the reboot mode): a client that upgrades
 	// through LifecycleService drains the Node itself before it asks for the reboot.

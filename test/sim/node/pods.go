@@ -26,8 +26,9 @@ import (
 // had, and a pod evicted meanwhile stays terminating until the machine is back. Not modelled: the
 // kubelet's graceful node shutdown (pods of a machine that reboots without a drain stay Running
 // in the API server here, where a real kubelet marks them Failed), scheduling and controllers
-// (ReplicaSets, the disruption controller that computes a PodDisruptionBudget's status): tests
-// bind pods to nodes and set PDB status themselves.
+// (the disruption controller that computes a PodDisruptionBudget's status): tests bind their own
+// pods to nodes and set PDB status themselves; the pods of the bootstrap manifests' workloads are
+// kept by workloads.go.
 
 // podSyncInterval is how often each kubelet looks at its pods.
 const podSyncInterval = 100 * time.Millisecond
@@ -71,7 +72,7 @@ func (t *Trust) runPods(api *realAPI) {
 		// The bootstrap manifests and the status of the workloads they hold (manifests.go).
 		if api.isReady() {
 			api.applyClusterManifests(running)
-			if err := api.syncWorkloadStatus(); err != nil {
+			if err := api.syncWorkloads(); err != nil {
 				log.Printf("cluster %s: workload status: %v", api.cluster, err)
 			}
 		}
@@ -97,12 +98,26 @@ type boundPods struct {
 			UID               string            `json:"uid"`
 			Annotations       map[string]string `json:"annotations"`
 			DeletionTimestamp *string           `json:"deletionTimestamp"`
+			OwnerReferences   []ownerReference  `json:"ownerReferences"`
 		} `json:"metadata"`
+		Spec struct {
+			Containers []podContainer `json:"containers"`
+		} `json:"spec"`
 		Status struct {
 			Phase      string         `json:"phase"`
 			Conditions []podCondition `json:"conditions"`
 		} `json:"status"`
 	} `json:"items"`
+}
+
+type ownerReference struct {
+	Kind       string `json:"kind"`
+	Controller bool   `json:"controller"`
+}
+
+type podContainer struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
 }
 
 type podCondition struct {
@@ -139,17 +154,24 @@ func (api *realAPI) syncPods(name string, m member) error {
 		if p.Status.Phase == "Running" && ready {
 			continue
 		}
-		if err := kubelet.do(http.MethodPatch, path+"/status", runningPodStatus(m), nil); err != nil && !isNotFound(err) {
+		if err := kubelet.do(http.MethodPatch, path+"/status", runningPodStatus(m, p.Spec.Containers), nil); err != nil && !isNotFound(err) {
 			return fmt.Errorf("pod %s/%s status: %w", p.Metadata.Namespace, p.Metadata.Name, err)
 		}
 	}
 	return nil
 }
 
-// runningPodStatus is the status a kubelet posts once a pod's containers run and are ready.
-func runningPodStatus(m member) map[string]any {
+// runningPodStatus is the status a kubelet posts once a pod's containers run and are ready. Each
+// container has a running state: talosctl health's pod check (v1.14.1 pkg/cluster/check/
+// kubernetes.go K8sPodReadyAssertion) skips a pod none of whose containers is shown running.
+func runningPodStatus(m member, containers []podContainer) map[string]any {
 	now := time.Now().UTC().Format(time.RFC3339)
 	address := m.node.address.String()
+	statuses := make([]map[string]any, 0, len(containers))
+	for _, c := range containers {
+		statuses = append(statuses, map[string]any{"name": c.Name, "image": c.Image, "imageID": "", "ready": true, "started": true,
+			"restartCount": 0, "state": map[string]any{"running": map[string]any{"startedAt": now}}})
+	}
 	return map[string]any{"status": map[string]any{
 		"phase":   "Running",
 		"hostIP":  address,
@@ -160,13 +182,15 @@ func runningPodStatus(m member) map[string]any {
 			{"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
 			{"type": "Ready", "status": "True", "lastTransitionTime": now},
 		},
-		"startTime": now,
+		"containerStatuses": statuses,
+		"startTime":         now,
 	}}
 }
 
 // KubeAtApply is what the cluster's API server showed of a machine when a config apply reached it
 // (recorded with a real API server only): whether its Node was cordoned, and the pods bound to it
-// other than mirror pods, as namespace/name.
+// that a drain evicts, as namespace/name: not mirror pods nor a DaemonSet's (kube-proxy's, which
+// stays on a drained Node as kubectl drain --ignore-daemonsets leaves it).
 type KubeAtApply struct {
 	Mode          string   `json:"mode"`
 	Unschedulable bool     `json:"unschedulable"`
@@ -197,7 +221,9 @@ func (t *Trust) kubeAtApply(n *Node) *KubeAtApply {
 	}
 	out := &KubeAtApply{Unschedulable: node.Spec.Unschedulable, Pods: []string{}}
 	for _, p := range pods.Items {
-		if _, mirror := p.Metadata.Annotations[annotationMirror]; !mirror {
+		_, mirror := p.Metadata.Annotations[annotationMirror]
+		daemon := slices.ContainsFunc(p.Metadata.OwnerReferences, func(r ownerReference) bool { return r.Controller && r.Kind == "DaemonSet" })
+		if !mirror && !daemon {
 			out.Pods = append(out.Pods, p.Metadata.Namespace+"/"+p.Metadata.Name)
 		}
 	}
