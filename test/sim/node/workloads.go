@@ -99,14 +99,16 @@ type workloadPlan struct {
 	unplaced      int               // replicas no Node can take now
 }
 
-// planDaemonSet: one pod of the current template per Node.
-func planDaemonSet(ds string, nodes []clusterNode, pods []podView, hash string) workloadPlan {
-	plan := workloadPlan{create: map[string]string{}}
+// sortPods is what both controllers do first with a workload's pods: a pod of a Node that is
+// gone is deleted at once, a pod of an older template gracefully; taken are every pod's names
+// (a terminating one's too), current the pods of the current template that stay.
+func sortPods(nodes []clusterNode, pods []podView, hash string) (plan workloadPlan, taken map[string]bool, current []podView) {
+	plan = workloadPlan{create: map[string]string{}}
 	exists := map[string]bool{}
 	for _, n := range nodes {
 		exists[n.name] = true
 	}
-	taken := map[string]bool{}
+	taken = map[string]bool{}
 	for _, p := range pods {
 		taken[p.name] = true
 		switch {
@@ -116,11 +118,20 @@ func planDaemonSet(ds string, nodes []clusterNode, pods []podView, hash string) 
 		case p.hash != hash:
 			plan.remove = append(plan.remove, p.name)
 		default:
-			plan.live++
-			plan.updated++
-			if p.ready {
-				plan.ready++
-			}
+			current = append(current, p)
+		}
+	}
+	return plan, taken, current
+}
+
+// planDaemonSet: one pod of the current template per Node.
+func planDaemonSet(ds string, nodes []clusterNode, pods []podView, hash string) workloadPlan {
+	plan, taken, current := sortPods(nodes, pods, hash)
+	for _, p := range current {
+		plan.live++
+		plan.updated++
+		if p.ready {
+			plan.ready++
 		}
 	}
 	for _, n := range nodes {
@@ -136,26 +147,8 @@ func planDaemonSet(ds string, nodes []clusterNode, pods []podView, hash string) 
 
 // planDeployment: replicas pods of the current template on schedulable Nodes, fewest first.
 func planDeployment(deploy string, replicas int, nodes []clusterNode, pods []podView, hash string) workloadPlan {
-	plan := workloadPlan{create: map[string]string{}}
-	exists := map[string]bool{}
-	for _, n := range nodes {
-		exists[n.name] = true
-	}
-	taken := map[string]bool{}
+	plan, taken, keep := sortPods(nodes, pods, hash)
 	perNode := map[string]int{}
-	var keep []podView
-	for _, p := range pods {
-		taken[p.name] = true
-		switch {
-		case !exists[p.node]:
-			plan.force = append(plan.force, p.name)
-		case p.terminating:
-		case p.hash != hash:
-			plan.remove = append(plan.remove, p.name)
-		default:
-			keep = append(keep, p)
-		}
-	}
 	// Scaling down deletes the surplus, newest names last kept.
 	for len(keep) > replicas {
 		plan.remove = append(plan.remove, keep[len(keep)-1].name)
